@@ -1,0 +1,148 @@
+// The waiting machinery shared by every kind: in-process FIFO first, then
+// tries of the kind's mechanism with capped, jittered backoff, woken early
+// when the kind can tell of a release; timeouts and AbortSignal throughout.
+
+import type { Attempt, LockTarget } from "./_kind.ts";
+import type { Runtime } from "./runtime/mod.ts";
+import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
+import { backoff } from "./_backoff.ts";
+import {
+  localHolder,
+  releaseLocal,
+  setLocalHolder,
+  tryLocal,
+  waitLocal,
+} from "./_local_mutex.ts";
+import { LockAbortedError, LockTimeoutError } from "./errors.ts";
+
+/** What one acquisition needs. */
+export interface AcquireRequest {
+  name: string;
+  kind: LockKind;
+  target: LockTarget;
+  runtime: Runtime;
+  /** false: try once. */
+  wait: boolean;
+  /** ms; undefined waits forever. */
+  timeout?: number;
+  signal?: AbortSignal;
+  retry?: RetryOptions;
+}
+
+/** Either the held lock, or who held it when we gave up without waiting. */
+export type AcquireResult =
+  | { held: HeldLock }
+  | { held: null; holder: LockInfo | null };
+
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
+  Symbol.for("Symbol.asyncDispose");
+
+/** Sleeps `ms`, returning early when `wake` resolves or `signal` aborts. */
+function pause(
+  runtime: Runtime,
+  ms: number,
+  wake: Promise<void> | undefined,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = runtime.setTimer(done, Math.max(0, ms));
+    function done() {
+      timer.clear();
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+    wake?.then(done, done);
+  });
+}
+
+function makeHeldLock(
+  request: AcquireRequest,
+  grant: Extract<Attempt, { acquired: true }>["grant"],
+): HeldLock {
+  const key = request.target.key;
+  let releasing: Promise<void> | null = null;
+  const release = () =>
+    releasing ??= grant.release().finally(() => releaseLocal(key));
+  return {
+    name: request.name,
+    kind: request.kind,
+    token: grant.token,
+    info: grant.info,
+    signal: grant.lost ?? new AbortController().signal,
+    release,
+    [asyncDispose]: release,
+  };
+}
+
+/** Waits for the in-process slot of the target, honouring timeout and signal. */
+async function takeLocalSlot(
+  request: AcquireRequest,
+  deadline: number,
+): Promise<boolean> {
+  const { target, runtime, signal, name } = request;
+  if (!request.wait) return tryLocal(target.key);
+  if (tryLocal(target.key)) return true;
+  let timer: { clear(): void } | undefined;
+  let onAbort: (() => void) | undefined;
+  let timedOut = false;
+  const cancel = new Promise<void>((resolve) => {
+    if (Number.isFinite(deadline)) {
+      timer = runtime.setTimer(() => {
+        timedOut = true;
+        resolve();
+      }, deadline - runtime.monotonic());
+    }
+    onAbort = () => resolve();
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    await waitLocal(target.key, cancel, () =>
+      timedOut
+        ? new LockTimeoutError(name, request.timeout!, localHolder(target.key) ?? null)
+        : new LockAbortedError(name, signal?.reason));
+    return true;
+  } finally {
+    timer?.clear();
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Acquires `request.target`: returns the held lock, or (when not waiting)
+ * the holder. Throws LockTimeoutError / LockAbortedError while waiting.
+ */
+export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
+  const { runtime, target, signal, name } = request;
+  if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
+  const start = runtime.monotonic();
+  const deadline = request.timeout === undefined ? Infinity : start + request.timeout;
+  if (!(await takeLocalSlot(request, deadline))) {
+    return { held: null, holder: localHolder(target.key) ?? null };
+  }
+  const nextDelay = backoff(request.retry);
+  let granted = false;
+  try {
+    for (;;) {
+      const attempt = await target.tryAcquire();
+      if (attempt.acquired) {
+        granted = true;
+        setLocalHolder(target.key, attempt.grant.info);
+        return { held: makeHeldLock(request, attempt.grant) };
+      }
+      const left = deadline - runtime.monotonic();
+      if (!request.wait || left <= 0) {
+        attempt.cancelWake?.();
+        if (!request.wait) return { held: null, holder: attempt.holder };
+        throw new LockTimeoutError(name, request.timeout!, attempt.holder);
+      }
+      await pause(runtime, Math.min(nextDelay(), left), attempt.wake, signal);
+      attempt.cancelWake?.();
+      if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
+    }
+  } finally {
+    // The slot passes to the HeldLock when granted; otherwise it is freed
+    // exactly once here, whatever ended the wait.
+    if (!granted) releaseLocal(target.key);
+  }
+}

@@ -1,0 +1,51 @@
+// The interface every lock kind implements. The generic machinery (in-process
+// FIFO, waiting with backoff, timeouts, abort, HeldLock) lives in _acquire.ts;
+// a kind only knows how to try once, how to release, and how to look.
+
+import type { LockInfo, LockKind, LockOptions } from "./types.ts";
+import type { Runtime } from "./runtime/mod.ts";
+
+/** A successful acquisition. */
+export interface Grant {
+  /** The fencing token of this acquisition. */
+  token: number;
+  /** The holder's info (this process). */
+  info: LockInfo;
+  /** Gives the lock up. Called at most once. */
+  release(): Promise<void>;
+  /** Aborted (reason: LockLostError) if the kind notices the lock is lost. */
+  lost?: AbortSignal;
+}
+
+/** The outcome of one try. */
+export type Attempt =
+  | { acquired: true; grant: Grant }
+  | {
+    acquired: false;
+    /** The holder, when it could be identified. */
+    holder: LockInfo | null;
+    /**
+     * Resolves when the holder lets go (a kind that can be told of a release
+     * returns it), so a waiter retries at once instead of polling.
+     */
+    wake?: Promise<void>;
+    /** Drops whatever `wake` holds open, if the waiter stops waiting. */
+    cancelWake?: () => void;
+  };
+
+/** One named lock of one kind, ready to be tried. */
+export interface LockTarget {
+  /** Identity within this process: two targets with one key exclude each other in FIFO order. */
+  readonly key: string;
+  /** Tries once, never waiting for the holder. */
+  tryAcquire(): Promise<Attempt>;
+  /** The current holder's info, or null if free. */
+  inspect(): Promise<LockInfo | null>;
+}
+
+/** Builds targets for one kind. */
+export interface KindDriver {
+  readonly kind: LockKind;
+  /** Resolves `name` + options to a target; validates kind-specific options. */
+  open(name: string, options: LockOptions, runtime: Runtime): Promise<LockTarget>;
+}

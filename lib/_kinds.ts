@@ -1,0 +1,28 @@
+// The one table of kinds. Each kind's driver registers here; lock() and the
+// CLI look kinds up here and nowhere else.
+
+import type { KindDriver } from "./_kind.ts";
+import type { LockKind } from "./types.ts";
+import { LockError } from "./errors.ts";
+import { folderDriver } from "./folder/folder_target.ts";
+
+/** The kind used when none is given. */
+export const DEFAULT_KIND: LockKind = "folder";
+
+const drivers: Record<LockKind, KindDriver> = {
+  folder: folderDriver,
+};
+
+/** The names of the kinds this version provides. */
+export const KINDS: readonly LockKind[] = Object.keys(drivers) as LockKind[];
+
+/** The driver for `kind`, or a LockError listing the kinds there are. */
+export function driverFor(kind: string): KindDriver {
+  const driver = (drivers as Record<string, KindDriver | undefined>)[kind];
+  if (!driver) {
+    throw new LockError(
+      `Unknown lock kind "${kind}". Use one of: ${KINDS.join(", ")}.`,
+    );
+  }
+  return driver;
+}

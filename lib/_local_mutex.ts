@@ -1,0 +1,74 @@
+// In-process exclusion: two lock("x") calls in one process queue FIFO here
+// before either touches the cross-process mechanism, so they exclude each
+// other like two processes do, and the order is fair.
+
+import type { LockInfo } from "./types.ts";
+
+interface Waiter {
+  grant(): void;
+}
+
+interface Slot {
+  holder: LockInfo | null;
+  queue: Waiter[];
+}
+
+const slots = new Map<string, Slot>();
+
+/** The info of the in-process holder of `key`, if any. */
+export function localHolder(key: string): LockInfo | null | undefined {
+  return slots.get(key)?.holder;
+}
+
+/** Takes `key` at once if free; returns false if held in this process. */
+export function tryLocal(key: string): boolean {
+  if (slots.has(key)) return false;
+  slots.set(key, { holder: null, queue: [] });
+  return true;
+}
+
+/**
+ * Waits for `key` in FIFO order. `cancel` resolves when the caller gives up
+ * (timeout or abort); the promise then rejects with `cancelReason()`.
+ */
+export function waitLocal(
+  key: string,
+  cancel: Promise<unknown>,
+  cancelReason: () => unknown,
+): Promise<void> {
+  if (tryLocal(key)) return Promise.resolve();
+  const slot = slots.get(key)!;
+  return new Promise<void>((resolve, reject) => {
+    let done = false;
+    const waiter: Waiter = {
+      grant() {
+        done = true;
+        resolve();
+      },
+    };
+    slot.queue.push(waiter);
+    cancel.then(() => {
+      if (done) return;
+      done = true;
+      const at = slot.queue.indexOf(waiter);
+      if (at >= 0) slot.queue.splice(at, 1);
+      reject(cancelReason());
+    });
+  });
+}
+
+/** Records who holds `key` (for busy errors raised within this process). */
+export function setLocalHolder(key: string, info: LockInfo): void {
+  const slot = slots.get(key);
+  if (slot) slot.holder = info;
+}
+
+/** Hands `key` to the next waiter, or frees it. */
+export function releaseLocal(key: string): void {
+  const slot = slots.get(key);
+  if (!slot) return;
+  const next = slot.queue.shift();
+  slot.holder = null;
+  if (next) next.grant();
+  else slots.delete(key);
+}

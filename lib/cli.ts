@@ -1,0 +1,85 @@
+/**
+ * The `socketlock` command line: `run` a command under a lock, show a lock's
+ * `status`.
+ *
+ * ```sh
+ * deno run -A jsr:@x/socketlock/cli run nightly -- ./report.sh
+ * ```
+ *
+ * @example Run the CLI from code
+ * ```ts
+ * import { main } from "jsr:@x/socketlock/cli";
+ * const code = await main(["status", "nightly"]);
+ * console.log(code === 0 ? "free" : "held");
+ * ```
+ *
+ * @module
+ */
+
+import { runtime } from "./runtime/mod.ts";
+import { LockError } from "./errors.ts";
+import { createLogger } from "./log.ts";
+import { UsageError } from "./cli/args.ts";
+import { RUN_HELP, runCommand } from "./cli/run_command.ts";
+import { STATUS_HELP, statusCommand } from "./cli/status_command.ts";
+
+/** Exit code on usage errors: EX_USAGE. */
+const EXIT_USAGE = 64;
+
+const HELP = `Usage: socketlock COMMAND [options]
+
+Commands:
+  run NAME [options] -- CMD [ARGS...]   run CMD while holding the lock NAME
+  status NAME [options]                 show who holds the lock NAME
+
+Run "socketlock COMMAND --help" for a command's options.`;
+
+/**
+ * Runs the CLI with `args` (without the program name) and returns the exit
+ * code; it does not exit the process.
+ *
+ * @example Show the holder of a lock
+ * ```ts
+ * import { main } from "./cli.ts";
+ * await main(["status", "nightly"]);
+ * ```
+ *
+ * @param args The command-line arguments.
+ * @returns The exit code.
+ */
+export async function main(args: string[]): Promise<number> {
+  const log = createLogger();
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "run":
+        return await runCommand(rest, log);
+      case "status":
+        return await statusCommand(rest);
+      case undefined:
+      case "-h":
+      case "--help":
+      case "help":
+        console.log(HELP);
+        return command === undefined ? EXIT_USAGE : 0;
+      default:
+        throw new UsageError(`Unknown command "${command}".`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      log.log("error", error.message);
+      const help = command === "run" ? RUN_HELP : command === "status" ? STATUS_HELP : HELP;
+      console.error(help);
+      return EXIT_USAGE;
+    }
+    if (error instanceof LockError) {
+      log.log("error", error.message);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) {
+  runtime.exit(await main(runtime.args()));
+}

@@ -1,0 +1,133 @@
+// `socketlock run NAME -- CMD ...`: flock(1)-style, the command runs while
+// the lock is held and its exit code becomes ours.
+
+import { runtime } from "../runtime/mod.ts";
+import { lock } from "../lock.ts";
+import type { HeldLock, LockKind, LockOptions } from "../types.ts";
+import { LockAbortedError, LockBusyError, LockTimeoutError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { millis, parseArgs, UsageError } from "./args.ts";
+
+/** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
+export const EXIT_BUSY = 75;
+/** Exit code when the command cannot be started, as shells use. */
+export const EXIT_CANNOT_RUN = 127;
+
+/** Help text of `run`. */
+export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS...]
+
+Runs COMMAND while holding the lock NAME; exits with COMMAND's exit code.
+Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND; the lock is
+released when COMMAND ends, or by the OS if this process dies.
+
+Options:
+  --kind KIND    lock kind (default: the library's default kind)
+  --dir DIR      lock directory for local kinds
+  --wait MS      wait at most MS milliseconds (default: wait forever)
+  --no-wait      fail at once if the lock is held
+  -v             say when the lock is taken and released
+  -h, --help     show this help
+
+Exit codes: COMMAND's own; ${EXIT_BUSY} if the lock is busy (--no-wait) or the
+wait timed out; ${EXIT_CANNOT_RUN} if COMMAND cannot be started; 64 on usage errors;
+128+N if COMMAND was killed by signal N.`;
+
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGABRT: 6,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
+const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** Options shared by commands that name a lock. */
+export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions {
+  const options: LockOptions = {};
+  const kind = flags.get("--kind");
+  if (typeof kind === "string") options.kind = kind as LockKind;
+  const dir = flags.get("--dir");
+  if (typeof dir === "string") options.dir = dir;
+  return options;
+}
+
+/** While waiting for the lock, a signal cancels the wait. */
+async function takeLock(
+  name: string,
+  options: LockOptions,
+  log: Logger,
+): Promise<HeldLock | number> {
+  const abort = new AbortController();
+  const stop = FORWARDED.map((sig) => runtime.onSignal(sig, () => abort.abort(sig)));
+  try {
+    return await lock(name, { ...options, signal: abort.signal });
+  } catch (error) {
+    if (error instanceof LockBusyError || error instanceof LockTimeoutError) {
+      log.log("error", error.message);
+      return EXIT_BUSY;
+    }
+    if (error instanceof LockAbortedError) {
+      return 128 + (SIGNAL_NUMBERS[String(abort.signal.reason)] ?? 2);
+    }
+    throw error;
+  } finally {
+    for (const off of stop) off();
+  }
+}
+
+/** Runs `socketlock run`; returns the exit code. */
+export async function runCommand(args: string[], log: Logger): Promise<number> {
+  const parsed = parseArgs(args, ["--kind", "--dir", "--wait"], [
+    "--no-wait",
+    "-v",
+    "-h",
+    "--help",
+  ]);
+  if (parsed.flags.has("--help") || parsed.flags.has("-h")) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  const [name, ...extra] = parsed.positionals;
+  if (!name) throw new UsageError("run needs a lock NAME.");
+  if (extra.length) {
+    throw new UsageError(`Put the command after "--": socketlock run ${name} -- ${extra.join(" ")}`);
+  }
+  if (parsed.rest.length === 0) throw new UsageError("run needs a command after --.");
+  if (parsed.flags.has("--no-wait") && parsed.flags.has("--wait")) {
+    throw new UsageError("Use either --wait MS or --no-wait, not both.");
+  }
+  const options = lockOptionsFrom(parsed.flags);
+  options.timeout = parsed.flags.has("--no-wait") ? 0 : millis("--wait", parsed.flags.get("--wait"));
+  const verbose = parsed.flags.has("-v");
+
+  const held = await takeLock(name, options, log);
+  if (typeof held === "number") return held;
+  if (verbose) log.log("info", `lock "${name}" taken`, { kind: held.kind, token: held.token });
+  const [command, ...commandArgs] = parsed.rest;
+  const stop: Array<() => void> = [];
+  try {
+    const child = runtime.spawn(command, commandArgs);
+    for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.kill(sig)));
+    const onLost = () => {
+      log.log("error", `lock "${name}" was lost; stopping the command`);
+      child.kill("SIGTERM");
+    };
+    held.signal.addEventListener("abort", onLost, { once: true });
+    stop.push(() => held.signal.removeEventListener("abort", onLost));
+    const { code, signal } = await child.exited;
+    return code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0);
+  } catch (error) {
+    log.log("error", `cannot run ${command}: ${(error as Error).message}`);
+    return EXIT_CANNOT_RUN;
+  } finally {
+    for (const off of stop) off();
+    await held.release();
+    if (verbose) log.log("info", `lock "${name}" released`);
+  }
+}

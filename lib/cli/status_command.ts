@@ -1,0 +1,43 @@
+// `socketlock status NAME`: who holds a lock, for people and for scripts.
+
+import { inspect } from "../lock.ts";
+import { DEFAULT_KIND } from "../_kinds.ts";
+import { parseArgs, UsageError } from "./args.ts";
+import { lockOptionsFrom } from "./run_command.ts";
+
+/** Help text of `status`. */
+export const STATUS_HELP = `Usage: socketlock status NAME [options]
+
+Tells who holds the lock NAME. Exits 0 if it is free, 1 if it is held.
+
+Options:
+  --kind KIND    lock kind (default: the library's default kind)
+  --dir DIR      lock directory for local kinds
+  --json         print {"name", "kind", "held", "holder"} as JSON
+  -h, --help     show this help`;
+
+/** Runs `socketlock status`; returns the exit code. */
+export async function statusCommand(args: string[]): Promise<number> {
+  const parsed = parseArgs(args, ["--kind", "--dir"], ["--json", "-h", "--help"]);
+  if (parsed.flags.has("--help") || parsed.flags.has("-h")) {
+    console.log(STATUS_HELP);
+    return 0;
+  }
+  const [name, ...extra] = parsed.positionals;
+  if (!name || extra.length) throw new UsageError("status takes exactly one lock NAME.");
+  const options = lockOptionsFrom(parsed.flags);
+  const holder = await inspect(name, options);
+  if (parsed.flags.has("--json")) {
+    console.log(JSON.stringify({ name, kind: options.kind ?? DEFAULT_KIND, held: !!holder, holder }));
+  } else if (!holder) {
+    console.log(`lock "${name}" is free`);
+  } else {
+    const since = holder.acquiredAt ? ` since ${new Date(holder.acquiredAt).toISOString()}` : "";
+    const host = holder.host ? ` on host ${holder.host}` : "";
+    const token = holder.token !== undefined ? `, token ${holder.token}` : "";
+    console.log(
+      `lock "${name}" is held by pid ${holder.pid}${host}${since} (kind: ${holder.kind}${token})`,
+    );
+  }
+  return holder ? 1 : 0;
+}

@@ -1,0 +1,104 @@
+/**
+ * Where local locks live, and the checks that make a lock directory safe to
+ * use: created 0700, owned by this user, no symlinks, not writable by others.
+ *
+ * @module
+ */
+
+import { errorCode, type Runtime } from "./runtime/mod.ts";
+import { LockPermissionError } from "./errors.ts";
+
+/**
+ * The default lock directory: `$XDG_RUNTIME_DIR/socketlock`, else
+ * `<temp dir>/socketlock-<uid>`.
+ *
+ * @example Show where locks live
+ * ```ts
+ * import { defaultLockDir } from "./dirs.ts";
+ * import { runtime } from "./runtime/mod.ts";
+ * console.log(defaultLockDir(runtime));
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @returns An absolute directory path.
+ */
+export function defaultLockDir(runtime: Runtime): string {
+  const xdg = runtime.env("XDG_RUNTIME_DIR");
+  if (xdg) return joinPath(xdg, "socketlock");
+  const uid = runtime.uid();
+  return joinPath(runtime.tempDir(), `socketlock-${uid ?? "user"}`);
+}
+
+/** Joins path segments with "/" (all our paths are POSIX-style). */
+export function joinPath(...parts: string[]): string {
+  return parts.join("/").replace(/\/{2,}/g, "/");
+}
+
+const checked = new Set<string>();
+
+/**
+ * Creates `dir` (0700) if missing and checks it is safe: a real directory,
+ * not a symlink, owned by this user, not writable by group or others.
+ * Checked once per process per directory.
+ *
+ * @param runtime The runtime adapter.
+ * @param dir The directory.
+ * @returns The directory.
+ * @throws {LockPermissionError} When the directory is unsafe, saying how to fix it.
+ */
+export async function ensureLockDir(runtime: Runtime, dir: string): Promise<string> {
+  if (checked.has(dir)) return dir;
+  await runtime.mkdir(dir, 0o700);
+  const stat = await runtime.lstat(dir);
+  if (stat.isSymlink) {
+    throw new LockPermissionError(
+      `Lock directory ${dir} is a symlink; refusing to follow it. Remove the ` +
+        `link, or pass the real path as { dir }.`,
+    );
+  }
+  if (!stat.isDirectory) {
+    throw new LockPermissionError(
+      `Lock directory ${dir} exists but is not a directory. Remove it or pass another { dir }.`,
+    );
+  }
+  const uid = runtime.uid();
+  if (uid !== null && stat.uid !== null && stat.uid !== uid) {
+    throw new LockPermissionError(
+      `Lock directory ${dir} is owned by uid ${stat.uid}, not by you (uid ${uid}). ` +
+        `Another user could tamper with your locks; pass your own { dir }, or ` +
+        `remove it if it is yours by mistake.`,
+    );
+  }
+  if (stat.mode & 0o022) {
+    throw new LockPermissionError(
+      `Lock directory ${dir} is writable by others (mode ${
+        stat.mode.toString(8)
+      }). Fix it with "chmod 700 ${dir}".`,
+    );
+  }
+  checked.add(dir);
+  return dir;
+}
+
+/**
+ * Refuses a lock file path that is a symlink (a planted link could make a
+ * lock write through to another file).
+ *
+ * @returns true if the path exists as a regular file, false if absent.
+ * @throws {LockPermissionError} If the path is a symlink or not a file.
+ */
+export async function checkLockFile(runtime: Runtime, path: string): Promise<boolean> {
+  try {
+    const stat = await runtime.lstat(path);
+    if (stat.isSymlink || !stat.isFile) {
+      throw new LockPermissionError(
+        `Lock file ${path} is ${stat.isSymlink ? "a symlink" : "not a regular file"}; ` +
+          `refusing to use it. Remove it if you did not create it on purpose.`,
+      );
+    }
+    return true;
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return false;
+    throw error;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Bids: the `<uuid>.json` files of the check-bid-check procedure, in a
+ * format Python's lockfolder reads (`PID`, `CREATED`) plus our own details.
+ *
+ * @module
+ */
+
+import { errorCode, type Runtime } from "../runtime/mod.ts";
+import { joinPath } from "../dirs.ts";
+
+/** The content of one bid file. */
+export interface Bid {
+  /** The bidder's pid. */
+  PID: number;
+  /** The bidder's process start time, whole epoch seconds (psutil's `int(create_time())`). */
+  CREATED: number;
+  /** The bidder's host (absent in bids written by Python's lockfolder). */
+  host?: string;
+  /** When the bid was made, epoch ms (absent in Python bids). */
+  acquiredAt?: number;
+}
+
+/** A bid file found in a folder. */
+export interface FoundBid {
+  /** The bid's id: its file name without `.json`. */
+  id: string;
+  /** Its path. */
+  path: string;
+  /** Its content, or `null` if the file is not a readable bid. */
+  bid: Bid | null;
+}
+
+/** Parses a bid file's text; `null` if it is not a bid (empty, truncated, garbage). */
+export function parseBid(text: string): Bid | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== "object" || value === null) return null;
+  const { PID, CREATED, host, acquiredAt } = value as Record<string, unknown>;
+  if (!Number.isSafeInteger(PID) || (PID as number) <= 0) return null;
+  if (typeof CREATED !== "number" || !Number.isFinite(CREATED)) return null;
+  return {
+    PID: PID as number,
+    CREATED,
+    ...(typeof host === "string" ? { host } : {}),
+    ...(typeof acquiredAt === "number" ? { acquiredAt } : {}),
+  };
+}
+
+/**
+ * Writes a bid so that no reader ever sees it half-written: the content goes
+ * to a temp name without the `.json` suffix (invisible to checkers, ours and
+ * Python's), then is renamed into place in one atomic step.
+ */
+export async function writeBid(
+  runtime: Runtime,
+  folder: string,
+  id: string,
+  bid: Bid,
+): Promise<string> {
+  const path = joinPath(folder, `${id}.json`);
+  const temp = joinPath(folder, `.${id}.tmp`);
+  await runtime.writeFileExclusive(temp, JSON.stringify(bid), 0o600);
+  await runtime.rename(temp, path);
+  return path;
+}
+
+/** Lists the bids in `folder` (files ending in `.json`), except `skipId`. */
+export async function readBids(
+  runtime: Runtime,
+  folder: string,
+  skipId: string | null,
+): Promise<FoundBid[]> {
+  const names = await runtime.readDir(folder);
+  const found: FoundBid[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".json")) continue;
+    const id = name.slice(0, -5);
+    if (id === skipId) continue;
+    const path = joinPath(folder, name);
+    try {
+      found.push({ id, path, bid: parseBid(await runtime.readFile(path)) });
+    } catch (error) {
+      // Withdrawn between listing and reading: not a bid any more.
+      if (errorCode(error) === "ENOENT") continue;
+      // A directory or unreadable entry named *.json is not a bid.
+      if (errorCode(error) === "EISDIR" || errorCode(error) === "EACCES") {
+        found.push({ id, path, bid: null });
+        continue;
+      }
+      throw error;
+    }
+  }
+  return found;
+}
+
+/** Removes a bid file; a bid already gone is not an error. */
+export async function removeBid(runtime: Runtime, path: string): Promise<void> {
+  try {
+    await runtime.remove(path);
+  } catch (error) {
+    if (errorCode(error) !== "ENOENT") throw error;
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The challenge: is the process that wrote a bid still the one running
+ * under its pid? Only a bid that fails this is ever deleted.
+ *
+ * @module
+ */
+
+import { errorCode, type Runtime } from "../runtime/mod.ts";
+import type { FoundBid } from "./bid.ts";
+
+/**
+ * How long an unreadable `.json` file is given before it is treated as
+ * garbage: Python's lockfolder writes bids in place, so a reader can see an
+ * empty file for the moment it takes to write one.
+ */
+export const GARBAGE_GRACE_MS = 5_000;
+
+/** A bid's standing after a challenge. */
+export type BidStanding = "live" | "stale" | "unreadable";
+
+/**
+ * Challenges one bid: `"live"` if its writer still runs (same pid, same start
+ * time, or a bid from another host whose processes we cannot see), `"stale"`
+ * if the writer is gone or its pid was reused, `"unreadable"` if the file is
+ * not a bid but may be one being written.
+ */
+export async function challengeBid(
+  runtime: Runtime,
+  found: FoundBid,
+  localHost: string,
+): Promise<BidStanding> {
+  const { bid } = found;
+  if (!bid) return await isOldGarbage(runtime, found.path) ? "stale" : "unreadable";
+  if (bid.host !== undefined && bid.host !== localHost) return "live";
+  if (!runtime.isAlive(bid.PID)) return "stale";
+  const started = await runtime.startTime(bid.PID);
+  // null: gone since isAlive (stale), or a platform without start times, where
+  // a live pid is all we can go by.
+  if (started === null) return runtime.isAlive(bid.PID) ? "live" : "stale";
+  return started === bid.CREATED ? "live" : "stale";
+}
+
+async function isOldGarbage(runtime: Runtime, path: string): Promise<boolean> {
+  try {
+    const stat = await runtime.lstat(path);
+    return runtime.now() - stat.mtimeMs > GARBAGE_GRACE_MS;
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return false;
+    throw error;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * `FolderLock`: lockfolder's check-bid-check lock on a folder you choose, the
+ * folder a Python lockfolder fleet already uses, with waiting added.
+ *
+ * @module
+ */
+
+import { runtime } from "../runtime/mod.ts";
+import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
+import { acquire } from "../_acquire.ts";
+import { LockBusyError, LockError } from "../errors.ts";
+import type { LockTarget } from "../_kind.ts";
+import { folderTarget } from "./folder_target.ts";
+
+/** Options of {@link FolderLock}. */
+export interface FolderLockOptions {
+  /** Backoff between attempts while waiting. */
+  retry?: RetryOptions;
+}
+
+/**
+ * A check-bid-check lock on one folder, readable and writable by Python's
+ * `lockfolder` so mixed fleets exclude each other.
+ *
+ * @example Guard a job with a folder Python processes also use
+ * ```ts
+ * import { FolderLock } from "jsr:@x/socketlock";
+ * const folder = await Deno.makeTempDir();
+ * const lock = new FolderLock(folder);
+ * if (await lock.tryAcquire()) {
+ *   try { console.log("working"); } finally { await lock.release(); }
+ * }
+ * ```
+ */
+export class FolderLock {
+  /** The lock folder. */
+  readonly folder: string;
+  #target: LockTarget;
+  #retry?: RetryOptions;
+  #held: HeldLock | null = null;
+
+  /**
+   * Creates a lock on `folder` (created 0700 on first use).
+   *
+   * @param folder The lock folder; every `*.json` file in it is a bid.
+   * @param options Backoff for {@link FolderLock.acquire}.
+   */
+  constructor(folder: string, options: FolderLockOptions = {}) {
+    this.folder = folder.replace(/\/+$/, "") || "/";
+    const name = this.folder.split("/").pop() || this.folder;
+    this.#target = folderTarget(runtime, name, this.folder);
+    this.#retry = options.retry;
+  }
+
+  /** The held lock, while this object holds it. */
+  get held(): HeldLock | null {
+    return this.#held;
+  }
+
+  /**
+   * One check-bid-check round; never waits.
+   *
+   * @returns true if the lock is now held by this object.
+   * @throws {LockError} If this object already holds the lock.
+   */
+  async tryAcquire(): Promise<boolean> {
+    return (await this.#acquire(false)) !== null;
+  }
+
+  /**
+   * Waits for the lock with capped, jittered backoff.
+   *
+   * @param options `timeout` in ms (default: forever), `signal` to cancel.
+   * @throws {LockTimeoutError} If the timeout runs out.
+   * @throws {LockAbortedError} If the signal aborts the wait.
+   */
+  async acquire(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    await this.#acquire(true, options.timeout, options.signal);
+  }
+
+  /** Withdraws this object's bid. Does nothing if it holds no lock. */
+  async release(): Promise<void> {
+    const held = this.#held;
+    this.#held = null;
+    await held?.release();
+  }
+
+  /**
+   * The live holder's info (challenging and clearing stale bids on the way).
+   *
+   * @returns The holder, or null if the folder holds no live bid.
+   */
+  getLockInfo(): Promise<LockInfo | null> {
+    return this.#held ? Promise.resolve(this.#held.info) : this.#target.inspect();
+  }
+
+  async #acquire(
+    wait: boolean,
+    timeout?: number,
+    signal?: AbortSignal,
+  ): Promise<HeldLock | null> {
+    if (this.#held) {
+      throw new LockError(
+        `FolderLock on ${this.folder} is already held by this object; release() it first.`,
+      );
+    }
+    const result = await acquire({
+      name: this.#target.key,
+      kind: "folder",
+      target: this.#target,
+      runtime,
+      wait: wait && timeout !== 0,
+      timeout,
+      signal,
+      retry: this.#retry,
+    });
+    if (!result.held && wait) throw new LockBusyError(this.folder, result.holder);
+    this.#held = result.held;
+    return result.held;
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The folder kind as a lock target: one check-bid-check round per try, the
+ * fencing token advanced once held, the bid removed on release.
+ *
+ * @module
+ */
+
+import { errorCode, type Runtime } from "../runtime/mod.ts";
+import type { KindDriver, LockTarget } from "../_kind.ts";
+import type { LockInfo } from "../types.ts";
+import { defaultLockDir, ensureLockDir, joinPath } from "../dirs.ts";
+import { validateLockName } from "../names.ts";
+import type { FoundBid } from "./bid.ts";
+import { removeBid } from "./bid.ts";
+import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
+import { nextFencingToken } from "./fencing_token.ts";
+
+function infoFromBid(name: string, folder: string, found: FoundBid): LockInfo {
+  const bid = found.bid!;
+  return {
+    kind: "folder",
+    name,
+    pid: bid.PID,
+    host: bid.host ?? "",
+    acquiredAt: bid.acquiredAt ?? bid.CREATED * 1000,
+    folder,
+    bid: found.path,
+  };
+}
+
+/** A check-bid-check target over an explicit folder (shared with lockfolder peers). */
+export function folderTarget(runtime: Runtime, name: string, folder: string): LockTarget {
+  let ready: Promise<unknown> | null = null;
+  return {
+    key: `folder:${folder}`,
+    async tryAcquire() {
+      ready ??= ensureLockDir(runtime, folder).catch((error) => {
+        ready = null;
+        throw error;
+      });
+      await ready;
+      const started = await ownStartTime(runtime);
+      const acquiredAt = runtime.now();
+      const host = runtime.hostname();
+      const result = await checkBidCheck(runtime, folder, {
+        PID: runtime.pid,
+        CREATED: started,
+        host,
+        acquiredAt,
+      });
+      if (!result.acquired) {
+        return { acquired: false, holder: infoFromBid(name, folder, result.holder) };
+      }
+      let token: number;
+      try {
+        token = await nextFencingToken(runtime, folder);
+      } catch (error) {
+        await removeBid(runtime, result.path);
+        throw error;
+      }
+      const info: LockInfo = {
+        kind: "folder",
+        name,
+        pid: runtime.pid,
+        host,
+        acquiredAt,
+        token,
+        folder,
+        bid: result.path,
+      };
+      return {
+        acquired: true,
+        grant: { token, info, release: () => removeBid(runtime, result.path) },
+      };
+    },
+    async inspect() {
+      try {
+        const found = await findLiveBid(runtime, folder, null);
+        return found ? infoFromBid(name, folder, found) : null;
+      } catch (error) {
+        if (errorCode(error) === "ENOENT") return null;
+        throw error;
+      }
+    },
+  };
+}
+
+const startTimes = new WeakMap<Runtime, Promise<number>>();
+
+// Our own start time never changes; read /proc once per runtime.
+function ownStartTime(runtime: Runtime): Promise<number> {
+  let started = startTimes.get(runtime);
+  if (!started) {
+    started = runtime.startTime(runtime.pid).then((t) => t ?? 0);
+    started.catch(() => startTimes.delete(runtime));
+    startTimes.set(runtime, started);
+  }
+  return started;
+}
+
+/** The folder kind for `lock(name, { kind: "folder" })`: folder `<dir>/<name>.folder`. */
+export const folderDriver: KindDriver = {
+  kind: "folder",
+  async open(name, options, runtime) {
+    validateLockName(name);
+    const dir = await ensureLockDir(runtime, options.dir ?? defaultLockDir(runtime));
+    return folderTarget(runtime, name, joinPath(dir, `${name}.folder`));
+  },
+};

@@ -1,0 +1,55 @@
+/**
+ * Lock names: what is allowed, checked once before any kind touches a file,
+ * socket or server with them.
+ *
+ * @module
+ */
+
+import { InvalidLockNameError } from "./errors.ts";
+
+/** The longest name, in UTF-8 bytes: leaves room for suffixes within a 255-byte file name. */
+export const MAX_NAME_BYTES = 200;
+
+const encoder = new TextEncoder();
+
+/**
+ * Checks that `name` can be used as a lock name on every kind: 1 to 200 UTF-8
+ * bytes, no `/`, `\`, NUL or other control characters, not `.` or `..`.
+ *
+ * @example Accept a good name, reject a path
+ * ```ts
+ * import { validateLockName } from "./names.ts";
+ * validateLockName("nightly-report");
+ * try { validateLockName("../etc/passwd"); } catch (e) { console.log((e as Error).name); }
+ * ```
+ *
+ * @param name The name to check.
+ * @returns The name, unchanged.
+ * @throws {InvalidLockNameError} When the name cannot be used.
+ */
+export function validateLockName(name: string): string {
+  if (typeof name !== "string") {
+    throw new InvalidLockNameError(String(name), "it is not a string");
+  }
+  if (name.length === 0) throw new InvalidLockNameError(name, "it is empty");
+  const bytes = encoder.encode(name).length;
+  if (bytes > MAX_NAME_BYTES) {
+    throw new InvalidLockNameError(
+      name,
+      `it is ${bytes} bytes long (at most ${MAX_NAME_BYTES})`,
+    );
+  }
+  if (name === "." || name === "..") {
+    throw new InvalidLockNameError(name, "it names a directory");
+  }
+  for (const [char, why] of [["/", "'/'"], ["\\", "'\\'"]] as const) {
+    if (name.includes(char)) {
+      throw new InvalidLockNameError(name, `it contains ${why}`);
+    }
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    throw new InvalidLockNameError(name, "it contains NUL or a control character");
+  }
+  return name;
+}

@@ -1,0 +1,45 @@
+// Linux process start times, computed exactly as psutil does so that bids
+// written by Python's lockfolder and by us agree on `CREATED`.
+
+const CLOCK_TICKS = 100;
+
+/** Boot time (epoch seconds) from the `btime` line of `/proc/stat`. */
+export function parseBootTime(procStat: string): number | null {
+  const match = /^btime\s+(\d+)$/m.exec(procStat);
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * Start time in whole epoch seconds from a `/proc/<pid>/stat` line: field 22
+ * (ticks since boot). The command name may hold spaces and parentheses, so
+ * fields are counted after the last `)`.
+ */
+export function parseStartTime(pidStat: string, bootTime: number): number | null {
+  const end = pidStat.lastIndexOf(")");
+  if (end < 0) return null;
+  const fields = pidStat.slice(end + 2).split(" ");
+  const ticks = Number(fields[19]);
+  if (!Number.isFinite(ticks)) return null;
+  return Math.floor(bootTime + ticks / CLOCK_TICKS);
+}
+
+/**
+ * Reads a pid's start time through `readText`, caching the boot time.
+ * Returns `null` when the process is gone or the platform has no `/proc`.
+ */
+export function procStartTimeReader(
+  readText: (path: string) => Promise<string>,
+  isNotFound: (error: unknown) => boolean,
+): (pid: number) => Promise<number | null> {
+  let bootTime: number | null = null;
+  return async (pid) => {
+    try {
+      bootTime ??= parseBootTime(await readText("/proc/stat"));
+      if (bootTime === null) return null;
+      return parseStartTime(await readText(`/proc/${pid}/stat`), bootTime);
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  };
+}

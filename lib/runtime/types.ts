@@ -1,0 +1,164 @@
+/**
+ * The one small interface the lock algorithms are written against. Each of
+ * Deno, Bun and Node implements it with its native calls; tests drive the
+ * algorithms through scripted implementations that force interleavings.
+ *
+ * Errors thrown by file and socket calls carry a Node-style `code` string
+ * (`ENOENT`, `EEXIST`, `EADDRINUSE`, `ECONNREFUSED`, `ETIMEDOUT`, ...) on
+ * every runtime, so the core can branch on it with {@link errorCode}.
+ *
+ * @module
+ */
+
+/** What `lstat` reports about a path, without following symlinks. */
+export interface FileStat {
+  /** A regular file. */
+  isFile: boolean;
+  /** A directory. */
+  isDirectory: boolean;
+  /** A symbolic link (never followed). */
+  isSymlink: boolean;
+  /** Permission bits (`mode & 0o7777`). */
+  mode: number;
+  /** Owner's user id, `null` where the platform has none. */
+  uid: number | null;
+  /** Size in bytes. */
+  size: number;
+  /** Last modification, epoch ms. */
+  mtimeMs: number;
+}
+
+/** Where to listen or connect. */
+export type SocketAddress =
+  | { transport: "tcp"; hostname: string; port: number }
+  /** A unix socket path; a path starting with NUL is a Linux abstract name. */
+  | { transport: "unix"; path: string };
+
+/** One byte-stream connection, push-based so all runtimes map onto it cheaply. */
+export interface Connection {
+  /** Sets the handler for incoming chunks (chunks that came before are buffered and delivered). */
+  onData(handler: (chunk: Uint8Array) => void): void;
+  /** Sets the handler called once when the connection is closed by either side. */
+  onClose(handler: () => void): void;
+  /** Queues bytes to send; ordering is kept. Errors close the connection. */
+  write(data: Uint8Array): void;
+  /** Closes after queued writes are flushed. Idempotent. */
+  close(): void;
+  /** Lets the process exit while this connection is open. */
+  unref(): void;
+}
+
+/** A listening socket. */
+export interface Listener {
+  /** The bound TCP port (0 for unix sockets). */
+  readonly port: number;
+  /** Stops listening; resolves once the address is free. Idempotent. */
+  close(): Promise<void>;
+  /** Lets the process exit while still listening. */
+  unref(): void;
+}
+
+/** A started child process with inherited stdio. */
+export interface ChildProcess {
+  /** The child's pid. */
+  readonly pid: number;
+  /** Resolves when the child ends: its exit code, or the signal that ended it. */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Sends a signal (e.g. `"SIGTERM"`). Does nothing if the child has ended. */
+  kill(signal: string): void;
+}
+
+/** A timer that can be cancelled and can be told not to keep the process alive. */
+export interface Timer {
+  /** Cancels the timer. */
+  clear(): void;
+  /** Lets the process exit while the timer is pending. */
+  unref(): void;
+}
+
+/** Everything the lock algorithms need from the platform. */
+export interface Runtime {
+  /** `"deno"`, `"bun"`, `"node"`, or a test runtime's name. */
+  readonly name: string;
+
+  // -- files --
+  /** Creates a directory (and missing parents) with `mode`; succeeds if it exists. */
+  mkdir(path: string, mode: number): Promise<void>;
+  /** Creates a new file with `data` and `mode`; throws `EEXIST` if it exists. */
+  writeFileExclusive(path: string, data: string, mode: number): Promise<void>;
+  /** Creates or truncates a file with `data` and `mode`. */
+  writeFile(path: string, data: string, mode: number): Promise<void>;
+  /** Reads a whole file as UTF-8. */
+  readFile(path: string): Promise<string>;
+  /** Lists the entry names of a directory. */
+  readDir(path: string): Promise<string[]>;
+  /** Removes a file; throws `ENOENT` if it is gone. */
+  remove(path: string): Promise<void>;
+  /** Renames atomically, replacing `to` if it exists. */
+  rename(from: string, to: string): Promise<void>;
+  /** Makes a hard link; throws `EEXIST` if `to` exists (atomic create-if-absent). */
+  link(from: string, to: string): Promise<void>;
+  /** Stats a path without following symlinks. */
+  lstat(path: string): Promise<FileStat>;
+
+  // -- sockets --
+  /** Listens; throws `EADDRINUSE` if taken. `port: 0` picks a free port. */
+  listen(
+    address: SocketAddress,
+    onConnection: (conn: Connection) => void,
+  ): Promise<Listener>;
+  /** Connects; throws `ECONNREFUSED`, or `ETIMEDOUT` after `timeout` ms. */
+  connect(address: SocketAddress, timeout: number): Promise<Connection>;
+
+  // -- processes --
+  /** This process's id. */
+  readonly pid: number;
+  /** This process's user id, `null` where the platform has none. */
+  uid(): number | null;
+  /** This host's name. */
+  hostname(): string;
+  /** The OS name, as Node's `process.platform` spells it (`"linux"`, `"darwin"`, ...). */
+  readonly platform: string;
+  /** The temp directory. */
+  tempDir(): string;
+  /** Reads an environment variable. */
+  env(name: string): string | undefined;
+  /** True if a process with this pid exists (a zombie counts as existing). */
+  isAlive(pid: number): boolean;
+  /**
+   * The process's start time in whole epoch seconds, as psutil's
+   * `int(create_time())` gives it; `null` if the process is gone or the
+   * platform cannot tell.
+   */
+  startTime(pid: number): Promise<number | null>;
+  /** The command-line arguments after the script. */
+  args(): string[];
+  /** Starts a child with inherited stdio. */
+  spawn(command: string, args: string[]): ChildProcess;
+  /** Listens for a signal; returns a function that stops listening. */
+  onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", handler: () => void): () => void;
+  /** Ends the process. */
+  exit(code: number): never;
+
+  // -- clock --
+  /** Wall-clock time, epoch ms. */
+  now(): number;
+  /** Monotonic time in ms (fractional). */
+  monotonic(): number;
+  /** Calls `fn` after `ms`. */
+  setTimer(fn: () => void, ms: number): Timer;
+}
+
+/**
+ * The Node-style error code of an error thrown by a {@link Runtime} call.
+ *
+ * @param error Anything thrown.
+ * @returns The `code` string, or `undefined`.
+ */
+export function errorCode(error: unknown): string | undefined {
+  if (typeof error === "object" && error !== null && "code" in error) {
+    const code = (error as { code: unknown }).code;
+    return typeof code === "string" ? code : undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,33 @@
+/**
+ * socketlock: "only one of us at a time" for Deno, Bun and Node — between
+ * async tasks, processes on one host, and hosts — behind one small API.
+ *
+ * @example Hold a lock for a critical section
+ * ```ts
+ * import { lock } from "jsr:@x/socketlock";
+ *
+ * const held = await lock("nightly-report", { timeout: 5_000 });
+ * try {
+ *   console.log(held.info.pid, held.token);
+ * } finally {
+ *   await held.release();
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export { inspect, lock, tryLock, withLock } from "./lib/lock.ts";
+export type { HeldLock, LockInfo, LockKind, LockOptions, RetryOptions } from "./lib/types.ts";
+export {
+  InvalidLockNameError,
+  LockAbortedError,
+  LockBusyError,
+  LockError,
+  LockLostError,
+  LockPermissionError,
+  LockProtocolError,
+  LockTimeoutError,
+} from "./lib/errors.ts";
+export { validateLockName } from "./lib/names.ts";
+export { FolderLock } from "./lib/folder/mod.ts";

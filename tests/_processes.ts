@@ -1,0 +1,142 @@
+// Spawning test processes of each runtime. Binaries come from the
+// environment the test runner sets (SOCKETLOCK_DENO/BUN/NODE), else from npx.
+// Every child is tracked and killed when the test process ends, so a failing
+// test never leaves processes behind.
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import process from "node:process";
+
+/** The runtimes every multi-process test runs across. */
+export const RUNTIMES = ["deno", "bun", "node"] as const;
+/** One of {@link RUNTIMES}. */
+export type RuntimeName = (typeof RUNTIMES)[number];
+
+const npxPackage: Record<RuntimeName, string> = {
+  deno: "deno@2",
+  bun: "bun@1",
+  node: "node@24",
+};
+const probe: Record<RuntimeName, string[]> = {
+  deno: ["eval", "console.log(Deno.execPath())"],
+  bun: ["-e", "console.log(process.execPath)"],
+  node: ["-e", "console.log(process.execPath)"],
+};
+const resolved = new Map<RuntimeName, string>();
+
+/** The absolute path of a runtime's binary. */
+export function runtimeBinary(name: RuntimeName): string {
+  const known = resolved.get(name) ?? process.env[`SOCKETLOCK_${name.toUpperCase()}`];
+  if (known) return known;
+  const out = spawnSync("npx", ["-y", npxPackage[name], ...probe[name]], {
+    encoding: "utf8",
+  });
+  const path = out.stdout.trim().split("\n").pop() ?? "";
+  if (out.status !== 0 || !path) {
+    throw new Error(`cannot find ${name}: ${out.stderr}`);
+  }
+  resolved.set(name, path);
+  return path;
+}
+
+/** The command line that runs a .ts script in `name`. */
+export function scriptCommand(name: RuntimeName, script: string): [string, string[]] {
+  const bin = runtimeBinary(name);
+  return name === "deno" ? [bin, ["run", "-A", script]] : [bin, [script]];
+}
+
+/** A running test child. */
+export interface Child {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  /** Everything the child printed on stdout so far. */
+  stdout(): string;
+  /** Resolves with the exit code (or signal) and both outputs. */
+  readonly done: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>;
+  /** Resolves when stdout contains `text`, rejects after `timeout` ms. */
+  waitFor(text: string, timeout?: number): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+function killAll() {
+  for (const child of children) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+process.on("exit", killAll);
+
+/** Starts `script` (a .ts file) under runtime `name` with `args`. */
+export function spawnScript(name: RuntimeName, script: string, args: string[] = []): Child {
+  const [cmd, base] = scriptCommand(name, script);
+  return spawnCommand(cmd, [...base, ...args]);
+}
+
+/** Starts any command with piped output, tracked for cleanup. */
+export function spawnCommand(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Child {
+  const child = spawn(cmd, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  children.add(child);
+  let stdout = "";
+  let stderr = "";
+  const watchers = new Set<() => void>();
+  child.stdout!.on("data", (chunk) => {
+    stdout += chunk;
+    for (const watcher of watchers) watcher();
+  });
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  const done = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
+    (resolve) => {
+      child.once("close", (code, signal) => {
+        children.delete(child);
+        for (const watcher of watchers) watcher();
+        resolve({ code, signal, stdout, stderr });
+      });
+    },
+  );
+  return {
+    process: child,
+    pid: child.pid ?? 0,
+    stdout: () => stdout,
+    done,
+    waitFor(text, timeout = 20_000) {
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          watchers.delete(check);
+          reject(new Error(`timed out waiting for ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+        }, timeout);
+        function check() {
+          if (stdout.includes(text)) {
+            clearTimeout(timer);
+            watchers.delete(check);
+            resolve();
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            clearTimeout(timer);
+            watchers.delete(check);
+            reject(new Error(`child exited before printing ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+          }
+        }
+        watchers.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/** A fresh private temp dir for one test. */
+export async function tempDir(prefix = "socketlock-test-"): Promise<string> {
+  const { mkdtemp } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  return await mkdtemp(`${tmpdir()}/${prefix}`);
+}
+
+/** Absolute path of a fixture script. */
+export function fixture(name: string): string {
+  return new URL(`./fixtures/${name}`, import.meta.url).pathname;
+}

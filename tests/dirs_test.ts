@@ -1,0 +1,49 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmod, mkdir, rm, stat, symlink } from "node:fs/promises";
+import { lock, LockPermissionError } from "../mod.ts";
+import { defaultLockDir, ensureLockDir } from "../lib/dirs.ts";
+import { runtime } from "../lib/runtime/mod.ts";
+import { tempDir } from "./_processes.ts";
+
+describe("lock directories", () => {
+  const made: string[] = [];
+  after(async () => {
+    for (const dir of made) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("the default lock dir is under XDG_RUNTIME_DIR or the temp dir", () => {
+    const dir = defaultLockDir(runtime);
+    const xdg = runtime.env("XDG_RUNTIME_DIR");
+    if (xdg) assert.equal(dir, `${xdg}/socketlock`);
+    else assert.equal(dir, `${runtime.tempDir()}/socketlock-${runtime.uid()}`);
+  });
+
+  test("a missing lock dir is created with mode 0700", async () => {
+    const base = await tempDir();
+    made.push(base);
+    const dir = `${base}/nested/locks`;
+    await ensureLockDir(runtime, dir);
+    assert.equal((await stat(dir)).mode & 0o777, 0o700);
+  });
+
+  test("a symlinked lock dir is refused with a message saying what to do", async () => {
+    const base = await tempDir();
+    made.push(base);
+    await mkdir(`${base}/real`, { mode: 0o700 });
+    await symlink(`${base}/real`, `${base}/link`);
+    const error = await lock("x", { kind: "folder", dir: `${base}/link` }).catch((e) => e);
+    assert.ok(error instanceof LockPermissionError, String(error));
+    assert.match(error.message, /symlink.*pass the real path/);
+  });
+
+  test("a lock dir writable by others is refused with the chmod that fixes it", async () => {
+    const base = await tempDir();
+    made.push(base);
+    await mkdir(`${base}/loose`);
+    await chmod(`${base}/loose`, 0o777);
+    const error = await lock("x", { kind: "folder", dir: `${base}/loose` }).catch((e) => e);
+    assert.ok(error instanceof LockPermissionError, String(error));
+    assert.match(error.message, /chmod 700/);
+  });
+});

@@ -1,0 +1,176 @@
+// Forced interleavings of check-bid-check in a scripted world: simulated
+// processes share one in-memory file system and pause where the test says.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
+import { folderTarget } from "../lib/folder/folder_target.ts";
+import { checkBidCheck } from "../lib/folder/check_bid_check.ts";
+import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
+
+const FOLDER = "/locks/x.folder";
+
+function setup(pids: number[]): { world: World; procs: SimulatedProcess[] } {
+  const world = createWorld();
+  world.files.set("/locks", { kind: "dir", data: "", mode: 0o700, mtimeMs: 0 });
+  world.files.set(FOLDER, { kind: "dir", data: "", mode: 0o700, mtimeMs: 0 });
+  return { world, procs: pids.map((pid) => world.process(pid)) };
+}
+
+const bids = (world: World) =>
+  [...world.files.keys()].filter((p) => p.startsWith(`${FOLDER}/`) && p.endsWith(".json"));
+
+/** Pauses `proc` at its `n`-th readDir (the n-th CHECK) until the gate opens. */
+function pauseAtCheck(proc: SimulatedProcess, n: number) {
+  const reached = gate();
+  const release = gate();
+  let checks = 0;
+  proc.hook = async (op) => {
+    if (op === "readDir" && ++checks === n) {
+      reached.open();
+      await release.wait();
+    }
+  };
+  return { reached: reached.wait, release: release.open };
+}
+
+describe("check-bid-check under forced interleavings", () => {
+  test("two contenders that both bid between the two checks both withdraw and neither holds", async () => {
+    const { world, procs: [a, b] } = setup([101, 102]);
+    const pa = pauseAtCheck(a, 2);
+    const pb = pauseAtCheck(b, 2);
+    const ra = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    const rb = folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    await Promise.all([pa.reached(), pb.reached()]);
+    assert.equal(bids(world).length, 2, "both bids are in place before either second CHECK");
+    pa.release();
+    pb.release();
+    const [resultA, resultB] = await Promise.all([ra, rb]);
+    assert.equal(resultA.acquired, false);
+    assert.equal(resultB.acquired, false);
+    assert.deepEqual(bids(world), [], "both withdrew their bids");
+    const retry = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(retry.acquired, true, "a retry alone gets through");
+  });
+
+  test("a contender that bids after the holder's second check fails and withdraws", async () => {
+    const { world, procs: [a, b] } = setup([101, 102]);
+    const first = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(first.acquired);
+    const second = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(second.acquired, false);
+    if (!second.acquired) assert.equal(second.holder?.pid, 101);
+    assert.equal(bids(world).length, 1);
+  });
+
+  test("a breaker paused before deleting a dead holder's bid cannot remove a new holder's bid", async () => {
+    const { world, procs: [dead, breakerA, breakerB, newcomer] } = setup([201, 202, 203, 204]);
+    assert.ok((await folderTarget(dead.runtime, "x", FOLDER).tryAcquire()).acquired);
+    const [deadBid] = bids(world);
+    world.kill(201);
+    // A judges the dead bid stale, then pauses right before removing it.
+    const reached = gate();
+    const resume = gate();
+    breakerA.hook = async (op, path) => {
+      if (op === "remove" && path === deadBid) {
+        reached.open();
+        await resume.wait();
+      }
+    };
+    const resultA = folderTarget(breakerA.runtime, "x", FOLDER).tryAcquire();
+    await reached.wait();
+    // Meanwhile B breaks the same bid, and a newcomer takes the lock.
+    const resultB = await folderTarget(breakerB.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(resultB.acquired, "B broke the stale bid and holds");
+    if (resultB.acquired) await resultB.grant.release();
+    const resultC = await folderTarget(newcomer.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(resultC.acquired, "the newcomer holds");
+    const newcomerBid = bids(world);
+    resume.open();
+    const a = await resultA;
+    assert.equal(a.acquired, false, "A sees the newcomer's live bid and fails");
+    assert.deepEqual(bids(world), newcomerBid, "the newcomer's bid is untouched");
+  });
+
+  test("a bid whose pid was reused by another process is stale and removed", async () => {
+    const { world, procs: [a, b] } = setup([301, 302]);
+    assert.ok((await folderTarget(a.runtime, "x", FOLDER).tryAcquire()).acquired);
+    world.alive.set(301, 9_999_999); // pid 301 now belongs to a newer process
+    const result = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(result.acquired, true);
+    assert.equal(bids(world).length, 1);
+  });
+
+  test("a bid from another host is never judged by local pids", async () => {
+    const { world, procs: [a] } = setup([401]);
+    world.files.set(`${FOLDER}/remote.json`, {
+      kind: "file",
+      data: JSON.stringify({ PID: 999_999, CREATED: 1, host: "elsewhere" }),
+      mode: 0o600,
+      mtimeMs: a.runtime.now(),
+    });
+    const result = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(result.acquired, false);
+    assert.ok(world.files.has(`${FOLDER}/remote.json`));
+  });
+
+  test("a fresh unreadable bid is passed over and kept; an old one is cleared", async () => {
+    const { world, procs: [a] } = setup([501]);
+    const garbage = `${FOLDER}/garbage.json`;
+    world.files.set(garbage, { kind: "file", data: "{\"PID\": 12", mode: 0o600, mtimeMs: a.runtime.now() });
+    const first = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(first.acquired, "a half-written bid does not block (its writer's own re-check will see ours)");
+    assert.ok(world.files.has(garbage), "and it is not deleted while it may still be being written");
+    if (first.acquired) await first.grant.release();
+    world.files.get(garbage)!.mtimeMs = a.runtime.now() - GARBAGE_GRACE_MS - 1;
+    const second = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(second.acquired);
+    assert.equal(world.files.has(garbage), false, "old garbage is cleared");
+  });
+
+  test("a full disk while bidding throws and leaves no bid behind", async () => {
+    const { world, procs: [a] } = setup([601]);
+    world.diskFull = true;
+    await assert.rejects(checkBidCheck(a.runtime, FOLDER, { PID: 601, CREATED: 1 }), /ENOSPC/);
+    world.diskFull = false;
+    assert.deepEqual(bids(world), []);
+  });
+
+  test("random interleavings with crashing holders never give two live holders", async () => {
+    const { world, procs } = setup([701, 702, 703, 704]);
+    let seed = 42;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const proc of procs) {
+      proc.hook = async () => {
+        for (let i = Math.floor(random() * 4); i > 0; i--) await Promise.resolve();
+      };
+    }
+    const holders = new Set<number>();
+    let grants = 0;
+    let crashes = 0;
+    async function contender(proc: SimulatedProcess) {
+      const target = folderTarget(proc.runtime, "x", FOLDER);
+      for (let round = 0; round < 150; round++) {
+        if (!world.alive.has(proc.runtime.pid)) world.alive.set(proc.runtime.pid, 1 + round * 7);
+        const result = await target.tryAcquire();
+        if (!result.acquired) continue;
+        for (const other of holders) {
+          assert.ok(!world.alive.has(other), `pid ${other} still holds while ${proc.runtime.pid} got in`);
+        }
+        holders.add(proc.runtime.pid);
+        grants++;
+        await Promise.resolve();
+        if (random() < 0.2) {
+          crashes++;
+          world.kill(proc.runtime.pid); // dies holding: its bid stays behind
+          holders.delete(proc.runtime.pid);
+          continue;
+        }
+        holders.delete(proc.runtime.pid);
+        await result.grant.release();
+      }
+    }
+    await Promise.all(procs.map(contender));
+    assert.ok(grants > 50, `grants: ${grants}`);
+    assert.ok(crashes > 5, `crashes: ${crashes}`);
+  });
+});

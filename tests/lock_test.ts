@@ -1,0 +1,174 @@
+// The contracts every kind keeps, checked for each registered kind within
+// one process: waiting, FIFO, timeouts, abort, release, inspect, tokens.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import {
+  inspect,
+  lock,
+  LockAbortedError,
+  LockBusyError,
+  LockTimeoutError,
+  tryLock,
+  withLock,
+} from "../mod.ts";
+import type { LockOptions } from "../mod.ts";
+import { KINDS } from "../lib/_kinds.ts";
+import { tempDir } from "./_processes.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+
+for (const kind of KINDS) {
+  describe(`lock() with kind "${kind}"`, () => {
+    const dirs: string[] = [];
+    after(async () => {
+      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+    });
+    async function options(extra: LockOptions = {}): Promise<LockOptions> {
+      const dir = await tempDir();
+      dirs.push(dir);
+      return { kind, dir, ...extra };
+    }
+
+    test("tryLock() returns null while another holder in this process has the lock", async () => {
+      const opts = await options();
+      const name = unique("busy");
+      const held = await lock(name, opts);
+      try {
+        assert.equal(await tryLock(name, opts), null);
+      } finally {
+        await held.release();
+      }
+      const again = await tryLock(name, opts);
+      assert.ok(again, "free again after release");
+      await again.release();
+    });
+
+    test("waiters in one process get the lock one at a time in FIFO order", async () => {
+      const opts = await options({ timeout: 10_000 });
+      const name = unique("fifo");
+      const first = await lock(name, opts);
+      const order: number[] = [];
+      let inside = 0;
+      const waiters = [1, 2, 3].map(async (n) => {
+        await sleep(n * 5);
+        const held = await lock(name, opts);
+        inside++;
+        assert.equal(inside, 1, "only one holder at a time");
+        order.push(n);
+        await sleep(2);
+        inside--;
+        await held.release();
+      });
+      await sleep(40);
+      await first.release();
+      await Promise.all(waiters);
+      assert.deepEqual(order, [1, 2, 3]);
+    });
+
+    test("lock() with a timeout throws LockTimeoutError naming the holder", async () => {
+      const opts = await options();
+      const name = unique("timeout");
+      const held = await lock(name, opts);
+      try {
+        const started = performance.now();
+        const error = await lock(name, { ...opts, timeout: 60 }).catch((e) => e);
+        assert.ok(error instanceof LockTimeoutError, String(error));
+        assert.ok(performance.now() - started >= 55);
+        assert.match(error.message, /Timed out after 60 ms/);
+        assert.equal(error.holder?.pid, held.info.pid);
+      } finally {
+        await held.release();
+      }
+    });
+
+    test("an AbortSignal cancels a wait at once with LockAbortedError", async () => {
+      const opts = await options();
+      const name = unique("abort");
+      const held = await lock(name, opts);
+      try {
+        const controller = new AbortController();
+        const waiting = lock(name, { ...opts, signal: controller.signal }).catch((e) => e);
+        await sleep(20);
+        const aborted = performance.now();
+        controller.abort();
+        const error = await waiting;
+        assert.ok(error instanceof LockAbortedError, String(error));
+        assert.ok(performance.now() - aborted < 50, "the wait ends at once");
+        const pre = await lock(name, { ...opts, signal: AbortSignal.abort() }).catch((e) => e);
+        assert.ok(pre instanceof LockAbortedError);
+      } finally {
+        await held.release();
+      }
+    });
+
+    test("lock() with timeout 0 throws LockBusyError carrying the holder's pid", async () => {
+      const opts = await options();
+      const name = unique("nowait");
+      const held = await lock(name, opts);
+      try {
+        const error = await lock(name, { ...opts, timeout: 0 }).catch((e) => e);
+        assert.ok(error instanceof LockBusyError, String(error));
+        assert.equal(error.holder?.pid, held.info.pid);
+        assert.match(error.message, /socketlock status/);
+      } finally {
+        await held.release();
+      }
+    });
+
+    test("release() is idempotent and Symbol.asyncDispose releases", async () => {
+      const opts = await options();
+      const name = unique("release");
+      const held = await lock(name, opts);
+      await held.release();
+      await held.release();
+      const second = await lock(name, { ...opts, timeout: 0 });
+      await second[Symbol.asyncDispose]();
+      const third = await lock(name, { ...opts, timeout: 0 });
+      await third.release();
+    });
+
+    test("withLock() releases the lock when the callback throws", async () => {
+      const opts = await options();
+      const name = unique("with");
+      await assert.rejects(
+        withLock(name, opts, () => {
+          throw new Error("boom");
+        }),
+        /boom/,
+      );
+      assert.equal(await withLock(name, opts, () => 42), 42);
+    });
+
+    test("inspect() returns the holder's info while held and null when free", async () => {
+      const opts = await options();
+      const name = unique("inspect");
+      assert.equal(await inspect(name, opts), null);
+      const held = await lock(name, opts);
+      try {
+        const info = await inspect(name, opts);
+        assert.equal(info?.kind, kind);
+        assert.equal(info?.name, name);
+        assert.equal(held.info.pid, held.info.pid);
+        assert.equal(held.signal.aborted, false);
+      } finally {
+        await held.release();
+      }
+      assert.equal(await inspect(name, opts), null);
+    });
+
+    test("fencing tokens grow with every acquisition of a name", async () => {
+      const opts = await options();
+      const name = unique("token");
+      const tokens: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const held = await lock(name, opts);
+        tokens.push(held.token);
+        assert.equal(held.info.token, held.token);
+        await held.release();
+      }
+      for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i] > tokens[i - 1], `${tokens}`);
+    });
+  });
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs the whole test suite under Deno 2, Bun 1 and Node 24 (all from the npm
+# registry), prints each runner's summary and a total line, and fails if any
+# runtime fails. Usage: bash tests/run.sh [test files...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== resolving runtimes (npx -y deno@2 / bun@1 / node@24)"
+SOCKETLOCK_DENO=$(npx -y deno@2 eval 'console.log(Deno.execPath())') || exit 1
+SOCKETLOCK_BUN=$(npx -y bun@1 -e 'console.log(process.execPath)') || exit 1
+SOCKETLOCK_NODE=$(npx -y node@24 -e 'console.log(process.execPath)') || exit 1
+export SOCKETLOCK_DENO SOCKETLOCK_BUN SOCKETLOCK_NODE
+echo "deno: $("$SOCKETLOCK_DENO" --version | head -1)"
+echo "bun:  $("$SOCKETLOCK_BUN" --version)"
+echo "node: $("$SOCKETLOCK_NODE" --version)"
+
+if [ "$#" -gt 0 ]; then files=("$@"); else files=(tests/*_test.ts); fi
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+# Each runner is bounded; a hung test must fail the run, not stall CI.
+limit=480
+total_pass=0
+total_fail=0
+status=0
+
+run() { # name, command...
+  local name=$1; shift
+  echo
+  echo "== $name: $*"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$logs/$name.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || { echo "!! $name exited with $rc"; status=1; }
+  local plain; plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$name.log")
+  local pass fail
+  case $name in
+    deno) pass=$(grep -oE '[0-9]+ passed' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
+          fail=$(grep -oE '[0-9]+ failed' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
+    bun)  pass=$(grep -oE '^ *[0-9]+ pass$' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
+          fail=$(grep -oE '^ *[0-9]+ fail$' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
+    node) pass=$(grep -oE '^ℹ pass [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
+          fail=$(grep -oE '^ℹ fail [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
+  esac
+  pass=${pass:-0}; fail=${fail:-0}
+  # A runner that crashed or counted nothing has not passed.
+  if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+  if [ "$pass" -eq 0 ]; then echo "!! $name ran no test"; status=1; fi
+  summary+=("$name: $pass passed, $fail failed")
+  total_pass=$((total_pass + pass)); total_fail=$((total_fail + fail))
+}
+
+summary=()
+run deno "$SOCKETLOCK_DENO" test -A --no-check "${files[@]}"
+run bun "$SOCKETLOCK_BUN" test --timeout 120000 "${files[@]/#/./}"
+run node "$SOCKETLOCK_NODE" --test --test-timeout=120000 "${files[@]}"
+
+echo
+echo "== summary"
+for line in "${summary[@]}"; do echo "$line"; done
+echo "total: $total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ] || status=1
+exit $status

@@ -1,0 +1,402 @@
+// Conformance of the Runtime adapter for the runtime running this file; the
+// same file runs under `deno test -A`, `bun test` and `node --test`.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn as spawnChild } from "node:child_process";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import {
+  type Connection,
+  errorCode,
+  type Listener,
+  runtime,
+  type SocketAddress,
+} from "../lib/runtime/mod.ts";
+
+const LOOPBACK = "127.0.0.1";
+
+/** Rejects after `ms` so that no wait in these tests can hang the runner. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function rejectsWithCode(promise: Promise<unknown>, code: string) {
+  await assert.rejects(promise, (error) => {
+    assert.equal(errorCode(error), code, String(error));
+    return true;
+  });
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>) {
+  const dir = await mkdtemp(join(tmpdir(), "socketlock-runtime-test-"));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Collects what a connection receives and whether it was closed. */
+function observe(conn: Connection) {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let waiter: { bytes: number; resolve: () => void } | null = null;
+  let closedResolve!: () => void;
+  const closed = new Promise<void>((resolve) => (closedResolve = resolve));
+  conn.onData((chunk) => {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (waiter && size >= waiter.bytes) waiter.resolve();
+  });
+  conn.onClose(() => closedResolve());
+  return {
+    closed,
+    received(bytes: number): Promise<Uint8Array> {
+      const done = () => {
+        const all = new Uint8Array(size);
+        let offset = 0;
+        for (const chunk of chunks) {
+          all.set(chunk, offset);
+          offset += chunk.length;
+        }
+        return all;
+      };
+      if (size >= bytes) return Promise.resolve(done());
+      return within(
+        new Promise<void>((resolve) => (waiter = { bytes, resolve })).then(done),
+        5_000,
+        `receiving ${bytes} bytes (got ${size})`,
+      );
+    },
+  };
+}
+
+/** Runs `fn` with a listener that echoes every chunk, closing everything after. */
+async function withEcho(
+  address: SocketAddress,
+  fn: (listener: Listener, track: (conn: Connection) => Connection) => Promise<void>,
+) {
+  const open: Connection[] = [];
+  const track = (conn: Connection) => (open.push(conn), conn);
+  const listener = await runtime.listen(address, (conn) => {
+    track(conn);
+    conn.onData((chunk) => conn.write(chunk));
+  });
+  try {
+    await fn(listener, track);
+  } finally {
+    for (const conn of open) conn.close();
+    await listener.close();
+  }
+}
+
+function deadPid(): Promise<number> {
+  return within(
+    new Promise((resolve, reject) => {
+      const child = spawnChild("true");
+      child.once("error", reject);
+      child.once("exit", () => resolve(child.pid!));
+    }),
+    5_000,
+    "a child running `true` to exit",
+  );
+}
+
+function pattern(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (i >> 8)) & 0xff;
+  return bytes;
+}
+
+describe(`runtime adapter (${runtime.name}): files`, () => {
+  test("mkdir() creates missing parents with mode 0700 and succeeds if the directory exists", async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "a", "b");
+      await runtime.mkdir(path, 0o700);
+      await runtime.mkdir(path, 0o700);
+      const stat = await runtime.lstat(path);
+      assert.equal(stat.isDirectory, true);
+      assert.equal(stat.mode, 0o700);
+    });
+  });
+
+  test("writeFileExclusive() creates a 0600 file and throws EEXIST the second time", async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "f.json");
+      await runtime.writeFileExclusive(path, "first", 0o600);
+      const stat = await runtime.lstat(path);
+      assert.equal(stat.isFile, true);
+      assert.equal(stat.mode, 0o600);
+      assert.equal(stat.size, 5);
+      assert.equal(stat.uid, runtime.uid());
+      assert.ok(Math.abs(stat.mtimeMs - Date.now()) < 60_000);
+      await rejectsWithCode(runtime.writeFileExclusive(path, "second", 0o600), "EEXIST");
+      assert.equal(await runtime.readFile(path), "first");
+    });
+  });
+
+  test("writeFile() replaces a file and readFile() reads it as UTF-8", async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "f.txt");
+      await runtime.writeFile(path, "old content", 0o600);
+      await runtime.writeFile(path, "new ✓", 0o600);
+      assert.equal(await runtime.readFile(path), "new ✓");
+      await rejectsWithCode(runtime.readFile(join(dir, "missing")), "ENOENT");
+    });
+  });
+
+  test("readDir() lists entry names and throws ENOENT for a missing directory", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.writeFile(join(dir, "a"), "", 0o600);
+      await runtime.mkdir(join(dir, "b"), 0o700);
+      assert.deepEqual((await runtime.readDir(dir)).sort(), ["a", "b"]);
+      await rejectsWithCode(runtime.readDir(join(dir, "missing")), "ENOENT");
+    });
+  });
+
+  test("remove() deletes a file and throws ENOENT once it is gone", async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "f");
+      await runtime.writeFile(path, "x", 0o600);
+      await runtime.remove(path);
+      await rejectsWithCode(runtime.lstat(path), "ENOENT");
+      await rejectsWithCode(runtime.remove(path), "ENOENT");
+    });
+  });
+
+  test("rename() replaces the target", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.writeFile(join(dir, "from"), "new", 0o600);
+      await runtime.writeFile(join(dir, "to"), "old", 0o600);
+      await runtime.rename(join(dir, "from"), join(dir, "to"));
+      assert.equal(await runtime.readFile(join(dir, "to")), "new");
+      assert.deepEqual(await runtime.readDir(dir), ["to"]);
+    });
+  });
+
+  test("link() makes a hard link and throws EEXIST if the target exists", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.writeFile(join(dir, "a"), "data", 0o600);
+      await runtime.link(join(dir, "a"), join(dir, "b"));
+      assert.equal(await runtime.readFile(join(dir, "b")), "data");
+      await rejectsWithCode(runtime.link(join(dir, "a"), join(dir, "b")), "EEXIST");
+    });
+  });
+
+  test("lstat() reports a symlink without following it", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.mkdir(join(dir, "target"), 0o700);
+      await symlink(join(dir, "target"), join(dir, "link"));
+      const stat = await runtime.lstat(join(dir, "link"));
+      assert.equal(stat.isSymlink, true);
+      assert.equal(stat.isDirectory, false);
+      assert.equal(stat.isFile, false);
+    });
+  });
+});
+
+describe(`runtime adapter (${runtime.name}): sockets`, () => {
+  const tcp = (port: number): SocketAddress => ({ transport: "tcp", hostname: LOOPBACK, port });
+
+  test("listen() on port 0 reports a nonzero port, and a second listen on it throws EADDRINUSE", async () => {
+    const listener = await runtime.listen(tcp(0), () => {});
+    try {
+      assert.ok(listener.port > 0 && listener.port < 65536);
+      await rejectsWithCode(runtime.listen(tcp(listener.port), () => {}), "EADDRINUSE");
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("close() frees the port at once, even while an accepted connection is open", async () => {
+    await withEcho(tcp(0), async (listener, track) => {
+      const client = track(await runtime.connect(tcp(listener.port), 5_000));
+      const seen = observe(client);
+      client.write(new Uint8Array([1]));
+      await seen.received(1);
+      await within(listener.close(), 1_000, "listener.close()");
+      await listener.close();
+      const again = await runtime.listen(tcp(listener.port), () => {});
+      await again.close();
+      // The accepted connection outlives its listener.
+      client.write(new Uint8Array([2]));
+      assert.deepEqual(await seen.received(2), new Uint8Array([1, 2]));
+    });
+  });
+
+  test("connect() and write() round-trip bytes in order, including a write larger than socket buffers", async () => {
+    await withEcho(tcp(0), async (listener, track) => {
+      const client = track(await runtime.connect(tcp(listener.port), 5_000));
+      const seen = observe(client);
+      const big = pattern(8 << 20);
+      client.write(new TextEncoder().encode("hello\n"));
+      client.write(big);
+      client.write(new TextEncoder().encode("bye\n"));
+      const all = await seen.received(6 + big.length + 4);
+      assert.equal(all.length, 6 + big.length + 4);
+      assert.equal(new TextDecoder().decode(all.subarray(0, 6)), "hello\n");
+      assert.ok(all.subarray(6, 6 + big.length).every((b, i) => b === big[i]), "payload intact");
+      assert.equal(new TextDecoder().decode(all.subarray(6 + big.length)), "bye\n");
+    });
+  });
+
+  test("chunks that arrive before onData() is set are delivered once it is", async () => {
+    const listener = await runtime.listen(tcp(0), (conn) => {
+      conn.write(new TextEncoder().encode("greeting"));
+      conn.close();
+    });
+    try {
+      const client = await runtime.connect(tcp(listener.port), 5_000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const seen = observe(client);
+      assert.equal(new TextDecoder().decode(await seen.received(8)), "greeting");
+      await within(seen.closed, 5_000, "onClose after the peer closed");
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("close() on one side calls onClose on both sides, once, after flushing writes", async () => {
+    let server!: ReturnType<typeof observe>;
+    let serverConn: Connection | undefined;
+    let accepted!: () => void;
+    const connected = new Promise<void>((resolve) => (accepted = resolve));
+    const listener = await runtime.listen(tcp(0), (conn) => {
+      serverConn = conn;
+      server = observe(conn);
+      accepted();
+    });
+    try {
+      const client = await runtime.connect(tcp(listener.port), 5_000);
+      let clientCloses = 0;
+      client.onClose(() => clientCloses++);
+      await within(connected, 5_000, "accept");
+      client.write(new TextEncoder().encode("last words"));
+      client.close();
+      client.close();
+      client.write(new Uint8Array([9])); // dropped: written after close()
+      assert.equal(new TextDecoder().decode(await server.received(10)), "last words");
+      await within(server.closed, 5_000, "the server side's onClose");
+      await within(
+        (async () => {
+          while (clientCloses === 0) await new Promise((r) => setTimeout(r, 5));
+        })(),
+        5_000,
+        "the client side's onClose",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(clientCloses, 1);
+      let late = 0;
+      client.onClose(() => late++); // set after the fact: called at once
+      assert.equal(late, 1);
+    } finally {
+      serverConn?.close();
+      await listener.close();
+    }
+  });
+
+  test("connect() to a closed port throws ECONNREFUSED", async () => {
+    const listener = await runtime.listen(tcp(0), () => {});
+    await listener.close();
+    await rejectsWithCode(runtime.connect(tcp(listener.port), 5_000), "ECONNREFUSED");
+  });
+
+  test("an abstract unix name binds once, throws EADDRINUSE twice, echoes, and frees on close", async () => {
+    if (runtime.platform !== "linux") return;
+    const address: SocketAddress = {
+      transport: "unix",
+      path: `\0socketlock-test-${crypto.randomUUID()}`,
+    };
+    await withEcho(address, async (listener, track) => {
+      assert.equal(listener.port, 0);
+      await rejectsWithCode(runtime.listen(address, () => {}), "EADDRINUSE");
+      const client = track(await runtime.connect(address, 5_000));
+      const seen = observe(client);
+      client.write(new TextEncoder().encode("ping"));
+      assert.equal(new TextDecoder().decode(await seen.received(4)), "ping");
+      await listener.close();
+      const again = await runtime.listen(address, () => {});
+      await again.close();
+    });
+    await rejectsWithCode(runtime.connect(address, 5_000), "ECONNREFUSED");
+  });
+});
+
+describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
+  test("pid, uid, hostname, platform, tempDir and env agree with node:process and node:os", () => {
+    assert.equal(runtime.pid, process.pid);
+    assert.equal(runtime.uid(), process.getuid?.() ?? null);
+    assert.equal(runtime.hostname(), hostname());
+    assert.equal(runtime.platform, process.platform);
+    assert.equal(runtime.tempDir(), tmpdir());
+    assert.equal(runtime.env("PATH"), process.env.PATH);
+    assert.equal(runtime.env("SOCKETLOCK_SURELY_UNSET_VARIABLE"), undefined);
+  });
+
+  test("isAlive() is true for this process and false for an exited child", async () => {
+    assert.equal(runtime.isAlive(runtime.pid), true);
+    assert.equal(runtime.isAlive(await deadPid()), false);
+    assert.equal(runtime.isAlive(0), false);
+    assert.equal(runtime.isAlive(-1), false);
+  });
+
+  test("startTime() gives this process's start in whole epoch seconds, and null for an exited child", async () => {
+    if (runtime.platform !== "linux") return;
+    const started = await runtime.startTime(runtime.pid);
+    assert.ok(Number.isInteger(started), String(started));
+    const now = Date.now() / 1000;
+    assert.ok(started! <= now && started! > now - 3600, String(started));
+    assert.equal(await runtime.startTime(await deadPid()), null);
+  });
+
+  test("setTimer() fires, and clear() cancels it", async () => {
+    const t0 = runtime.monotonic();
+    await within(new Promise<void>((resolve) => runtime.setTimer(resolve, 20)), 5_000, "timer");
+    assert.ok(runtime.monotonic() - t0 >= 15);
+    let fired = false;
+    runtime.setTimer(() => (fired = true), 10).clear();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(fired, false);
+  });
+
+  test("spawn() reports a child's exit code, or the signal that ended it", async () => {
+    const exited = runtime.spawn("sh", ["-c", "exit 3"]);
+    assert.ok(exited.pid > 0);
+    assert.deepEqual(await within(exited.exited, 5_000, "child exit"), { code: 3, signal: null });
+    const killed = runtime.spawn("sh", ["-c", "kill -TERM $$"]);
+    assert.deepEqual(await within(killed.exited, 5_000, "child exit"), {
+      code: null,
+      signal: "SIGTERM",
+    });
+    killed.kill("SIGTERM"); // ended already: does nothing
+  });
+
+  test("a process holding only unref'd listeners, connections and timers exits by itself", async () => {
+    const script = new URL("./fixtures/runtime_unref_child.ts", import.meta.url).pathname;
+    const args = runtime.name === "deno" ? ["run", "-A", script] : [script];
+    const child = spawnChild(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+    let output = "";
+    child.stdout!.on("data", (chunk) => (output += chunk));
+    try {
+      const code = await within(
+        new Promise((resolve, reject) => {
+          child.once("error", reject);
+          child.once("exit", resolve);
+        }),
+        5_000,
+        "the child with only unref'd handles to exit",
+      );
+      assert.equal(code, 0);
+      assert.equal(output.trim(), "ready");
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
+});
