@@ -2,7 +2,7 @@
 // CLI look kinds up here and nowhere else.
 
 import type { KindDriver } from "./_kind.ts";
-import type { LockKind } from "./types.ts";
+import type { LockKind, LockOptions } from "./types.ts";
 import { LockError } from "./errors.ts";
 import { folderDriver } from "./folder/folder_target.ts";
 
@@ -15,6 +15,14 @@ const drivers: Record<LockKind, KindDriver> = {
 
 /** The names of the kinds this version provides. */
 export const KINDS: readonly LockKind[] = Object.keys(drivers) as LockKind[];
+
+/**
+ * The kind a call asks for: `options.kind`, else the kind its options imply
+ * (a remote kind's connection option), else the default.
+ */
+export function kindOf(options: LockOptions): LockKind {
+  return options.kind ?? DEFAULT_KIND;
+}
 
 /** The driver for `kind`, or a LockError listing the kinds there are. */
 export function driverFor(kind: string): KindDriver {

@@ -7,14 +7,14 @@
 import { runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockOptions } from "./types.ts";
 import { acquire } from "./_acquire.ts";
-import { DEFAULT_KIND, driverFor } from "./_kinds.ts";
+import { driverFor, kindOf } from "./_kinds.ts";
 import { localHolder } from "./_local_mutex.ts";
 import { LockBusyError } from "./errors.ts";
 import { validateLockName } from "./names.ts";
 
 async function open(name: string, options: LockOptions) {
   validateLockName(name);
-  const driver = driverFor(options.kind ?? DEFAULT_KIND);
+  const driver = driverFor(kindOf(options));
   const target = await driver.open(name, options, runtime);
   return { driver, target };
 }

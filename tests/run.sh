@@ -33,8 +33,13 @@ run() { # name, command...
   local plain; plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$name.log")
   local pass fail
   case $name in
-    deno) pass=$(grep -oE '[0-9]+ passed' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
-          fail=$(grep -oE '[0-9]+ failed' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
+    # Deno counts each describe() as one test with steps: count the steps.
+    # Deno reports each describe() as one test with steps: count the leaves
+    # (a result whose "name ..." header was printed before is a parent).
+    deno) read -r pass fail < <(awk '/ \.\.\.$/ { open[$0] = 1; next }
+            / \.\.\. (ok|FAILED)/ { name = $0; sub(/ \.\.\. (ok|FAILED).*/, " ...", name)
+              if (name in open) next; if ($0 ~ / \.\.\. ok/) p++; else f++ }
+            END { print p + 0, f + 0 }' <<<"$plain") ;;
     bun)  pass=$(grep -oE '^ *[0-9]+ pass$' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
           fail=$(grep -oE '^ *[0-9]+ fail$' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
     node) pass=$(grep -oE '^ℹ pass [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+')

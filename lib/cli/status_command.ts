@@ -1,7 +1,7 @@
 // `socketlock status NAME`: who holds a lock, for people and for scripts.
 
 import { inspect } from "../lock.ts";
-import { DEFAULT_KIND } from "../_kinds.ts";
+import { kindOf } from "../_kinds.ts";
 import { parseArgs, UsageError } from "./args.ts";
 import { lockOptionsFrom } from "./run_command.ts";
 
@@ -28,7 +28,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   const options = lockOptionsFrom(parsed.flags);
   const holder = await inspect(name, options);
   if (parsed.flags.has("--json")) {
-    console.log(JSON.stringify({ name, kind: options.kind ?? DEFAULT_KIND, held: !!holder, holder }));
+    console.log(JSON.stringify({ name, kind: kindOf(options), held: !!holder, holder }));
   } else if (!holder) {
     console.log(`lock "${name}" is free`);
   } else {

@@ -1,0 +1,122 @@
+// FolderLock's seed surface, and interop with Python lockfolder bids.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { FolderLock, LockTimeoutError } from "../mod.ts";
+import { runtime } from "../lib/runtime/mod.ts";
+import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
+import { type Child, fixture, spawnCommand, spawnScript, tempDir } from "./_processes.ts";
+
+describe("FolderLock", () => {
+  const dirs: string[] = [];
+  const kids: Child[] = [];
+  after(async () => {
+    for (const kid of kids) kid.process.kill("SIGKILL");
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  async function folder(): Promise<string> {
+    const dir = await tempDir();
+    dirs.push(dir);
+    return `${dir}/locks`;
+  }
+
+  /** A live process whose bid we forge in Python's exact format. */
+  function sleeper(): number {
+    const child = spawnCommand("sleep", ["30"]);
+    kids.push(child);
+    return child.pid;
+  }
+
+  test("tryAcquire, getLockInfo and release work, and a second FolderLock is refused meanwhile", async () => {
+    const path = await folder();
+    const a = new FolderLock(path);
+    const b = new FolderLock(path);
+    assert.equal(await a.tryAcquire(), true);
+    assert.equal(await b.tryAcquire(), false);
+    const info = await b.getLockInfo();
+    assert.equal(info?.pid, runtime.pid);
+    assert.equal(info?.kind, "folder");
+    await a.release();
+    await a.release();
+    assert.equal(await b.getLockInfo(), null);
+    await b.acquire({ timeout: 1_000 });
+    assert.equal(b.held?.kind, "folder");
+    await b.release();
+  });
+
+  test("our bid is a <uuid>.json file with Python lockfolder's PID and CREATED", async () => {
+    const path = await folder();
+    const lock = new FolderLock(path);
+    await lock.acquire();
+    const [name] = (await readdir(path)).filter((n) => n.endsWith(".json"));
+    assert.match(name, /^[0-9a-f-]{36}\.json$/);
+    const bid = JSON.parse(await readFile(`${path}/${name}`, "utf8"));
+    assert.equal(bid.PID, runtime.pid);
+    // psutil's int(create_time()), computed here by Python itself.
+    const python = spawnCommand("python3", [
+      "-c",
+      `import os\nd=open('/proc/${runtime.pid}/stat').read()\nf=d[d.rfind(')')+2:].split()\n` +
+      `b=[float(l.split()[1]) for l in open('/proc/stat') if l.startswith('btime')][0]\n` +
+      `print(int(float(f[19])/os.sysconf('SC_CLK_TCK')+b))`,
+    ]);
+    kids.push(python);
+    const { stdout } = await python.done;
+    assert.equal(bid.CREATED, Number(stdout.trim()));
+    await lock.release();
+    assert.deepEqual((await readdir(path)).filter((n) => n.endsWith(".json")), []);
+  });
+
+  test("a Python-format bid of a live process blocks; one with a reused pid is removed", async () => {
+    const path = await folder();
+    const lock = new FolderLock(path);
+    assert.equal(await lock.tryAcquire(), true); // creates the folder
+    await lock.release();
+    const pid = sleeper();
+    let started: number | null = null;
+    for (let i = 0; i < 50 && started === null; i++) started = await runtime.startTime(pid);
+    await writeFile(`${path}/python-peer.json`, JSON.stringify({ PID: pid, CREATED: started }));
+    const error = await lock.acquire({ timeout: 50 }).catch((e) => e);
+    assert.ok(error instanceof LockTimeoutError, String(error));
+    assert.equal(error.holder?.pid, pid);
+    await writeFile(`${path}/python-peer.json`, JSON.stringify({ PID: pid, CREATED: started! - 5 }));
+    assert.equal(await lock.tryAcquire(), true, "a live pid with another start time is a stale bid");
+    assert.deepEqual((await readdir(path)).filter((n) => n.startsWith("python-peer")), []);
+    await lock.release();
+  });
+
+  test("a fresh garbage bid is kept and does not block; an old one is cleared", async () => {
+    const path = await folder();
+    const lock = new FolderLock(path);
+    assert.equal(await lock.tryAcquire(), true);
+    await lock.release();
+    await writeFile(`${path}/half.json`, '{"PID": 4');
+    assert.equal(await lock.tryAcquire(), true);
+    await lock.release();
+    assert.ok((await readdir(path)).includes("half.json"));
+    const old = (Date.now() - GARBAGE_GRACE_MS - 5_000) / 1000;
+    await utimes(`${path}/half.json`, old, old);
+    assert.equal(await lock.tryAcquire(), true);
+    await lock.release();
+    assert.equal((await readdir(path)).includes("half.json"), false);
+  });
+
+  test("Python lockfolder peers and TypeScript processes exclude each other on one folder", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const counter = `${dir}/counter`;
+    await writeFile(counter, "0");
+    const options = JSON.stringify({ kind: "folder", dir, timeout: 60_000 });
+    const workers = [
+      spawnCommand("python3", [fixture("lockfolder_peer.py"), `${dir}/shared.folder`, counter, "40"]),
+      spawnCommand("python3", [fixture("lockfolder_peer.py"), `${dir}/shared.folder`, counter, "40"]),
+      spawnScript("node", fixture("counter_worker.ts"), [options, "shared", counter, "40"]),
+      spawnScript("deno", fixture("counter_worker.ts"), [options, "shared", counter, "40"]),
+    ];
+    kids.push(...workers);
+    for (const result of await Promise.all(workers.map((w) => w.done))) {
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /done/);
+    }
+    assert.equal(Number(await readFile(counter, "utf8")), 160);
+  });
+});
