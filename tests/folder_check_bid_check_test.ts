@@ -6,6 +6,7 @@ import { createWorld, gate, type SimulatedProcess, type World } from "./_scripte
 import { folderTarget } from "../lib/folder/folder_target.ts";
 import { checkBidCheck } from "../lib/folder/check_bid_check.ts";
 import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
+import { isolateBeacon } from "../lib/folder/isolate_beacon.ts";
 
 const FOLDER = "/locks/x.folder";
 
@@ -98,6 +99,23 @@ describe("check-bid-check under forced interleavings", () => {
     const result = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
     assert.equal(result.acquired, true);
     assert.equal(bids(world).length, 1);
+  });
+
+  test("a bid of a live process whose isolate's beacon is gone (a terminated worker) is stale", async () => {
+    const { world, procs: [a, b] } = setup([311, 312]);
+    const started = world.alive.get(311)!;
+    const bid = (beacon: string) =>
+      JSON.stringify({ PID: 311, CREATED: started, host: "scripted-host", beacon });
+    const put = (name: string, data: string) =>
+      world.files.set(`${FOLDER}/${name}`, { kind: "file", data, mode: 0o600, mtimeMs: 0 });
+    put("live-worker.json", bid(await isolateBeacon(a.runtime)));
+    const blocked = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(blocked.acquired, false, "a listening beacon keeps the bid live");
+    put("dead-worker.json", bid(`abstract:${crypto.randomUUID()}`));
+    world.files.delete(`${FOLDER}/live-worker.json`);
+    const result = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(result.acquired, true, "a beacon that refuses connections proves the isolate gone");
+    assert.equal(world.files.has(`${FOLDER}/dead-worker.json`), false);
   });
 
   test("a bid from another host is never judged by local pids", async () => {

@@ -18,6 +18,10 @@ export interface Bid {
   host?: string;
   /** When the bid was made, epoch ms (absent in Python bids). */
   acquiredAt?: number;
+  /** The bidding isolate's id (main thread or worker). */
+  isolate?: string;
+  /** The bidding isolate's beacon: gone once the isolate is (absent in Python bids). */
+  beacon?: string;
 }
 
 /** A bid file found in a folder. */
@@ -39,7 +43,7 @@ export function parseBid(text: string): Bid | null {
     return null;
   }
   if (typeof value !== "object" || value === null) return null;
-  const { PID, CREATED, host, acquiredAt } = value as Record<string, unknown>;
+  const { PID, CREATED, host, acquiredAt, isolate, beacon } = value as Record<string, unknown>;
   if (!Number.isSafeInteger(PID) || (PID as number) <= 0) return null;
   if (typeof CREATED !== "number" || !Number.isFinite(CREATED)) return null;
   return {
@@ -47,6 +51,8 @@ export function parseBid(text: string): Bid | null {
     CREATED,
     ...(typeof host === "string" ? { host } : {}),
     ...(typeof acquiredAt === "number" ? { acquiredAt } : {}),
+    ...(typeof isolate === "string" ? { isolate } : {}),
+    ...(typeof beacon === "string" ? { beacon } : {}),
   };
 }
 

@@ -7,6 +7,7 @@
 
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import type { FoundBid } from "./bid.ts";
+import { isBeaconAlive } from "./isolate_beacon.ts";
 
 /**
  * How long an unreadable `.json` file is given before it is treated as
@@ -20,9 +21,10 @@ export type BidStanding = "live" | "stale" | "unreadable";
 
 /**
  * Challenges one bid: `"live"` if its writer still runs (same pid, same start
- * time, or a bid from another host whose processes we cannot see), `"stale"`
- * if the writer is gone or its pid was reused, `"unreadable"` if the file is
- * not a bid but may be one being written.
+ * time, its isolate's beacon still listening; or a bid from another host
+ * whose processes we cannot see), `"stale"` if the writer is gone, its pid
+ * was reused, or the worker that wrote it was terminated, `"unreadable"` if
+ * the file is not a bid but may be one being written.
  */
 export async function challengeBid(
   runtime: Runtime,
@@ -36,8 +38,14 @@ export async function challengeBid(
   const started = await runtime.startTime(bid.PID);
   // null: gone since isAlive (stale), or a platform without start times, where
   // a live pid is all we can go by.
-  if (started === null) return runtime.isAlive(bid.PID) ? "live" : "stale";
-  return started === bid.CREATED ? "live" : "stale";
+  if (started === null) {
+    if (!runtime.isAlive(bid.PID)) return "stale";
+  } else if (started !== bid.CREATED) {
+    return "stale";
+  }
+  // The process lives; the isolate (a worker) that bid may not.
+  if (bid.beacon !== undefined && !(await isBeaconAlive(runtime, bid.beacon))) return "stale";
+  return "live";
 }
 
 async function isOldGarbage(runtime: Runtime, path: string): Promise<boolean> {

@@ -14,6 +14,7 @@ import type { FoundBid } from "./bid.ts";
 import { removeBid } from "./bid.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
+import { ISOLATE_ID, isolateBeacon } from "./isolate_beacon.ts";
 
 function infoFromBid(name: string, folder: string, found: FoundBid): LockInfo {
   const bid = found.bid!;
@@ -23,6 +24,7 @@ function infoFromBid(name: string, folder: string, found: FoundBid): LockInfo {
     pid: bid.PID,
     host: bid.host ?? "",
     acquiredAt: bid.acquiredAt ?? bid.CREATED * 1000,
+    ...(bid.isolate ? { isolate: bid.isolate } : {}),
     folder,
     bid: found.path,
   };
@@ -39,7 +41,10 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         throw error;
       });
       await ready;
-      const started = await ownStartTime(runtime);
+      const [started, beacon] = await Promise.all([
+        ownStartTime(runtime),
+        isolateBeacon(runtime),
+      ]);
       const acquiredAt = runtime.now();
       const host = runtime.hostname();
       const result = await checkBidCheck(runtime, folder, {
@@ -47,6 +52,8 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         CREATED: started,
         host,
         acquiredAt,
+        isolate: ISOLATE_ID,
+        beacon,
       });
       if (!result.acquired) {
         return { acquired: false, holder: infoFromBid(name, folder, result.holder) };
@@ -65,6 +72,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         host,
         acquiredAt,
         token,
+        isolate: ISOLATE_ID,
         folder,
         bid: result.path,
       };
