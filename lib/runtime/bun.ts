@@ -142,6 +142,8 @@ function listen(
         open: (socket) => {
           const conn = new BunConnection();
           conn.socket = socket;
+          // Like connect(): no Nagle delay on replies (see node.ts).
+          if (address.transport === "tcp") socket.setNoDelay(true);
           socket.data = conn;
           onConnection(conn);
         },

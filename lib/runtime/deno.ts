@@ -247,6 +247,14 @@ function serve(
         });
         continue;
       }
+      if (address.transport === "tcp") {
+        try {
+          // Like connect(): no Nagle delay on replies (see node.ts).
+          (conn as Deno.TcpConn).setNoDelay(true);
+        } catch {
+          // reset already: the read loop will see it
+        }
+      }
       try {
         onConnection(wrapConn(conn));
       } catch (error) {
@@ -266,8 +274,13 @@ function serve(
       }
       // A pending accept holds the socket open (a second bind fails, a
       // connect is reset rather than refused) until Deno cancels it on the
-      // next turn of the event loop; only then is the address free.
-      return closing = (accepting ?? Promise.resolve()).then(() => {}, () => {});
+      // next turn of the event loop; only then is the address free. An
+      // unref'd accept would not keep that turn coming (Deno ends the loop:
+      // "promise resolution is still pending"), so a ref'd timer does until
+      // it settles; it is cleared at once and never delays anything.
+      const guard = setTimeout(() => {}, 60_000);
+      return closing = (accepting ?? Promise.resolve()).then(() => {}, () => {})
+        .finally(() => clearTimeout(guard));
     },
     unref() {
       refed = false;

@@ -54,7 +54,9 @@ async function listen(
   address: SocketAddress,
   onConnection: (conn: Connection) => void,
 ): Promise<Listener> {
-  const server = net.createServer((socket) => onConnection(wrapSocket(socket)));
+  // noDelay: a server that answers twice before the peer's delayed ACK
+  // would otherwise hold its second reply back for up to 40 ms (Nagle).
+  const server = net.createServer({ noDelay: true }, (socket) => onConnection(wrapSocket(socket)));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ ...toNetOptions(address), exclusive: true }, () => {
