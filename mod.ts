@@ -31,3 +31,24 @@ export {
 } from "./lib/errors.ts";
 export { validateLockName } from "./lib/names.ts";
 export { FolderLock } from "./lib/folder/mod.ts";
+export { SocketLock, type SocketLockOptions } from "./lib/socket/mod.ts";
+export { PortLock, type PortLockOptions } from "./lib/port/mod.ts";
+export {
+  type RedisAdapter,
+  type RedisSubscriber,
+  RedisLock,
+  type RedisLockOptions,
+  Redlock,
+  type RedlockOptions,
+} from "./lib/redis/mod.ts";
+export {
+  LockClient,
+  type LockClientOptions,
+  type LockServer,
+  serve,
+  type ServeOptions,
+  type ServerLease,
+  type ServerLimits,
+  type ServerLockOptions,
+  type ServerStats,
+} from "./lib/server/mod.ts";

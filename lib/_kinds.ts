@@ -5,12 +5,20 @@ import type { KindDriver } from "./_kind.ts";
 import type { LockKind, LockOptions } from "./types.ts";
 import { LockError } from "./errors.ts";
 import { folderDriver } from "./folder/folder_target.ts";
+import { portDriver } from "./port/port_target.ts";
+import { redisDriver } from "./redis/redis_driver.ts";
+import { socketDriver } from "./socket/socket_target.ts";
+import { serverDriver } from "./server/server_target.ts";
 
 /** The kind used when none is given. */
-export const DEFAULT_KIND: LockKind = "folder";
+export const DEFAULT_KIND: LockKind = "socket";
 
 const drivers: Record<LockKind, KindDriver> = {
+  socket: socketDriver,
   folder: folderDriver,
+  port: portDriver,
+  redis: redisDriver,
+  server: serverDriver,
 };
 
 /** The names of the kinds this version provides. */
@@ -21,7 +29,10 @@ export const KINDS: readonly LockKind[] = Object.keys(drivers) as LockKind[];
  * (a remote kind's connection option), else the default.
  */
 export function kindOf(options: LockOptions): LockKind {
-  return options.kind ?? DEFAULT_KIND;
+  if (options.kind) return options.kind;
+  if (options.redis !== undefined) return "redis";
+  if (options.server !== undefined) return "server";
+  return DEFAULT_KIND;
 }
 
 /** The driver for `kind`, or a LockError listing the kinds there are. */

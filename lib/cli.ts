@@ -22,6 +22,7 @@ import { createLogger } from "./log.ts";
 import { UsageError } from "./cli/args.ts";
 import { RUN_HELP, runCommand } from "./cli/run_command.ts";
 import { STATUS_HELP, statusCommand } from "./cli/status_command.ts";
+import { SERVE_HELP, serveCommand } from "./cli/serve_command.ts";
 
 /** Exit code on usage errors: EX_USAGE. */
 const EXIT_USAGE = 64;
@@ -31,6 +32,7 @@ const HELP = `Usage: socketlock COMMAND [options]
 Commands:
   run NAME [options] -- CMD [ARGS...]   run CMD while holding the lock NAME
   status NAME [options]                 show who holds the lock NAME
+  serve [options]                       run a lock server (--server HOST:PORT reaches it)
 
 Run "socketlock COMMAND --help" for a command's options.`;
 
@@ -56,6 +58,8 @@ export async function main(args: string[]): Promise<number> {
         return await runCommand(rest, log);
       case "status":
         return await statusCommand(rest);
+      case "serve":
+        return await serveCommand(rest);
       case undefined:
       case "-h":
       case "--help":
@@ -68,7 +72,13 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) {
       log.log("error", error.message);
-      const help = command === "run" ? RUN_HELP : command === "status" ? STATUS_HELP : HELP;
+      const help = command === "run"
+        ? RUN_HELP
+        : command === "status"
+        ? STATUS_HELP
+        : command === "serve"
+        ? SERVE_HELP
+        : HELP;
       console.error(help);
       return EXIT_USAGE;
     }

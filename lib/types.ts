@@ -6,7 +6,7 @@
  */
 
 /** The lock mechanisms behind the one API (more kinds join as they land). */
-export type LockKind = "folder";
+export type LockKind = "socket" | "folder" | "port" | "redis" | "server";
 
 /**
  * What is known about the holder of a lock.
@@ -45,7 +45,7 @@ export interface RetryOptions {
 
 /** Options every kind understands. */
 export interface LockOptions {
-  /** Which mechanism to use. Default `"folder"`. */
+  /** Which mechanism to use. Default `"socket"`. */
   kind?: LockKind;
   /**
    * Directory holding local locks. Default: `$XDG_RUNTIME_DIR/socketlock`,
@@ -58,6 +58,55 @@ export interface LockOptions {
   signal?: AbortSignal;
   /** Backoff between attempts while waiting. */
   retry?: RetryOptions;
+  /**
+   * Socket kind: the HMAC key holders prove they know (any string). Default:
+   * a random per-user key kept 0600 in the lock directory. With
+   * `compat: "socketlock"` it is Python socketlock's `signature_seed`.
+   */
+  signatureSeed?: string;
+  /**
+   * Socket kind: `"socketlock"` uses Python socketlock's file name
+   * (`<dir>/.<name>.lock`, `dir` defaulting to the temp dir), JSON and public
+   * `SOCKETLOCK_CHECK` handshake, so Python and TypeScript processes exclude
+   * each other. Its handshake can be forged by anyone; leave it off otherwise.
+   */
+  compat?: "socketlock";
+  /**
+   * Socket kind: a lock older than this (ms) may be broken even though its
+   * holder still answers — unsafe for that holder, so off by default.
+   * This is Python socketlock's `timeout`.
+   */
+  maxAge?: number;
+  /**
+   * Socket kind: how long a contender waits for the recorded holder to
+   * connect and answer, in ms. Default 1000. A holder whose event loop is
+   * blocked longer than this looks dead and loses its lock.
+   */
+  handshakeTimeout?: number;
+  /**
+   * Redis kind: your Redis client — an `ioredis` client, a connected `redis`
+   * (node-redis) client, Bun's `RedisClient`, or a `RedisAdapter` — or an
+   * array of clients on independent masters for Redlock. Setting it selects
+   * `kind: "redis"`. The lock's key is `socketlock:<name>`.
+   */
+  redis?: unknown;
+  /**
+   * Server kind: the lock server's address, `"host:port"` (a server started
+   * with `socketlock serve`). Setting it selects `kind: "server"`.
+   */
+  server?: string;
+  /**
+   * Server kind: the shared secret in the server's `--token-file`; the client
+   * proves it knows it with an HMAC challenge (it never crosses the wire).
+   */
+  token?: string;
+  /**
+   * Lease kinds (redis, server): how soon a crashed holder's lock frees itself, in
+   * ms. While held, the lock is renewed every `ttl / 3` in the background;
+   * `held.signal` aborts if no renewal is confirmed in time. Default 30 000
+   * for redis; the server's default (10 000) for server.
+   */
+  ttl?: number;
 }
 
 /**

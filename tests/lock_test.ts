@@ -1,6 +1,6 @@
 // The contracts every kind keeps, checked for each registered kind within
 // one process: waiting, FIFO, timeouts, abort, release, inspect, tokens.
-import { after, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import {
@@ -15,20 +15,44 @@ import {
 import type { LockOptions } from "../mod.ts";
 import { KINDS } from "../lib/_kinds.ts";
 import { tempDir } from "./_processes.ts";
+import { Redis } from "ioredis";
+import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { type LockServer, serve } from "../lib/server/mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
 
 for (const kind of KINDS) {
-  describe(`lock() with kind "${kind}"`, () => {
+  // The redis kind needs a redis-server (and says SKIPPED loudly without one).
+  const suite = kind === "redis" ? describeRedis : describe;
+  suite(`lock() with kind "${kind}"`, () => {
     const dirs: string[] = [];
+    let redisServer: RedisServer | undefined;
+    let redis: Redis | undefined;
+    if (kind === "redis") {
+      before(async () => {
+        redisServer = await startRedisServer();
+        redis = new Redis({ port: redisServer.port, host: "127.0.0.1" });
+      });
+    }
+    // The server kind: one in-process lock server for the suite.
+    let lockServer: LockServer | undefined;
+    if (kind === "server") {
+      before(async () => {
+        lockServer = await serve({ port: 0 });
+      });
+    }
     after(async () => {
+      await lockServer?.close();
+      redis?.disconnect();
+      await redisServer?.stop();
       for (const dir of dirs) await rm(dir, { recursive: true, force: true });
     });
     async function options(extra: LockOptions = {}): Promise<LockOptions> {
       const dir = await tempDir();
       dirs.push(dir);
-      return { kind, dir, ...extra };
+      const server = lockServer ? { server: `127.0.0.1:${lockServer.address.port}` } : {};
+      return { kind, dir, ...(redis ? { redis } : {}), ...server, ...extra };
     }
 
     test("tryLock() returns null while another holder in this process has the lock", async () => {

@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== installing test dependencies (npm ci: ioredis, redis)"
+npm ci --no-audit --no-fund || exit 1
+
 echo "== resolving runtimes (npx -y deno@2 / bun@1 / node@24)"
 SOCKETLOCK_DENO=$(npx -y deno@2 eval 'console.log(Deno.execPath())') || exit 1
 SOCKETLOCK_BUN=$(npx -y bun@1 -e 'console.log(process.execPath)') || exit 1

@@ -7,6 +7,7 @@ import type { HeldLock, LockKind, LockOptions } from "../types.ts";
 import { LockAbortedError, LockBusyError, LockTimeoutError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
+import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
@@ -23,6 +24,7 @@ released when COMMAND ends, or by the OS if this process dies.
 Options:
   --kind KIND    lock kind (default: the library's default kind)
   --dir DIR      lock directory for local kinds
+${SERVER_FLAGS_HELP}
   --wait MS      wait at most MS milliseconds (default: wait forever)
   --no-wait      fail at once if the lock is held
   -v             say when the lock is taken and released
@@ -83,7 +85,7 @@ async function takeLock(
 
 /** Runs `socketlock run`; returns the exit code. */
 export async function runCommand(args: string[], log: Logger): Promise<number> {
-  const parsed = parseArgs(args, ["--kind", "--dir", "--wait"], [
+  const parsed = parseArgs(args, ["--kind", "--dir", "--wait", ...SERVER_FLAGS], [
     "--no-wait",
     "-v",
     "-h",
@@ -103,6 +105,7 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
     throw new UsageError("Use either --wait MS or --no-wait, not both.");
   }
   const options = lockOptionsFrom(parsed.flags);
+  await applyServerFlags(options, parsed.flags);
   options.timeout = parsed.flags.has("--no-wait") ? 0 : millis("--wait", parsed.flags.get("--wait"));
   const verbose = parsed.flags.has("-v");
 

@@ -4,6 +4,7 @@ import { inspect } from "../lock.ts";
 import { kindOf } from "../_kinds.ts";
 import { parseArgs, UsageError } from "./args.ts";
 import { lockOptionsFrom } from "./run_command.ts";
+import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
 
 /** Help text of `status`. */
 export const STATUS_HELP = `Usage: socketlock status NAME [options]
@@ -13,12 +14,13 @@ Tells who holds the lock NAME. Exits 0 if it is free, 1 if it is held.
 Options:
   --kind KIND    lock kind (default: the library's default kind)
   --dir DIR      lock directory for local kinds
+${SERVER_FLAGS_HELP}
   --json         print {"name", "kind", "held", "holder"} as JSON
   -h, --help     show this help`;
 
 /** Runs `socketlock status`; returns the exit code. */
 export async function statusCommand(args: string[]): Promise<number> {
-  const parsed = parseArgs(args, ["--kind", "--dir"], ["--json", "-h", "--help"]);
+  const parsed = parseArgs(args, ["--kind", "--dir", ...SERVER_FLAGS], ["--json", "-h", "--help"]);
   if (parsed.flags.has("--help") || parsed.flags.has("-h")) {
     console.log(STATUS_HELP);
     return 0;
@@ -26,6 +28,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   const [name, ...extra] = parsed.positionals;
   if (!name || extra.length) throw new UsageError("status takes exactly one lock NAME.");
   const options = lockOptionsFrom(parsed.flags);
+  await applyServerFlags(options, parsed.flags);
   const holder = await inspect(name, options);
   if (parsed.flags.has("--json")) {
     console.log(JSON.stringify({ name, kind: kindOf(options), held: !!holder, holder }));

@@ -14,7 +14,8 @@ import type { FoundBid } from "./bid.ts";
 import { removeBid } from "./bid.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
-import { ISOLATE_ID, isolateBeacon } from "./isolate_beacon.ts";
+import { isolateBeacon } from "./isolate_beacon.ts";
+import { ISOLATE_ID } from "../_isolate.ts";
 
 function infoFromBid(name: string, folder: string, found: FoundBid): LockInfo {
   const bid = found.bid!;

@@ -16,9 +16,6 @@
 
 import { errorCode, type Runtime, type SocketAddress } from "../runtime/mod.ts";
 
-/** This module instance's id: one per isolate (main thread or worker). */
-export const ISOLATE_ID: string = crypto.randomUUID();
-
 const beacons = new WeakMap<Runtime, Promise<string>>();
 
 /** How long a challenger waits for a beacon before counting it alive, in ms. */

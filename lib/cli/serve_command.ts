@@ -1,0 +1,144 @@
+// `socketlock serve`: the lock server, in the foreground, until SIGTERM or
+// SIGINT (graceful: stop accepting, tell clients, exit 0).
+
+import { runtime } from "../runtime/mod.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { LockError } from "../errors.ts";
+import { serve, type ServeOptions } from "../server/serve.ts";
+import { DEFAULT_PORT } from "../server/server_address.ts";
+import { parseArgs, UsageError } from "./args.ts";
+
+/** Help text of `serve`. */
+export const SERVE_HELP = `Usage: socketlock serve [options]
+
+Runs a lock server: named locks with FIFO waiters, leases and fencing tokens,
+released at once when a client's connection closes. It also answers
+distlockd's binary protocol on the same port. Prints its address once ready;
+SIGTERM or SIGINT stop it gracefully (exit 0).
+
+Options:
+  --host HOST            address to listen on (default 127.0.0.1; any other
+                         address needs --token-file, or --insecure)
+  --port PORT            TCP port (default ${DEFAULT_PORT}; 0 picks a free one)
+  --token-file FILE      shared secret: clients must prove they know it (HMAC)
+  --insecure             allow a non-loopback --host without a token
+  --ttl MS               default lease length (default 10000)
+  --max-ttl MS           longest lease granted (default 3600000)
+  --max-line BYTES       longest request line (default 4096)
+  --max-name BYTES       longest lock name (default 256)
+  --max-connections N    most open connections (default 10000)
+  --max-waiters N        most queued waits per connection (default 1000)
+  --max-locks N          most locks held per connection (default 10000)
+  --idle-timeout MS      close connections idle this long (default 300000)
+  -v                     log every connection, grant, release and expiry
+  --json                 log JSON lines
+  -h, --help             show this help`;
+
+const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
+  "--ttl": "ttl",
+  "--max-ttl": "maxTtl",
+  "--max-line": "maxLineBytes",
+  "--max-name": "maxNameBytes",
+  "--max-connections": "maxConnections",
+  "--max-waiters": "maxWaitersPerConnection",
+  "--max-locks": "maxLocksPerConnection",
+  "--idle-timeout": "idleTimeout",
+};
+
+/** Reads a token file: its content without trailing whitespace. */
+export async function readTokenFile(path: string, log?: Logger): Promise<string> {
+  let text: string;
+  try {
+    text = await runtime.readFile(path);
+  } catch (error) {
+    throw new LockError(`Cannot read the token file ${path}: ${(error as Error).message}.`, {
+      cause: error,
+    });
+  }
+  const token = text.replace(/\s+$/, "");
+  if (!token) {
+    throw new LockError(`The token file ${path} is empty; put a long random secret in it.`);
+  }
+  try {
+    const stat = await runtime.lstat(path);
+    if (log && (stat.mode & 0o077) !== 0) {
+      log.log("warn", `token file ${path} is readable by other users; chmod 600 it`);
+    }
+  } catch {
+    // the read worked; the mode is only advice
+  }
+  return token;
+}
+
+/** Runs `socketlock serve`; resolves with the exit code once stopped. */
+export async function serveCommand(args: string[]): Promise<number> {
+  const parsed = parseArgs(
+    args,
+    ["--host", "--port", "--token-file", ...Object.keys(LIMIT_FLAGS)],
+    [
+      "--insecure",
+      "-v",
+      "--json",
+      "-h",
+      "--help",
+    ],
+  );
+  if (parsed.flags.has("--help") || parsed.flags.has("-h")) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  if (parsed.positionals.length || parsed.rest.length) {
+    throw new UsageError(
+      `serve takes no arguments, only options (got "${
+        [...parsed.positionals, ...parsed.rest].join(" ")
+      }").`,
+    );
+  }
+  const verbose = parsed.flags.has("-v");
+  const log = createLogger({ verbose, json: parsed.flags.has("--json") });
+  const options: ServeOptions = { logger: log, verbose, insecure: parsed.flags.has("--insecure") };
+  const host = parsed.flags.get("--host");
+  if (typeof host === "string") options.host = host;
+  const port = parsed.flags.get("--port");
+  if (port !== undefined) {
+    const value = Number(port);
+    if (port === true || !Number.isInteger(value) || value < 0 || value > 65535) {
+      throw new UsageError(
+        `--port takes a port number from 0 to 65535, e.g. --port ${DEFAULT_PORT}.`,
+      );
+    }
+    options.port = value;
+  }
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const raw = parsed.flags.get(flag);
+    if (raw === undefined) continue;
+    const value = Number(raw);
+    if (raw === true || !Number.isFinite(value) || value <= 0) {
+      throw new UsageError(
+        `${flag} takes a number above 0, e.g. ${flag} ${raw === true ? 1000 : 5000}.`,
+      );
+    }
+    (options as Record<string, unknown>)[key] = value;
+  }
+  const tokenFile = parsed.flags.get("--token-file");
+  if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile, log);
+
+  const server = await serve(options);
+  const { hostname, port: bound } = server.address;
+  console.log(
+    `socketlock server listening on ${
+      hostname.includes(":") ? `[${hostname}]` : hostname
+    }:${bound}`,
+  );
+  const signal = await new Promise<string>((resolve) => {
+    const stops = (["SIGTERM", "SIGINT"] as const).map((sig) =>
+      runtime.onSignal(sig, () => {
+        for (const stop of stops) stop();
+        resolve(sig);
+      })
+    );
+  });
+  log.log("info", "shutting down", { signal });
+  await server.close();
+  return 0;
+}

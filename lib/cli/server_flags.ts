@@ -1,0 +1,24 @@
+// The flags that point run/status at a lock server: --server HOST:PORT and
+// --token-file FILE.
+
+import type { LockOptions } from "../types.ts";
+import { readTokenFile } from "./serve_command.ts";
+
+/** The server flags that take a value. */
+export const SERVER_FLAGS = ["--server", "--token-file"] as const;
+
+/** Their lines in a command's help. */
+export const SERVER_FLAGS_HELP =
+  `  --server HOST:PORT  use the lock server there (socketlock serve; kind "server")
+  --token-file FILE  the server's shared secret, if it has one`;
+
+/** Adds `server` and `token` to `options` from the parsed flags. */
+export async function applyServerFlags(
+  options: LockOptions,
+  flags: Map<string, string | true>,
+): Promise<void> {
+  const server = flags.get("--server");
+  if (typeof server === "string") options.server = server;
+  const tokenFile = flags.get("--token-file");
+  if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile);
+}

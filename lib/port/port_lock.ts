@@ -1,0 +1,132 @@
+/**
+ * `PortLock`: k3portlock's `Portlock(key, timeout, sleep_time)` for Deno, Bun
+ * and Node, excluding Python processes that lock the same key.
+ *
+ * @module
+ */
+
+import { runtime } from "../runtime/mod.ts";
+import type { HeldLock } from "../types.ts";
+import { acquire } from "../_acquire.ts";
+import type { LockTarget } from "../_kind.ts";
+import { portTarget } from "./port_target.ts";
+
+/** Options of {@link PortLock}, in milliseconds (k3portlock takes seconds). */
+export interface PortLockOptions {
+  /** How long {@link PortLock.acquire} waits, in ms. Default 1000 (k3portlock's 1 s). */
+  timeout?: number;
+  /** The longest pause between two tries, in ms. Default 10 (k3portlock's 0.01 s). */
+  sleepTime?: number;
+}
+
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
+  Symbol.for("Symbol.asyncDispose");
+
+/**
+ * A lock held by binding an address derived from `key`: on Linux the abstract
+ * unix socket `"\0/portlock/" + key`, elsewhere 2 of 3 TCP ports on
+ * 127.0.0.1 — exactly as Python's k3portlock, so both exclude each other.
+ * The OS frees the lock when the holder dies; no file is ever written, so
+ * nothing is known about the holder beyond "held".
+ *
+ * @example Run a job once at a time, with Python k3portlock peers
+ * ```ts
+ * import { PortLock } from "jsr:@x/socketlock";
+ * const lock = new PortLock("nightly-report", { timeout: 5_000 });
+ * await lock.acquire();
+ * try {
+ *   console.log("working");
+ * } finally {
+ *   await lock.release();
+ * }
+ * ```
+ */
+export class PortLock implements AsyncDisposable {
+  /** The lock's key. */
+  readonly key: string;
+  /** How long {@link PortLock.acquire} waits by default, in ms. */
+  readonly timeout: number;
+  /** The longest pause between two tries, in ms. */
+  readonly sleepTime: number;
+  #target: LockTarget;
+  #held: HeldLock | null = null;
+
+  /**
+   * Creates a lock on `key`; nothing is bound until it is acquired.
+   *
+   * @param key Any text of at most 96 UTF-8 bytes (what a unix socket address holds in every runtime).
+   * @param options `timeout` and `sleepTime`, in ms.
+   * @throws {InvalidLockNameError} If the key is too long for a unix socket address.
+   */
+  constructor(key: string, options: PortLockOptions = {}) {
+    this.key = key;
+    this.timeout = options.timeout ?? 1000;
+    this.sleepTime = options.sleepTime ?? 10;
+    this.#target = portTarget(runtime, key);
+  }
+
+  /** True while this object holds the lock (k3portlock's `has_locked()`). */
+  get locked(): boolean {
+    return this.#held !== null;
+  }
+
+  /** The held lock (token, info), while this object holds it. */
+  get held(): HeldLock | null {
+    return this.#held;
+  }
+
+  /**
+   * Tries once to take the lock; never waits.
+   *
+   * @returns true if this object now holds the lock (also if it already did).
+   */
+  async tryAcquire(): Promise<boolean> {
+    return (await this.#acquire(false)) !== null;
+  }
+
+  /**
+   * Takes the lock, retrying until `timeout` ms pass. A waiter wakes as soon
+   * as a holder of this library lets go; Python holders are polled every
+   * `sleepTime` ms at most. Does nothing if this object already holds it.
+   *
+   * @param options `timeout` in ms (default: the constructor's), `signal` to cancel.
+   * @throws {LockTimeoutError} If the lock stays held for `timeout` ms (k3portlock's `PortlockTimeout`).
+   * @throws {LockAbortedError} If the signal aborts the wait.
+   */
+  async acquire(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    await this.#acquire(true, options.timeout ?? this.timeout, options.signal);
+  }
+
+  /** Unbinds the lock. Does nothing if this object does not hold it. */
+  async release(): Promise<void> {
+    const held = this.#held;
+    this.#held = null;
+    await held?.release();
+  }
+
+  /** Releases the lock at the end of an `await using` scope. */
+  [asyncDispose](): Promise<void> {
+    return this.release();
+  }
+
+  async #acquire(
+    wait: boolean,
+    timeout?: number,
+    signal?: AbortSignal,
+  ): Promise<HeldLock | null> {
+    if (this.#held) return this.#held;
+    const result = await acquire({
+      name: this.key,
+      kind: "port",
+      target: this.#target,
+      runtime,
+      wait,
+      // acquire() treats an elapsed deadline as a timeout after one try.
+      timeout: wait ? Math.max(0, timeout ?? this.timeout) : undefined,
+      signal,
+      retry: { minDelay: this.sleepTime, maxDelay: this.sleepTime, factor: 1, jitter: 0.2 },
+    });
+    this.#held = result.held;
+    return result.held;
+  }
+}

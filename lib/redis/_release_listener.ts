@@ -1,0 +1,191 @@
+// Waking waiters on release: one pub/sub connection per client, shared by
+// every waiter in this process, opened on the first wait and closed when no
+// one has waited for a while or when the user's client closes. Anything that
+// goes wrong here only costs wake-ups: waiters also poll with backoff.
+
+import type { Runtime, Timer } from "../runtime/mod.ts";
+import type { RedisAdapter, RedisSubscriber } from "./client_adapter.ts";
+
+/** How long a channel stays subscribed after its last waiter left, in ms. */
+export const LINGER_MS = 1_000;
+/** How long to poll only after the subscriber connection failed, in ms. */
+const RETRY_SUBSCRIBER_MS = 5_000;
+
+interface Channel {
+  refs: number;
+  /** Releases seen on this channel since it was subscribed. */
+  count: number;
+  /** Resolves true once subscribed, false if subscribing failed. */
+  ready: Promise<boolean>;
+  subscribed: boolean;
+  wakers: Set<() => void>;
+  idle: Timer | null;
+}
+
+/** One waiter's view of a channel. */
+export interface Watch {
+  /** Releases seen so far, or -1 while not yet subscribed. */
+  seen(): number;
+  /**
+   * Resolves at the first release after `since` releases (at once if already
+   * past), or — with `since` = -1 — as soon as the subscription is live, so
+   * the waiter retries once to cover a release it could not have heard.
+   * Never resolves if subscribing failed (the waiter polls).
+   */
+  wake(since: number): { promise: Promise<void>; cancel(): void };
+  /** Ends this watch. */
+  leave(): void;
+}
+
+class ReleaseListener {
+  #adapter: RedisAdapter;
+  #runtime: Runtime;
+  #connection: Promise<RedisSubscriber | null> | null = null;
+  #channels = new Map<string, Channel>();
+  #failedAt = -Infinity;
+  #closed = false;
+
+  constructor(adapter: RedisAdapter, runtime: Runtime) {
+    this.#adapter = adapter;
+    this.#runtime = runtime;
+    adapter.onClose?.(() => this.#closeAll());
+  }
+
+  /** True if `name` is subscribed right now (a watch taken now hears every later release). */
+  live(name: string): boolean {
+    return this.#channels.get(name)?.subscribed === true;
+  }
+
+  watch(name: string): Watch {
+    let channel = this.#channels.get(name);
+    if (!channel) {
+      const fresh: Channel = {
+        refs: 0,
+        count: 0,
+        ready: Promise.resolve(false),
+        subscribed: false,
+        wakers: new Set(),
+        idle: null,
+      };
+      fresh.ready = this.#subscribe(name, fresh);
+      this.#channels.set(name, fresh);
+      channel = fresh;
+    }
+    const ch = channel;
+    ch.idle?.clear();
+    ch.idle = null;
+    ch.refs++;
+    let left = false;
+    return {
+      seen: () => (ch.subscribed ? ch.count : -1),
+      wake: (since) => {
+        let waker: (() => void) | null = null;
+        const promise = new Promise<void>((resolve) => {
+          if (since < 0) {
+            ch.ready.then((ok) => ok && resolve());
+            return;
+          }
+          if (ch.count > since) return resolve();
+          waker = () => {
+            if (ch.count > since) resolve();
+          };
+          ch.wakers.add(waker);
+        });
+        return { promise, cancel: () => waker && ch.wakers.delete(waker) };
+      },
+      leave: () => {
+        if (left) return;
+        left = true;
+        if (--ch.refs === 0) this.#linger(name, ch);
+      },
+    };
+  }
+
+  #subscribe(name: string, channel: Channel): Promise<boolean> {
+    const onMessage = () => {
+      channel.count++;
+      for (const waker of [...channel.wakers]) waker();
+    };
+    return this.#open()
+      .then(async (connection) => {
+        if (!connection || this.#channels.get(name) !== channel) return false;
+        await connection.subscribe(name, onMessage);
+        channel.subscribed = true;
+        return true;
+      })
+      .catch(() => false);
+  }
+
+  #open(): Promise<RedisSubscriber | null> {
+    if (this.#connection) return this.#connection;
+    const open = this.#adapter.openSubscriber;
+    if (!open || this.#closed || this.#runtime.monotonic() - this.#failedAt < RETRY_SUBSCRIBER_MS) {
+      return Promise.resolve(null);
+    }
+    const connection = open.call(this.#adapter).catch(() => {
+      this.#failedAt = this.#runtime.monotonic();
+      this.#connection = null;
+      return null;
+    });
+    this.#connection = connection;
+    return connection;
+  }
+
+  // Keeping the channel a little while lets back-to-back waits (a busy lock)
+  // reuse the subscription instead of resubscribing every time.
+  #linger(name: string, channel: Channel): void {
+    const timer = this.#runtime.setTimer(() => {
+      if (channel.refs > 0 || this.#channels.get(name) !== channel) return;
+      this.#channels.delete(name);
+      const connection = this.#connection;
+      if (this.#channels.size === 0) {
+        this.#connection = null;
+        connection?.then((c) => c?.close()).catch(() => {});
+      } else if (channel.subscribed) {
+        connection?.then((c) => c?.unsubscribe(name)).catch(() => {});
+      }
+    }, LINGER_MS);
+    timer.unref();
+    channel.idle = timer;
+  }
+
+  #closeAll(): void {
+    // The user closed their client: opening a duplicate now would keep the
+    // process alive behind their back. Waiters on it poll from here on.
+    this.#closed = true;
+    for (const channel of this.#channels.values()) channel.idle?.clear();
+    this.#channels.clear();
+    const connection = this.#connection;
+    this.#connection = null;
+    connection?.then((c) => c?.close()).catch(() => {});
+  }
+}
+
+const listeners = new WeakMap<RedisAdapter, ReleaseListener>();
+
+function listenerOf(adapter: RedisAdapter, runtime: Runtime): ReleaseListener {
+  let listener = listeners.get(adapter);
+  if (!listener) {
+    listener = new ReleaseListener(adapter, runtime);
+    listeners.set(adapter, listener);
+  }
+  return listener;
+}
+
+/**
+ * Starts watching the release channel `channel` through `adapter`'s shared
+ * subscriber connection (opening it if needed).
+ */
+export function watchReleases(adapter: RedisAdapter, runtime: Runtime, channel: string): Watch {
+  return listenerOf(adapter, runtime).watch(channel);
+}
+
+/**
+ * A watch of `channel` if it is subscribed right now, else null. Taken
+ * before an attempt, it hears every release that attempt could miss; an
+ * uncontended lock never opens a subscriber this way.
+ */
+export function watchIfLive(adapter: RedisAdapter, channel: string): Watch | null {
+  const listener = listeners.get(adapter);
+  return listener?.live(channel) ? listener.watch(channel) : null;
+}

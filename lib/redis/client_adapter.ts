@@ -1,0 +1,217 @@
+/**
+ * The tiny interface the Redis kind needs from a client — send one command,
+ * optionally open a second connection for pub/sub — and the adapters that
+ * fit `ioredis`, `redis` (node-redis v4+) and Bun's built-in `RedisClient`
+ * to it, recognised by shape so that no client is a dependency of this
+ * module.
+ *
+ * @module
+ */
+
+import { LockError } from "../errors.ts";
+
+/** A dedicated pub/sub connection (Redis takes a subscribed connection over). */
+export interface RedisSubscriber {
+  /** Subscribes to `channel`; `onMessage` gets each message published on it. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<void>;
+  /** Unsubscribes from `channel`. */
+  unsubscribe(channel: string): Promise<void>;
+  /** Closes the connection at once. */
+  close(): void;
+}
+
+/**
+ * What the Redis kind needs from a client. Pass one of your own to use a
+ * client this module does not recognise.
+ *
+ * @example Adapt a client by hand
+ * ```ts
+ * import type { RedisAdapter } from "jsr:@x/socketlock/redis";
+ * declare const myClient: { command(args: string[]): Promise<unknown> };
+ * const adapter: RedisAdapter = {
+ *   name: "my-client",
+ *   send: (args) => myClient.command([...args]),
+ * };
+ * ```
+ */
+export interface RedisAdapter {
+  /** The client's name, for error messages. */
+  readonly name: string;
+  /**
+   * Sends one command (e.g. `["EVALSHA", sha, "1", key, owner]`) and resolves
+   * with its reply: numbers for integers, strings (or bytes) for bulk
+   * strings, arrays, `null` for nil. Rejects on an error reply with an Error
+   * whose message starts with Redis' error code (`NOSCRIPT ...`).
+   */
+  send(args: readonly string[]): Promise<unknown>;
+  /**
+   * Opens a pub/sub connection. Without it, waiters poll with backoff
+   * instead of waking at once on release.
+   */
+  openSubscriber?(): Promise<RedisSubscriber>;
+  /** Registers a callback run when the user's client is closed for good. */
+  onClose?(listener: () => void): void;
+}
+
+/** The kinds of clients recognised, for error messages. */
+export const SUPPORTED_CLIENTS =
+  "an ioredis client (new Redis()), a connected node-redis client (createClient() " +
+  "after await client.connect()), Bun's RedisClient, or an object implementing RedisAdapter";
+
+// deno-lint-ignore no-explicit-any
+type Loose = any;
+
+const ignore = () => {};
+
+function isFunction(value: unknown): boolean {
+  return typeof value === "function";
+}
+
+function ioredisAdapter(client: Loose): RedisAdapter {
+  return {
+    name: "ioredis",
+    send: (args) => client.call(...args),
+    openSubscriber() {
+      const sub = client.duplicate();
+      // Errors on the subscriber only cost wake-ups (waiters also poll); an
+      // "error" event without a listener would print or throw.
+      sub.on("error", ignore);
+      const handlers = new Map<string, (message: string) => void>();
+      sub.on("message", (channel: string, message: string) => handlers.get(channel)?.(message));
+      return Promise.resolve({
+        async subscribe(channel, onMessage) {
+          handlers.set(channel, onMessage);
+          await sub.subscribe(channel);
+        },
+        async unsubscribe(channel) {
+          handlers.delete(channel);
+          await sub.unsubscribe(channel);
+        },
+        close: () => sub.disconnect(),
+      });
+    },
+    onClose: (listener) => client.once("end", listener),
+  };
+}
+
+function nodeRedisAdapter(client: Loose): RedisAdapter {
+  return {
+    name: "node-redis",
+    send: (args) => client.sendCommand([...args]),
+    async openSubscriber() {
+      const sub = client.duplicate();
+      sub.on("error", ignore);
+      await sub.connect();
+      return {
+        subscribe: async (channel, onMessage) => void await sub.subscribe(channel, onMessage),
+        unsubscribe: async (channel) => void await sub.unsubscribe(channel),
+        close() {
+          // v5 has destroy(); v4 only disconnect(), which returns a promise.
+          const closing = isFunction(sub.destroy) ? sub.destroy() : sub.disconnect();
+          Promise.resolve(closing).catch(ignore);
+        },
+      };
+    },
+    onClose: (listener) => client.once("end", listener),
+  };
+}
+
+function bunAdapter(client: Loose): RedisAdapter {
+  return {
+    name: "Bun RedisClient",
+    send: (args) => client.send(args[0], args.slice(1)),
+    async openSubscriber() {
+      const sub = await client.duplicate();
+      return {
+        subscribe: async (channel, onMessage) => void await sub.subscribe(channel, onMessage),
+        unsubscribe: async (channel) => void await sub.unsubscribe(channel),
+        close: () => sub.close(),
+      };
+    },
+    onClose(listener) {
+      // Bun has one onclose slot: chain to whatever the user set.
+      const previous = client.onclose;
+      client.onclose = function (this: unknown, ...args: unknown[]) {
+        listener();
+        return isFunction(previous) ? previous.apply(this, args) : undefined;
+      };
+    },
+  };
+}
+
+function recognise(client: Loose): RedisAdapter | null {
+  // ioredis: call(command, ...args), an EventEmitter with a status string.
+  if (
+    isFunction(client.call) && isFunction(client.duplicate) && typeof client.status === "string"
+  ) {
+    return ioredisAdapter(client);
+  }
+  // node-redis v4+: sendCommand(args[]) and isOpen/isReady flags.
+  if (isFunction(client.sendCommand) && isFunction(client.duplicate) && "isOpen" in client) {
+    return nodeRedisAdapter(client);
+  }
+  // Bun's RedisClient: send(command, args[]), subscribe, a connected flag.
+  if (
+    isFunction(client.send) && isFunction(client.duplicate) && isFunction(client.subscribe) &&
+    "connected" in client
+  ) {
+    return bunAdapter(client);
+  }
+  // Already an adapter.
+  if (isFunction(client.send) && typeof client.name === "string") return client as RedisAdapter;
+  return null;
+}
+
+const adapters = new WeakMap<object, RedisAdapter>();
+
+/**
+ * Wraps a Redis client in the {@link RedisAdapter} interface, recognising
+ * ioredis, node-redis (v4 and later) and Bun's `RedisClient` by their shape.
+ * The same client always gives the same adapter.
+ *
+ * @example Adapt an ioredis client
+ * ```ts
+ * import Redis from "ioredis";
+ * import { adaptRedisClient } from "jsr:@x/socketlock/redis";
+ * const adapter = adaptRedisClient(new Redis());
+ * console.log(adapter.name); // "ioredis"
+ * ```
+ *
+ * @param client A Redis client, or an object implementing {@link RedisAdapter}.
+ * @returns The adapter.
+ * @throws {LockError} If `client` is not a client this module recognises.
+ */
+export function adaptRedisClient(client: unknown): RedisAdapter {
+  if (typeof client !== "object" || client === null) {
+    throw new LockError(
+      `The redis option must be a Redis client, got ${client === null ? "null" : typeof client}. ` +
+        `Pass ${SUPPORTED_CLIENTS}.`,
+    );
+  }
+  let adapter = adapters.get(client);
+  if (!adapter) {
+    adapter = recognise(client) ?? undefined;
+    if (!adapter) {
+      const shown = (client as { constructor?: { name?: string } }).constructor?.name ?? "object";
+      throw new LockError(
+        `The redis option is not a Redis client socketlock recognises (got ${shown}). ` +
+          `Pass ${SUPPORTED_CLIENTS}.`,
+      );
+    }
+    adapters.set(client, adapter);
+  }
+  return adapter;
+}
+
+let nextId = 1;
+const ids = new WeakMap<RedisAdapter, number>();
+
+/** A number identifying an adapter within this process (for in-process lock keys). */
+export function adapterId(adapter: RedisAdapter): number {
+  let id = ids.get(adapter);
+  if (id === undefined) {
+    id = nextId++;
+    ids.set(adapter, id);
+  }
+  return id;
+}

@@ -1,0 +1,235 @@
+/**
+ * The heartbeat of a held Redis lock: renews it every `ttl / 3` in the
+ * background and keeps the holder's own view of its lease, so that
+ * `held.signal` aborts with {@link LockLostError} no later than the lease's
+ * end by this process's clock — even if no timer had the chance to run, as
+ * in a process that was paused past its lease.
+ *
+ * The lease a holder relies on after each confirmed renewal is two thirds of
+ * the ttl, counted from when the renewal was *sent* (so before Redis applied
+ * it), less an allowance for clock drift. `forceReleaseIfStale` breaks a lock
+ * only after the same lease has passed since its last renewal by the server's
+ * clock, so by then the holder has already given the lock up.
+ *
+ * @module
+ */
+
+import type { Runtime, Timer } from "../runtime/mod.ts";
+import { LockLostError } from "../errors.ts";
+
+/** The share of the ttl a holder relies on after each confirmed renewal. */
+export const LEASE_FRACTION = 2 / 3;
+/** Allowed drift between clocks' rates, as in the Redlock algorithm. */
+export const CLOCK_DRIFT_FACTOR = 0.01;
+/** A fixed allowance for timer and clock granularity, in ms. */
+export const CLOCK_DRIFT_MS = 2;
+
+/** The lease (ms) stored with a lock taken for `ttl` ms. */
+export function leaseFor(ttl: number): number {
+  return Math.floor(ttl * LEASE_FRACTION);
+}
+
+/** How long after sending a confirmed request the holder may rely on the lock. */
+export function safeLeaseMs(lease: number): number {
+  return lease * (1 - CLOCK_DRIFT_FACTOR) - CLOCK_DRIFT_MS;
+}
+
+/** What one renewal found. */
+export type RenewOutcome = "renewed" | "gone";
+
+/** What a heartbeat needs. */
+export interface HeartbeatOptions {
+  /** The runtime (timers and the monotonic clock). */
+  runtime: Runtime;
+  /** The lock's name, for the LockLostError. */
+  name: string;
+  /** The lock's ttl in ms. */
+  ttl: number;
+  /** The lease in ms (see {@link leaseFor}). */
+  lease: number;
+  /** When the acquisition that granted the lock was sent (monotonic ms). */
+  sentAt: number;
+  /** Renews once. Rejects on a failure that may pass (network, timeouts). */
+  renew(): Promise<RenewOutcome>;
+  /** Called once when the lock is lost, e.g. to delete what is left of it. */
+  onLost(): void;
+}
+
+type AbortedGetter = (this: AbortSignal) => boolean;
+type ReasonGetter = (this: AbortSignal) => unknown;
+const signalProto = AbortSignal.prototype;
+const nativeAborted = Object.getOwnPropertyDescriptor(signalProto, "aborted")!.get as AbortedGetter;
+const nativeReason = Object.getOwnPropertyDescriptor(signalProto, "reason")!.get as ReasonGetter;
+const nativeThrowIfAborted = signalProto.throwIfAborted;
+
+const beats = new WeakMap<AbortSignal, Heartbeat>();
+
+// The prototype of every held lock's signal: an AbortSignal whose readers
+// first compare the clock with the lease's end, so a reader never sees a
+// lease that ran out as still held, whatever order timers fire in. (A shared
+// prototype costs a fraction of per-signal accessors, on every runtime.)
+const guardedSignalProto: AbortSignal = Object.create(signalProto, {
+  aborted: {
+    configurable: true,
+    get(this: AbortSignal) {
+      beats.get(this)?.check();
+      return nativeAborted.call(this);
+    },
+  },
+  reason: {
+    configurable: true,
+    get(this: AbortSignal) {
+      beats.get(this)?.check();
+      return nativeReason.call(this);
+    },
+  },
+  throwIfAborted: {
+    configurable: true,
+    writable: true,
+    value(this: AbortSignal) {
+      beats.get(this)?.check();
+      return nativeThrowIfAborted.call(this);
+    },
+  },
+});
+
+/**
+ * Renews a held lock in the background and aborts {@link Heartbeat.signal}
+ * when the lock is lost. Its timers never keep the process alive, and its
+ * failures never surface as unhandled rejections.
+ */
+export class Heartbeat {
+  #options: HeartbeatOptions;
+  #controller = new AbortController();
+  #deadline: number;
+  #interval: number;
+  #stopped = false;
+  #lastError: unknown = undefined;
+  #beatTimer: Timer | null = null;
+  #deadlineTimer: Timer | null = null;
+
+  /**
+   * Starts renewing.
+   *
+   * @param options Timing, the renewal and the loss callback.
+   */
+  constructor(options: HeartbeatOptions) {
+    this.#options = options;
+    this.#interval = Math.max(1, options.ttl / 3);
+    this.#deadline = options.sentAt + safeLeaseMs(options.lease);
+    const signal = this.#controller.signal;
+    Object.setPrototypeOf(signal, guardedSignalProto);
+    beats.set(signal, this);
+    // The first beat comes before the deadline; the deadline timer is armed
+    // when a renewal is under way, so a quiet holder runs one timer.
+    this.#scheduleBeat(options.sentAt + this.#interval);
+  }
+
+  /**
+   * Aborted with a {@link LockLostError} when the lock is lost. Reading
+   * `aborted` (or `reason`, or calling `throwIfAborted()`) first compares the
+   * clock with the lease's end, so a process resumed after a pause sees the
+   * loss before it does any work.
+   */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** The lease's end, monotonic ms. */
+  get deadline(): number {
+    return this.#deadline;
+  }
+
+  /** Stops renewing (the lock is being released). The signal is left as it is. */
+  stop(): void {
+    this.#stopped = true;
+    this.#beatTimer?.clear();
+    this.#deadlineTimer?.clear();
+  }
+
+  /** Aborts the signal now if the lease has run out. */
+  check(): void {
+    if (this.#stopped) return;
+    if (this.#options.runtime.monotonic() >= this.#deadline) {
+      const cause = this.#lastError;
+      this.#lose(
+        cause === undefined
+          ? `no renewal was confirmed before its lease ran out (${
+            Math.round(this.#options.lease)
+          } ms ` +
+            "after the last one; the process may have been paused or Redis is slow)"
+          : `Redis could not be reached to renew it before its lease ran out (${describe(cause)})`,
+        cause,
+      );
+    }
+  }
+
+  #lose(why: string, cause?: unknown): void {
+    if (this.#stopped) return;
+    this.stop();
+    this.#controller.abort(
+      new LockLostError(this.#options.name, why, cause === undefined ? undefined : { cause }),
+    );
+    try {
+      this.#options.onLost();
+    } catch {
+      // Cleanup is best effort; the loss has been reported.
+    }
+  }
+
+  #armDeadline(): void {
+    this.#deadlineTimer?.clear();
+    const { runtime } = this.#options;
+    const timer = runtime.setTimer(() => this.check(), this.#deadline - runtime.monotonic() + 1);
+    timer.unref();
+    this.#deadlineTimer = timer;
+  }
+
+  #scheduleBeat(at: number): void {
+    if (this.#stopped) return;
+    const { runtime } = this.#options;
+    const timer = runtime.setTimer(() => void this.#beat(), Math.max(0, at - runtime.monotonic()));
+    timer.unref();
+    this.#beatTimer = timer;
+  }
+
+  async #beat(): Promise<void> {
+    this.check();
+    if (this.#stopped) return;
+    const { runtime } = this.#options;
+    if (!this.#deadlineTimer) this.#armDeadline();
+    const sentAt = runtime.monotonic();
+    let outcome: RenewOutcome;
+    try {
+      outcome = await this.#options.renew();
+    } catch (error) {
+      if (this.#stopped) return;
+      // Maybe passing (a reconnect): retry soon while the lease lasts; the
+      // deadline timer reports the loss if it runs out first.
+      this.#lastError = error;
+      this.#scheduleBeat(runtime.monotonic() + Math.min(this.#interval / 4, 1_000));
+      return;
+    }
+    if (this.#stopped) return;
+    if (outcome === "gone") {
+      this.#lose(
+        "it was no longer held by this owner when the heartbeat came to renew it " +
+          "(it expired, or was force-released as stale)",
+      );
+      return;
+    }
+    // A renewal confirmed after the lease ran out does not revive it: the
+    // loss may already have been observed.
+    this.check();
+    if (this.#stopped) return;
+    this.#lastError = undefined;
+    this.#deadline = Math.max(this.#deadline, sentAt + safeLeaseMs(this.#options.lease));
+    this.#deadlineTimer?.clear();
+    this.#deadlineTimer = null;
+    this.#scheduleBeat(sentAt + this.#interval);
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

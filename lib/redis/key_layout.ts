@@ -1,0 +1,171 @@
+/**
+ * Where a Redis lock lives: its key, its fencing counter, its release
+ * channel — and how the JSON value stored under the key reads back as
+ * {@link LockInfo}.
+ *
+ * For a lock key `K` (default `socketlock:<name>`):
+ *
+ * | what | Redis | content |
+ * |---|---|---|
+ * | the lock | string `K`, expiring `ttl` ms after the last renewal | JSON, written once: `{"owner","pid","host","ttl","lease","acquiredAt","token"}` (owner first) |
+ * | fencing counter | string `K:token`, no TTL | an integer, `INCR`ed by every acquisition |
+ * | release channel | pub/sub channel `K:released` | `released`, published by every release |
+ *
+ * @module
+ */
+
+import { LockError } from "../errors.ts";
+import type { LockInfo } from "../types.ts";
+
+/** The Redis names one lock uses. */
+export interface RedisKeys {
+  /** The lock's key. */
+  readonly lock: string;
+  /** The fencing counter's key: never expires, so tokens keep growing. */
+  readonly token: string;
+  /** The pub/sub channel a release is announced on. */
+  readonly channel: string;
+}
+
+/** The longest key accepted, in UTF-8 bytes: keys are names, not payloads. */
+export const MAX_KEY_BYTES = 1024;
+
+/**
+ * The default key of the lock `name`: `socketlock:<name>`.
+ *
+ * @example Find a lock's key
+ * ```ts
+ * import { defaultRedisKey } from "jsr:@x/socketlock/redis";
+ * console.log(defaultRedisKey("nightly")); // "socketlock:nightly"
+ * ```
+ *
+ * @param name The lock's name.
+ * @returns Its key.
+ */
+export function defaultRedisKey(name: string): string {
+  return `socketlock:${name}`;
+}
+
+/**
+ * The names of the lock stored under `key`.
+ *
+ * @example See where a lock keeps its fencing counter
+ * ```ts
+ * import { redisKeys } from "jsr:@x/socketlock/redis";
+ * console.log(redisKeys("LOCK:billing").token); // "LOCK:billing:token"
+ * ```
+ *
+ * @param key The lock's key (see {@link validateRedisKey}).
+ * @returns The lock key, its counter and its channel.
+ */
+export function redisKeys(key: string): RedisKeys {
+  return { lock: key, token: `${key}:token`, channel: `${key}:released` };
+}
+
+/**
+ * Checks a caller-given key: a non-empty string of at most 1024 bytes.
+ *
+ * @param key The key.
+ * @returns The key.
+ * @throws {LockError} If the key cannot be used.
+ */
+export function validateRedisKey(key: unknown): string {
+  if (typeof key !== "string") {
+    throw new LockError(
+      `The Redis key must be a string, got ${typeof key}. Pass e.g. key: "LOCK:myapp".`,
+    );
+  }
+  if (key.length === 0) {
+    throw new LockError(`The Redis key is empty. Pass e.g. key: "LOCK:myapp", or omit it.`);
+  }
+  const bytes = new TextEncoder().encode(key).length;
+  if (bytes > MAX_KEY_BYTES) {
+    throw new LockError(
+      `The Redis key is ${bytes} bytes long (at most ${MAX_KEY_BYTES}). Use a short key.`,
+    );
+  }
+  return key;
+}
+
+const decoder = new TextDecoder();
+
+/** A reply as a string (clients may hand back bytes). */
+export function replyString(value: unknown): string | null {
+  if (typeof value === "string") return value;
+  if (value instanceof Uint8Array) return decoder.decode(value);
+  return null;
+}
+
+/** A reply as a number, or NaN. */
+export function replyNumber(value: unknown): number {
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  const text = replyString(value);
+  return text === null ? NaN : Number(text);
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) ? value : fallback;
+}
+
+/**
+ * Reads the value stored under a lock key as the holder's info. A value
+ * socketlock did not write (another tool's lock on the same key) gives a
+ * holder with pid 0 and `foreign: true`: it is respected, never touched.
+ *
+ * @param name The lock's name.
+ * @param key The lock's key.
+ * @param value The stored value.
+ * @param pttl The key's remaining time to live, in ms.
+ * @param now The server's time, epoch ms, if known (gives `renewedAt`).
+ * @returns The holder's info.
+ */
+export function holderInfo(
+  name: string,
+  key: string,
+  value: unknown,
+  pttl: unknown,
+  now?: unknown,
+): LockInfo {
+  const text = replyString(value) ?? "";
+  const expiresIn = replyNumber(pttl);
+  let stored: Record<string, unknown> | null = null;
+  try {
+    const parsed = JSON.parse(text);
+    if (typeof parsed === "object" && parsed && typeof parsed.owner === "string") stored = parsed;
+  } catch {
+    // Not JSON: another tool's value.
+  }
+  if (!stored) {
+    return {
+      kind: "redis",
+      name,
+      pid: 0,
+      host: "",
+      acquiredAt: 0,
+      key,
+      owner: null,
+      foreign: true,
+      expiresIn,
+    };
+  }
+  const ttl = numberOr(stored.ttl, 0);
+  // Every renewal resets the expiry to exactly ttl: it happened ttl - pttl ago.
+  const serverNow = replyNumber(now);
+  const renewedAt = Number.isFinite(serverNow) && expiresIn >= 0 && ttl > 0
+    ? serverNow - (ttl - expiresIn)
+    : undefined;
+  return {
+    kind: "redis",
+    name,
+    pid: numberOr(stored.pid, 0),
+    host: typeof stored.host === "string" ? stored.host : "",
+    acquiredAt: numberOr(stored.acquiredAt, 0),
+    token: numberOr(stored.token, 0),
+    key,
+    owner: stored.owner,
+    ttl,
+    expiresIn,
+    ...(renewedAt === undefined ? {} : { renewedAt }),
+  };
+}

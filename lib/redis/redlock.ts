@@ -1,0 +1,351 @@
+/**
+ * Redlock: one lock over several independent Redis masters, as in Redis'
+ * published algorithm. A lock is held when a majority (the quorum) of
+ * masters granted it within its validity time, less an allowance for clock
+ * drift; every failed or finished attempt is undone on all masters.
+ *
+ * What it guarantees: while the masters keep their data and clocks run at
+ * about the same rate (drift under 1%), at most one holder's lease is valid
+ * at a time, and the lock survives the loss of a minority of masters. Each
+ * holder's `signal` aborts when its lease ends without a quorum renewing it.
+ *
+ * What it does not: a master that restarts without its data (no `appendonly
+ * yes` with `fsync always`, or a failover to a lagging replica) can grant a
+ * lock a second time; a process paused longer than its lease, or a network
+ * that delays its writes, can still act after its lock passed to another.
+ * No lock service can prevent that last case by itself — which is why every
+ * acquisition carries a fencing token: a token larger than any before it, so
+ * the resource you protect can refuse writes carrying an older one.
+ *
+ * Tokens: each master counts acquisitions; the holder takes the largest
+ * count of its quorum and writes it back to that quorum before the lock is
+ * granted, so any later quorum, which shares a master with it, counts on
+ * from above it. Tokens therefore grow with every acquisition as long as
+ * the masters keep their counters.
+ *
+ * @module
+ */
+
+import { type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
+import type { Attempt, LockTarget } from "../_kind.ts";
+import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
+import { acquire } from "../_acquire.ts";
+import { LockBusyError, LockError } from "../errors.ts";
+import { validateLockName } from "../names.ts";
+import { adapterId, adaptRedisClient, type RedisAdapter } from "./client_adapter.ts";
+import { Heartbeat, leaseFor, safeLeaseMs } from "./heartbeat.ts";
+import {
+  defaultRedisKey,
+  holderInfo,
+  redisKeys,
+  replyNumber,
+  validateRedisKey,
+} from "./key_layout.ts";
+import {
+  acquireArgs,
+  grantInfo,
+  inspectRedis,
+  validateTtl,
+  wakeOnRelease,
+} from "./redis_target.ts";
+import { ACQUIRE, EXTEND, RAISE_TOKEN, RELEASE, runScript } from "./scripts.ts";
+
+/** Everything one Redlock target needs. */
+export interface RedlockSettings {
+  /** One adapter per independent master. */
+  adapters: readonly RedisAdapter[];
+  /** The lock's name. */
+  name: string;
+  /** The lock's key, the same on every master. */
+  key: string;
+  /** The ttl in ms. */
+  ttl: number;
+}
+
+type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Waits for `promise` at most `ms`; a master that does not answer in time counts as failed. */
+function settle(runtime: Runtime, promise: Promise<unknown>, ms: number): Promise<Settled> {
+  return new Promise<Settled>((resolve) => {
+    const timer = runtime.setTimer(
+      () => resolve({ ok: false, error: new Error(`no answer within ${ms} ms`) }),
+      ms,
+    );
+    timer.unref();
+    promise.then(
+      (value) => {
+        timer.clear();
+        resolve({ ok: true, value });
+      },
+      (error) => {
+        timer.clear();
+        resolve({ ok: false, error });
+      },
+    );
+  });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A Redlock target over several masters.
+ *
+ * @param runtime The runtime adapter.
+ * @param settings Masters, name, key, ttl.
+ * @returns The target.
+ * @throws {LockError} If no master is given.
+ */
+export function redlockTarget(runtime: Runtime, settings: RedlockSettings): LockTarget {
+  const { adapters, name, key, ttl } = settings;
+  const count = adapters.length;
+  if (count === 0) {
+    throw new LockError("Redlock needs at least one Redis client; use 3 or 5 independent masters.");
+  }
+  const quorum = Math.floor(count / 2) + 1;
+  const keys = redisKeys(key);
+  const lease = leaseFor(ttl);
+  // Redlock asks for a per-master timeout small against the ttl, so one
+  // dead master does not eat the lease.
+  const timeout = Math.min(Math.max(ttl / 10, 50), 1_000);
+  const onAll = (script: typeof ACQUIRE, keyList: string[], args: (string | number)[]) =>
+    Promise.all(
+      adapters.map((adapter) =>
+        settle(runtime, runScript(adapter, script, keyList, args), timeout)
+      ),
+    );
+  const releaseAll = async (owner: string) => {
+    await onAll(RELEASE, [keys.lock], [owner, keys.channel]);
+  };
+
+  return {
+    key: `redlock:${adapters.map(adapterId).join(",")}:${key}`,
+    async tryAcquire(): Promise<Attempt> {
+      const owner = crypto.randomUUID();
+      const afterTry = adapters.map((adapter) => wakeOnRelease(runtime, adapter, keys));
+      const sentAt = runtime.monotonic();
+      const results = await onAll(
+        ACQUIRE,
+        [keys.lock, keys.token],
+        acquireArgs(runtime, owner, ttl, lease),
+      );
+      const granted: { index: number; token: number; at: number }[] = [];
+      let holder: LockInfo | null = null;
+      const errors: string[] = [];
+      results.forEach((result, index) => {
+        if (!result.ok) return void errors.push(describe(result.error));
+        const reply = result.value as unknown[];
+        if (replyNumber(reply[0]) === 1) {
+          granted.push({ index, token: replyNumber(reply[1]), at: replyNumber(reply[2]) });
+        } else {
+          holder ??= holderInfo(name, key, reply[1], reply[2]);
+        }
+      });
+      if (granted.length >= quorum) {
+        const token = Math.max(...granted.map((g) => g.token));
+        const raised = await Promise.all(
+          granted.map(({ index }) =>
+            settle(
+              runtime,
+              runScript(adapters[index], RAISE_TOKEN, [keys.lock, keys.token], [owner, token]),
+              timeout,
+            )
+          ),
+        );
+        const confirmed = raised.filter((r) => r.ok && replyNumber(r.value) === 1).length;
+        if (confirmed >= quorum && runtime.monotonic() < sentAt + safeLeaseMs(lease)) {
+          for (const after of afterTry) after(true);
+          return { acquired: true, grant: grant(owner, token, granted[0].at, sentAt) };
+        }
+      }
+      // Undo whatever part we got, on every master (a late "OK" included),
+      // before anyone — us included — tries again.
+      await releaseAll(owner);
+      if (errors.length > count - quorum) {
+        for (const after of afterTry) after(true);
+        throw new LockError(
+          `Redlock could not reach a quorum (${quorum} of ${count}) of Redis masters for lock ` +
+            `"${name}": ${errors.length} failed (${[...new Set(errors)].join("; ")}). ` +
+            "Check that the masters are up and the clients connected.",
+        );
+      }
+      const wakes = afterTry.map((after) => after(false));
+      return {
+        acquired: false,
+        holder,
+        wake: Promise.race(wakes.map((w) => w.wake!)),
+        cancelWake: () => wakes.forEach((w) => w.cancelWake!()),
+      };
+    },
+    async inspect() {
+      const found = await Promise.all(
+        adapters.map((adapter) => inspectRedis(adapter, name, key).catch(() => null)),
+      );
+      const byOwner = new Map<unknown, LockInfo[]>();
+      for (const info of found) {
+        if (info) byOwner.set(info.owner, [...(byOwner.get(info.owner) ?? []), info]);
+      }
+      for (const infos of byOwner.values()) if (infos.length >= quorum) return infos[0];
+      return null;
+    },
+  };
+
+  function grant(owner: string, token: number, acquiredAt: number, sentAt: number) {
+    const info = {
+      ...grantInfo(runtime, { name, key, ttl }, owner, token, acquiredAt),
+      masters: count,
+      quorum,
+    };
+    let releasing: Promise<void> | null = null;
+    let lost = false;
+    const heartbeat = new Heartbeat({
+      runtime,
+      name,
+      ttl,
+      lease,
+      sentAt,
+      async renew() {
+        const results = await onAll(EXTEND, [keys.lock], [owner, ttl]);
+        const renewed = results.filter((r) => r.ok && replyNumber(r.value) === 1).length;
+        const gone = results.filter((r) => r.ok && replyNumber(r.value) !== 1).length;
+        if (renewed >= quorum) return "renewed";
+        if (gone > count - quorum) return "gone";
+        throw new LockError(
+          `only ${renewed} of ${count} Redis masters renewed it (quorum ${quorum})`,
+        );
+      },
+      // In the background: release() after a loss must not wait for masters
+      // that may be gone.
+      onLost: () => {
+        lost = true;
+        releaseAll(owner).catch(() => {});
+      },
+    });
+    return {
+      token,
+      info,
+      lost: heartbeat.signal,
+      release: () => {
+        heartbeat.stop();
+        if (lost) return Promise.resolve();
+        return releasing ??= releaseAll(owner);
+      },
+    };
+  }
+}
+
+/** Options of {@link Redlock}. */
+export interface RedlockOptions {
+  /**
+   * How soon a crashed holder's lock frees itself, in ms (default 30 000).
+   * The holder renews every `ttl / 3` while it holds the lock.
+   */
+  ttl?: number;
+  /** Backoff between attempts while waiting. */
+  retry?: RetryOptions;
+}
+
+/**
+ * One lock over several independent Redis masters (Redlock): held when a
+ * majority granted it in time; released on all of them. See the module
+ * documentation for what this does and does not guarantee.
+ *
+ * @example Lock over three independent masters
+ * ```ts
+ * import Redis from "npm:ioredis";
+ * import { Redlock } from "jsr:@x/socketlock/redis";
+ * const masters = [6379, 6380, 6381].map((port) => new Redis(port));
+ * const redlock = new Redlock(masters, { ttl: 10_000 });
+ * const held = await redlock.lock("invoices", { timeout: 5_000 });
+ * try {
+ *   // pass held.token to the store so it can refuse stale writers
+ *   console.log(held.token, held.signal.aborted);
+ * } finally {
+ *   await held.release();
+ * }
+ * ```
+ */
+export class Redlock {
+  /** How many masters must grant a lock. */
+  readonly quorum: number;
+  #adapters: RedisAdapter[];
+  #ttl: number;
+  #retry?: RetryOptions;
+  #runtime: Runtime;
+
+  /**
+   * Creates a Redlock over `clients`, one per independent master (3 or 5 is usual).
+   *
+   * @param clients ioredis, node-redis or Bun RedisClient clients (or adapters).
+   * @param options ttl and backoff.
+   * @throws {LockError} If no client is given, a client is not recognised, or the ttl is invalid.
+   */
+  constructor(clients: readonly unknown[], options: RedlockOptions = {}) {
+    if (!Array.isArray(clients) || clients.length === 0) {
+      throw new LockError("Redlock needs an array of Redis clients, one per independent master.");
+    }
+    this.#adapters = clients.map(adaptRedisClient);
+    this.#ttl = validateTtl(options.ttl);
+    this.#retry = options.retry;
+    this.quorum = Math.floor(clients.length / 2) + 1;
+    this.#runtime = defaultRuntime;
+  }
+
+  /**
+   * Takes the lock `name` on a quorum of masters, waiting up to `timeout` ms.
+   *
+   * @param name The lock's name.
+   * @param options `timeout` in ms (default: forever; 0: try once), `signal`, `key` (default `socketlock:<name>`).
+   * @returns The held lock; its `signal` aborts if a quorum stops renewing it.
+   * @throws {LockBusyError} If `timeout` is 0 and the lock is held.
+   * @throws {LockTimeoutError} If the timeout runs out.
+   * @throws {LockAbortedError} If the signal aborts the wait.
+   * @throws {LockError} If fewer than a quorum of masters answer.
+   */
+  async lock(
+    name: string,
+    options: { timeout?: number; signal?: AbortSignal; key?: string } = {},
+  ): Promise<HeldLock> {
+    const result = await this.#acquire(name, options, options.timeout !== 0);
+    if (!result.held) throw new LockBusyError(name, result.holder);
+    return result.held;
+  }
+
+  /**
+   * Takes the lock `name` if a quorum grants it now; never waits.
+   *
+   * @param name The lock's name.
+   * @param options `key` (default `socketlock:<name>`).
+   * @returns The held lock, or null if it is held elsewhere.
+   * @throws {LockError} If fewer than a quorum of masters answer.
+   */
+  async tryLock(name: string, options: { key?: string } = {}): Promise<HeldLock | null> {
+    return (await this.#acquire(name, options, false)).held;
+  }
+
+  #acquire(
+    name: string,
+    options: { timeout?: number; signal?: AbortSignal; key?: string },
+    wait: boolean,
+  ) {
+    validateLockName(name);
+    const key = options.key === undefined ? defaultRedisKey(name) : validateRedisKey(options.key);
+    const target = redlockTarget(this.#runtime, {
+      adapters: this.#adapters,
+      name,
+      key,
+      ttl: this.#ttl,
+    });
+    return acquire({
+      name,
+      kind: "redis",
+      target,
+      runtime: this.#runtime,
+      wait,
+      timeout: options.timeout,
+      signal: options.signal,
+      retry: this.#retry,
+    });
+  }
+}

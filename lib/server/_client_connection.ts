@@ -1,0 +1,249 @@
+// One client connection to the lock server: the handshake (HELLO, and the
+// mutual HMAC when a token is set), tags, and replies routed to whoever
+// asked. Writes are gathered per microtask, so requests issued together
+// (a release and the next acquire) leave in one packet.
+
+import { type Connection, errorCode, type Runtime } from "../runtime/mod.ts";
+import { LockError, LockPermissionError, LockProtocolError } from "../errors.ts";
+import { encodeName, LineReader, parseReply, PROTOCOL_VERSION, type Reply } from "./protocol.ts";
+import { newNonce, signChallenge, verifyChallenge } from "./auth.ts";
+import { TextOutbox } from "./_outbox.ts";
+
+/** Longest reply line a client accepts (replies are small JSON at most). */
+const MAX_REPLY_BYTES = 64 * 1024;
+
+/** Told of each reply to one request. */
+export interface ReplyHandler {
+  /** Handles a reply; returns true once the request is done. */
+  onReply(reply: Reply): boolean;
+}
+
+/** How to reach and greet a server. */
+export interface ConnectOptions {
+  runtime: Runtime;
+  hostname: string;
+  port: number;
+  /** ms for the TCP connect and the handshake. */
+  timeout: number;
+  key: CryptoKey | null;
+}
+
+/** Where the server is, for messages. */
+export function describeServer(options: { hostname: string; port: number }): string {
+  return options.hostname.includes(":")
+    ? `[${options.hostname}]:${options.port}`
+    : `${options.hostname}:${options.port}`;
+}
+
+/** An open, greeted (and authenticated) connection. */
+export class ClientConnection {
+  #conn: Connection;
+  #out: TextOutbox;
+  #reader = new LineReader(MAX_REPLY_BYTES);
+  #pending = new Map<string, ReplyHandler>();
+  #nextTag = 1;
+  #closed = false;
+  #rejectOnClose = new Set<(error: Error) => void>();
+  /** Called with `* ...` lines (LOST, BYE). */
+  onPush: (reply: Reply) => void = () => {};
+  /** Called once when the connection ends, for whatever reason. */
+  onClose: () => void = () => {};
+
+  private constructor(conn: Connection) {
+    this.#conn = conn;
+    this.#out = new TextOutbox(conn);
+    conn.onData((chunk) => this.#reader.push(chunk, this.#onLine, this.#onTooLong));
+    conn.onClose(() => this.#ended());
+    // Idle connections never keep the process alive; LockClient keeps it
+    // alive with a timer while it waits for replies.
+    conn.unref();
+  }
+
+  /** True once the connection has ended. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Connects, says HELLO and, when the server asks, proves the token.
+   *
+   * @throws {LockError} If the server cannot be reached, speaks another
+   *   protocol, or the token is missing or wrong.
+   */
+  static async open(options: ConnectOptions): Promise<ClientConnection> {
+    const where = describeServer(options);
+    let conn: Connection;
+    try {
+      conn = await options.runtime.connect(
+        { transport: "tcp", hostname: options.hostname, port: options.port },
+        options.timeout,
+      );
+    } catch (error) {
+      if (error instanceof LockPermissionError) throw error;
+      const code = errorCode(error) ?? (error as Error)?.message;
+      throw Object.assign(
+        new LockError(
+          `Cannot reach the lock server at ${where} (${code}). Start one with "socketlock serve --port ${options.port}" or fix the server address.`,
+          { cause: error },
+        ),
+        { code: errorCode(error) },
+      );
+    }
+    const client = new ClientConnection(conn);
+    // A server at its connection limit says why before it closes.
+    let refusal = "";
+    client.onPush = (reply) => {
+      if (reply.kind === "ERR") refusal = reply.rest;
+    };
+    let timer: { clear(): void } | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = options.runtime.setTimer(() => {
+        reject(
+          new LockProtocolError(
+            `The lock server at ${where} did not answer HELLO within ${options.timeout} ms; check that it is "socketlock serve".`,
+          ),
+        );
+      }, options.timeout);
+    });
+    try {
+      await Promise.race([client.#greet(options, where), timedOut]);
+      return client;
+    } catch (error) {
+      client.close();
+      if (refusal) {
+        throw Object.assign(
+          new LockError(`The lock server at ${where} refused the connection: ${refusal}`, {
+            cause: error,
+          }),
+          { code: "ECONNRESET" },
+        );
+      }
+      throw error;
+    } finally {
+      timer?.clear();
+    }
+  }
+
+  async #greet(options: ConnectOptions, where: string): Promise<void> {
+    const host = encodeName(hostName(options.runtime));
+    const hello = await this.ask(`HELLO ${options.runtime.pid}${host ? ` ${host}` : ""}`);
+    const [version, nonce] = hello.rest.split(" ");
+    if (hello.kind !== "OK" || version !== PROTOCOL_VERSION || !nonce) {
+      throw new LockProtocolError(
+        `The lock server at ${where} answered HELLO with "${hello.kind} ${
+          hello.rest.slice(0, 80)
+        }"; upgrade the server or the client so both speak ${PROTOCOL_VERSION}.`,
+      );
+    }
+    if (nonce === "-") {
+      if (options.key) {
+        throw new LockError(
+          `The lock server at ${where} does not ask for the token, so it cannot prove it knows it either. Start it with the same --token-file, or connect without a token.`,
+        );
+      }
+      return;
+    }
+    if (!options.key) {
+      throw new LockError(
+        `The lock server at ${where} requires a token. Pass { token } (or --token-file) with the secret in the server's --token-file.`,
+      );
+    }
+    const mine = newNonce();
+    const mac = await signChallenge(options.key, "client", nonce, mine);
+    const answer = await this.ask(`AUTH ${mac} ${mine}`);
+    if (answer.kind !== "OK") {
+      throw new LockError(
+        `The lock server at ${where} refused our token (${
+          answer.rest.slice(0, 120)
+        }). Use the secret in the server's --token-file.`,
+      );
+    }
+    if (!(await verifyChallenge(options.key, "server", nonce, mine, answer.rest))) {
+      throw new LockError(
+        `The lock server at ${where} could not prove it knows the token: it may be an imposter. Check the address and the token.`,
+      );
+    }
+  }
+
+  /**
+   * Sends a request (`COMMAND args`, without tag or line end).
+   *
+   * @returns The tag it was sent with.
+   */
+  send(request: string, handler: ReplyHandler): string {
+    const tag = (this.#nextTag++).toString(36);
+    if (this.#closed) return tag;
+    this.#pending.set(tag, handler);
+    this.#out.write(`${tag} ${request}\n`);
+    return tag;
+  }
+
+  /** Sends a request and resolves with its first reply. */
+  ask(request: string): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        return reject(new LockProtocolError("The connection to the lock server is closed."));
+      }
+      this.#rejectOnClose.add(reject);
+      this.send(request, {
+        onReply: (reply) => {
+          this.#rejectOnClose.delete(reject);
+          resolve(reply);
+          return true;
+        },
+      });
+    });
+  }
+
+  /** Closes the connection (queued requests are flushed first). */
+  close(): void {
+    if (this.#closed) return;
+    this.#out.flush();
+    this.#conn.close();
+  }
+
+  readonly #onLine = (line: string) => {
+    let reply: Reply;
+    try {
+      reply = parseReply(line);
+    } catch {
+      this.#conn.close(); // not our server: nothing it says can be trusted
+      return;
+    }
+    if (reply.tag === "*") {
+      this.onPush(reply);
+      return;
+    }
+    const handler = this.#pending.get(reply.tag);
+    try {
+      if (handler && handler.onReply(reply)) this.#pending.delete(reply.tag);
+    } catch {
+      this.#conn.close(); // a reply we cannot read: nothing after it can be trusted
+    }
+  };
+
+  readonly #onTooLong = () => this.#conn.close();
+
+  #ended(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pending.clear();
+    const error = Object.assign(
+      new LockProtocolError("The connection to the lock server closed."),
+      {
+        code: "ECONNRESET",
+      },
+    );
+    for (const reject of this.#rejectOnClose) reject(error);
+    this.#rejectOnClose.clear();
+    this.onClose();
+  }
+}
+
+function hostName(runtime: Runtime): string {
+  try {
+    return runtime.hostname();
+  } catch {
+    return ""; // only shown to others as who holds a lock
+  }
+}

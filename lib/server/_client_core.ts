@@ -1,0 +1,300 @@
+// The machinery behind LockClient and lock(name, { server }): one lazily
+// opened connection per server, reconnected with backoff; requests in
+// flight, with what each does if the connection drops; the leases held
+// through it and their keepers.
+
+import type { Runtime, Timer } from "../runtime/mod.ts";
+import type { LockInfo } from "../types.ts";
+import { LockError, LockProtocolError } from "../errors.ts";
+import { backoff } from "../_backoff.ts";
+import { decodeName, encodeName, type Reply } from "./protocol.ts";
+import { importAuthKey } from "./auth.ts";
+import { ClientConnection, describeServer } from "./_client_connection.ts";
+import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
+import {
+  AcquireCall,
+  type ClientLease,
+  type Op,
+  type OpHost,
+  SimpleRequest,
+} from "./_client_ops.ts";
+
+export type { Lease } from "./_lease_keeper.ts";
+export { type AcquireAnswer, AcquireCall, type ClientLease, holderInfo } from "./_client_ops.ts";
+
+/** How a core reaches its server. */
+export interface CoreOptions {
+  hostname: string;
+  port: number;
+  token?: string;
+  /** ms to (re)connect, retries included, before a request fails. */
+  connectTimeout: number;
+  runtime: Runtime;
+}
+
+const RETRYABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ECONNABORTED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+/** How often in-flight requests are checked against their deadlines. */
+const WATCH_MS = 100;
+
+/** One client's connection, requests and leases. */
+export class ClientCore implements KeeperHost, OpHost {
+  readonly runtime: Runtime;
+  /** "host:port", for holder info and messages. */
+  readonly server: string;
+  #options: CoreOptions;
+  #key: Promise<CryptoKey | null> | null = null;
+  #conn: ClientConnection | null = null;
+  #connecting: Promise<ClientConnection> | null = null;
+  #inflight = new Set<Op>();
+  #watchdog: Timer | null = null;
+  #grants = new Map<string, ClientLease>();
+  #closed = false;
+  #hostname: string | undefined;
+
+  constructor(options: CoreOptions) {
+    this.#options = options;
+    this.runtime = options.runtime;
+    this.server = describeServer(options);
+  }
+
+  /** The lease this client holds on `name`, if any. */
+  grantOf(name: string): ClientLease | undefined {
+    return this.#grants.get(name);
+  }
+
+  /**
+   * Asks for `name`, queueing on the server up to `wait` ms (`Infinity`:
+   * no limit). The call's `first` settles with the first answer (granted,
+   * busy, or queued); its `final` with the last.
+   */
+  acquire(name: string, wait: number, ttl: number | undefined): AcquireCall {
+    const call = new AcquireCall(this, name, wait, ttl, this.#options.connectTimeout);
+    this.#submit(call);
+    return call;
+  }
+
+  /** Records a grant (OpHost). */
+  granted(name: string, token: number, ttl: number, validUntil: number): ClientLease {
+    const lease: ClientLease = {
+      name,
+      token,
+      ttl,
+      validUntil,
+      active: true,
+      info: this.#holderInfo(name, token),
+    };
+    this.#grants.set(name, lease);
+    return lease;
+  }
+
+  /** Forgets a finished request (OpHost). */
+  settled(op: Op): void {
+    this.#inflight.delete(op);
+  }
+
+  /** Releases `lease`; resolves false if the server no longer had it. */
+  release(lease: ClientLease): Promise<boolean> {
+    lease.keeper?.stop();
+    const wasActive = lease.active;
+    lease.active = false;
+    if (this.#grants.get(lease.name) === lease) this.#grants.delete(lease.name);
+    if (!wasActive) return Promise.resolve(false);
+    return this.#simple(`RELEASE ${encodeName(lease.name)} ${lease.token}`, false).then(
+      (reply) => reply.kind === "OK",
+      // The connection is gone, and with it the lease on the server.
+      () => false,
+    );
+  }
+
+  /** Renews `lease` for its ttl; true if the server confirmed. */
+  async renew(lease: Lease, ttl = lease.ttl): Promise<boolean> {
+    if (!lease.active) return false;
+    const sentAt = this.runtime.monotonic();
+    const reply = await this.#simple(
+      `RENEW ${encodeName(lease.name)} ${lease.token} ${Math.ceil(ttl)}`,
+      false,
+    );
+    if (reply.kind !== "OK") return false;
+    const granted = Number(reply.rest.split(" ")[1]);
+    lease.ttl = granted;
+    lease.validUntil = Math.max(lease.validUntil, leaseEnd(sentAt, granted));
+    return true;
+  }
+
+  /** A held lease that gives itself up on the server, best effort. */
+  forget(lease: Lease): void {
+    const held = this.#grants.get(lease.name);
+    if (held && held.token === lease.token) this.#grants.delete(lease.name);
+    // With the connection gone, the server has released it already.
+    if (!this.#conn || this.#conn.closed) return;
+    this.#simple(`RELEASE ${encodeName(lease.name)} ${lease.token}`, false).catch(() => {});
+  }
+
+  /** Starts renewing `lease` in the background; returns the signal aborted on loss. */
+  keep(lease: ClientLease): AbortSignal {
+    lease.keeper = new LeaseKeeper(this, lease);
+    return lease.keeper.signal;
+  }
+
+  /** Sends a request and resolves with its reply; `retry` sends it again after a reconnect. */
+  request(line: string): Promise<Reply> {
+    return this.#simple(line, true);
+  }
+
+  /** Closes the connection; held leases are lost (the server releases them). */
+  close(): void {
+    this.#closed = true;
+    this.#conn?.close();
+    for (const op of [...this.#inflight]) op.fail(new LockError("The LockClient was closed."));
+  }
+
+  #simple(line: string, retry: boolean): Promise<Reply> {
+    const request = new SimpleRequest(this, line, retry ? 1 : 0, this.#options.connectTimeout * 2);
+    this.#submit(request);
+    return request.reply;
+  }
+
+  #holderInfo(name: string, token: number): LockInfo {
+    // Read once: os.hostname() is a system call, and this runs on every grant.
+    let host = this.#hostname;
+    if (host === undefined) {
+      try {
+        host = this.runtime.hostname();
+      } catch {
+        host = ""; // only informative
+      }
+      this.#hostname = host;
+    }
+    return {
+      kind: "server",
+      name,
+      pid: this.runtime.pid,
+      host,
+      acquiredAt: this.runtime.now(),
+      token,
+      server: this.server,
+    };
+  }
+
+  #submit(op: Op): void {
+    if (this.#closed) return op.fail(new LockError("The LockClient was closed; create a new one."));
+    this.#inflight.add(op);
+    this.#watch();
+    this.#dispatch(op);
+  }
+
+  /** Sends `op` on the open connection, or once one is open. */
+  #dispatch(op: Op): void {
+    const conn = this.#conn;
+    if (conn && !conn.closed) return this.#send(conn, op);
+    this.#connect().then(
+      (conn) => this.#inflight.has(op) && this.#send(conn, op),
+      (error) => this.#inflight.has(op) && op.fail(error),
+    );
+  }
+
+  #send(conn: ClientConnection, op: Op): void {
+    if (conn.closed) return this.#dispatch(op); // closed between connect and send
+    const line = op.line();
+    if (line === null) return; // withdrawn before it was sent; the op has settled
+    op.sentAt = this.runtime.monotonic();
+    op.conn = conn;
+    op.tag = conn.send(line, op);
+  }
+
+  #connect(): Promise<ClientConnection> {
+    return this.#connecting ??= this.#open().finally(() => this.#connecting = null);
+  }
+
+  async #open(): Promise<ClientConnection> {
+    const { runtime, connectTimeout } = this.#options;
+    this.#key ??= this.#options.token === undefined
+      ? Promise.resolve(null)
+      : importAuthKey(this.#options.token);
+    const key = await this.#key;
+    const started = runtime.monotonic();
+    const delay = backoff({ minDelay: 20, maxDelay: 1_000 });
+    for (;;) {
+      const left = connectTimeout - (runtime.monotonic() - started);
+      try {
+        const conn = await ClientConnection.open({
+          runtime,
+          hostname: this.#options.hostname,
+          port: this.#options.port,
+          timeout: Math.max(100, left),
+          key,
+        });
+        if (this.#closed) {
+          conn.close();
+          throw new LockError("The LockClient was closed.");
+        }
+        conn.onPush = (reply) => this.#push(reply);
+        conn.onClose = () => this.#dropped(conn);
+        this.#conn = conn;
+        return conn;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        const pause = delay();
+        if (
+          this.#closed || !(code && RETRYABLE.has(code)) ||
+          runtime.monotonic() - started + pause > connectTimeout
+        ) throw error;
+        await new Promise<void>((resolve) => runtime.setTimer(resolve, pause));
+      }
+    }
+  }
+
+  #push(reply: Reply): void {
+    if (reply.kind !== "LOST") return; // BYE: the close that follows says it all
+    const [encoded, token] = reply.rest.split(" ");
+    const name = decodeName(encoded ?? "");
+    const lease = name === null ? undefined : this.#grants.get(name);
+    if (!lease || lease.token !== Number(token)) return;
+    this.#grants.delete(lease.name);
+    if (lease.keeper) {
+      lease.keeper.lost("the server's lease on it expired before a renewal reached it");
+    } else lease.active = false;
+  }
+
+  #dropped(conn: ClientConnection): void {
+    if (this.#conn === conn) this.#conn = null;
+    // The server released everything this connection held.
+    for (const lease of [...this.#grants.values()]) {
+      this.#grants.delete(lease.name);
+      if (lease.keeper) {
+        lease.keeper.lost("the connection to the lock server closed, and the server released it");
+      } else lease.active = false;
+    }
+    for (const op of [...this.#inflight]) {
+      if (op.conn !== conn) continue;
+      op.conn = null;
+      if (op.dropped()) this.#dispatch(op);
+    }
+  }
+
+  /** Keeps the process alive while requests are in flight, and times out lost ones. */
+  #watch(): void {
+    if (this.#watchdog) return;
+    this.#watchdog = this.runtime.setTimer(() => {
+      this.#watchdog = null;
+      const now = this.runtime.monotonic();
+      for (const op of [...this.#inflight]) {
+        if (op.deadline > now) continue;
+        op.fail(
+          new LockProtocolError(
+            `The lock server at ${this.server} did not answer in time; check that it is running and not overloaded.`,
+          ),
+        );
+      }
+      if (this.#inflight.size > 0) this.#watch();
+    }, WATCH_MS);
+  }
+}

@@ -1,0 +1,277 @@
+// The requests a client has in flight, as small objects rather than nests
+// of closures: at tens of thousands of acquires a second, what each one
+// allocates is what the client spends its time collecting.
+
+import type { Runtime } from "../runtime/mod.ts";
+import type { LockInfo } from "../types.ts";
+import { LockError, LockProtocolError } from "../errors.ts";
+import { encodeName, type Reply } from "./protocol.ts";
+import type { ClientConnection, ReplyHandler } from "./_client_connection.ts";
+import { type Lease, leaseEnd, type LeaseKeeper } from "./_lease_keeper.ts";
+
+/** A granted lease as the client knows it. */
+export interface ClientLease extends Lease {
+  /** This process's info as holder. */
+  readonly info: LockInfo;
+  keeper?: LeaseKeeper;
+}
+
+/** The answer to an acquire: the lease, or who holds the name. */
+export type AcquireAnswer =
+  | { status: "granted"; lease: ClientLease }
+  | { status: "queued" | "busy" | "timeout" | "cancelled"; holder: LockInfo | null };
+
+/** What requests need from the client that sends them. */
+export interface OpHost {
+  readonly runtime: Runtime;
+  /** "host:port", for messages and holder info. */
+  readonly server: string;
+  /** Records a grant and returns its lease. */
+  granted(name: string, token: number, ttl: number, validUntil: number): ClientLease;
+  /** Releases a lease. */
+  release(lease: ClientLease): Promise<boolean>;
+  /** The request is done: forget it. */
+  settled(op: Op): void;
+}
+
+/** A request in flight: what to send, what to do with replies, and on a drop. */
+export interface Op extends ReplyHandler {
+  /** Monotonic ms after which the watchdog gives up on it. */
+  deadline: number;
+  conn: ClientConnection | null;
+  tag: string;
+  /** When it was last sent (monotonic ms). */
+  sentAt: number;
+  /** The request to send now, or null if there is nothing to send any more. */
+  line(): string | null;
+  /** The connection dropped: true to send it again on a new one. */
+  dropped(): boolean;
+  /** Ends it with an error. */
+  fail(error: Error): void;
+}
+
+/** Parses the holder JSON of BUSY/QUEUED/TIMEOUT/STATUS replies. */
+export function holderInfo(name: string, server: string, json: string): LockInfo | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new LockProtocolError(
+      `The lock server sent a holder that is not JSON: ${json.slice(0, 80)}`,
+    );
+  }
+  if (typeof value !== "object" || value === null) return null;
+  const h = value as Record<string, unknown>;
+  const num = (v: unknown) => (typeof v === "number" ? v : 0);
+  return {
+    kind: "server",
+    name,
+    pid: num(h.pid),
+    host: typeof h.host === "string" ? h.host : "",
+    acquiredAt: num(h.acquiredAt),
+    token: num(h.token),
+    server,
+    client: h.client,
+    expiresIn: h.expiresIn,
+    waiters: h.waiters,
+  };
+}
+
+/** The error for an `ERR` reply. */
+export function errorOf(server: string, reply: Reply, what: string): Error {
+  const code = reply.rest.split(" ", 1)[0];
+  const message = reply.rest.slice(code.length + 1);
+  return new LockError(
+    `The lock server at ${server} refused to ${what}: ${message || reply.rest} (${code}).`,
+  );
+}
+
+/**
+ * One ACQUIRE: `final` settles with the last answer; `first` (made on
+ * demand) with the first — granted, busy, or queued.
+ */
+export class AcquireCall implements Op {
+  deadline: number;
+  conn: ClientConnection | null = null;
+  tag = "";
+  sentAt = 0;
+  readonly final: Promise<AcquireAnswer>;
+  #host: OpHost;
+  #name: string;
+  #wait: number;
+  #ttl: number | undefined;
+  #start: number;
+  #done = false;
+  #cancelled = false;
+  #resolve!: (answer: AcquireAnswer) => void;
+  #reject!: (error: Error) => void;
+  #first: Promise<AcquireAnswer> | null = null;
+  #firstAnswer: AcquireAnswer | null = null;
+  #settleFirst: ((answer: AcquireAnswer) => void) | null = null;
+
+  constructor(host: OpHost, name: string, wait: number, ttl: number | undefined, grace: number) {
+    this.#host = host;
+    this.#name = name;
+    this.#wait = wait;
+    this.#ttl = ttl;
+    this.#start = host.runtime.monotonic();
+    // The server answers TIMEOUT at the deadline; the watchdog only steps in if it does not.
+    this.deadline = this.#start + wait + grace;
+    this.final = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** The first answer: granted, busy, queued (then `final` tells the rest), or an error. */
+  get first(): Promise<AcquireAnswer> {
+    if (!this.#first) {
+      this.#first = this.#firstAnswer ? Promise.resolve(this.#firstAnswer) : Promise.race([
+        new Promise<AcquireAnswer>((resolve) => (this.#settleFirst = resolve)),
+        this.final,
+      ]);
+    }
+    return this.#first;
+  }
+
+  /** Withdraws the wait; a grant that crosses the cancel is released at once. */
+  cancel(): void {
+    if (this.#done || this.#cancelled) return;
+    this.#cancelled = true;
+    const conn = this.conn;
+    if (conn && !conn.closed && this.tag) conn.send(`CANCEL ${this.tag}`, IGNORE);
+  }
+
+  line(): string | null {
+    if (this.#cancelled) {
+      this.#finish({ status: "cancelled", holder: null });
+      return null;
+    }
+    const wait = this.#wait === Infinity
+      ? "forever"
+      : Math.max(0, Math.floor(this.#start + this.#wait - this.#host.runtime.monotonic()));
+    const ttl = this.#ttl === undefined ? "" : ` ${Math.ceil(this.#ttl)}`;
+    return `ACQUIRE ${encodeName(this.#name)} ${wait}${ttl}`;
+  }
+
+  onReply(reply: Reply): boolean {
+    const host = this.#host;
+    switch (reply.kind) {
+      case "OK": {
+        const rest = reply.rest;
+        const a = rest.indexOf(" ");
+        const b = rest.indexOf(" ", a + 1);
+        const token = Number(rest.slice(0, a));
+        const ttl = Number(b < 0 ? rest.slice(a + 1) : rest.slice(a + 1, b));
+        const waited = b < 0 ? 0 : Number(rest.slice(b + 1));
+        // The server queued us no earlier than sentAt, then waited `waited` ms.
+        const validUntil = leaseEnd(this.sentAt + (waited || 0), ttl);
+        const lease = host.granted(this.#name, token, ttl, validUntil);
+        if (this.#cancelled || this.#done) {
+          // Withdrawn (or given up on) while the grant was on its way.
+          host.release(lease).catch(() => {});
+          this.#finish({ status: "cancelled", holder: null });
+        } else {
+          this.#finish({ status: "granted", lease });
+        }
+        return true;
+      }
+      case "QUEUED": {
+        const space = reply.rest.indexOf(" ");
+        const holder = holderInfo(this.#name, host.server, reply.rest.slice(space + 1));
+        this.#firstAnswer ??= { status: "queued", holder };
+        this.#settleFirst?.(this.#firstAnswer);
+        return false;
+      }
+      case "BUSY":
+      case "TIMEOUT": {
+        const holder = holderInfo(this.#name, host.server, reply.rest);
+        this.#finish({ status: reply.kind === "BUSY" ? "busy" : "timeout", holder });
+        return true;
+      }
+      case "CANCELLED":
+        this.#finish({ status: "cancelled", holder: null });
+        return true;
+      default:
+        this.fail(errorOf(host.server, reply, `acquire "${this.#name}"`));
+        return true;
+    }
+  }
+
+  dropped(): boolean {
+    return !this.#done;
+  }
+
+  fail(error: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#host.settled(this);
+    this.#reject(error);
+  }
+
+  #finish(answer: AcquireAnswer): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#host.settled(this);
+    this.#firstAnswer ??= answer;
+    this.#settleFirst?.(answer);
+    this.#resolve(answer);
+  }
+}
+
+const IGNORE: ReplyHandler = { onReply: () => true };
+
+/** Any other request: resolves with its one reply. */
+export class SimpleRequest implements Op {
+  deadline: number;
+  conn: ClientConnection | null = null;
+  tag = "";
+  sentAt = 0;
+  readonly reply: Promise<Reply>;
+  #host: OpHost;
+  #line: string;
+  #retries: number;
+  #resolve!: (reply: Reply) => void;
+  #reject!: (error: Error) => void;
+
+  /**
+   * @param retries How often to send it again on a new connection if the
+   *   connection drops first (0 for RELEASE and RENEW: the drop answers them).
+   */
+  constructor(host: OpHost, line: string, retries: number, timeout: number) {
+    this.#host = host;
+    this.#line = line;
+    this.#retries = retries;
+    this.deadline = host.runtime.monotonic() + timeout;
+    this.reply = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  line(): string {
+    return this.#line;
+  }
+
+  onReply(reply: Reply): boolean {
+    this.#host.settled(this);
+    this.#resolve(reply);
+    return true;
+  }
+
+  dropped(): boolean {
+    if (this.#retries-- > 0) return true;
+    const command = this.#line.slice(0, this.#line.indexOf(" ") >>> 0);
+    this.fail(
+      new LockProtocolError(
+        `The connection to the lock server closed before it answered ${command}.`,
+      ),
+    );
+    return false;
+  }
+
+  fail(error: Error): void {
+    this.#host.settled(this);
+    this.#reject(error);
+  }
+}

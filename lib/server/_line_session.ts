@@ -1,0 +1,309 @@
+// One connection speaking our line protocol. The connection is the owner:
+// everything it holds is released, and everything it waits for withdrawn,
+// the moment it closes.
+
+import type { Connection } from "../runtime/mod.ts";
+import { type Lease, Owner, type Waiter } from "./lock_table.ts";
+import {
+  encodeName,
+  type ErrorCode,
+  LineReader,
+  parseRequest,
+  PROTOCOL_VERSION,
+  type Request,
+  WAIT_FOREVER,
+} from "./protocol.ts";
+import { newNonce, signChallenge, verifyChallenge } from "./auth.ts";
+import { holderJson, type ServerContext, statsOf, utf8Length } from "./_server_context.ts";
+import { TextOutbox } from "./_outbox.ts";
+
+/** Lines a client may send before its AUTH is checked; they are answered afterwards. */
+const MAX_LINES_DURING_AUTH = 64;
+
+/** A line-protocol connection on the server. */
+export class LineSession {
+  readonly owner: Owner;
+  lastActivity: number;
+  #ctx: ServerContext;
+  #conn: Connection;
+  #out: TextOutbox;
+  #reader: LineReader;
+  #waits = new Map<string, Waiter>();
+  #authed: boolean;
+  #nonce: string | null = null;
+  /** Lines received while an AUTH is being verified, or null. */
+  #held: string[] | null = null;
+  #ended = false;
+
+  constructor(ctx: ServerContext, conn: Connection, id: number) {
+    this.#ctx = ctx;
+    this.#conn = conn;
+    this.#out = new TextOutbox(conn);
+    this.#reader = new LineReader(ctx.limits.maxLineBytes);
+    this.#authed = ctx.key === null;
+    this.lastActivity = ctx.runtime.monotonic();
+    this.owner = new Owner(
+      { pid: 0, host: "", client: `conn-${id}` },
+      (lease) => this.#lost(lease),
+    );
+  }
+
+  /** True when closing it for idleness loses nothing. */
+  get idle(): boolean {
+    return this.owner.leases.size === 0 && this.owner.waiters.size === 0;
+  }
+
+  /** Handles received bytes. */
+  receive(chunk: Uint8Array): void {
+    if (this.#ended) return;
+    this.#reader.push(chunk, this.#onLine, this.#onTooLong);
+  }
+
+  /** The connection closed: release and withdraw everything at once. */
+  closed(): void {
+    this.#ended = true;
+    this.#waits.clear();
+    const released = this.#ctx.table.drop(this.owner);
+    if (this.#ctx.verbose) {
+      this.#ctx.log.log("debug", "connection closed", { client: this.owner.info.client, released });
+    }
+  }
+
+  /** Says goodbye with `reason` and closes the connection. */
+  end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#out.write(`* BYE ${reason}\n`);
+    this.#out.flush();
+    this.#conn.close();
+  }
+
+  readonly #onLine = (line: string) => {
+    if (this.#ended) return;
+    if (this.#held) {
+      if (this.#held.length >= MAX_LINES_DURING_AUTH) {
+        this.#error("*", "BAD_REQUEST", "Wait for the reply to AUTH before sending more requests.");
+        this.end("too many requests before authentication");
+        return;
+      }
+      this.#held.push(line);
+      return;
+    }
+    this.#handle(line);
+  };
+
+  readonly #onTooLong = () => {
+    const max = this.#ctx.limits.maxLineBytes;
+    this.#error(
+      "*",
+      "LINE_TOO_LONG",
+      `A request line is longer than ${max} bytes; it was skipped. Keep requests under ${max} bytes (names under ${this.#ctx.limits.maxNameBytes}).`,
+    );
+  };
+
+  #handle(line: string): void {
+    const ctx = this.#ctx;
+    ctx.counters.operations++;
+    this.lastActivity = ctx.runtime.monotonic();
+    if (line === "") return; // a stray line end from a person typing
+    const request = parseRequest(line);
+    if ("error" in request) return this.#error(request.tag, request.error, request.message);
+    const { tag } = request;
+    if (
+      !this.#authed && request.command !== "HELLO" && request.command !== "AUTH" &&
+      request.command !== "HEALTH" && request.command !== "QUIT"
+    ) {
+      return this.#error(
+        tag,
+        "AUTH_REQUIRED",
+        "This server requires authentication: send HELLO, then AUTH with the HMAC of its nonce (LockClient does this when given the token).",
+      );
+    }
+    switch (request.command) {
+      case "ACQUIRE":
+        return this.#acquire(request);
+      case "RELEASE": {
+        if (ctx.table.release(request.name, this.owner, request.token)) {
+          if (ctx.verbose) this.#debug("released", request.name);
+          return this.#write(`${tag} OK\n`);
+        }
+        return this.#notHolder(tag, request.name, request.token);
+      }
+      case "RENEW": {
+        // Without a TTL, the lease keeps the length it has.
+        const current = ctx.table.holderOf(request.name, this.owner, request.token);
+        const ttl = Math.min(request.ttl ?? current?.ttl ?? ctx.ttl, ctx.maxTtl);
+        const lease = current && ctx.table.renew(request.name, this.owner, ttl, request.token);
+        if (!lease) return this.#notHolder(tag, request.name, request.token);
+        return this.#write(`${tag} OK ${lease.token} ${ttl}\n`);
+      }
+      case "CANCEL": {
+        const waiter = this.#waits.get(request.target);
+        if (!waiter || !ctx.table.cancel(waiter)) {
+          return this.#error(
+            tag,
+            "NOT_WAITING",
+            `No acquire tagged "${request.target}" is waiting on this connection; it was granted, timed out or never queued.`,
+          );
+        }
+        this.#waits.delete(request.target);
+        return this.#write(`${request.target} CANCELLED\n${tag} OK\n`);
+      }
+      case "STATUS": {
+        const holder = ctx.table.holderOf(request.name);
+        const waiters = ctx.table.queueLength(request.name);
+        return this.#write(
+          `${tag} OK {"name":${JSON.stringify(request.name)},"held":${!!holder},"holder":${
+            holderJson(ctx, holder)
+          },"waiters":${waiters}}\n`,
+        );
+      }
+      case "HEALTH":
+        return this.#write(`${tag} OK\n`);
+      case "STATS":
+        return this.#write(`${tag} OK ${JSON.stringify(statsOf(ctx))}\n`);
+      case "QUIT":
+        this.#write(`${tag} OK bye\n`);
+        this.#ended = true;
+        this.#out.flush();
+        this.#conn.close();
+        return;
+      case "HELLO":
+        this.owner.info = { ...this.owner.info, pid: request.pid, host: request.host };
+        if (ctx.key && !this.#authed) this.#nonce = newNonce();
+        return this.#write(`${tag} OK ${PROTOCOL_VERSION} ${this.#nonce ?? "-"}\n`);
+      case "AUTH":
+        void this.#auth(request);
+        return;
+    }
+  }
+
+  #acquire(request: Extract<Request, { command: "ACQUIRE" }>): void {
+    const ctx = this.#ctx;
+    const { tag, name } = request;
+    const limits = ctx.limits;
+    if (utf8Length(name, limits.maxNameBytes) > limits.maxNameBytes) {
+      return this.#error(
+        tag,
+        "NAME_TOO_LONG",
+        `Lock names may be at most ${limits.maxNameBytes} bytes; use a shorter name (or start the server with a larger --max-name).`,
+      );
+    }
+    if (this.owner.leases.size >= limits.maxLocksPerConnection) {
+      return this.#error(
+        tag,
+        "TOO_MANY_LOCKS",
+        `This connection holds ${this.owner.leases.size} locks, the most allowed; release some first.`,
+      );
+    }
+    if (this.#waits.has(tag)) {
+      return this.#error(
+        tag,
+        "BAD_REQUEST",
+        `An acquire tagged "${tag}" is already waiting on this connection; use a new tag for each request.`,
+      );
+    }
+    const wait = request.wait >= WAIT_FOREVER ? Infinity : request.wait;
+    if (
+      wait > 0 && this.owner.waiters.size >= limits.maxWaitersPerConnection &&
+      ctx.table.holderOf(name)
+    ) {
+      return this.#error(
+        tag,
+        "TOO_MANY_WAITERS",
+        `This connection already waits for ${this.owner.waiters.size} locks, the most allowed; cancel or finish some waits first.`,
+      );
+    }
+    const ttl = Math.min(request.ttl ?? ctx.ttl, ctx.maxTtl);
+    const outcome = ctx.table.acquire(name, this.owner, ttl, wait, {
+      granted: (lease, waited) => {
+        this.#waits.delete(tag);
+        if (ctx.verbose) this.#debug("granted after waiting", name, { token: lease.token, waited });
+        this.#write(`${tag} OK ${lease.token} ${lease.ttl} ${Math.floor(waited)}\n`);
+      },
+      timedOut: (holder) => {
+        this.#waits.delete(tag);
+        this.#write(`${tag} TIMEOUT ${holderJson(ctx, holder)}\n`);
+      },
+    });
+    switch (outcome.status) {
+      case "granted":
+        if (ctx.verbose) this.#debug("granted", name, { token: outcome.lease.token });
+        return this.#write(`${tag} OK ${outcome.lease.token} ${ttl} 0\n`);
+      case "busy":
+        return this.#write(`${tag} BUSY ${holderJson(ctx, outcome.holder)}\n`);
+      case "queued":
+        this.#waits.set(tag, outcome.waiter);
+        return this.#write(
+          `${tag} QUEUED ${outcome.position} ${holderJson(ctx, ctx.table.holderOf(name))}\n`,
+        );
+    }
+  }
+
+  async #auth(request: Extract<Request, { command: "AUTH" }>): Promise<void> {
+    const ctx = this.#ctx;
+    if (this.#authed || !ctx.key) return this.#write(`${request.tag} OK -\n`);
+    const nonce = this.#nonce;
+    if (!nonce) {
+      return this.#error(
+        request.tag,
+        "BAD_REQUEST",
+        "Send HELLO first: its reply carries the nonce to sign.",
+      );
+    }
+    this.#nonce = null; // one try per nonce
+    this.#held = [];
+    let ok = false;
+    let proof = "";
+    try {
+      ok = await verifyChallenge(ctx.key, "client", nonce, request.nonce, request.mac);
+      if (ok) proof = await signChallenge(ctx.key, "server", nonce, request.nonce);
+    } catch {
+      ok = false;
+    }
+    if (this.#ended) return;
+    if (!ok) {
+      ctx.log.log("warn", "authentication failed", { client: this.owner.info.client });
+      this.#error(
+        request.tag,
+        "AUTH_FAILED",
+        "The HMAC does not match: the client's token differs from the server's --token-file.",
+      );
+      this.end("authentication failed");
+      return;
+    }
+    this.#authed = true;
+    this.#write(`${request.tag} OK ${proof}\n`);
+    const held = this.#held;
+    this.#held = null;
+    for (const line of held) this.#onLine(line);
+  }
+
+  #lost(lease: Lease): void {
+    if (this.#ctx.verbose) this.#debug("lease expired", lease.name, { token: lease.token });
+    if (!this.#ended) this.#write(`* LOST ${encodeName(lease.name)} ${lease.token} expired\n`);
+  }
+
+  #notHolder(tag: string, name: string, token: number | undefined): void {
+    const which = token === undefined ? "" : ` with token ${token}`;
+    this.#error(
+      tag,
+      "NOT_HOLDER",
+      `This connection does not hold ${
+        JSON.stringify(name.slice(0, 64))
+      }${which}: it was released, its lease expired, or another client holds it. Acquire it again.`,
+    );
+  }
+
+  #error(tag: string, code: ErrorCode, message: string): void {
+    this.#write(`${tag} ERR ${code} ${message}\n`);
+  }
+
+  #write(text: string): void {
+    if (!this.#ended) this.#out.write(text);
+  }
+
+  #debug(message: string, name: string, fields: Record<string, unknown> = {}): void {
+    this.#ctx.log.log("debug", message, { client: this.owner.info.client, name, ...fields });
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * `serve()`: the lock server. One TCP port speaks two protocols, told apart
+ * by the first byte a client sends: distlockd's binary frames start with a
+ * command byte below 0x20, our line protocol with a printable tag.
+ *
+ * @module
+ */
+
+import { type Connection, type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
+import { LockError } from "../errors.ts";
+import { LockTable } from "./lock_table.ts";
+import { FencingTokens } from "./fencing_token.ts";
+import { importAuthKey } from "./auth.ts";
+import {
+  DEFAULT_LIMITS,
+  type ServerContext,
+  type ServerLimits,
+  statsOf,
+} from "./_server_context.ts";
+import { LineSession } from "./_line_session.ts";
+import { DistlockdSession } from "./_distlockd_session.ts";
+
+export type { ServerLimits } from "./_server_context.ts";
+
+/** Options of {@link serve}. */
+export interface ServeOptions extends ServerLimits {
+  /** Address to listen on. Default `127.0.0.1` (loopback only). */
+  host?: string;
+  /** TCP port. Default 8888; 0 picks a free port (see `address.port`). */
+  port?: number;
+  /** Shared secret: clients must prove they know it (HMAC challenge). */
+  token?: string;
+  /** Allows a non-loopback `host` without a `token`. Anyone who can connect can then take and release locks. */
+  insecure?: boolean;
+  /** Default lease length in ms, when a client gives none. Default 10,000 (as distlockd). */
+  ttl?: number;
+  /** Longest lease granted, in ms; longer requests get this. Default 3,600,000. */
+  maxTtl?: number;
+  /**
+   * Where log lines go (default: none). The CLI passes its logger; any
+   * object with this `log` method will do.
+   */
+  logger?: {
+    log(
+      level: "error" | "warn" | "info" | "debug",
+      message: string,
+      fields?: Record<string, unknown>,
+    ): void;
+  };
+  /** Log each connection, grant, release and expiry (at `debug`). */
+  verbose?: boolean;
+}
+
+/** What `STATS` reports. */
+export interface ServerStats {
+  /** Names held now. */
+  held: number;
+  /** Waits queued now. */
+  waiting: number;
+  /** Connections open now. */
+  connections: number;
+  /** Requests per second, over the last sampled second. */
+  opsPerSecond: number;
+  /** Requests handled since start. */
+  operations: number;
+  /** Names with a holder or a waiter. */
+  names: number;
+  /** Ms since start. */
+  uptime: number;
+}
+
+/** A running lock server. */
+export interface LockServer extends AsyncDisposable {
+  /** Where it listens (the real port when started with port 0). */
+  readonly address: { hostname: string; port: number };
+  /** Current figures. */
+  stats(): ServerStats;
+  /**
+   * Stops accepting, tells line-protocol clients `* BYE`, closes every
+   * connection (their locks go with them) and stops the timers. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+type Session = LineSession | DistlockdSession;
+
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|\[::1\]|localhost)$/i;
+
+/** True if `host` only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.test(host);
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new LockError(`serve(): ${name} must be a positive number, got ${value}.`);
+  }
+  return value;
+}
+
+/**
+ * Starts a lock server.
+ *
+ * @example Serve on a free loopback port and take a lock through it
+ * ```ts
+ * import { LockClient, serve } from "jsr:@x/socketlock/server";
+ * await using server = await serve({ port: 0 });
+ * const client = new LockClient({ port: server.address.port });
+ * await using held = await client.lock("nightly");
+ * console.log(held.token);
+ * await client.close();
+ * ```
+ *
+ * @param options Address, token, lease defaults, limits, logging.
+ * @returns The running server.
+ * @throws {LockError} If a non-loopback host is given without `token` or
+ *   `insecure`, or an option is out of range.
+ * @throws {Error} With `code` `EADDRINUSE` if the port is taken.
+ */
+export function serve(options: ServeOptions = {}): Promise<LockServer> {
+  return serveOn(defaultRuntime, options);
+}
+
+/** {@link serve} on a given runtime adapter (tests may pass a scripted one). */
+export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Promise<LockServer> {
+  const host = options.host ?? "127.0.0.1";
+  if (!isLoopback(host) && options.token === undefined && !options.insecure) {
+    throw new LockError(
+      `Refusing to serve locks on ${host} without authentication: anyone who can reach it could ` +
+        `take and release locks. Pass a shared secret (--token-file FILE / token) or, on a trusted ` +
+        `network, --insecure.`,
+    );
+  }
+  if (options.token !== undefined && options.token.length === 0) {
+    throw new LockError("The server token is empty; put a long random secret in the token file.");
+  }
+  const limits: Required<ServerLimits> = { ...DEFAULT_LIMITS };
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof ServerLimits)[]) {
+    limits[key] = Math.floor(positive(key, options[key], DEFAULT_LIMITS[key]));
+  }
+  const maxTtl = positive("maxTtl", options.maxTtl, 3_600_000);
+  const log = options.logger ?? { log() {} };
+  const ctx: ServerContext = {
+    runtime,
+    table: new LockTable(
+      {
+        now: () => runtime.monotonic(),
+        wallNow: () => runtime.now(),
+        setTimer: (fn, ms) => runtime.setTimer(fn, ms),
+      },
+      new FencingTokens(() => runtime.now()),
+    ),
+    limits,
+    ttl: Math.min(positive("ttl", options.ttl, 10_000), maxTtl),
+    maxTtl,
+    key: options.token === undefined ? null : await importAuthKey(options.token),
+    log,
+    verbose: options.verbose ?? false,
+    counters: { operations: 0, opsPerSecond: 0, connections: 0 },
+    startedAt: runtime.monotonic(),
+    distlockdOwners: new Map(),
+    closing: false,
+  };
+
+  const connections = new Map<Connection, { session: Session | null; since: number }>();
+  let nextId = 1;
+
+  function accept(conn: Connection): void {
+    if (ctx.closing) {
+      conn.close();
+      return;
+    }
+    if (connections.size >= limits.maxConnections) {
+      conn.write(new TextEncoder().encode(
+        `* ERR TOO_MANY_CONNECTIONS The server has ${connections.size} connections, the most allowed (--max-connections); try again later.\n`,
+      ));
+      conn.close();
+      return;
+    }
+    const id = nextId++;
+    const state: { session: Session | null; since: number } = {
+      session: null,
+      since: runtime.monotonic(),
+    };
+    connections.set(conn, state);
+    ctx.counters.connections = connections.size;
+    conn.onData((chunk) => {
+      if (!state.session) {
+        if (chunk.length === 0) return;
+        const first = chunk[0];
+        // distlockd's command bytes (and its invalid ones) are control bytes;
+        // a line of ours starts with a printable tag (or a stray line end).
+        const binary = first < 0x20 && first !== 0x0a && first !== 0x0d && first !== 0x09;
+        state.session = binary ? new DistlockdSession(ctx, conn) : new LineSession(ctx, conn, id);
+        if (ctx.verbose) {
+          log.log("debug", "connection opened", {
+            client: `conn-${id}`,
+            protocol: binary ? "distlockd" : "line",
+          });
+        }
+      }
+      try {
+        state.session.receive(chunk);
+      } catch (error) {
+        // A bug must cost one connection (whose locks are then released),
+        // never the server and everyone's locks.
+        log.log("error", "closing a connection after an internal error", {
+          client: `conn-${id}`,
+          error: String((error as Error)?.stack ?? error),
+        });
+        conn.close();
+      }
+    });
+    conn.onClose(() => {
+      if (!connections.delete(conn)) return;
+      ctx.counters.connections = connections.size;
+      state.session?.closed();
+    });
+  }
+
+  // One timer for idle connections and the ops/s figure.
+  const period = Math.max(25, Math.min(1_000, limits.idleTimeout / 4));
+  let sampledAt = runtime.monotonic();
+  let sampledOps = 0;
+  let ticker = runtime.setTimer(tick, period);
+  ticker.unref();
+  function tick(): void {
+    const now = runtime.monotonic();
+    if (now - sampledAt >= 1_000) {
+      ctx.counters.opsPerSecond = Math.round(
+        (ctx.counters.operations - sampledOps) * 1_000 / (now - sampledAt),
+      );
+      sampledAt = now;
+      sampledOps = ctx.counters.operations;
+    }
+    for (const [conn, state] of connections) {
+      const session = state.session;
+      const last = session ? session.lastActivity : state.since;
+      if (now - last < limits.idleTimeout || (session && !session.idle)) continue;
+      if (session) session.end(`idle for ${limits.idleTimeout} ms`);
+      else conn.close();
+    }
+    if (ctx.closing) return;
+    ticker = runtime.setTimer(tick, period);
+    ticker.unref();
+  }
+
+  const listener = await runtime.listen({
+    transport: "tcp",
+    hostname: host,
+    port: options.port ?? 8888,
+  }, accept);
+  const address = { hostname: host, port: listener.port };
+  log.log("info", "lock server listening", {
+    address: `${host}:${listener.port}`,
+    auth: ctx.key ? "hmac" : "none",
+    ttl: ctx.ttl,
+  });
+
+  let closing: Promise<void> | null = null;
+  async function close(): Promise<void> {
+    ctx.closing = true;
+    ticker.clear();
+    await listener.close();
+    // The table goes first: nothing is granted to a waiter while the
+    // connections it belongs to are being closed.
+    ctx.table.close();
+    const gone = [...connections.keys()].map((conn) =>
+      new Promise<void>((resolve) => {
+        const state = connections.get(conn)!;
+        conn.onClose(() => {
+          state.session?.closed();
+          resolve();
+        });
+        if (state.session) state.session.end("server shutting down");
+        else conn.close();
+      })
+    );
+    connections.clear();
+    ctx.counters.connections = 0;
+    let timer: { clear(): void } | undefined;
+    await Promise.race([
+      Promise.all(gone),
+      new Promise<void>((resolve) => timer = runtime.setTimer(resolve, 2_000)),
+    ]);
+    timer?.clear();
+    log.log("info", "lock server stopped", { address: `${host}:${listener.port}` });
+  }
+
+  return {
+    address,
+    stats: () => statsOf(ctx),
+    close: () => closing ??= close(),
+    [Symbol.asyncDispose]: () => closing ??= close(),
+  };
+}

@@ -1,0 +1,171 @@
+/**
+ * The server kind as a lock target, for `lock(name, { server })`. A try asks
+ * the server once; if the name is held, the server queues us (FIFO) and the
+ * wait is handed to the generic loop as its wake-up: no polling, and the
+ * grant arrives the moment the holder lets go.
+ *
+ * @module
+ */
+
+import type { Runtime } from "../runtime/mod.ts";
+import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
+import type { LockInfo } from "../types.ts";
+import { LockError } from "../errors.ts";
+import { validateLockName } from "../names.ts";
+import { type AcquireAnswer, ClientCore, type ClientLease, holderInfo } from "./_client_core.ts";
+import { encodeName } from "./protocol.ts";
+import { parseServerAddress } from "./server_address.ts";
+
+/** What a server target takes from the lock options. */
+export interface ServerTargetOptions {
+  /** ms to wait in all (undefined: forever). */
+  timeout?: number;
+  /** Lease length in ms (default: the server's). */
+  ttl?: number;
+}
+
+function granted(core: ClientCore, lease: ClientLease): Attempt {
+  const lost = core.keep(lease);
+  return {
+    acquired: true,
+    grant: {
+      token: lease.token,
+      info: lease.info,
+      lost,
+      release: async () => {
+        await core.release(lease);
+      },
+    },
+  };
+}
+
+/**
+ * A server-kind target on `core`.
+ *
+ * @param core The connection to use.
+ * @param name The lock's name.
+ * @param options Timeout (from when the target is opened) and lease length.
+ * @returns The target.
+ */
+export function serverTarget(
+  core: ClientCore,
+  name: string,
+  options: ServerTargetOptions,
+): LockTarget {
+  const runtime = core.runtime;
+  const opened = runtime.monotonic();
+  type Call = ReturnType<ClientCore["acquire"]>;
+  let call: Call | null = null;
+  let settled: { answer?: AcquireAnswer; error?: unknown } | null = null;
+  let holder: LockInfo | null = null;
+  let cancelPending = false;
+
+  // Drops a server-side wait nobody waits for any more (a grant that got
+  // in first is released).
+  function abandon(dropped: Call): void {
+    if (call === dropped) call = null;
+    dropped.final.then((answer) => {
+      if (answer.status === "granted") core.release(answer.lease).catch(() => {});
+    }, () => {});
+    dropped.cancel();
+  }
+
+  function waiting(current: Call): Attempt {
+    return {
+      acquired: false,
+      holder,
+      wake: current.final.then(() => {}, () => {}),
+      // The generic loop calls cancelWake after every pause and then, in the
+      // same synchronous run, tries again. Only a cancel not followed by a
+      // try (a timeout, an abort, tryLock) withdraws the wait on the server.
+      cancelWake: () => {
+        cancelPending = true;
+        queueMicrotask(() => {
+          if (cancelPending && call === current) abandon(current);
+        });
+      },
+    };
+  }
+
+  return {
+    key: `server:${core.server}:${name}`,
+    async tryAcquire(): Promise<Attempt> {
+      cancelPending = false;
+      if (call) {
+        if (!settled) return waiting(call);
+        call = null;
+        const { answer, error } = settled;
+        settled = null;
+        if (error) throw error;
+        if (answer!.status === "granted") return granted(core, answer!.lease);
+        return { acquired: false, holder: answer!.holder ?? holder };
+      }
+      const left = options.timeout === undefined
+        ? Infinity
+        : Math.max(0, opened + options.timeout - runtime.monotonic());
+      const current = core.acquire(name, left, options.ttl);
+      const first = await current.first;
+      if (first.status === "granted") return granted(core, first.lease);
+      holder = first.holder;
+      if (first.status !== "queued") return { acquired: false, holder };
+      call = current;
+      settled = null;
+      current.final.then(
+        (answer) => {
+          if (call === current) settled = { answer };
+        },
+        (error) => {
+          if (call === current) settled = { error };
+        },
+      );
+      return waiting(current);
+    },
+    async inspect(): Promise<LockInfo | null> {
+      const reply = await core.request(`STATUS ${encodeName(name)}`);
+      if (reply.kind !== "OK") {
+        throw new LockError(`The lock server at ${core.server} refused STATUS: ${reply.rest}`);
+      }
+      const status = JSON.parse(reply.rest) as { holder: unknown };
+      return status.holder ? holderInfo(name, core.server, JSON.stringify(status.holder)) : null;
+    },
+  };
+}
+
+const cores = new Map<string, ClientCore>();
+
+/** The process-wide connection to one server (per token), opened on first use. */
+export function sharedCore(
+  runtime: Runtime,
+  hostname: string,
+  port: number,
+  token: string | undefined,
+): ClientCore {
+  const key = `${hostname}\0${port}\0${token ?? ""}`;
+  let core = cores.get(key);
+  if (!core) {
+    core = new ClientCore({ hostname, port, token, connectTimeout: 5_000, runtime });
+    cores.set(key, core);
+  }
+  return core;
+}
+
+/** The server kind for `lock(name, { server: "host:port" })`. */
+export const serverDriver: KindDriver = {
+  kind: "server",
+  open(name, options, runtime) {
+    validateLockName(name);
+    if (!options.server) {
+      return Promise.reject(
+        new LockError(
+          `The "server" kind needs the lock server's address: lock(name, { server: "host:port" }) ` +
+            `(CLI: --server host:port). Start a server with "socketlock serve".`,
+        ),
+      );
+    }
+    const { hostname, port } = parseServerAddress(options.server);
+    const core = sharedCore(runtime, hostname, port, options.token);
+    return Promise.resolve(
+      serverTarget(core, name, { timeout: options.timeout, ttl: options.ttl }),
+    );
+  },
+};

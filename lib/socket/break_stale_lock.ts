@@ -1,0 +1,141 @@
+/**
+ * Breaking a stale socket lock without ever breaking a live one.
+ *
+ * The danger: contenders A and B both judge lock file S stale; B removes it,
+ * C creates a fresh lock file; then A, still acting on its old judgement,
+ * removes C's file and a fourth process acquires while C holds. Python
+ * socketlock has exactly this bug (check, then a plain unlink).
+ *
+ * The rules that close it:
+ *
+ * 1. A lock file is only ever created by link()ing a complete temp file into
+ *    place, which fails if any lock file exists (no check-then-write), and
+ *    every acquisition writes a fresh 128-bit id into its file — so equal
+ *    bytes mean the same acquisition.
+ * 2. A breaker removes a lock file only while holding the *breaker lock* of
+ *    the name, and only after re-reading the file under that lock and
+ *    finding it byte-for-byte what it judged stale. Otherwise it removes
+ *    nothing and starts over.
+ * 3. A holder answers the handshake from before its file exists until after
+ *    its release has removed the file (checking first that the file is still
+ *    its own). Nobody else removes lock files; acquirers only create them.
+ * 4. The breaker lock is a port lock (an abstract unix socket on Linux, 2 of
+ *    3 loopback TCP ports elsewhere): the OS frees it when its holder dies,
+ *    so it can never be stale itself and needs no breaking.
+ *
+ * Why it is safe: say breaker A re-read S under the breaker lock and then
+ * removed a different file. Between A's re-read and its removal, S was
+ * removed and another file created. Not by a breaker — A holds the breaker
+ * lock. Not by S's holder — S was judged stale because nobody answered the
+ * handshake for S's id, and a holder answers for as long as its file exists
+ * (rule 3), so it is dead. Acquirers never remove. So S was still in place
+ * and A removed exactly S. A breaker paused anywhere before taking the
+ * breaker lock (the interleaving above) finds C's file at its re-read; C's
+ * id differs from S's, so it removes nothing. Hence every removal removes a
+ * dead holder's file, and the exclusive create leaves one holder at a time.
+ *
+ * A holder that stays silent past `handshakeTimeout` (its event loop busy
+ * with synchronous work; the kernel still accepts connections for it) is
+ * not judged dead while its pid lives: silence proves nothing, so only a
+ * refused port, a wrong answer or a dead pid does.
+ * `maxAge` breaks live holders on purpose (unsafe for them; off by default).
+ * Python socketlock peers (compat mode) unlink without any of this.
+ *
+ * @module
+ */
+
+import type { Runtime } from "../runtime/mod.ts";
+import { holdPortKey } from "../port/port_target.ts";
+import {
+  type LockPaths,
+  parseLockFile,
+  readIfExists,
+  removeIfExists,
+  retireLockFile,
+} from "./lock_file.ts";
+
+/** What a break attempt did. */
+export type BreakOutcome =
+  /** The judged file was removed. */
+  | "broken"
+  /** The file is gone or differs from the judged one: nothing was removed. */
+  | "changed"
+  /** Another process is breaking this lock right now: nothing was removed. */
+  | "contended";
+
+const keys = new Map<string, Promise<string>>();
+
+/**
+ * The breaker lock's port-lock key for lock `name`: per user, and short
+ * enough for a unix socket address whatever the name's length. Locks of one
+ * name in different directories share it, which only makes their (rare,
+ * brief) breaks take turns.
+ *
+ * @example The breaker key of lock "nightly"
+ * ```ts
+ * import { breakerKey } from "./break_stale_lock.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * console.log(await breakerKey(runtime, "nightly")); // "socketlock.break.<40 hex digits>"
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param name The lock's name.
+ * @returns The port-lock key.
+ */
+export function breakerKey(runtime: Runtime, name: string): Promise<string> {
+  const id = `${runtime.uid() ?? "user"}:${name}`;
+  let key = keys.get(id);
+  if (!key) {
+    key = crypto.subtle.digest("SHA-1", new TextEncoder().encode(id)).then((digest) =>
+      "socketlock.break." +
+      Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("")
+    );
+    keys.set(id, key);
+  }
+  return key;
+}
+
+/**
+ * Removes the lock file if, under the breaker lock, it still holds exactly
+ * `judged` — the text a verification found stale.
+ *
+ * @example Break a lock file whose holder is gone
+ * ```ts
+ * import { breakStaleLock } from "./break_stale_lock.ts";
+ * import { lockPaths } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const dir = await Deno.makeTempDir();
+ * const paths = lockPaths(dir, "x", false);
+ * await Deno.writeTextFile(paths.file, "garbage");
+ * console.log(await breakStaleLock(runtime, paths, "x", "garbage")); // "broken"
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param paths The lock's paths.
+ * @param name The lock's name (picks the breaker lock).
+ * @param judged The exact file text judged stale.
+ * @returns What was done.
+ */
+export async function breakStaleLock(
+  runtime: Runtime,
+  paths: LockPaths,
+  name: string,
+  judged: string,
+): Promise<BreakOutcome> {
+  const unlock = await holdPortKey(runtime, await breakerKey(runtime, name));
+  if (!unlock) return "contended";
+  try {
+    const current = await readIfExists(runtime, paths.file);
+    if (current !== judged) return "changed";
+    // A record with a token goes to `.last`, so the next holder's token is
+    // larger even though this holder never released; garbage is removed.
+    if (parseLockFile(judged)?.token !== undefined) {
+      await retireLockFile(runtime, paths);
+    } else {
+      await removeIfExists(runtime, paths.file);
+    }
+    return "broken";
+  } finally {
+    await unlock();
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The holder's side of the handshake: a listener on 127.0.0.1 that proves,
+ * for each lock this process holds, that its holder is alive.
+ *
+ * One listener per process serves every lock held with the keyed handshake
+ * (the request names the lock id), so taking a lock costs no listen() of its
+ * own; it lingers briefly after the last release for the next acquisition.
+ * A compat lock gets a listener of its own, because Python's probe does not
+ * say which lock it asks about.
+ *
+ * Contenders that verified a holder keep their connection open; the holder
+ * closes those connections when it releases (the OS does when it dies), which
+ * is how waiters wake without polling. Every connection reads at most
+ * {@link MAX_LINE} bytes before answering and nothing after, and one that has
+ * not finished its request within {@link IDLE_MS} is closed, so a peer
+ * sending 1 MB or half a handshake costs nothing and blocks nobody.
+ *
+ * @module
+ */
+
+import type { Connection, Listener, Runtime, Timer } from "../runtime/mod.ts";
+import {
+  hmacAnswer,
+  type HmacKey,
+  NO,
+  OK_PREFIX,
+  parseRequest,
+  probeAnswer,
+  WAITING,
+} from "./handshake.ts";
+
+/** How long a connection may take to send its request, in ms. */
+export const IDLE_MS = 10_000;
+/** How long the shared listener stays open after the last release, in ms. */
+export const LINGER_MS = 2_000;
+
+/** One held lock, as its holder answers for it. */
+export interface HolderEntry {
+  /** The lock's name. */
+  name: string;
+  /** The acquisition's id (from the lock file). */
+  id: string;
+  /** The HMAC key; null if this lock answers only Python's probe. */
+  key: HmacKey | null;
+  /** Python socketlock's `signature_seed` for the `SOCKETLOCK_CHECK` answer (default `"socketlock_" + name`). */
+  seed?: string;
+}
+
+/** A lock being answered for. */
+export interface HolderRegistration {
+  /** The port contenders connect to. */
+  readonly port: number;
+  /** Stops answering for the lock and closes its waiters' connections. */
+  stop(): Promise<void>;
+}
+
+interface Served {
+  entry: HolderEntry;
+  waiters: Set<Connection>;
+}
+
+interface Server {
+  listener: Listener;
+  served: Map<string, Served>;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function answer(server: Server, conn: Connection, text: string): void {
+  const request = parseRequest(text);
+  if (request.type === "incomplete") return;
+  conn.onData(() => {}); // one request per connection; ignore the rest unread
+  const only = server.served.size === 1 ? [...server.served.values()][0] : undefined;
+  switch (request.type) {
+    case "check":
+      // Python reads one answer and closes; a shared listener holding several
+      // locks cannot tell which one is asked about, so it does not answer.
+      if (only) conn.write(encoder.encode(probeAnswer(only.entry.name, only.entry.seed)));
+      conn.close();
+      return;
+    case "wait":
+      if (!only) return conn.close();
+      conn.write(encoder.encode(WAITING));
+      return keep(only, conn);
+    case "hmac": {
+      const served = server.served.get(request.id);
+      if (!served?.entry.key) {
+        conn.write(encoder.encode(NO));
+        return conn.close();
+      }
+      const { entry } = served;
+      const mac = hmacAnswer(entry.key!, entry.name, entry.id, request.challenge);
+      conn.write(encoder.encode(`${OK_PREFIX}${mac}\n`));
+      return keep(served, conn);
+    }
+    default:
+      conn.close();
+  }
+}
+
+function keep(served: Served, conn: Connection): void {
+  served.waiters.add(conn);
+  conn.onClose(() => served.waiters.delete(conn));
+}
+
+async function openServer(runtime: Runtime): Promise<Server> {
+  const served = new Map<string, Served>();
+  const server: Server = { listener: undefined!, served };
+  server.listener = await runtime.listen(
+    { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+    (conn) => {
+      conn.unref();
+      let text = "";
+      let done = false;
+      const idle: Timer = runtime.setTimer(() => conn.close(), IDLE_MS);
+      idle.unref();
+      conn.onClose(() => idle.clear());
+      conn.onData((chunk) => {
+        if (done) return;
+        text += decoder.decode(chunk);
+        if (parseRequest(text).type === "incomplete") return;
+        done = true;
+        idle.clear();
+        answer(server, conn, text);
+      });
+    },
+  );
+  server.listener.unref();
+  return server;
+}
+
+function stopServing(server: Server, id: string): void {
+  const served = server.served.get(id);
+  server.served.delete(id);
+  for (const conn of served?.waiters ?? []) conn.close();
+}
+
+interface Pool {
+  ready: Promise<Server>;
+  refs: number;
+  linger: Timer | null;
+}
+
+const pools = new WeakMap<Runtime, Pool>();
+
+// References are counted synchronously, before any await, so the lingering
+// close can never close a listener a new holder is about to record.
+function retain(runtime: Runtime): Pool {
+  let pool = pools.get(runtime);
+  if (!pool) {
+    const fresh: Pool = { ready: openServer(runtime), refs: 0, linger: null };
+    fresh.ready.catch(() => {
+      if (pools.get(runtime) === fresh) pools.delete(runtime);
+    });
+    pools.set(runtime, pool = fresh);
+  }
+  pool.refs++;
+  pool.linger?.clear();
+  pool.linger = null;
+  return pool;
+}
+
+function unretain(runtime: Runtime, pool: Pool): void {
+  if (--pool.refs > 0) return;
+  pool.linger = runtime.setTimer(() => {
+    if (pool.refs > 0 || pools.get(runtime) !== pool) return;
+    pools.delete(runtime);
+    pool.ready.then((server) => server.listener.close(), () => {});
+  }, LINGER_MS);
+  pool.linger.unref();
+}
+
+/**
+ * Starts answering for a held lock. Call before the lock file exists, so
+ * the lock is answered for from its first moment; stop after the file is
+ * gone.
+ *
+ * @example Answer for a lock
+ * ```ts
+ * import { serveHolder } from "./holder_server.ts";
+ * import { randomHex } from "./handshake.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const served = await serveHolder(runtime, { name: "nightly", id: randomHex(16), key: null }, true);
+ * console.log(served.port > 0);
+ * await served.stop();
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param entry The lock.
+ * @param dedicated A listener of its own (compat locks), else the shared one.
+ * @returns The port to record and a way to stop.
+ */
+export async function serveHolder(
+  runtime: Runtime,
+  entry: HolderEntry,
+  dedicated: boolean,
+): Promise<HolderRegistration> {
+  const served: Served = { entry, waiters: new Set() };
+  if (dedicated) {
+    const server = await openServer(runtime);
+    server.served.set(entry.id, served);
+    return {
+      port: server.listener.port,
+      async stop() {
+        stopServing(server, entry.id);
+        await server.listener.close();
+      },
+    };
+  }
+  const pool = retain(runtime);
+  let server: Server;
+  try {
+    server = await pool.ready;
+  } catch (error) {
+    unretain(runtime, pool);
+    throw error;
+  }
+  server.served.set(entry.id, served);
+  let stopped = false;
+  return {
+    port: server.listener.port,
+    stop() {
+      if (!stopped) {
+        stopped = true;
+        stopServing(server, entry.id);
+        unretain(runtime, pool);
+      }
+      return Promise.resolve();
+    },
+  };
+}

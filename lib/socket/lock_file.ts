@@ -1,0 +1,331 @@
+/**
+ * The socket kind's lock file: where it lives, what it holds, and how it is
+ * created so that no reader ever sees it half-written.
+ *
+ * Our format is one JSON object: `kind`, `name`, `pid`, `host`, `port`,
+ * `acquiredAt` (epoch ms), `id` (random, one per acquisition), `token` and
+ * `keyId` (a fingerprint of the key the holder answers with).
+ * In compat mode it is Python socketlock's `indent=2` JSON with its keys
+ * `port`, `pid`, `timestamp` (epoch seconds) and `name` first, followed by
+ * our `host`, `id` and `token`, which Python ignores.
+ *
+ * @module
+ */
+
+import { errorCode, type Runtime } from "../runtime/mod.ts";
+import { joinPath } from "../dirs.ts";
+
+/** What a lock file records about its holder. */
+export interface LockRecord {
+  /** The holder's pid. */
+  pid: number;
+  /** The holder's port on 127.0.0.1. */
+  port: number;
+  /** When the lock was taken, epoch ms. */
+  acquiredAt: number;
+  /** The holder's host ("" in files written by Python socketlock). */
+  host: string;
+  /** The lock's name as recorded. */
+  name: string;
+  /** The acquisition's id, 32 hex digits ("" in files written by Python socketlock). */
+  id: string;
+  /** The fencing token, if recorded. */
+  token?: number;
+  /** Which key the holder answers with (a public fingerprint of it), if recorded. */
+  keyId?: string;
+  /** The holding isolate (main thread or worker), if recorded. */
+  isolate?: string;
+}
+
+/** The files of one socket lock. */
+export interface LockPaths {
+  /** The lock file. */
+  file: string;
+  /** Where released and broken lock files go, keeping the last token for the next holder. */
+  last: string;
+  /** Whether the file uses Python socketlock's name and format. */
+  compat: boolean;
+}
+
+/**
+ * The paths of lock `name` in `dir`: `<name>.lock`, or socketlock's
+ * `.<name>.lock` in compat mode.
+ *
+ * @example Where Python socketlock's lock "nightly" lives
+ * ```ts
+ * import { lockPaths } from "./lock_file.ts";
+ * console.log(lockPaths("/tmp", "nightly", true).file); // "/tmp/.nightly.lock"
+ * ```
+ *
+ * @param dir The lock directory.
+ * @param name The lock's name.
+ * @param compat Python socketlock's naming.
+ * @returns The paths.
+ */
+export function lockPaths(dir: string, name: string, compat: boolean): LockPaths {
+  const file = joinPath(dir, compat ? `.${name}.lock` : `${name}.lock`);
+  return { file, last: `${file}.last`, compat };
+}
+
+// Python's json.dumps escapes every non-ASCII character; doing the same keeps
+// compat files byte-identical to what Python would write.
+function asciiJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(
+    /[\u0080-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
+ * Renders a lock file.
+ *
+ * @example Render our format
+ * ```ts
+ * import { formatLockFile } from "./lock_file.ts";
+ * const record = { pid: 12, port: 4000, acquiredAt: Date.now(), host: "h", name: "x", id: "0".repeat(32), token: 1 };
+ * console.log(formatLockFile(record, false));
+ * ```
+ *
+ * @param record The holder's record.
+ * @param compat Python socketlock's format.
+ * @returns The file's text.
+ */
+export function formatLockFile(record: LockRecord, compat: boolean): string {
+  if (compat) {
+    return asciiJson({
+      port: record.port,
+      pid: record.pid,
+      timestamp: record.acquiredAt / 1000,
+      name: record.name,
+      host: record.host,
+      id: record.id,
+      token: record.token,
+      isolate: record.isolate,
+    }, 2);
+  }
+  return JSON.stringify({
+    kind: "socket",
+    name: record.name,
+    pid: record.pid,
+    host: record.host,
+    port: record.port,
+    acquiredAt: record.acquiredAt,
+    id: record.id,
+    token: record.token,
+    keyId: record.keyId,
+    isolate: record.isolate,
+  });
+}
+
+/**
+ * Parses a lock file in either format.
+ *
+ * @example Garbage is not a lock
+ * ```ts
+ * import { parseLockFile } from "./lock_file.ts";
+ * console.log(parseLockFile("")); // null
+ * console.log(parseLockFile('{"port": 4000, "pid": 12, "timestamp": 1.5, "name": "x"}')?.acquiredAt); // 1500
+ * ```
+ *
+ * @param text The file's text.
+ * @returns The record, or null if the text is not a lock file.
+ */
+export function parseLockFile(text: string): LockRecord | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const v = value as Record<string, unknown>;
+  const isInt = (x: unknown, min: number, max: number) =>
+    Number.isSafeInteger(x) && (x as number) >= min && (x as number) <= max;
+  if (!isInt(v.pid, 1, 2 ** 31) || !isInt(v.port, 1, 65535)) return null;
+  const acquiredAt = typeof v.acquiredAt === "number"
+    ? v.acquiredAt
+    : typeof v.timestamp === "number"
+    ? v.timestamp * 1000
+    : NaN;
+  if (!Number.isFinite(acquiredAt)) return null;
+  if (v.id !== undefined && (typeof v.id !== "string" || !/^[0-9a-f]{32}$/.test(v.id))) {
+    return null;
+  }
+  return {
+    pid: v.pid as number,
+    port: v.port as number,
+    acquiredAt,
+    host: typeof v.host === "string" ? v.host : "",
+    name: typeof v.name === "string" ? v.name : "",
+    id: (v.id as string | undefined) ?? "",
+    ...(Number.isSafeInteger(v.token) ? { token: v.token as number } : {}),
+    ...(typeof v.keyId === "string" ? { keyId: v.keyId } : {}),
+    ...(typeof v.isolate === "string" ? { isolate: v.isolate } : {}),
+  };
+}
+
+/**
+ * Reads a file's text, or null if it does not exist.
+ *
+ * @example Read a lock file that may be absent
+ * ```ts
+ * import { readIfExists } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * console.log(await readIfExists(runtime, "/nonexistent/x.lock")); // null
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param path The file.
+ * @returns The text, or null.
+ */
+export async function readIfExists(runtime: Runtime, path: string): Promise<string | null> {
+  try {
+    return await runtime.readFile(path);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return null;
+    throw error;
+  }
+}
+
+/**
+ * Removes a file; one already gone is not an error.
+ *
+ * @example Remove a temp file that may be gone
+ * ```ts
+ * import { removeIfExists } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * await removeIfExists(runtime, "/nonexistent/x.tmp");
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param path The file.
+ */
+export async function removeIfExists(runtime: Runtime, path: string): Promise<void> {
+  try {
+    await runtime.remove(path);
+  } catch (error) {
+    if (errorCode(error) !== "ENOENT") throw error;
+  }
+}
+
+/**
+ * Creates the lock file atomically and exclusively: the text goes to a
+ * private temp name first, then `link()` puts it in place only if no lock
+ * file exists — never a check-then-write, and a reader sees all or nothing.
+ *
+ * @example Create a lock file once
+ * ```ts
+ * import { createLockFile, lockPaths } from "./lock_file.ts";
+ * import { randomHex } from "./handshake.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const paths = lockPaths(await Deno.makeTempDir(), "x", false);
+ * const first = await createLockFile(runtime, paths, "{}", randomHex(16));
+ * await first.cleanup;
+ * const second = await createLockFile(runtime, paths, "{}", randomHex(16));
+ * await second.cleanup;
+ * console.log(first.created, second.created); // true false
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param paths The lock's paths.
+ * @param text The file's text.
+ * @param id The acquisition id (makes the temp name unique).
+ * @returns Whether the lock file was created, and the removal of the temp
+ *   file, left to finish alongside the caller's next step.
+ */
+export async function createLockFile(
+  runtime: Runtime,
+  paths: LockPaths,
+  text: string,
+  id: string,
+): Promise<{ created: boolean; cleanup: Promise<void> }> {
+  const temp = `${paths.file}.${id}.tmp`;
+  await runtime.writeFileExclusive(temp, text, 0o600);
+  let created = true;
+  try {
+    await runtime.link(temp, paths.file);
+  } catch (error) {
+    if (errorCode(error) !== "EEXIST") {
+      await removeIfExists(runtime, temp);
+      throw error;
+    }
+    created = false;
+  }
+  return { created, cleanup: removeIfExists(runtime, temp) };
+}
+
+/**
+ * Replaces the lock file's text atomically; only its holder may call this.
+ *
+ * @example Record a larger token in a held lock's file
+ * ```ts
+ * import { lockPaths, rewriteLockFile } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const paths = lockPaths(await Deno.makeTempDir(), "x", false);
+ * await rewriteLockFile(runtime, paths, "{}", "0".repeat(32));
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param paths The lock's paths.
+ * @param text The new text.
+ * @param id The acquisition id.
+ */
+export async function rewriteLockFile(
+  runtime: Runtime,
+  paths: LockPaths,
+  text: string,
+  id: string,
+): Promise<void> {
+  const temp = `${paths.file}.${id}.re.tmp`;
+  await runtime.writeFileExclusive(temp, text, 0o600);
+  await runtime.rename(temp, paths.file);
+}
+
+/**
+ * Takes the lock file out of place, keeping it as `.last` so the next
+ * holder's token is larger. Where `.last` cannot be replaced (another user's
+ * file in a shared temp dir, in compat mode) the lock file is removed instead.
+ * Only the holder, or a breaker under the breaker lock, may call this.
+ *
+ * @example Retire a lock file
+ * ```ts
+ * import { lastToken, lockPaths, retireLockFile } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const paths = lockPaths(await Deno.makeTempDir(), "x", false);
+ * await Deno.writeTextFile(paths.file, '{"pid":1,"port":80,"acquiredAt":1,"token":7}');
+ * await retireLockFile(runtime, paths);
+ * console.log(await lastToken(runtime, paths)); // 7
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param paths The lock's paths.
+ */
+export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promise<void> {
+  try {
+    await runtime.rename(paths.file, paths.last);
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "ENOENT") return;
+    if (code !== "EPERM" && code !== "EACCES") throw error;
+    await removeIfExists(runtime, paths.file);
+  }
+}
+
+/**
+ * The token of the last released or broken lock, or 0.
+ *
+ * @example Read the last token of a fresh lock
+ * ```ts
+ * import { lastToken, lockPaths } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * console.log(await lastToken(runtime, lockPaths(await Deno.makeTempDir(), "x", false))); // 0
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param paths The lock's paths.
+ * @returns The last token seen.
+ */
+export async function lastToken(runtime: Runtime, paths: LockPaths): Promise<number> {
+  const text = await readIfExists(runtime, paths.last);
+  return (text === null ? null : parseLockFile(text))?.token ?? 0;
+}

@@ -1,0 +1,106 @@
+/**
+ * The socket kind's options, checked and resolved once per lock: directory,
+ * compat mode, key source, timeouts.
+ *
+ * @module
+ */
+
+import type { Runtime } from "../runtime/mod.ts";
+import type { LockOptions } from "../types.ts";
+import { defaultLockDir, ensureLockDir } from "../dirs.ts";
+import { LockError, LockPermissionError } from "../errors.ts";
+
+/** The default bound on connecting to a holder and hearing its answer, in ms (socketlock's 1 s). */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 1000;
+
+/** Everything a socket lock needs to know, resolved. */
+export interface SocketSettings {
+  /** The lock's name. */
+  name: string;
+  /** The lock directory (exists; checked). */
+  dir: string;
+  /** Python socketlock's file name, format and probe. */
+  compat: boolean;
+  /** The HMAC key text (compat: socketlock's signature seed); undefined: the per-user key file. */
+  signatureSeed?: string;
+  /** Break locks older than this, in ms, even if their holder answers. */
+  maxAge?: number;
+  /** Bound on each handshake, in ms. */
+  handshakeTimeout: number;
+}
+
+function checkMs(what: string, value: number | undefined, min: number): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !(value >= min) || value === Infinity) {
+    throw new LockError(
+      `Option ${what} must be a finite number of milliseconds >= ${min}, got ${
+        String(value)
+      }. Pass e.g. { ${what}: 1000 }.`,
+    );
+  }
+}
+
+// Python socketlock's default directory is the shared temp dir (mode 1777),
+// which the strict per-user checks would refuse; compat mode only makes sure
+// it is a real directory. Lock files in it are still created 0600.
+async function ensureCompatDir(runtime: Runtime, dir: string): Promise<string> {
+  await runtime.mkdir(dir, 0o700);
+  const stat = await runtime.lstat(dir);
+  if (stat.isSymlink || !stat.isDirectory) {
+    throw new LockPermissionError(
+      `Lock directory ${dir} is ${stat.isSymlink ? "a symlink" : "not a directory"}; ` +
+        `refusing to use it. Pass the real directory as { dir }.`,
+    );
+  }
+  return dir;
+}
+
+/**
+ * Checks the socket kind's options and prepares the lock directory.
+ *
+ * @example Resolve the defaults
+ * ```ts
+ * import { resolveSocketSettings } from "./socket_settings.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const settings = await resolveSocketSettings(runtime, "nightly", {});
+ * console.log(settings.handshakeTimeout); // 1000
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param name The lock's name (already validated).
+ * @param options The caller's options.
+ * @returns The resolved settings.
+ * @throws {LockError} If an option has a wrong value.
+ * @throws {LockPermissionError} If the lock directory is unsafe.
+ */
+export async function resolveSocketSettings(
+  runtime: Runtime,
+  name: string,
+  options: LockOptions,
+): Promise<SocketSettings> {
+  if (options.compat !== undefined && options.compat !== "socketlock") {
+    throw new LockError(
+      `Option compat must be "socketlock" (Python socketlock's format) or absent, got ${
+        JSON.stringify(options.compat)
+      }.`,
+    );
+  }
+  checkMs("handshakeTimeout", options.handshakeTimeout, 1);
+  checkMs("maxAge", options.maxAge, 0);
+  if (options.signatureSeed !== undefined && typeof options.signatureSeed !== "string") {
+    throw new LockError(`Option signatureSeed must be a string.`);
+  }
+  const compat = options.compat === "socketlock";
+  const dir = compat
+    ? await ensureCompatDir(runtime, options.dir ?? runtime.tempDir())
+    : await ensureLockDir(runtime, options.dir ?? defaultLockDir(runtime));
+  return {
+    name,
+    dir,
+    compat,
+    // Like socketlock, an empty seed means "no seed".
+    ...(options.signatureSeed ? { signatureSeed: options.signatureSeed } : {}),
+    ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}),
+    handshakeTimeout: options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+  };
+}

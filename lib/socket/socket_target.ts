@@ -1,0 +1,336 @@
+/**
+ * The socket kind as a lock target. One try: create the lock file
+ * exclusively; if one exists, verify its holder by handshake; if the holder
+ * is gone, break the file safely and try again. A verified holder's
+ * connection is kept open, so a waiter wakes the moment it closes.
+ *
+ * @module
+ */
+
+import { type Connection, errorCode, type Runtime } from "../runtime/mod.ts";
+import { LockPermissionError } from "../errors.ts";
+import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
+import type { LockInfo } from "../types.ts";
+import { ISOLATE_ID } from "../_isolate.ts";
+import { checkLockFile } from "../dirs.ts";
+import { validateLockName } from "../names.ts";
+import {
+  type HmacKey,
+  importHmacKey,
+  keyFingerprint,
+  probeAnswer,
+  randomHex,
+} from "./handshake.ts";
+import {
+  createLockFile,
+  formatLockFile,
+  lastToken,
+  type LockPaths,
+  lockPaths,
+  type LockRecord,
+  parseLockFile,
+  readIfExists,
+  retireLockFile,
+  rewriteLockFile,
+} from "./lock_file.ts";
+import { loadSecret } from "./secret.ts";
+import { serveHolder } from "./holder_server.ts";
+import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
+import { breakStaleLock } from "./break_stale_lock.ts";
+import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
+
+/** Bound on create/verify/break rounds in one try (each round changes the file). */
+const MAX_ROUNDS = 4;
+
+/**
+ * Python socketlock's release closes its listener before it unlinks its
+ * file. A compat file whose holder refuses but whose pid lives is given this
+ * long (ms) to vanish by itself, so we do not break it and then lose our own
+ * new file to Python's unconditional unlink.
+ */
+const COMPAT_GRACE_MS = 2000;
+
+const encoder = new TextEncoder();
+
+interface Keys {
+  /** The HMAC key; null in compat mode. */
+  key: HmacKey | null;
+  /** Its public fingerprint. */
+  keyId?: string;
+  /** The exact answer to Python's probe (compat mode only). */
+  probe: string;
+}
+
+// Keys per key source (a directory's key file, or a seed), so that every
+// lock() call does not pay for importing and fingerprinting them again.
+const keyCache = new WeakMap<Runtime, Map<string, Promise<Keys>>>();
+
+function loadKeys(runtime: Runtime, s: SocketSettings): Promise<Keys> {
+  if (s.compat) return Promise.resolve({ key: null, probe: probeAnswer(s.name, s.signatureSeed) });
+  let bySource = keyCache.get(runtime);
+  if (!bySource) keyCache.set(runtime, bySource = new Map());
+  const source = s.signatureSeed !== undefined ? `seed:${s.signatureSeed}` : `dir:${s.dir}`;
+  let keys = bySource.get(source);
+  if (!keys) {
+    keys = (async () => {
+      const secret = s.signatureSeed !== undefined
+        ? encoder.encode(s.signatureSeed)
+        : await loadSecret(runtime, s.dir);
+      const key = importHmacKey(secret);
+      return { key, keyId: keyFingerprint(key), probe: "" };
+    })();
+    const cache = bySource;
+    keys.catch(() => cache.delete(source));
+    bySource.set(source, keys);
+  }
+  return keys;
+}
+
+// Lock files last seen held: the next try of such a lock reads first, so a
+// waiter or a tryLock() on a held lock writes no temp file. Bounded; a lost
+// hint only costs one failed create.
+const busyHints = new Set<string>();
+
+function hintBusy(file: string, busy: boolean): void {
+  if (!busy) busyHints.delete(file);
+  else if (busyHints.size < 1024) busyHints.add(file);
+}
+
+function infoOf(record: LockRecord, s: SocketSettings, paths: LockPaths): LockInfo {
+  return {
+    kind: "socket",
+    name: s.name,
+    pid: record.pid,
+    host: record.host,
+    acquiredAt: record.acquiredAt,
+    ...(record.token === undefined ? {} : { token: record.token }),
+    port: record.port,
+    ...(record.isolate ? { isolate: record.isolate } : {}),
+    file: paths.file,
+  };
+}
+
+/** Wall-clock microseconds: a token floor that needs no file read. */
+function clockMicros(): number {
+  return Math.floor((performance.timeOrigin + performance.now()) * 1000);
+}
+
+/**
+ * A socket-kind target with resolved settings.
+ *
+ * @example Try a socket lock once, below the public API
+ * ```ts
+ * import { socketTarget } from "./socket_target.ts";
+ * import { resolveSocketSettings } from "./socket_settings.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const settings = await resolveSocketSettings(runtime, "x", { dir: await Deno.makeTempDir() });
+ * const attempt = await socketTarget(runtime, settings).tryAcquire();
+ * if (attempt.acquired) await attempt.grant.release();
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param s The resolved settings.
+ * @returns The target.
+ */
+export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
+  const paths = lockPaths(s.dir, s.name, s.compat);
+  let keys: Promise<Keys> | null = null;
+  const ready = () =>
+    keys ??= loadKeys(runtime, s).catch((error) => {
+      keys = null;
+      throw error;
+    });
+  const graceSince = new Map<string, number>();
+
+  async function readLock(): Promise<string | null> {
+    // In a shared temp dir another user could plant a symlink or a FIFO.
+    if (s.compat && !(await checkLockFile(runtime, paths.file))) return null;
+    try {
+      return await readIfExists(runtime, paths.file);
+    } catch (error) {
+      if (errorCode(error) !== "EISDIR") throw error;
+      throw new LockPermissionError(
+        `Lock file ${paths.file} is a directory, so lock "${s.name}" can never be taken. ` +
+          `Remove it if nothing needs it, or pass another { dir }.`,
+      );
+    }
+  }
+
+  async function create(k: Keys): Promise<Grant | null> {
+    const id = randomHex(16);
+    const served = await serveHolder(
+      runtime,
+      { name: s.name, id, key: k.key, seed: s.signatureSeed },
+      s.compat,
+    );
+    const record: LockRecord = {
+      pid: runtime.pid,
+      port: served.port,
+      acquiredAt: runtime.now(),
+      host: runtime.hostname(),
+      name: s.name,
+      id,
+      token: clockMicros(),
+      ...(k.keyId ? { keyId: k.keyId } : {}),
+      isolate: ISOLATE_ID,
+    };
+    let text = formatLockFile(record, s.compat);
+    let linked = false;
+    try {
+      const { created, cleanup } = await createLockFile(runtime, paths, text, id);
+      linked = created;
+      const [, last] = await Promise.all([cleanup, created ? lastToken(runtime, paths) : 0]);
+      if (!created) {
+        await served.stop();
+        return null;
+      }
+      // A holder that came and went since our clock reading: outgrow its token.
+      if (last >= record.token!) {
+        record.token = last + 1;
+        const grown = formatLockFile(record, s.compat);
+        await rewriteLockFile(runtime, paths, grown, id);
+        text = grown;
+      }
+    } catch (error) {
+      if (linked) await releaseFile(text).catch(() => {});
+      await served.stop();
+      throw error;
+    }
+    return {
+      token: record.token!,
+      info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
+      async release() {
+        try {
+          await releaseFile(text);
+        } finally {
+          await served.stop();
+        }
+      },
+    };
+  }
+
+  // Only our own file is taken away: if it was broken (maxAge) and someone
+  // else holds the name now, their file stays.
+  async function releaseFile(text: string): Promise<void> {
+    if ((await readIfExists(runtime, paths.file)) === text) {
+      await retireLockFile(runtime, paths);
+    }
+  }
+
+  function busy(record: LockRecord, conn: Connection | null): Attempt {
+    const holder = infoOf(record, s, paths);
+    if (conn) {
+      return {
+        acquired: false,
+        holder,
+        wake: new Promise<void>((resolve) => conn.onClose(resolve)),
+        cancelWake: () => conn.close(),
+      };
+    }
+    if (!s.compat) return { acquired: false, holder };
+    let watch: ReturnType<typeof watchCompatHolder> | null = null;
+    return {
+      acquired: false,
+      holder,
+      // Opened only when the caller waits, so tryLock() pays no connect.
+      get wake() {
+        watch ??= watchCompatHolder(runtime, record.port, s.handshakeTimeout);
+        return watch.wake;
+      },
+      cancelWake: () => watch?.cancel(),
+    };
+  }
+
+  function inGrace(text: string): boolean {
+    const now = runtime.monotonic();
+    for (const [seen, since] of graceSince) {
+      if (now - since > 2 * COMPAT_GRACE_MS) graceSince.delete(seen);
+    }
+    const since = graceSince.get(text) ?? now;
+    graceSince.set(text, since);
+    return now - since < COMPAT_GRACE_MS;
+  }
+
+  /** Busy (with the attempt to return), or stale (with nothing to add). */
+  async function judge(k: Keys, text: string, breakLive: boolean): Promise<Attempt | null> {
+    const record = parseLockFile(text);
+    if (!record) return null;
+    // The socket kind is for one host: a file from another host (a shared
+    // file system) cannot be verified here, so it is never broken here.
+    if (record.host && record.host !== runtime.hostname()) return busy(record, null);
+    if (breakLive && s.maxAge !== undefined && runtime.now() - record.acquiredAt > s.maxAge) {
+      return null;
+    }
+    // Written by a process with another key (signatureSeed): its answer
+    // cannot be checked, so only its death counts.
+    if (k.keyId && record.keyId && record.keyId !== k.keyId) {
+      return runtime.isAlive(record.pid) ? busy(record, null) : null;
+    }
+    const verdict = await verifyHolder(runtime, record, {
+      name: s.name,
+      key: k.key,
+      probe: k.probe,
+      timeout: s.handshakeTimeout,
+    });
+    if (verdict.live) return busy(record, verdict.conn);
+    // A silent holder may be alive with a busy event loop (the kernel still
+    // accepts for it): only a pid that is gone proves it dead.
+    if (verdict.silent && runtime.isAlive(record.pid)) return busy(record, null);
+    if (s.compat && runtime.isAlive(record.pid) && inGrace(text)) return busy(record, null);
+    return null;
+  }
+
+  return {
+    key: `socket:${paths.file}`,
+    async tryAcquire(): Promise<Attempt> {
+      const k = await ready();
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        if (!busyHints.has(paths.file)) {
+          const grant = await create(k);
+          if (grant) return { acquired: true, grant };
+        }
+        hintBusy(paths.file, false);
+        const text = await readLock();
+        if (text === null) continue;
+        const held = await judge(k, text, true);
+        if (held) {
+          hintBusy(paths.file, true);
+          return held;
+        }
+        const outcome = await breakStaleLock(runtime, paths, s.name, text);
+        // Someone else is breaking it this very moment; they will take it.
+        if (outcome === "contended") return { acquired: false, holder: null };
+      }
+      return { acquired: false, holder: null };
+    },
+    async inspect() {
+      const k = await ready();
+      const text = await readLock();
+      if (text === null) return null;
+      const held = await judge(k, text, false);
+      if (!held || held.acquired) return null;
+      held.cancelWake?.();
+      return held.holder;
+    },
+  };
+}
+
+/**
+ * The socket kind for `lock(name, { kind: "socket" })`: file `<dir>/<name>.lock`
+ * (`.<name>.lock` in compat mode).
+ *
+ * @example Open a target through the driver
+ * ```ts
+ * import { socketDriver } from "./socket_target.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const target = await socketDriver.open("x", { dir: await Deno.makeTempDir() }, runtime);
+ * console.log(await target.inspect()); // null
+ * ```
+ */
+export const socketDriver: KindDriver = {
+  kind: "socket",
+  async open(name, options, runtime) {
+    validateLockName(name);
+    return socketTarget(runtime, await resolveSocketSettings(runtime, name, options));
+  },
+};

@@ -1,0 +1,141 @@
+// Real redis-server instances for the Redis tests: started on a free
+// loopback port with persistence off, ready once they answer PING, stopped
+// by the test (and killed when the test process exits, through
+// _processes.ts). Without redis-server on PATH the Redis suites say so
+// loudly — and fail when CI=true, where a silent skip would hide a gap.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { accessSync, constants } from "node:fs";
+import { connect, createServer } from "node:net";
+import process from "node:process";
+import { type Child, spawnCommand } from "./_processes.ts";
+
+/** The absolute path of redis-server, or null if it is not on PATH. */
+export function findRedisServer(): string | null {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (!dir) continue;
+    const path = `${dir}/redis-server`;
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+const SKIP_MESSAGE = "SKIPPED: redis-server not found — Redis tests did not run";
+
+/**
+ * `describe(title, body)` when redis-server is available. Otherwise one
+ * visible test: failing under CI=true, else passing with SKIPPED in its name.
+ */
+export function describeRedis(title: string, body: () => void): void {
+  if (findRedisServer()) {
+    describe(title, body);
+    return;
+  }
+  if (process.env.CI === "true") {
+    test(`${title}: redis-server is required when CI=true`, () => {
+      assert.fail(
+        "redis-server is not on PATH; .ci/run must install it (apt-get install redis-server)",
+      );
+    });
+    return;
+  }
+  console.log(`\n!!!!! ${SKIP_MESSAGE} (${title}) !!!!!\n`);
+  test(`${SKIP_MESSAGE} (${title})`, () => {});
+}
+
+/** A running redis-server. */
+export interface RedisServer {
+  readonly port: number;
+  readonly child: Child;
+  /** Stops it (SIGTERM, then SIGKILL after 3 s); resolves once it has exited. */
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    let reply = "";
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once("error", () => done(false));
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (chunk) => {
+      reply += chunk;
+      if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
+    });
+  });
+}
+
+async function startOnce(binary: string, extra: string[]): Promise<RedisServer | null> {
+  const port = await freePort();
+  const child = spawnCommand(binary, [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--loglevel",
+    "warning",
+    ...extra,
+  ]);
+  let exited = false;
+  child.done.then(() => (exited = true));
+  const deadline = performance.now() + 10_000;
+  while (performance.now() < deadline && !exited) {
+    if (await ping(port)) {
+      return {
+        port,
+        child,
+        async stop() {
+          if (exited) return;
+          child.process.kill("SIGTERM");
+          const killer = setTimeout(() => child.process.kill("SIGKILL"), 3_000);
+          await child.done;
+          clearTimeout(killer);
+        },
+      };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.process.kill("SIGKILL");
+  await child.done;
+  return null; // the port was taken meanwhile, or it did not come up in time
+}
+
+/**
+ * Starts a redis-server on a free loopback port and waits until it answers
+ * PING (at most 10 s per try, 3 tries).
+ *
+ * @param extra More command-line options, e.g. ["--maxmemory", "1mb"].
+ */
+export async function startRedisServer(extra: string[] = []): Promise<RedisServer> {
+  const binary = findRedisServer();
+  if (!binary) throw new Error("redis-server is not on PATH");
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const server = await startOnce(binary, extra);
+    if (server) return server;
+  }
+  throw new Error("redis-server did not start (3 tries)");
+}

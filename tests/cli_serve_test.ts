@@ -1,0 +1,142 @@
+// `socketlock serve` and `--server` for run/status, from each runtime:
+// the address printed once ready, graceful SIGTERM/SIGINT, the loopback
+// rule, tokens, and logs.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { chmod, rm, writeFile } from "node:fs/promises";
+import { LockClient } from "../mod.ts";
+import { type Child, RUNTIMES, tempDir } from "./_processes.ts";
+import {
+  abortedSignal,
+  RawConnection,
+  runCli,
+  serveProcess,
+  signal,
+  within,
+} from "./_server_helpers.ts";
+
+describe("socketlock serve", () => {
+  const kids: Child[] = [];
+  const dirs: string[] = [];
+  const clients: LockClient[] = [];
+  after(async () => {
+    for (const kid of kids) kid.process.kill("SIGKILL");
+    for (const c of clients) await c.close();
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const rt of RUNTIMES) {
+    test(`serve from ${rt} prints its address, serves locks, and on SIGTERM says BYE and exits 0`, async () => {
+      const proc = await serveProcess(rt, ["-v"]);
+      kids.push(proc.child);
+      assert.match(proc.child.stdout(), /^socketlock server listening on 127\.0\.0\.1:\d+\n$/);
+      const client = new LockClient({ port: proc.port });
+      clients.push(client);
+      const held = await client.lock("cli-served");
+      const raw = await RawConnection.open(proc.port);
+      assert.match(await raw.ask("STATUS cli-served"), /"held":true/);
+      signal(proc.child.pid, "SIGTERM"); // not child.kill(): Deno then misreports the exit code
+      const result = await within(proc.child.done, 10_000, "the server's exit");
+      assert.equal(result.code, 0, result.stderr);
+      await within(raw.closed, 5_000, "the client's connection closing");
+      assert.match(raw.text, /^\* BYE server shutting down$/m);
+      await within(abortedSignal(held.signal), 5_000, "the holder told");
+      assert.match(result.stderr, /granted client="conn-\d+" name="cli-served"/, "-v logs grants");
+      assert.match(result.stderr, /shutting down signal="SIGTERM"/);
+    });
+
+    test(`run --server from ${rt} runs the command under the server's lock and status --server reports it`, async () => {
+      const proc = await serveProcess("node");
+      kids.push(proc.child);
+      const dir = await tempDir();
+      dirs.push(dir);
+      // The command holds on until the test has looked at the lock.
+      const script = `echo inside; while [ ! -f ${dir}/go ]; do sleep 0.02; done; exit 3`;
+      const run = runCli(rt, [
+        "run",
+        "cli-job",
+        "--server",
+        proc.address,
+        "--",
+        "sh",
+        "-c",
+        script,
+      ]);
+      kids.push(run);
+      await run.waitFor("inside", 30_000);
+      const busy = await runCli(rt, ["status", "cli-job", "--server", proc.address, "--json"]).done;
+      assert.equal(busy.code, 1, busy.stderr);
+      const status = JSON.parse(busy.stdout);
+      assert.equal(status.kind, "server");
+      assert.equal(status.held, true);
+      assert.ok(status.holder.token > 0);
+      await writeFile(`${dir}/go`, "");
+      const ran = await within(run.done, 30_000, "the run");
+      assert.equal(ran.code, 3, ran.stderr);
+      const free = await runCli(rt, ["status", "cli-job", "--server", proc.address]).done;
+      assert.equal(free.code, 0);
+      assert.match(free.stdout, /is free/);
+      proc.child.process.kill("SIGKILL");
+    });
+  }
+
+  test("serve refuses a non-loopback host without --token-file or --insecure, saying so", async () => {
+    const result = await runCli("node", ["serve", "--host", "0.0.0.0", "--port", "0"]).done;
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /--token-file.*--insecure/s);
+    const insecure = await serveProcess("node", ["--host", "0.0.0.0", "--insecure"]);
+    kids.push(insecure.child);
+    const client = new LockClient({ port: insecure.port });
+    clients.push(client);
+    assert.equal(await client.health(), true);
+    signal(insecure.child.pid, "SIGINT");
+    assert.equal(
+      (await within(insecure.child.done, 10_000, "the exit")).code,
+      0,
+      "SIGINT stops it gracefully too",
+    );
+  });
+
+  test("serve --token-file requires the token from clients, and run --token-file passes it", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const file = `${dir}/token`;
+    await writeFile(file, "cli-secret\n");
+    await chmod(file, 0o600);
+    const proc = await serveProcess("node", ["--token-file", file, "--json"]);
+    kids.push(proc.child);
+    const without = await runCli("node", ["run", "guarded", "--server", proc.address, "--", "true"])
+      .done;
+    assert.equal(without.code, 1);
+    assert.match(without.stderr, /requires a token/);
+    const withToken = await runCli("deno", [
+      "run",
+      "guarded",
+      "--server",
+      proc.address,
+      "--token-file",
+      file,
+      "--",
+      "true",
+    ]).done;
+    assert.equal(withToken.code, 0, withToken.stderr);
+    const client = new LockClient({ port: proc.port, token: "cli-secret" });
+    clients.push(client);
+    assert.ok((await client.acquire("guarded")).token > 0);
+    signal(proc.child.pid, "SIGTERM"); // not child.kill(): Deno then misreports the exit code
+    const result = await within(proc.child.done, 10_000, "the exit");
+    const lines = result.stderr.trim().split("\n").map((line) => JSON.parse(line));
+    assert.ok(
+      lines.some((line) => line.message === "lock server listening" && line.auth === "hmac"),
+    );
+    assert.ok(!result.stderr.includes("cli-secret"));
+  });
+
+  test("serve rejects bad options with usage errors (exit 64)", async () => {
+    for (const args of [["--port", "http"], ["--max-line", "0"], ["extra"]]) {
+      const result = await runCli("node", ["serve", ...args]).done;
+      assert.equal(result.code, 64, args.join(" "));
+      assert.match(result.stderr, /Usage: socketlock serve/);
+    }
+  });
+});

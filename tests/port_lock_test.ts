@@ -1,0 +1,204 @@
+// The port kind within one process: k3portlock's addresses byte for byte,
+// PortLock's surface, the TCP majority rule, wake on release, bad keys.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import * as net from "node:net";
+import {
+  inspect,
+  InvalidLockNameError,
+  lock,
+  LockTimeoutError,
+  PortLock,
+  tryLock,
+} from "../mod.ts";
+import { runtime } from "../lib/runtime/mod.ts";
+import type { Attempt, Grant } from "../lib/_kind.ts";
+import { abstractName, basePort, MAX_PORT_KEY_BYTES } from "../lib/port/port_name.ts";
+import { portTarget } from "../lib/port/port_target.ts";
+import { randomHex } from "../lib/socket/handshake.ts";
+
+const unique = (prefix: string) => `${prefix}-${randomHex(6)}`;
+
+function settle(attempt: Attempt): Grant | null {
+  if (attempt.acquired) return attempt.grant;
+  attempt.cancelWake?.();
+  return null;
+}
+
+/** Listens on 127.0.0.1:`port` like an unrelated service; null if taken. */
+async function occupy(port: number): Promise<net.Server | null> {
+  const server = net.createServer((socket) => socket.destroy());
+  return await new Promise((resolve) => {
+    server.once("error", () => resolve(null));
+    server.listen({ port, host: "127.0.0.1", exclusive: true }, () => resolve(server));
+  });
+}
+
+describe("k3portlock's addresses", () => {
+  test("the port of a key matches k3portlock's sha1 vectors", async () => {
+    const vectors: [string, number][] = [
+      ["k1", 53029],
+      ["x", 57490],
+      ["mylock", 44655],
+      ["é", 43005],
+      ["", 51305],
+    ];
+    for (const [key, port] of vectors) assert.equal(await basePort(key), port, key);
+  });
+
+  test("the Linux abstract name is NUL, /portlock/ and the raw UTF-8 key", () => {
+    const name = abstractName("my-é");
+    assert.deepEqual(
+      [...new TextEncoder().encode(name)],
+      [0, ...new TextEncoder().encode("/portlock/my-é")],
+    );
+  });
+
+  test("keys over 96 bytes are refused with a clear InvalidLockNameError", async () => {
+    const long = "k".repeat(MAX_PORT_KEY_BYTES + 1);
+    assert.throws(() => new PortLock(long), (error: unknown) => {
+      assert.ok(error instanceof InvalidLockNameError);
+      assert.match(error.message, /\\0\/portlock\//);
+      assert.match(error.message, /at most 96 bytes/);
+      return true;
+    });
+    await assert.rejects(lock(long, { kind: "port" }), InvalidLockNameError);
+    const longest = new PortLock("k".repeat(MAX_PORT_KEY_BYTES));
+    assert.equal(await longest.tryAcquire(), true);
+    await longest.release();
+  });
+});
+
+describe("port kind in one process", () => {
+  const servers: net.Server[] = [];
+  after(() => {
+    for (const server of servers) server.close();
+  });
+
+  test("PortLock offers acquire, tryAcquire, release and locked, like k3portlock", async () => {
+    const portLock = new PortLock(unique("class"), { timeout: 200, sleepTime: 5 });
+    assert.equal(portLock.locked, false);
+    assert.equal(await portLock.tryAcquire(), true);
+    assert.equal(portLock.locked, true);
+    assert.equal(await portLock.tryAcquire(), true, "acquiring again while held is a no-op");
+    await portLock.release();
+    await portLock.release();
+    assert.equal(portLock.locked, false);
+    await portLock.acquire();
+    await portLock[Symbol.asyncDispose]();
+    assert.equal(portLock.locked, false);
+  });
+
+  test("acquire() times out with LockTimeoutError, like PortlockTimeout", async () => {
+    const key = unique("timeout");
+    const holder = portTarget({ ...runtime }, key);
+    const grant = settle(await holder.tryAcquire())!;
+    try {
+      const started = performance.now();
+      await assert.rejects(new PortLock(key, { timeout: 150 }).acquire(), (error: unknown) => {
+        assert.ok(error instanceof LockTimeoutError);
+        assert.equal(error.timeout, 150);
+        return true;
+      });
+      const took = performance.now() - started;
+      assert.ok(took >= 140 && took < 1_500, `took ${took} ms`);
+    } finally {
+      await grant.release();
+    }
+  });
+
+  test("a k3portlock-style bind of the abstract name excludes us, and ours excludes it", async () => {
+    const key = unique("raw");
+    const address = { transport: "unix" as const, path: abstractName(key) };
+    const raw = await runtime.listen(address, (conn) => conn.close());
+    assert.equal(await tryLock(key, { kind: "port" }), null);
+    await raw.close();
+    const held = await tryLock(key, { kind: "port" });
+    assert.ok(held);
+    await assert.rejects(runtime.listen(address, () => {}), { code: "EADDRINUSE" });
+    await held.release();
+  });
+
+  test("inspect() can only tell held from free", async () => {
+    const key = unique("inspect");
+    assert.equal(await inspect(key, { kind: "port" }), null);
+    const target = portTarget({ ...runtime }, key);
+    const grant = settle(await target.tryAcquire())!;
+    const seen = await portTarget({ ...runtime }, key).inspect();
+    assert.equal(seen?.kind, "port");
+    assert.equal(seen?.pid, 0, "no holder details exist");
+    await grant.release();
+    assert.equal(await target.inspect(), null);
+  });
+
+  test("off Linux, holding 2 of the 3 TCP ports holds the lock", async () => {
+    // Find a key whose three ports are all free here.
+    let key = "";
+    let base = 0;
+    for (let i = 0; i < 20 && !key; i++) {
+      const candidate = unique("tcp");
+      const port = await basePort(candidate);
+      const probes = await Promise.all([0, 1, 2].map((n) => occupy(port + n)));
+      for (const probe of probes) probe?.close();
+      if (probes.every(Boolean)) [key, base] = [candidate, port];
+    }
+    assert.ok(key, "found a key with three free ports");
+    const stranger = await occupy(base);
+    assert.ok(stranger);
+    servers.push(stranger);
+    const first = portTarget({ ...runtime }, key, "tcp");
+    const grant = settle(await first.tryAcquire());
+    assert.ok(grant, "ports +1 and +2 are a majority");
+    assert.equal(await occupy(base + 1), null);
+    assert.equal(settle(await portTarget({ ...runtime }, key, "tcp").tryAcquire()), null);
+    await grant.release();
+
+    const second = await occupy(base + 2);
+    assert.ok(second);
+    servers.push(second);
+    assert.equal(settle(await first.tryAcquire()), null, "one free port of three is not enough");
+    const leftover = await occupy(base + 1);
+    assert.ok(leftover, "a minority bind is given back");
+    leftover.close();
+  });
+
+  test("a waiter is woken by the release without polling", async () => {
+    const key = unique("wake");
+    const holder = portTarget({ ...runtime }, key);
+    const grant = settle(await holder.tryAcquire())!;
+    const waiter = portTarget({ ...runtime }, key);
+    const attempt = await waiter.tryAcquire();
+    assert.equal(attempt.acquired, false);
+    if (attempt.acquired) return;
+    const woken = attempt.wake!;
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the waiter is connected
+    const releasedAt = performance.now();
+    await grant.release();
+    await Promise.race([
+      woken,
+      new Promise((_, reject) => setTimeout(() => reject(new Error("not woken")), 2_000)),
+    ]);
+    assert.ok(performance.now() - releasedAt < 500);
+    attempt.cancelWake?.();
+    const next = settle(await waiter.tryAcquire());
+    assert.ok(next);
+    assert.ok(next.token > grant.token, "the waiter's token outgrows the holder it saw");
+    await next.release();
+  });
+
+  test("lock() with kind port hands over between two waiters in one process in FIFO order", async () => {
+    const key = unique("fifo");
+    const order: number[] = [];
+    const first = await lock(key, { kind: "port" });
+    const waiting = [1, 2].map((n) =>
+      lock(key, { kind: "port", timeout: 2_000 }).then(async (held) => {
+        order.push(n);
+        await held.release();
+      })
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await first.release();
+    await Promise.all(waiting);
+    assert.deepEqual(order, [1, 2]);
+  });
+});

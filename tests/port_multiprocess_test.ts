@@ -1,0 +1,98 @@
+// The port kind across real processes of all three runtimes.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { inspect, lock, PortLock, tryLock } from "../mod.ts";
+import { randomHex } from "../lib/socket/handshake.ts";
+import { type Child, fixture, RUNTIMES, spawnScript, tempDir } from "./_processes.ts";
+
+describe("port kind across processes", () => {
+  const dirs: string[] = [];
+  const kids: Child[] = [];
+  after(async () => {
+    for (const kid of kids) kid.process.kill("SIGKILL");
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  const start = (...args: Parameters<typeof spawnScript>) => {
+    const kid = spawnScript(...args);
+    kids.push(kid);
+    return kid;
+  };
+  const unique = (prefix: string) => `${prefix}-${randomHex(6)}`;
+
+  test("6 processes, two per runtime, each adding 100 under the lock, count exactly 600", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const counter = `${dir}/counter`;
+    await writeFile(counter, "0");
+    const options = JSON.stringify({ kind: "port", timeout: 60_000 });
+    const name = unique("counter");
+    const workers = RUNTIMES.flatMap((rt) =>
+      [1, 2].map(() => start(rt, fixture("counter_worker.ts"), [options, name, counter, "100"]))
+    );
+    const results = await Promise.all(workers.map((w) => w.done));
+    for (const result of results) assert.equal(result.code, 0, result.stderr);
+    assert.equal(Number(await readFile(counter, "utf8")), 600);
+  });
+
+  test("while another process holds the lock, tryLock() is null, PortLock times out and inspect() says held", async () => {
+    const name = unique("busy");
+    const holder = start("node", fixture("socket_holder.ts"), [
+      JSON.stringify({ kind: "port" }),
+      name,
+      "-1",
+    ]);
+    await holder.waitFor("held");
+    assert.equal(await tryLock(name, { kind: "port" }), null);
+    assert.equal(await new PortLock(name).tryAcquire(), false);
+    await assert.rejects(new PortLock(name, { timeout: 100 }).acquire(), {
+      name: "LockTimeoutError",
+    });
+    assert.equal((await inspect(name, { kind: "port" }))?.kind, "port");
+    holder.process.kill("SIGKILL");
+  });
+
+  for (const rt of RUNTIMES) {
+    test(`a SIGKILLed ${rt} holder's lock goes to a waiter well under a second later`, async () => {
+      const name = unique("crash");
+      const holder = start(rt, fixture("socket_holder.ts"), [
+        JSON.stringify({ kind: "port" }),
+        name,
+        "-1",
+      ]);
+      await holder.waitFor("held");
+      const waiting = lock(name, { kind: "port", timeout: 10_000 });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const killedAt = performance.now();
+      holder.process.kill("SIGKILL");
+      const held = await waiting;
+      const took = performance.now() - killedAt;
+      assert.ok(took < 500, `took ${took} ms`);
+      await held.release();
+    });
+
+    test(`a waiter gets a ${rt} holder's lock at its release, long before its first backoff ends`, async () => {
+      const name = unique("handoff");
+      const holder = start(rt, fixture("socket_holder.ts"), [
+        JSON.stringify({ kind: "port" }),
+        name,
+        "400",
+      ]);
+      await holder.waitFor("held");
+      const heldToken = Number(holder.stdout().trim().split(" ")[2]);
+      const started = performance.now();
+      const held = await lock(name, {
+        kind: "port",
+        timeout: 10_000,
+        retry: { minDelay: 3_000, maxDelay: 3_000, jitter: 0 },
+      });
+      const waited = performance.now() - started;
+      await holder.waitFor("released");
+      const releasedAt = Number(holder.stdout().split("released ")[1]);
+      assert.ok(waited < 1_500, `waited ${waited} ms`);
+      assert.ok(held.info.acquiredAt - releasedAt < 100, "handed over at the release");
+      assert.ok(held.token > heldToken, "the token grew past the holder's");
+      await held.release();
+    });
+  }
+});

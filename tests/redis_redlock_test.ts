@@ -1,0 +1,129 @@
+// Redlock over three real, independent redis-servers: quorum grants,
+// release on all, surviving a stopped master, failing clearly without a
+// quorum, and fencing tokens that keep growing as quorums change.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { lock, LockBusyError, LockError, LockLostError, Redlock } from "../mod.ts";
+import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+
+describeRedis("Redlock over three redis-servers", () => {
+  let servers: RedisServer[] = [];
+  let clients: Redis[] = [];
+  let raws: Redis[] = [];
+  before(async () => {
+    servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
+    const make = (s: RedisServer) => {
+      const c = new Redis({ port: s.port, host: "127.0.0.1", maxRetriesPerRequest: 1 });
+      c.on("error", () => {}); // a stopped master's reconnect attempts
+      return c;
+    };
+    clients = servers.map(make);
+    raws = servers.map(make);
+  });
+  after(async () => {
+    for (const c of [...clients, ...raws]) c.disconnect();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  const keysOn = (name: string) =>
+    Promise.all(raws.map((r) => r.status === "ready" ? r.get(`socketlock:${name}`) : null));
+
+  test("a lock is granted on all three masters, excludes a second contender, and is released on all", async () => {
+    const redlock = new Redlock(clients, { ttl: 2_000 });
+    assert.equal(redlock.quorum, 2);
+    const name = unique("all");
+    const held = await redlock.lock(name);
+    const values = await keysOn(name);
+    for (const value of values) assert.equal(JSON.parse(value!).owner, held.info.owner);
+    for (const value of values) {
+      assert.equal(JSON.parse(value!).token, held.token, "the quorum's token is recorded");
+    }
+    assert.equal(await redlock.tryLock(name), null);
+    const busy = await redlock.lock(name, { timeout: 0 }).catch((e) => e);
+    assert.ok(busy instanceof LockBusyError, String(busy));
+    assert.equal(busy.holder?.owner, held.info.owner);
+    await held.release();
+    assert.deepEqual(await keysOn(name), [null, null, null]);
+  });
+
+  test("lock(name, { redis: [a, b, c] }) is Redlock, and a waiter wakes on release", async () => {
+    const name = unique("api");
+    const held = await lock(name, { redis: clients, ttl: 2_000 });
+    assert.equal(held.info.masters, 3);
+    const other = [0, 1, 2].map((i) => {
+      const c = new Redis({ port: servers[i].port, host: "127.0.0.1" });
+      c.on("error", () => {});
+      raws.push(c);
+      return c;
+    });
+    const waiting = lock(name, {
+      redis: other,
+      timeout: 10_000,
+      retry: { minDelay: 3_000, maxDelay: 3_000 },
+    });
+    await sleep(300);
+    const releasedAt = performance.now();
+    await held.release();
+    const next = await waiting;
+    const handoff = performance.now() - releasedAt;
+    assert.ok(next.token > held.token);
+    await next.release();
+    assert.ok(handoff < 1_000, `hand-off took ${handoff.toFixed(0)} ms; the poll interval is 3000`);
+  });
+
+  test("fencing tokens keep growing when quorums change", async () => {
+    const redlock = new Redlock(clients, { ttl: 2_000 });
+    const name = unique("tokens");
+    const first = await redlock.lock(name);
+    await first.release();
+    // One master's counter runs far ahead (it served other quorums).
+    await raws[0].incrby(`socketlock:${name}:token`, 100);
+    const second = await redlock.lock(name);
+    assert.ok(second.token > first.token + 100, `${first.token} then ${second.token}`);
+    await second.release();
+    // Master 0 is now out of reach for this lock: a quorum of 1 and 2 must
+    // still count on from the token the previous quorum (0, 1, 2) reached.
+    await raws[0].set(`socketlock:${name}`, "blocked by another tool", "PX", 10_000);
+    const third = await redlock.lock(name);
+    assert.ok(third.token > second.token, `${second.token} then ${third.token}`);
+    await third.release();
+    await raws[0].del(`socketlock:${name}`);
+  });
+
+  test("with one master stopped mid-hold, the lock stays held past several ttls, is released, and new locks are granted", async () => {
+    const redlock = new Redlock(clients, { ttl: 900 });
+    const name = unique("survive");
+    const held = await redlock.lock(name);
+    await servers[2].stop();
+    await sleep(3_000); // renewals every 300 ms, now from two masters
+    assert.equal(held.signal.aborted, false, String(held.signal.reason));
+    assert.equal(await redlock.tryLock(name), null, "still held by a quorum");
+    await held.release();
+    const [a, b] = await keysOn(name);
+    assert.deepEqual([a, b], [null, null]);
+    const next = await redlock.lock(name, { timeout: 5_000 });
+    assert.ok(next.token > held.token);
+    assert.equal(await redlock.tryLock(name), null);
+    await next.release();
+  });
+
+  test("with two of three masters stopped, a held lock is lost loudly and new locks fail with a clear LockError", async () => {
+    const redlock = new Redlock(clients, { ttl: 600 });
+    const name = unique("minority");
+    const held = await redlock.lock(name);
+    const lost = new Promise<unknown>((resolve) =>
+      held.signal.addEventListener("abort", () => resolve(held.signal.reason), { once: true })
+    );
+    await servers[1].stop();
+    const reason = await lost;
+    assert.ok(reason instanceof LockLostError, String(reason));
+    await held.release();
+    const error = await redlock.lock(unique("none"), { timeout: 2_000 }).catch((e) => e);
+    assert.ok(error instanceof LockError, String(error));
+    assert.match(error.message, /quorum \(2 of 3\)/);
+  });
+});

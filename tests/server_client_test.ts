@@ -1,0 +1,249 @@
+// LockClient against real servers: background renewal, loud loss (the
+// signal aborts by the lease's end, before anyone else is granted), crash
+// and shutdown, reconnect after a restart, waits, aborts, auth, and the
+// unified lock(name, { server }).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  lock,
+  LockAbortedError,
+  LockBusyError,
+  LockClient,
+  LockError,
+  LockLostError,
+  type LockServer,
+  LockTimeoutError,
+  serve,
+} from "../mod.ts";
+import process from "node:process";
+import { type Child, fixture, RUNTIMES, spawnScript } from "./_processes.ts";
+import {
+  abortedSignal,
+  RawConnection,
+  serveProcess,
+  signal,
+  sleep,
+  within,
+} from "./_server_helpers.ts";
+
+describe("LockClient", () => {
+  let server: LockServer;
+  let port: number;
+  const clients: LockClient[] = [];
+  const kids: Child[] = [];
+  const client = (options: { port?: number; token?: string; connectTimeout?: number } = {}) => {
+    const made = new LockClient({ port, ...options });
+    clients.push(made);
+    return made;
+  };
+  before(async () => {
+    server = await serve({ port: 0 });
+    port = server.address.port;
+  });
+  after(async () => {
+    for (const kid of kids) {
+      signal(kid.pid, "SIGCONT");
+      kid.process.kill("SIGKILL");
+    }
+    for (const made of clients) await made.close();
+    await server.close();
+  });
+
+  test("lock() renews its lease in the background, so a 300 ms lease is still held after a second", async () => {
+    const held = await client().lock("renewing", { ttl: 300 });
+    const other = client();
+    await sleep(1_000);
+    assert.equal(held.signal.aborted, false);
+    await assert.rejects(other.acquire("renewing", { timeout: 0 }), LockBusyError);
+    await held.release();
+    const lease = await other.acquire("renewing", { timeout: 0 });
+    assert.ok(lease.token > held.token);
+    await other.release("renewing");
+  });
+
+  for (const rt of RUNTIMES) {
+    test(`held.signal aborts by the lease's end when a ${rt} server stops answering, before anyone else is granted`, async () => {
+      const proc = await serveProcess(rt);
+      kids.push(proc.child);
+      const holderClient = client({ port: proc.port });
+      const acquiredAt = performance.now();
+      const held = await holderClient.lock("frozen", { ttl: 600 });
+      let abortedAt = 0;
+      held.signal.addEventListener("abort", () => (abortedAt = performance.now()));
+      const waiter = client({ port: proc.port, connectTimeout: 10_000 });
+      let grantedAt = 0;
+      const waiting = waiter.acquire("frozen", { timeout: 20_000 }).then((lease) => {
+        grantedAt = performance.now();
+        return lease;
+      });
+      await sleep(100);
+      signal(proc.child.pid, "SIGSTOP"); // the server hears nothing, renewals go unanswered
+      await within(abortedSignal(held.signal), 5_000, "the abort");
+      assert.ok(held.signal.reason instanceof LockLostError, String(held.signal.reason));
+      assert.ok(
+        abortedAt - acquiredAt <= 600 + 100,
+        `aborted ${abortedAt - acquiredAt} ms after acquiring`,
+      );
+      await sleep(200);
+      signal(proc.child.pid, "SIGCONT");
+      const lease = await within(waiting, 10_000, "the waiter's grant");
+      assert.ok(
+        grantedAt > abortedAt,
+        "the old holder knew it had lost the lock before the new one got it",
+      );
+      assert.ok(lease.token > held.token);
+      signal(proc.child.pid, "SIGKILL");
+    });
+  }
+
+  test("held.signal aborts with LockLostError when the server shuts down", async () => {
+    const own = await serve({ port: 0 });
+    const c = client({ port: own.address.port });
+    const held = await c.lock("shutdown");
+    await own.close();
+    await within(abortedSignal(held.signal), 5_000, "the abort");
+    assert.ok(held.signal.reason instanceof LockLostError);
+    assert.match((held.signal.reason as Error).message, /connection to the lock server closed/);
+    await held.release(); // releasing a lost lock is quiet
+  });
+
+  test("the client reconnects with backoff after the server restarts on the same port", async () => {
+    const first = await serveProcess("node");
+    kids.push(first.child);
+    const c = client({ port: first.port, connectTimeout: 15_000 });
+    assert.equal(await c.health(), true);
+    signal(first.child.pid, "SIGKILL");
+    await first.child.done;
+    // The call starts while nothing listens; the server is back 300 ms later.
+    const acquiring = c.acquire("after-restart", { timeout: 10_000 });
+    await sleep(300);
+    const second = await serveProcessOnPort(first.port, kids);
+    const lease = await within(acquiring, 20_000, "acquire after restart");
+    assert.ok(lease.token > 0);
+    assert.equal(await c.release("after-restart"), true);
+    signal(second.pid, "SIGKILL");
+  });
+
+  test("acquire() with timeout 0 throws LockBusyError naming the holder, and a wait times out with LockTimeoutError", async () => {
+    const holder = client();
+    await holder.acquire("busy");
+    const other = client();
+    const busy = await other.acquire("busy", { timeout: 0 }).catch((e) => e);
+    assert.ok(busy instanceof LockBusyError, String(busy));
+    assert.equal(busy.holder?.pid, process.pid);
+    assert.match(busy.message, /held by pid \d+/);
+    const started = performance.now();
+    const timedOut = await other.acquire("busy", { timeout: 150 }).catch((e) => e);
+    assert.ok(timedOut instanceof LockTimeoutError, String(timedOut));
+    assert.ok(performance.now() - started >= 140);
+    assert.equal(server.stats().waiting, 0, "the server forgot the wait");
+    await holder.release("busy");
+  });
+
+  test("an AbortSignal cancels a wait at once, and the server withdraws it", async () => {
+    const holder = client();
+    await holder.acquire("aborted");
+    const controller = new AbortController();
+    const waiting = client().acquire("aborted", { signal: controller.signal }).catch((e) => e);
+    await sleep(30);
+    assert.equal(server.stats().waiting, 1);
+    const at = performance.now();
+    controller.abort();
+    assert.ok((await waiting) instanceof LockAbortedError);
+    assert.ok(performance.now() - at < 500);
+    await sleep(50);
+    assert.equal(server.stats().waiting, 0);
+    await holder.release("aborted");
+  });
+
+  test("release() is false for a name not held, and renew() of one throws LockLostError", async () => {
+    const c = client();
+    assert.equal(await c.release("never-held"), false);
+    await assert.rejects(c.renew("never-held"), LockLostError);
+    const lease = await c.acquire("renew-me", { ttl: 500 });
+    const renewed = await c.renew("renew-me", 2_000);
+    assert.equal(renewed.token, lease.token);
+    assert.equal(renewed.ttl, 2_000);
+    assert.equal(await c.release("renew-me"), true);
+    assert.equal(await c.release("renew-me"), false);
+  });
+
+  test("lock(name, { server }) from the main module takes the lock through the server", async () => {
+    const held = await lock("unified", { server: `127.0.0.1:${port}` });
+    assert.equal(held.kind, "server");
+    const status = await client().status("unified");
+    assert.equal(status?.token, held.token);
+    assert.equal(status?.pid, held.info.pid);
+    await held.release();
+    assert.equal(await client().status("unified"), null);
+  });
+
+  test("with auth on, only a client with the right token gets in, and the secret never crosses the wire", async () => {
+    const secret = "s3cret-" + crypto.randomUUID();
+    const guarded = await serve({ port: 0, token: secret });
+    try {
+      const good = client({ port: guarded.address.port, token: secret });
+      const lease = await good.acquire("guarded");
+      assert.ok(lease.token > 0);
+      await good.release("guarded");
+      const none = await client({ port: guarded.address.port }).acquire("guarded").catch((e) => e);
+      assert.ok(none instanceof LockError && /requires a token/.test(none.message), String(none));
+      const wrong = await client({ port: guarded.address.port, token: "nope" }).acquire("guarded")
+        .catch((e) => e);
+      assert.ok(
+        wrong instanceof LockError && /refused our token/.test(wrong.message),
+        String(wrong),
+      );
+      const imposter = await client({ port, token: secret }).acquire("guarded").catch((e) => e);
+      assert.ok(
+        imposter instanceof LockError && /cannot prove it knows it/.test(imposter.message),
+        String(imposter),
+      );
+      const raw = await RawConnection.open(guarded.address.port);
+      assert.match(await raw.ask("HEALTH"), / OK$/);
+      assert.match(await raw.ask("ACQUIRE guarded"), /ERR AUTH_REQUIRED/);
+      const hello = await raw.ask("HELLO 1 test");
+      assert.match(hello, / OK socketlock\/1 [0-9a-f]{32}$/);
+      assert.ok(!raw.text.includes(secret));
+      assert.match(await raw.ask(`AUTH ${"0".repeat(64)} ${"1".repeat(32)}`), /ERR AUTH_FAILED/);
+      await within(raw.closed, 2_000, "the server closes after a failed AUTH");
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  test("health() is true for a live server and false when nothing listens", async () => {
+    assert.equal(await client().health(), true);
+    const gone = await serve({ port: 0 });
+    const deadPort = gone.address.port;
+    await gone.close();
+    assert.equal(await client({ port: deadPort, connectTimeout: 300 }).health(), false);
+  });
+
+  for (const rt of RUNTIMES) {
+    test(`a ${rt} script holding server locks it never releases still exits, and the server frees them`, async () => {
+      const child = spawnScript(rt, fixture("server_idle_client.ts"), [String(port)]);
+      kids.push(child);
+      const result = await within(child.done, 30_000, "the script's exit");
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^held \d+ \d+/);
+      const c = client();
+      await within(c.acquire("idle-exit", { timeout: 5_000 }), 10_000, "the freed lock");
+      await c.release("idle-exit");
+    });
+  }
+});
+
+/** Starts a node server on `port` (retrying while the old one's port frees up). */
+async function serveProcessOnPort(port: number, kids: Child[]): Promise<Child> {
+  for (let i = 0;; i++) {
+    try {
+      const proc = await serveProcess("node", ["--port", String(port)]);
+      kids.push(proc.child);
+      return proc.child;
+    } catch (error) {
+      if (i >= 20) throw error;
+      await sleep(100);
+    }
+  }
+}
