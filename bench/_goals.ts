@@ -1,0 +1,327 @@
+// The figures issue 4 asks for, and the ratios printed beside them. Each
+// goal is checked per runtime against the measured p50 (or ops/s).
+
+import type { MeasuredResult, RuntimeName } from "./_case.ts";
+
+/** Looks a measured figure up by id in one runtime's results. */
+export type Lookup = (id: string) => MeasuredResult | undefined;
+
+/** A goal's verdict in one runtime. */
+export interface Verdict {
+  /** null: not measured. */
+  met: boolean | null;
+  /** What was measured, short. */
+  value: string;
+}
+
+/** One figure to reach. */
+export interface Goal {
+  /** The result row whose figure it judges. */
+  row: string;
+  label: string;
+  target: string;
+  /** The comparison the issue gives (not measured in this run). */
+  reference: string;
+  check(find: Lookup, runtime: RuntimeName): Verdict;
+}
+
+/** One ratio to print: how `ours` compares with `theirs`. */
+export interface Comparison {
+  label: string;
+  ours: string;
+  theirs: string;
+  /** "peer": N× faster/slower; "floor": N× the floor. */
+  against: "peer" | "floor";
+}
+
+/** µs, ms or s with three significant digits. */
+export function formatUs(us: number): string {
+  if (!Number.isFinite(us)) return "—";
+  if (us >= 1e6) return `${(us / 1e6).toPrecision(3)} s`;
+  if (us >= 1e3) return `${(us / 1e3).toPrecision(3)} ms`;
+  return `${us < 10 ? us.toFixed(1) : us.toPrecision(3)} µs`;
+}
+
+/** Operations per second, short. */
+export function formatRate(rate: number | null): string {
+  if (rate === null || !Number.isFinite(rate)) return "—";
+  if (rate >= 1e6) return `${(rate / 1e6).toPrecision(3)}M`;
+  if (rate >= 1e3) return `${(rate / 1e3).toPrecision(3)}k`;
+  return rate.toFixed(0);
+}
+
+/** A ratio with two significant digits. */
+export function formatRatio(ratio: number): string {
+  return `${ratio >= 10 ? ratio.toFixed(0) : ratio.toFixed(1)}×`;
+}
+
+const missing: Verdict = { met: null, value: "not measured" };
+
+/** The p50 targets of issue 4 in µs, by result row and runtime (also drawn on the chart). */
+export const P50_TARGETS_US: Record<string, (runtime: RuntimeName) => number> = {
+  "socket.acquire_release": () => 40,
+  "folder.acquire_release": () => 30,
+  "port.acquire_release": (runtime) => runtime === "node" ? 10 : 6,
+  "socket.contended": () => 100,
+  "socket.handoff": () => 1_000,
+  "port.handoff": () => 1_000,
+  "folder.handoff": () => 1_000,
+};
+
+function latencyGoal(
+  id: string,
+  peer?: { id: string; name: string; factor: number },
+): (find: Lookup, runtime: RuntimeName) => Verdict {
+  return (find, runtime) => {
+    const ours = find(id);
+    if (!ours) return missing;
+    let met = ours.p50Us <= P50_TARGETS_US[id](runtime);
+    let value = formatUs(ours.p50Us);
+    if (peer) {
+      const theirs = find(peer.id);
+      if (!theirs) return { met: null, value: `${value}; ${peer.name} not measured` };
+      const ratio = theirs.p50Us / ours.p50Us;
+      met &&= ratio >= peer.factor;
+      value += `, ${formatRatio(ratio)} vs ${peer.name}`;
+    }
+    return { met, value };
+  };
+}
+
+function handoffGoal(kind: string): Goal {
+  return {
+    row: `${kind}.handoff`,
+    label: `local hand-off to a waiting process (${kind} kind)`,
+    target: "≤ 1 ms",
+    reference: "polling peers: their retry interval",
+    check: latencyGoal(`${kind}.handoff`),
+  };
+}
+
+/** The goals of issue 4, in its order. */
+export const GOALS: Goal[] = [
+  {
+    row: "socket.acquire_release",
+    label: "socket kind, acquire+release",
+    target: "≤ 40 µs, ≥ 5× faster than proper-lockfile",
+    reference: "Python socketlock 119 µs; proper-lockfile 225–275 µs",
+    check: latencyGoal("socket.acquire_release", {
+      id: "proper-lockfile.acquire_release",
+      name: "proper-lockfile",
+      factor: 5,
+    }),
+  },
+  {
+    row: "folder.acquire_release",
+    label: "folder kind, acquire+release",
+    target: "≤ 30 µs, ≥ 7× faster than proper-lockfile",
+    reference: "Python lockfolder 34 µs",
+    check: latencyGoal("folder.acquire_release", {
+      id: "proper-lockfile.acquire_release",
+      name: "proper-lockfile",
+      factor: 7,
+    }),
+  },
+  {
+    row: "port.acquire_release",
+    label: "port kind, acquire+release",
+    target: "≤ 6 µs Deno/Bun, ≤ 10 µs Node",
+    reference: "Python k3portlock 4.3 µs; bind+close floor 4–9 µs",
+    check: latencyGoal("port.acquire_release"),
+  },
+  {
+    row: "socket.contended",
+    label: "socket kind, contended detection",
+    target: "≤ 100 µs",
+    reference: "Python socketlock 540 µs",
+    check: latencyGoal("socket.contended"),
+  },
+  handoffGoal("socket"),
+  handoffGoal("port"),
+  handoffGoal("folder"),
+  {
+    row: "server.throughput_own",
+    label: "server, 10 clients each on its own name",
+    target: "≥ 50,000 acquire+release pairs/s",
+    reference: "distlockd 26,800 pairs/s",
+    check(find) {
+      const r = find("server.throughput_own");
+      if (!r || r.opsPerSec === null) return missing;
+      return { met: r.opsPerSec >= 50_000, value: `${formatRate(r.opsPerSec)} pairs/s` };
+    },
+  },
+  {
+    row: "server.throughput_shared",
+    label: "server, 100 clients × 10 names (contended)",
+    target: "≥ 30,000 pairs/s, p99 acquire ≤ 5 ms",
+    reference: "",
+    check(find) {
+      const r = find("server.throughput_shared");
+      if (!r || r.opsPerSec === null) return missing;
+      return {
+        met: r.opsPerSec >= 30_000 && r.p99Us <= 5_000,
+        value: `${formatRate(r.opsPerSec)} pairs/s, p99 ${formatUs(r.p99Us)}`,
+      };
+    },
+  },
+  {
+    row: "redis.acquire_release",
+    label: "Redis, acquire+release",
+    target: "≤ 1.3× two raw round trips; ahead of redlock and redis-semaphore",
+    reference: "",
+    check(find) {
+      const ours = find("redis.acquire_release");
+      const floor = find("floor.redis_pair");
+      if (!ours || !floor) return missing;
+      let met = ours.p50Us <= 1.3 * floor.p50Us;
+      let value = `${formatUs(ours.p50Us)} = ${formatRatio(ours.p50Us / floor.p50Us)} floor`;
+      for (const peer of ["redlock", "redis-semaphore"]) {
+        const theirs = find(`${peer}.acquire_release`);
+        if (!theirs) return { met: null, value: `${value}; ${peer} not measured` };
+        met &&= ours.p50Us < theirs.p50Us;
+        value += `, ${formatRatio(theirs.p50Us / ours.p50Us)} vs ${peer}`;
+      }
+      return { met, value };
+    },
+  },
+];
+
+/** The ratios printed after the goals. */
+export const COMPARISONS: Comparison[] = [
+  {
+    label: "socket acquire+release vs proper-lockfile lock+unlock",
+    ours: "socket.acquire_release",
+    theirs: "proper-lockfile.acquire_release",
+    against: "peer",
+  },
+  {
+    label: "folder acquire+release vs proper-lockfile lock+unlock",
+    ours: "folder.acquire_release",
+    theirs: "proper-lockfile.acquire_release",
+    against: "peer",
+  },
+  {
+    label: "port acquire+release vs proper-lockfile lock+unlock",
+    ours: "port.acquire_release",
+    theirs: "proper-lockfile.acquire_release",
+    against: "peer",
+  },
+  {
+    label: "socket contended detection vs proper-lockfile lock() → ELOCKED",
+    ours: "socket.contended",
+    theirs: "proper-lockfile.contended",
+    against: "peer",
+  },
+  {
+    label: "folder contended detection vs proper-lockfile lock() → ELOCKED",
+    ours: "folder.contended",
+    theirs: "proper-lockfile.contended",
+    against: "peer",
+  },
+  {
+    label: "socket hand-off vs proper-lockfile (10 ms retries)",
+    ours: "socket.handoff",
+    theirs: "proper-lockfile.handoff",
+    against: "peer",
+  },
+  {
+    label: "port hand-off vs proper-lockfile (10 ms retries)",
+    ours: "port.handoff",
+    theirs: "proper-lockfile.handoff",
+    against: "peer",
+  },
+  {
+    label: "folder hand-off vs proper-lockfile (10 ms retries)",
+    ours: "folder.handoff",
+    theirs: "proper-lockfile.handoff",
+    against: "peer",
+  },
+  {
+    label: "redis acquire+release vs redlock",
+    ours: "redis.acquire_release",
+    theirs: "redlock.acquire_release",
+    against: "peer",
+  },
+  {
+    label: "redis acquire+release vs redis-semaphore",
+    ours: "redis.acquire_release",
+    theirs: "redis-semaphore.acquire_release",
+    against: "peer",
+  },
+  {
+    label: "redis contended detection vs redlock",
+    ours: "redis.contended",
+    theirs: "redlock.contended",
+    against: "peer",
+  },
+  {
+    label: "redis contended detection vs redis-semaphore",
+    ours: "redis.contended",
+    theirs: "redis-semaphore.contended",
+    against: "peer",
+  },
+  {
+    label: "redis hand-off vs redlock (10 ms retries)",
+    ours: "redis.handoff",
+    theirs: "redlock.handoff",
+    against: "peer",
+  },
+  {
+    label: "redis hand-off vs redis-semaphore (10 ms retries)",
+    ours: "redis.handoff",
+    theirs: "redis-semaphore.handoff",
+    against: "peer",
+  },
+  {
+    label: "socket acquire+release vs exclusive create+unlink floor",
+    ours: "socket.acquire_release",
+    theirs: "floor.file",
+    against: "floor",
+  },
+  {
+    label: "folder acquire+release vs exclusive create+unlink floor",
+    ours: "folder.acquire_release",
+    theirs: "floor.file",
+    against: "floor",
+  },
+  {
+    label: "port acquire+release vs bind+close floor (abstract socket)",
+    ours: "port.acquire_release",
+    theirs: "floor.bind_abstract",
+    against: "floor",
+  },
+  {
+    label: "socket contended detection vs cross-process round trip floor",
+    ours: "socket.contended",
+    theirs: "floor.rtt_process",
+    against: "floor",
+  },
+  {
+    label: "server acquire+release vs cross-process round trip floor",
+    ours: "server.acquire_release",
+    theirs: "floor.rtt_process",
+    against: "floor",
+  },
+  {
+    label: "redis acquire+release vs two raw Redis round trips",
+    ours: "redis.acquire_release",
+    theirs: "floor.redis_pair",
+    against: "floor",
+  },
+];
+
+/**
+ * The ratio text for one comparison in one runtime.
+ *
+ * @param find The runtime's results.
+ * @param c The comparison.
+ * @returns e.g. "6.1× faster", "2.0× slower", "1.4× the floor", or "—".
+ */
+export function compare(find: Lookup, c: Comparison): string {
+  const ours = find(c.ours);
+  const theirs = find(c.theirs);
+  if (!ours || !theirs) return "—";
+  if (c.against === "floor") return `${formatRatio(ours.p50Us / theirs.p50Us)} the floor`;
+  const speedup = theirs.p50Us / ours.p50Us;
+  return speedup >= 1 ? `${formatRatio(speedup)} faster` : `${formatRatio(1 / speedup)} slower`;
+}

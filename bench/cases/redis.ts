@@ -1,0 +1,55 @@
+// The Redis kind against its floor: two raw round trips (SET NX PX + DEL
+// with ioredis) on the same redis-server. Measured: acquire+release,
+// contended detection, hand-off, and throughput with 100 clients over 10
+// names. The floor is measured whenever a redis-server is running.
+
+import type { BenchCase } from "../_case.ts";
+import { measureAcquireRelease, measureContended } from "../_kind_ops.ts";
+import { hasKind, makeLocker, redisClient } from "../_lockers.ts";
+import { measureOps } from "../_measure.ts";
+import { measureThroughput } from "../_throughput.ts";
+import { measureHandoff } from "./handoff.ts";
+
+const ROWS: [string, string][] = [
+  ["redis.acquire_release", "acquire+release"],
+  ["redis.contended", "contended detection (tryLock on a held lock)"],
+  ["redis.handoff", "hand-off to a waiting process"],
+  ["redis.throughput_shared", "throughput, 100 clients × 10 names"],
+];
+const FLOOR: [string, string] = ["floor.redis_pair", "two raw Redis round trips (SET NX PX + DEL)"];
+
+export const redis: BenchCase = {
+  name: "redis",
+  async run(ctx) {
+    if (!ctx.redis) {
+      const why = "no redis-server: run through bench/run.sh";
+      ctx.skip(FLOOR[0], "floor", FLOOR[1], why);
+      for (const [id, operation] of ROWS) ctx.skip(id, "redis", operation, why);
+      return;
+    }
+    const raw = redisClient(ctx.redis);
+    ctx.defer(() => raw.quit());
+    const key = ctx.unique("redis-floor");
+    const value = crypto.randomUUID();
+    const floor = await measureOps(async () => {
+      if ((await raw.set(key, value, "PX", 30_000, "NX")) !== "OK") {
+        throw new Error("floor key taken");
+      }
+      await raw.del(key);
+    }, ctx.budget);
+    ctx.record(FLOOR[0], "floor", FLOOR[1], floor, "ioredis, one connection");
+
+    if (!hasKind("redis")) {
+      for (const [id, operation] of ROWS) {
+        ctx.skip(id, "redis", operation, "kind redis not available");
+      }
+      return;
+    }
+    const locker = await makeLocker("redis", ctx.setup);
+    ctx.defer(() => locker.close());
+    await measureAcquireRelease(ctx, "redis", locker, "lock(name, { redis: ioredis })");
+    await measureContended(ctx, "redis", locker, "redis");
+    await measureHandoff(ctx, "redis", locker, "waiters are woken by pub/sub");
+    await measureThroughput(ctx, "redis", 100, 10, ROWS[3][0], ROWS[3][1]);
+  },
+};

@@ -1,0 +1,41 @@
+// The server kind (distlockd's successor): a lock server in another process
+// of this runtime (serve({ port: 0 })), clients with LockClient. Measured:
+// acquire+release, contended detection, hand-off, and throughput with 10
+// clients each on its own name and 100 clients over 10 names.
+
+import type { BenchCase } from "../_case.ts";
+import { startChild } from "../_children.ts";
+import { measureAcquireRelease, measureContended } from "../_kind_ops.ts";
+import { loadServerModule, makeLocker } from "../_lockers.ts";
+import { measureThroughput } from "../_throughput.ts";
+import { measureHandoff } from "./handoff.ts";
+
+const ROWS: [string, string][] = [
+  ["server.acquire_release", "acquire+release"],
+  ["server.contended", "contended detection (tryLock on a held lock)"],
+  ["server.handoff", "hand-off to a waiting process"],
+  ["server.throughput_own", "throughput, 10 clients each on its own name"],
+  ["server.throughput_shared", "throughput, 100 clients × 10 names"],
+];
+
+export const server: BenchCase = {
+  name: "server",
+  async run(ctx) {
+    const mod = await loadServerModule();
+    if (typeof mod === "string") {
+      for (const [id, operation] of ROWS) ctx.skip(id, "server", operation, mod);
+      return;
+    }
+    const child = await startChild("server");
+    ctx.defer(() => child.close());
+    ctx.setup.serverPort = Number(child.greeting);
+    const locker = await makeLocker("server", ctx.setup);
+    ctx.defer(() => locker.close());
+    const where = "server in another process; one client connection";
+    await measureAcquireRelease(ctx, "server", locker, where);
+    await measureContended(ctx, "server", locker, "server", undefined, where);
+    await measureHandoff(ctx, "server", locker, "the server tells the waiter");
+    await measureThroughput(ctx, "server", 10, 10, ROWS[3][0], ROWS[3][1]);
+    await measureThroughput(ctx, "server", 100, 10, ROWS[4][0], ROWS[4][1]);
+  },
+};
