@@ -4,7 +4,16 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import process from "node:process";
 import { tryLock } from "../mod.ts";
-import { type Child, fixture, RUNTIMES, scriptCommand, spawnCommand, spawnScript, tempDir } from "./_processes.ts";
+import {
+  type Child,
+  fixture,
+  runtimeBinary,
+  RUNTIMES,
+  scriptCommand,
+  spawnCommand,
+  spawnScript,
+  tempDir,
+} from "./_processes.ts";
 
 const CLI = new URL("../lib/cli.ts", import.meta.url).pathname;
 
@@ -90,6 +99,23 @@ describe("the socketlock CLI", () => {
     const free = await cli("deno", ["status", "st", "--dir", d]).done;
     assert.equal(free.code, 0, free.stderr);
     assert.match(free.stdout, /is free/);
+  });
+
+  test("under Deno, a missing permission flag is named in a LockPermissionError, not a raw NotCapable", async () => {
+    const d = await dir();
+    const deno = runtimeBinary("deno");
+    const cases: [string[], string[], RegExp][] = [
+      [["--allow-read"], [], /Deno needs --allow-env to read \$XDG_RUNTIME_DIR/],
+      [["--allow-read"], ["--dir", `${d}/sub`], new RegExp(`--allow-read=${d}/sub --allow-write=${d}/sub`)],
+      [["--allow-read", "--allow-write", "--allow-env", "--allow-sys"], ["--kind", "port"], /Deno needs --allow-net to listen/],
+    ];
+    for (const [flags, options, message] of cases) {
+      const args = ["run", ...flags, CLI, "run", `perm-${crypto.randomUUID()}`, ...options, "--", "true"];
+      const result = await spawnCommand(deno, args).done;
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, message);
+      assert.doesNotMatch(result.stderr, /NotCapable/);
+    }
   });
 
   test("a command that cannot be started exits 127, usage errors exit 64 with help", async () => {

@@ -7,7 +7,7 @@
  *
  * | what | Redis | content |
  * |---|---|---|
- * | the lock | string `K`, expiring `ttl` ms after the last renewal | JSON, written once: `{"owner","pid","host","ttl","lease","acquiredAt","token"}` (owner first) |
+ * | the lock | string `K`, expiring `ttl` ms after the last renewal | JSON, written once: `{"owner","pid","host","isolate","ttl","lease","acquiredAt","token"}` (owner first) |
  * | fencing counter | string `K:token`, no TTL | an integer, `INCR`ed by every acquisition |
  * | release channel | pub/sub channel `K:released` | `released`, published by every release |
  *
@@ -160,6 +160,7 @@ export function holderInfo(
     name,
     pid: numberOr(stored.pid, 0),
     host: typeof stored.host === "string" ? stored.host : "",
+    ...(typeof stored.isolate === "string" ? { isolate: stored.isolate } : {}),
     acquiredAt: numberOr(stored.acquiredAt, 0),
     token: numberOr(stored.token, 0),
     key,

@@ -14,6 +14,8 @@ import { Heartbeat, leaseFor } from "./heartbeat.ts";
 import { holderInfo, type RedisKeys, redisKeys, replyNumber } from "./key_layout.ts";
 import { ACQUIRE, EXTEND, FORCE_RELEASE_IF_STALE, INSPECT, RELEASE, runScript } from "./scripts.ts";
 import { watchIfLive, watchReleases } from "./_release_listener.ts";
+import { ISOLATE_ID } from "../_isolate.ts";
+
 
 /** The default ttl of a Redis lock, in ms: a crashed holder's lock frees itself this long after its last renewal. */
 export const DEFAULT_TTL = 30_000;
@@ -78,7 +80,13 @@ export function acquireArgs(
   lease: number,
 ): string[] {
   // owner is a UUID: nothing in it needs escaping.
-  const rest = JSON.stringify({ pid: runtime.pid, host: hostOf(runtime), ttl, lease });
+  const rest = JSON.stringify({
+    pid: runtime.pid,
+    host: hostOf(runtime),
+    isolate: ISOLATE_ID,
+    ttl,
+    lease,
+  });
   return [owner, String(ttl), `{"owner":"${owner}",${rest.slice(1, -1)}`];
 }
 
@@ -95,6 +103,7 @@ export function grantInfo(
     name: settings.name,
     pid: runtime.pid,
     host: hostOf(runtime),
+    isolate: ISOLATE_ID,
     acquiredAt,
     token,
     key: settings.key,

@@ -8,6 +8,7 @@ import { LockError, LockPermissionError, LockProtocolError } from "../errors.ts"
 import { encodeName, LineReader, parseReply, PROTOCOL_VERSION, type Reply } from "./protocol.ts";
 import { newNonce, signChallenge, verifyChallenge } from "./auth.ts";
 import { TextOutbox } from "./_outbox.ts";
+import { ISOLATE_ID } from "../_isolate.ts";
 
 /** Longest reply line a client accepts (replies are small JSON at most). */
 const MAX_REPLY_BYTES = 64 * 1024;
@@ -126,7 +127,10 @@ export class ClientConnection {
 
   async #greet(options: ConnectOptions, where: string): Promise<void> {
     const host = encodeName(hostName(options.runtime));
-    const hello = await this.ask(`HELLO ${options.runtime.pid}${host ? ` ${host}` : ""}`);
+    // The isolate follows the host (positional), so it is sent only with one.
+    const hello = await this.ask(
+      `HELLO ${options.runtime.pid}${host ? ` ${host} ${ISOLATE_ID}` : ""}`,
+    );
     const [version, nonce] = hello.rest.split(" ");
     if (hello.kind !== "OK" || version !== PROTOCOL_VERSION || !nonce) {
       throw new LockProtocolError(

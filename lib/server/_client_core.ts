@@ -11,6 +11,7 @@ import { decodeName, encodeName, type Reply } from "./protocol.ts";
 import { importAuthKey } from "./auth.ts";
 import { ClientConnection, describeServer } from "./_client_connection.ts";
 import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
+import { ISOLATE_ID } from "../_isolate.ts";
 import {
   AcquireCall,
   type ClientLease,
@@ -178,6 +179,7 @@ export class ClientCore implements KeeperHost, OpHost {
       name,
       pid: this.runtime.pid,
       host,
+      isolate: ISOLATE_ID,
       acquiredAt: this.runtime.now(),
       token,
       server: this.server,

@@ -72,6 +72,7 @@ export function holderInfo(name: string, server: string, json: string): LockInfo
     token: num(h.token),
     server,
     client: h.client,
+    ...(typeof h.isolate === "string" ? { isolate: h.isolate } : {}),
     expiresIn: h.expiresIn,
     waiters: h.waiters,
   };

@@ -169,7 +169,12 @@ export class LineSession {
         this.#conn.close();
         return;
       case "HELLO":
-        this.owner.info = { ...this.owner.info, pid: request.pid, host: request.host };
+        this.owner.info = {
+          ...this.owner.info,
+          pid: request.pid,
+          host: request.host,
+          ...(request.isolate ? { isolate: request.isolate } : {}),
+        };
         if (ctx.key && !this.#authed) this.#nonce = newNonce();
         return this.#write(`${tag} OK ${PROTOCOL_VERSION} ${this.#nonce ?? "-"}\n`);
       case "AUTH":

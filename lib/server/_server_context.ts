@@ -85,6 +85,7 @@ export function holderJson(ctx: ServerContext, lease: Lease | null): string {
     pid: info.pid,
     host: info.host,
     client: info.client,
+    ...(info.isolate ? { isolate: info.isolate } : {}),
     acquiredAt: lease.acquiredAt,
     expiresIn: Math.round(ctx.table.remaining(lease)),
     waiters: ctx.table.queueLength(lease.name),

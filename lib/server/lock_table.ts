@@ -33,6 +33,8 @@ export interface OwnerInfo {
   host: string;
   /** An id for logs: a connection number or a distlockd client id. */
   client: string;
+  /** The client's isolate (main thread or worker), when it said so in HELLO. */
+  isolate?: string;
 }
 
 /** A held lock: one per name at most. */

@@ -40,7 +40,7 @@ export type ErrorCode =
 
 /** A parsed request of the line protocol. */
 export type Request =
-  | { tag: string; command: "HELLO"; pid: number; host: string }
+  | { tag: string; command: "HELLO"; pid: number; host: string; isolate: string }
   | { tag: string; command: "AUTH"; mac: string; nonce: string }
   | { tag: string; command: "ACQUIRE"; name: string; wait: number; ttl?: number }
   | { tag: string; command: "RELEASE"; name: string; token?: number }
@@ -105,7 +105,7 @@ function bad(tag: string, message: string): RequestError {
 }
 
 const USAGE: Record<string, string> = {
-  HELLO: "HELLO [PID [HOST]]",
+  HELLO: "HELLO [PID [HOST [ISOLATE]]]",
   AUTH: "AUTH MAC NONCE",
   ACQUIRE: "ACQUIRE NAME [WAIT_MS|forever [TTL_MS]]",
   RELEASE: "RELEASE NAME [TOKEN]",
@@ -161,11 +161,13 @@ export function parseRequest(line: string): Request | RequestError {
     case "QUIT":
       return args.length === 0 ? { tag, command } : wrong();
     case "HELLO": {
-      if (args.length > 2) return wrong();
+      if (args.length > 3) return wrong();
       const pid = integer(args[0]);
       const host = args[1] === undefined ? "" : decodeName(args[1]);
-      if (pid === null || host === null) return wrong();
-      return { tag, command, pid: pid ?? 0, host };
+      // The isolate (main thread or worker) of the client, for STATUS.
+      const isolate = args[2] ?? "";
+      if (pid === null || host === null || !/^[0-9A-Za-z-]{0,64}$/.test(isolate)) return wrong();
+      return { tag, command, pid: pid ?? 0, host, isolate };
     }
     case "AUTH":
       if (args.length !== 2 || !/^[0-9a-f]{64}$/.test(args[0]) || !/^[0-9a-f]{32}$/.test(args[1])) {
