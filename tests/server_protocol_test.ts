@@ -65,6 +65,14 @@ describe("the line protocol", () => {
       command: "HELLO",
       pid: 42,
       host: "web-3",
+      isolate: "",
+    });
+    assert.deepEqual(parseRequest("a8 HELLO 42 web-3 4f1c-9a"), {
+      tag: "a8",
+      command: "HELLO",
+      pid: 42,
+      host: "web-3",
+      isolate: "4f1c-9a",
     });
     for (const command of ["HEALTH", "STATS", "QUIT"]) {
       assert.deepEqual(parseRequest(`t ${command}`), { tag: "t", command });
@@ -86,6 +94,8 @@ describe("the line protocol", () => {
       ["t STATUS %zz", "t", "BAD_REQUEST"],
       ["t AUTH abc def", "t", "BAD_REQUEST"],
       ["t HEALTH now", "t", "BAD_REQUEST"],
+      ["t HELLO 42 web-3 not/an/isolate", "t", "BAD_REQUEST"],
+      ["t HELLO 42 web-3 a b", "t", "BAD_REQUEST"],
       ["ba!d HEALTH", "*", "BAD_REQUEST"],
       [`${"x".repeat(33)} HEALTH`, "*", "BAD_REQUEST"],
     ];
