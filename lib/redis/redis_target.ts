@@ -56,19 +56,6 @@ export interface RedisTargetSettings {
 /** The acquire script's reply: `[1, token, acquiredAt]` or `[0, value, pttl]`. */
 type AcquireReply = [unknown, unknown, unknown];
 
-const hosts = new WeakMap<Runtime, string>();
-
-// The host name goes into every lock; asking the OS each time costs more
-// than the rest of an acquisition's local work.
-function hostOf(runtime: Runtime): string {
-  let host = hosts.get(runtime);
-  if (host === undefined) {
-    host = runtime.hostname();
-    hosts.set(runtime, host);
-  }
-  return host;
-}
-
 /**
  * The acquire script's ARGV: owner, ttl, and the head of the stored JSON —
  * owner first, so ownership is a prefix comparison in Lua.
@@ -82,7 +69,7 @@ export function acquireArgs(
   // owner is a UUID: nothing in it needs escaping.
   const rest = JSON.stringify({
     pid: runtime.pid,
-    host: hostOf(runtime),
+    host: runtime.hostname(),
     isolate: ISOLATE_ID,
     ttl,
     lease,
@@ -102,7 +89,7 @@ export function grantInfo(
     kind: "redis",
     name: settings.name,
     pid: runtime.pid,
-    host: hostOf(runtime),
+    host: runtime.hostname(),
     isolate: ISOLATE_ID,
     acquiredAt,
     token,

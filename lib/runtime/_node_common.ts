@@ -54,6 +54,8 @@ function nodeSpawn(command: string, args: string[]): ChildProcess {
   };
 }
 
+let host: string | undefined;
+
 /** Files, processes and clock over node: built-ins, shared by node.ts and bun.ts. */
 export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
   mkdir: async (path, mode) => {
@@ -71,7 +73,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
 
   pid: process.pid,
   uid: () => (typeof process.getuid === "function" ? process.getuid() : null),
-  hostname: () => osHostname(),
+  hostname: () => host ??= osHostname(),
   platform: process.platform,
   tempDir: () => tmpdir(),
   env: (name) => process.env[name],

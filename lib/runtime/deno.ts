@@ -397,6 +397,8 @@ function setTimer(fn: () => void, ms: number): Timer {
 }
 
 /** The Deno implementation of {@link Runtime}. */
+let host: string | undefined;
+
 export const denoRuntime: Runtime = {
   name: "deno",
 
@@ -427,8 +429,10 @@ export const denoRuntime: Runtime = {
 
   pid: Deno.pid,
   uid: () => attemptSync(() => Deno.uid(), "--allow-sys=hostname,uid", "read the user id"),
+  // Read once (a system call on every acquisition otherwise); a refusal is
+  // not cached, so the missing flag is named each time.
   hostname: () =>
-    attemptSync(() => Deno.hostname(), "--allow-sys=hostname,uid", "read the host name"),
+    host ??= attemptSync(() => Deno.hostname(), "--allow-sys=hostname,uid", "read the host name"),
   platform: PLATFORMS[Deno.build.os] ?? Deno.build.os,
   tempDir,
   env,

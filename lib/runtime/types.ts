@@ -115,7 +115,10 @@ export interface Runtime {
   readonly pid: number;
   /** This process's user id, `null` where the platform has none. */
   uid(): number | null;
-  /** This host's name. */
+  /**
+   * This host's name. Asked of the OS once (it is a system call, and every
+   * acquisition records it), then taken as fixed for the process's life.
+   */
   hostname(): string;
   /** The OS name, as Node's `process.platform` spells it (`"linux"`, `"darwin"`, ...). */
   readonly platform: string;

@@ -244,7 +244,8 @@ export class ClientConnection {
   }
 }
 
-function hostName(runtime: Runtime): string {
+/** This host's name for others to see, or "" if the runtime may not read it. */
+export function hostName(runtime: Runtime): string {
   try {
     return runtime.hostname();
   } catch {

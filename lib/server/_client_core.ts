@@ -9,7 +9,7 @@ import { LockError, LockProtocolError } from "../errors.ts";
 import { backoff } from "../_backoff.ts";
 import { decodeName, encodeName, type Reply } from "./protocol.ts";
 import { importAuthKey } from "./auth.ts";
-import { ClientConnection, describeServer } from "./_client_connection.ts";
+import { ClientConnection, describeServer, hostName } from "./_client_connection.ts";
 import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import {
@@ -58,7 +58,6 @@ export class ClientCore implements KeeperHost, OpHost {
   #watchdog: Timer | null = null;
   #grants = new Map<string, ClientLease>();
   #closed = false;
-  #hostname: string | undefined;
 
   constructor(options: CoreOptions) {
     this.#options = options;
@@ -164,21 +163,11 @@ export class ClientCore implements KeeperHost, OpHost {
   }
 
   #holderInfo(name: string, token: number): LockInfo {
-    // Read once: os.hostname() is a system call, and this runs on every grant.
-    let host = this.#hostname;
-    if (host === undefined) {
-      try {
-        host = this.runtime.hostname();
-      } catch {
-        host = ""; // only informative
-      }
-      this.#hostname = host;
-    }
     return {
       kind: "server",
       name,
       pid: this.runtime.pid,
-      host,
+      host: hostName(this.runtime),
       isolate: ISOLATE_ID,
       acquiredAt: this.runtime.now(),
       token,
