@@ -1,11 +1,13 @@
 /**
- * Fencing tokens for the lock server, derived from the wall clock so that
- * they keep growing across restarts without anything written to disk.
+ * Fencing tokens derived from the wall clock, so that they keep growing
+ * across processes and restarts without anything written to disk (the lock
+ * server, and the port and socket kinds' floor).
  *
- * Every token is `max(previous + 1, wall-clock microseconds)`. Within one
- * server process that is strictly increasing whatever the clock does (the
- * `+ 1` carries it through a clock stepped back). Across a restart the new
- * process starts at the clock reading of its start, in microseconds: larger
+ * Every token is `max(previous + 1, floor + 1, wall-clock microseconds)`.
+ * Within one process that is strictly increasing whatever the clock does
+ * (the `+ 1` carries it through a clock stepped back). Across a restart of
+ * the lock server the new process starts at the clock reading of its start,
+ * in microseconds: larger
  * than every token of the old process as long as the old one issued fewer
  * than a million grants per second on average (it runs out of CPU two
  * orders of magnitude earlier) and the host's clock did not step back by
@@ -19,12 +21,19 @@
 export type WallClock = () => number;
 
 /**
+ * Epoch milliseconds with sub-millisecond precision: tokens of two hand-offs
+ * within one millisecond, in two processes that never saw each other's
+ * token, still differ.
+ */
+export const preciseWallClock: WallClock = () => performance.timeOrigin + performance.now();
+
+/**
  * A source of fencing tokens: strictly increasing within the process and,
  * being tied to the wall clock, across restarts of the server.
  *
  * @example Issue tokens
  * ```ts
- * import { FencingTokens } from "./fencing_token.ts";
+ * import { FencingTokens } from "./_fencing_tokens.ts";
  * const tokens = new FencingTokens();
  * const a = tokens.next();
  * const b = tokens.next();
@@ -55,11 +64,13 @@ export class FencingTokens {
   /**
    * Issues the next token.
    *
-   * @returns A token larger than every token this source issued before.
+   * @param floor A token seen elsewhere (e.g. the previous holder's) that the
+   *   new one must exceed.
+   * @returns A token larger than `floor` and every token this source issued before.
    */
-  next(): number {
+  next(floor = 0): number {
     const micros = Math.floor(this.#clock() * 1000);
-    this.#last = micros > this.#last ? micros : this.#last + 1;
+    this.#last = Math.max(this.#last + 1, Math.floor(floor) + 1, micros);
     return this.#last;
   }
 }

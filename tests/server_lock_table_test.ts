@@ -10,7 +10,7 @@ import {
   type TableClock,
   type WaiterHandler,
 } from "../lib/server/lock_table.ts";
-import { FencingTokens } from "../lib/server/fencing_token.ts";
+import { FencingTokens } from "../lib/_fencing_tokens.ts";
 import { DeadlineHeap, type HeapItem } from "../lib/server/_deadline_heap.ts";
 
 /** A clock the test moves by hand; timers fire when it passes them. */

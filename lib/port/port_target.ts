@@ -22,6 +22,7 @@ import {
 import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { abstractName, basePort, PORT_COUNT, validatePortKey } from "./port_name.ts";
+import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
 
 /** How the lock is bound: k3portlock uses an abstract socket on Linux only. */
 export type PortMode = "abstract" | "tcp";
@@ -58,18 +59,10 @@ const WATCH_TIMEOUT_MS = 250;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-let lastToken = 0;
-
-/**
- * A fencing token for a kind without files: wall-clock microseconds, above
- * any token this process issued or saw a holder use. Across processes it
- * grows as long as their clocks agree to within a hand-off (~100 µs).
- */
-function clockToken(seen: number): number {
-  const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
-  lastToken = Math.max(lastToken + 1, seen + 1, micros);
-  return lastToken;
-}
+// A kind without files: tokens are wall-clock microseconds, above any token
+// this process issued or saw a holder use. Across processes they grow as
+// long as clocks agree to within a hand-off (~100 µs).
+const tokens = new FencingTokens(preciseWallClock);
 
 async function addressesOf(key: string, mode: PortMode): Promise<SocketAddress[]> {
   if (mode === "abstract") {
@@ -281,7 +274,7 @@ export function portTarget(
           cancelWake: () => watch?.cancel(),
         };
       }
-      const token = clockToken(seenToken);
+      const token = tokens.next(seenToken);
       greeting = encoder.encode(`${GREETING}${token}\n`);
       return {
         acquired: true,

@@ -13,7 +13,7 @@
  */
 
 import { DeadlineHeap, type HeapItem } from "./_deadline_heap.ts";
-import { FencingTokens } from "./fencing_token.ts";
+import { FencingTokens } from "../_fencing_tokens.ts";
 
 /** The time sources a {@link LockTable} runs on. */
 export interface TableClock {

@@ -9,7 +9,7 @@
 import { type Connection, type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
 import { LockError } from "../errors.ts";
 import { LockTable } from "./lock_table.ts";
-import { FencingTokens } from "./fencing_token.ts";
+import { FencingTokens } from "../_fencing_tokens.ts";
 import { importAuthKey } from "./auth.ts";
 import {
   DEFAULT_LIMITS,

@@ -12,6 +12,7 @@ import { LockPermissionError } from "../errors.ts";
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
+import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
 import { checkLockFile } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import {
@@ -110,10 +111,8 @@ function infoOf(record: LockRecord, s: SocketSettings, paths: LockPaths): LockIn
   };
 }
 
-/** Wall-clock microseconds: a token floor that needs no file read. */
-function clockMicros(): number {
-  return Math.floor((performance.timeOrigin + performance.now()) * 1000);
-}
+// Wall-clock microseconds: a token floor that needs no file read.
+const tokens = new FencingTokens(preciseWallClock);
 
 /**
  * A socket-kind target with resolved settings.
@@ -170,7 +169,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       host: runtime.hostname(),
       name: s.name,
       id,
-      token: clockMicros(),
+      token: tokens.next(),
       ...(k.keyId ? { keyId: k.keyId } : {}),
       isolate: ISOLATE_ID,
     };
