@@ -6,13 +6,7 @@ import type { Attempt, LockTarget } from "./_kind.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
 import { backoff } from "./_backoff.ts";
-import {
-  localHolder,
-  releaseLocal,
-  setLocalHolder,
-  tryLocal,
-  waitLocal,
-} from "./_local_mutex.ts";
+import { localHolder, releaseLocal, setLocalHolder, tryLocal, waitLocal } from "./_local_mutex.ts";
 import { LockAbortedError, LockTimeoutError } from "./errors.ts";
 
 /** What one acquisition needs. */
@@ -62,27 +56,30 @@ function makeHeldLock(
 ): HeldLock {
   const key = request.target.key;
   let releasing: Promise<void> | null = null;
-  const release = () =>
-    releasing ??= grant.release().finally(() => releaseLocal(key));
+  const release = () => releasing ??= grant.release().finally(() => releaseLocal(key));
+  // Kinds without a way to lose the lock get a signal that never aborts,
+  // made on first read: an AbortController per acquisition is a measurable
+  // share of the port kind's few microseconds.
+  let signal = grant.lost;
   return {
     name: request.name,
     kind: request.kind,
     token: grant.token,
     info: grant.info,
-    signal: grant.lost ?? new AbortController().signal,
+    get signal() {
+      return signal ??= new AbortController().signal;
+    },
     release,
     [asyncDispose]: release,
   };
 }
 
-/** Waits for the in-process slot of the target, honouring timeout and signal. */
-async function takeLocalSlot(
+/** Waits for the in-process slot of the target (taken by another call), honouring timeout and signal. */
+async function waitLocalSlot(
   request: AcquireRequest,
   deadline: number,
-): Promise<boolean> {
+): Promise<void> {
   const { target, runtime, signal, name } = request;
-  if (!request.wait) return tryLocal(target.key);
-  if (tryLocal(target.key)) return true;
   let timer: { clear(): void } | undefined;
   let onAbort: (() => void) | undefined;
   let timedOut = false;
@@ -97,11 +94,14 @@ async function takeLocalSlot(
     signal?.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    await waitLocal(target.key, cancel, () =>
-      timedOut
-        ? new LockTimeoutError(name, request.timeout!, localHolder(target.key) ?? null)
-        : new LockAbortedError(name, signal?.reason));
-    return true;
+    await waitLocal(
+      target.key,
+      cancel,
+      () =>
+        timedOut
+          ? new LockTimeoutError(name, request.timeout!, localHolder(target.key) ?? null)
+          : new LockAbortedError(name, signal?.reason),
+    );
   } finally {
     timer?.clear();
     if (onAbort) signal?.removeEventListener("abort", onAbort);
@@ -117,10 +117,12 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
   const start = runtime.monotonic();
   const deadline = request.timeout === undefined ? Infinity : start + request.timeout;
-  if (!(await takeLocalSlot(request, deadline))) {
-    return { held: null, holder: localHolder(target.key) ?? null };
+  // The slot is usually free: no promise, no timer, no listener for that.
+  if (!tryLocal(target.key)) {
+    if (!request.wait) return { held: null, holder: localHolder(target.key) ?? null };
+    await waitLocalSlot(request, deadline);
   }
-  const nextDelay = backoff(request.retry);
+  let nextDelay: (() => number) | null = null;
   let granted = false;
   try {
     for (;;) {
@@ -136,6 +138,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         if (!request.wait) return { held: null, holder: attempt.holder };
         throw new LockTimeoutError(name, request.timeout!, attempt.holder);
       }
+      nextDelay ??= backoff(request.retry);
       await pause(runtime, Math.min(nextDelay(), left), attempt.wake, signal);
       attempt.cancelWake?.();
       if (signal?.aborted) throw new LockAbortedError(name, signal.reason);

@@ -48,7 +48,12 @@ const checked = new Set<string>();
  */
 export async function ensureLockDir(runtime: Runtime, dir: string): Promise<string> {
   if (checked.has(dir)) return dir;
-  await runtime.mkdir(dir, 0o700);
+  try {
+    await runtime.mkdir(dir, 0o700);
+  } catch (error) {
+    // A file is in the way: the checks below say so, as a LockPermissionError.
+    if (errorCode(error) !== "EEXIST") throw error;
+  }
   const stat = await runtime.lstat(dir);
   if (stat.isSymlink) {
     throw new LockPermissionError(
@@ -92,7 +97,9 @@ export async function checkLockFile(runtime: Runtime, path: string): Promise<boo
     const stat = await runtime.lstat(path);
     if (stat.isSymlink || !stat.isFile) {
       throw new LockPermissionError(
-        `Lock file ${path} is ${stat.isSymlink ? "a symlink" : "not a regular file"}; ` +
+        `Lock file ${path} is ${
+          stat.isSymlink ? "a symlink" : stat.isDirectory ? "a directory" : "not a regular file"
+        }; ` +
           `refusing to use it. Remove it if you did not create it on purpose.`,
       );
     }

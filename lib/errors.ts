@@ -195,13 +195,21 @@ export class InvalidLockNameError extends LockError {
    *
    * @param name The rejected name.
    * @param why Why it was rejected.
+   * @param advice What to use instead (default: the rules every kind shares).
    */
-  constructor(name: string, why: string) {
+  constructor(
+    name: string,
+    why: string,
+    advice = `Use 1 to 200 bytes of printable text without "/", "\\" or NUL, e.g. "nightly-report".`,
+  ) {
     const shown = name.length > 60 ? `${name.slice(0, 60)}…` : name;
-    super(
-      `Invalid lock name ${JSON.stringify(shown)}: ${why}. Use 1 to 200 bytes ` +
-        `of printable text without "/", "\\" or NUL, e.g. "nightly-report".`,
+    // JSON leaves DEL, C1 controls, line separators and lone surrogates raw;
+    // an error message must not carry terminal escapes.
+    const escaped = JSON.stringify(shown).replace(
+      /[\u007f-\u009f\u2028\u2029]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
     );
+    super(`Invalid lock name ${escaped}: ${why}. ${advice}`);
     this.lockName = name;
   }
 }

@@ -14,7 +14,8 @@ const encoder = new TextEncoder();
 
 /**
  * Checks that `name` can be used as a lock name on every kind: 1 to 200 UTF-8
- * bytes, no `/`, `\`, NUL or other control characters, not `.` or `..`.
+ * bytes, no `/`, `\`, NUL or other control characters (C0, DEL, C1, line
+ * separators), no lone surrogates, not `.` or `..`.
  *
  * @example Accept a good name, reject a path
  * ```ts
@@ -48,8 +49,13 @@ export function validateLockName(name: string): string {
     }
   }
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) {
+  if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(name)) {
     throw new InvalidLockNameError(name, "it contains NUL or a control character");
+  }
+  // A lone surrogate becomes U+FFFD on disk and on the wire, so "\uD800" and
+  // "\uDFFF" would silently be one lock.
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(name)) {
+    throw new InvalidLockNameError(name, "it is not well-formed Unicode (a lone surrogate)");
   }
   return name;
 }

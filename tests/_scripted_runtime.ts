@@ -10,6 +10,7 @@ type FileOp =
   | "mkdir"
   | "writeFileExclusive"
   | "writeFile"
+  | "overwriteFile"
   | "readFile"
   | "readDir"
   | "remove"
@@ -52,6 +53,11 @@ export interface World {
   kill(pid: number): void;
   /** Fails every file write with ENOSPC while true. */
   diskFull: boolean;
+  /**
+   * With `diskFull`: a failed write still leaves the file behind, empty, as a
+   * real open(O_CREAT) followed by a failed write() does.
+   */
+  partialWrites: boolean;
 }
 
 /** One simulated process's view of the world. */
@@ -73,6 +79,7 @@ export function createWorld(): World {
     files,
     alive: new Map(),
     diskFull: false,
+    partialWrites: false,
     process(pid, started = 1_000_000 + pid) {
       world.alive.set(pid, started);
       const sim: SimulatedProcess = { hook: () => {}, runtime: undefined! };
@@ -82,8 +89,13 @@ export function createWorld(): World {
         return entry;
       };
       const put = (path: string, data: string, mode: number) => {
-        if (world.diskFull) throw fsError("ENOSPC", path);
         if (get(parent(path)).kind !== "dir") throw fsError("ENOTDIR", path);
+        if (world.diskFull) {
+          if (world.partialWrites) {
+            files.set(path, { kind: "file", data: "", mode, mtimeMs: sim.runtime.now() });
+          }
+          throw fsError("ENOSPC", path);
+        }
         files.set(path, { kind: "file", data, mode, mtimeMs: sim.runtime.now() });
       };
       const step = async (op: FileOp, path: string) => {
@@ -116,6 +128,12 @@ export function createWorld(): World {
         async writeFile(path, data, mode) {
           await step("writeFile", path);
           put(path, data, mode);
+        },
+        async overwriteFile(path, data, mode) {
+          await step("overwriteFile", path);
+          const old = files.get(path);
+          if (old?.kind === "dir") throw fsError("EISDIR", path);
+          put(path, data + (old?.data.slice(data.length) ?? ""), old?.mode ?? mode);
         },
         async readFile(path) {
           await step("readFile", path);

@@ -66,6 +66,28 @@ describe("FolderLock", () => {
     assert.deepEqual((await readdir(path)).filter((n) => n.endsWith(".json")), []);
   });
 
+  test("the token counter grows by one per acquisition, from an older unpadded or a garbage file too", async () => {
+    const path = await folder();
+    const lock = new FolderLock(path);
+    await lock.acquire();
+    const first = lock.held!.token;
+    await lock.release();
+    await lock.acquire();
+    assert.equal(lock.held!.token, first + 1);
+    await lock.release();
+    // Rewritten in place, 16 digits wide, so every write covers the last.
+    assert.equal(await readFile(`${path}/token`, "utf8"), String(first + 1).padStart(16, "0"));
+    await writeFile(`${path}/token`, "41"); // as earlier versions wrote it
+    await lock.acquire();
+    assert.equal(lock.held!.token, 42);
+    await lock.release();
+    await writeFile(`${path}/token`, "not a counter, and longer than sixteen bytes");
+    await lock.acquire();
+    assert.equal(lock.held!.token, 1);
+    await lock.release();
+    assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000001");
+  });
+
   test("a Python-format bid of a live process blocks; one with a reused pid is removed", async () => {
     const path = await folder();
     const lock = new FolderLock(path);
@@ -78,8 +100,15 @@ describe("FolderLock", () => {
     const error = await lock.acquire({ timeout: 50 }).catch((e) => e);
     assert.ok(error instanceof LockTimeoutError, String(error));
     assert.equal(error.holder?.pid, pid);
-    await writeFile(`${path}/python-peer.json`, JSON.stringify({ PID: pid, CREATED: started! - 5 }));
-    assert.equal(await lock.tryAcquire(), true, "a live pid with another start time is a stale bid");
+    await writeFile(
+      `${path}/python-peer.json`,
+      JSON.stringify({ PID: pid, CREATED: started! - 5 }),
+    );
+    assert.equal(
+      await lock.tryAcquire(),
+      true,
+      "a live pid with another start time is a stale bid",
+    );
     assert.deepEqual((await readdir(path)).filter((n) => n.startsWith("python-peer")), []);
     await lock.release();
   });
@@ -107,8 +136,18 @@ describe("FolderLock", () => {
     await writeFile(counter, "0");
     const options = JSON.stringify({ kind: "folder", dir, timeout: 60_000 });
     const workers = [
-      spawnCommand("python3", [fixture("lockfolder_peer.py"), `${dir}/shared.folder`, counter, "40"]),
-      spawnCommand("python3", [fixture("lockfolder_peer.py"), `${dir}/shared.folder`, counter, "40"]),
+      spawnCommand("python3", [
+        fixture("lockfolder_peer.py"),
+        `${dir}/shared.folder`,
+        counter,
+        "40",
+      ]),
+      spawnCommand("python3", [
+        fixture("lockfolder_peer.py"),
+        `${dir}/shared.folder`,
+        counter,
+        "40",
+      ]),
       spawnScript("node", fixture("counter_worker.ts"), [options, "shared", counter, "40"]),
       spawnScript("deno", fixture("counter_worker.ts"), [options, "shared", counter, "40"]),
     ];

@@ -152,6 +152,28 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
     });
   });
 
+  test("overwriteFile() writes in place without truncating, creating the file if missing", async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "f");
+      await runtime.overwriteFile(path, "0000000042", 0o600);
+      assert.equal(await runtime.readFile(path), "0000000042");
+      assert.equal((await runtime.lstat(path)).mode, 0o600);
+      await runtime.overwriteFile(path, "43", 0o600);
+      assert.equal(await runtime.readFile(path), "4300000042");
+    });
+  });
+
+  test("readFile() of a FIFO returns at once instead of blocking in open()", {
+    skip: process.platform !== "linux",
+  }, async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "fifo.lock");
+      const made = spawnChild("mkfifo", [path]);
+      await within(new Promise((resolve) => made.once("exit", resolve)), 5_000, "mkfifo");
+      assert.equal(await within(runtime.readFile(path), 5_000, "readFile of a FIFO"), "");
+    });
+  });
+
   test("readDir() lists entry names and throws ENOENT for a missing directory", async () => {
     await withTempDir(async (dir) => {
       await runtime.writeFile(join(dir, "a"), "", 0o600);
@@ -298,6 +320,108 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
       assert.equal(late, 1);
     } finally {
       serverConn?.close();
+      await listener.close();
+    }
+  });
+
+  test("pause() holds a peer's bytes back until resume(); the writer's bufferedAmount grows, then onDrain fires", async () => {
+    let accepted!: (conn: Connection) => void;
+    const acceptedConn = new Promise<Connection>((resolve) => (accepted = resolve));
+    const listener = await runtime.listen(tcp(0), (conn) => {
+      conn.pause(); // before any byte can arrive
+      accepted(conn);
+    });
+    const conns: Connection[] = [];
+    try {
+      const client = await runtime.connect(tcp(listener.port), 5_000);
+      conns.push(client);
+      const server = await within(acceptedConn, 5_000, "accept");
+      conns.push(server);
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      server.onData((chunk) => {
+        chunks.push(chunk);
+        size += chunk.length;
+      });
+      let drains = 0;
+      client.onDrain(() => drains++);
+      // Write until the OS's buffers on both sides are full and bytes queue
+      // in the writer (bounded: 64 MB at most).
+      const chunk = pattern(1 << 20);
+      let sent = 0;
+      while (sent < 64 << 20 && client.bufferedAmount < 4 << 20) {
+        client.write(chunk);
+        sent += chunk.length;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      assert.ok(client.bufferedAmount > 0, `bytes queued in the writer after ${sent} bytes`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(client.bufferedAmount > 0, "still queued: the paused peer reads nothing");
+      assert.equal(size, 0, "nothing delivered while paused");
+      server.resume();
+      server.resume();
+      await within(
+        (async () => {
+          while (size < sent) await new Promise((resolve) => setTimeout(resolve, 5));
+        })(),
+        20_000,
+        "every byte after resume()",
+      );
+      const all = new Uint8Array(size);
+      let offset = 0;
+      for (const part of chunks) {
+        all.set(part, offset);
+        offset += part.length;
+      }
+      for (let at = 0; at < sent; at += chunk.length) {
+        assert.ok(
+          all.subarray(at, at + chunk.length).every((b, i) => b === chunk[i]),
+          `bytes intact and in order at ${at}`,
+        );
+      }
+      await within(
+        (async () => {
+          while (drains === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        })(),
+        5_000,
+        "onDrain",
+      );
+      assert.equal(client.bufferedAmount, 0);
+    } finally {
+      for (const conn of conns) conn.abort();
+      await listener.close();
+    }
+  });
+
+  test("abort() closes at once, dropping bytes the OS has not taken, where close() would wait", async () => {
+    let serverConn: Connection | undefined;
+    const listener = await runtime.listen(tcp(0), (conn) => {
+      serverConn = conn;
+      conn.pause(); // reads nothing, so the client's writes back up
+    });
+    try {
+      const client = await runtime.connect(tcp(listener.port), 5_000);
+      let closes = 0;
+      client.onClose(() => closes++);
+      const chunk = pattern(1 << 20);
+      for (let i = 0; i < 64 && client.bufferedAmount < 2 << 20; i++) {
+        client.write(chunk);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      assert.ok(client.bufferedAmount > 0, "bytes queued in the writer");
+      client.abort();
+      client.abort();
+      await within(
+        (async () => {
+          while (closes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        })(),
+        5_000,
+        "onClose after abort()",
+      );
+      assert.equal(closes, 1);
+      client.write(chunk); // dropped: written after abort()
+    } finally {
+      serverConn?.abort();
       await listener.close();
     }
   });

@@ -24,6 +24,8 @@ import {
 } from "../lib/socket/handshake.ts";
 import { formatLockFile, lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
 import { KEY_FILE, loadSecret } from "../lib/socket/secret.ts";
+import { socketTarget } from "../lib/socket/socket_target.ts";
+import { resolveSocketSettings } from "../lib/socket/socket_settings.ts";
 import { verifyHolder } from "../lib/socket/verify_holder.ts";
 import { tempDir } from "./_processes.ts";
 
@@ -95,6 +97,20 @@ describe("socket kind in one process", () => {
     await second.release();
   });
 
+  test("a release leaves its token in <name>.lock.last, and the next holder outgrows it", async () => {
+    const dir = await freshDir();
+    const name = unique("last");
+    const last = `${dir}/${name}.lock.last`;
+    // A token from a clock far ahead, as a holder before a clock step back left it.
+    const ahead = Math.floor(Date.now() * 1000) + 1e12;
+    await writeFile(last, JSON.stringify({ pid: 1, port: 1, acquiredAt: 1, token: ahead }));
+    const held = await lock(name, { dir });
+    assert.equal(held.token, ahead + 1);
+    await held.release();
+    assert.equal(parseLockFile(await readFile(last, "utf8"))?.token, ahead + 1);
+    await assert.rejects(readFile(`${dir}/${name}.lock`, "utf8"), { code: "ENOENT" });
+  });
+
   test("a second lock() in the same process waits for the first and times out", async () => {
     const dir = await freshDir();
     const name = unique("local");
@@ -105,6 +121,45 @@ describe("socket kind in one process", () => {
     } finally {
       await held.release();
     }
+  });
+
+  test("repeated tries on a held lock reuse the verified connection until the holder lets go", async () => {
+    const dir = await freshDir();
+    const settings = await resolveSocketSettings(runtime, unique("reuse"), { dir });
+    const holder = await socketTarget(runtime, settings).tryAcquire();
+    assert.ok(holder.acquired);
+    let connects = 0;
+    const counting = {
+      ...runtime,
+      connect: (...args: Parameters<typeof runtime.connect>) => {
+        connects++;
+        return runtime.connect(...args);
+      },
+    };
+    const contender = socketTarget(counting, settings);
+    for (let i = 0; i < 3; i++) {
+      const attempt = await contender.tryAcquire();
+      assert.equal(attempt.acquired, false);
+      if (!attempt.acquired) attempt.cancelWake?.();
+    }
+    assert.equal(connects, 1, "one handshake for three tries");
+    const waiting = await contender.tryAcquire();
+    assert.equal(waiting.acquired, false);
+    if (waiting.acquired) return;
+    const woken = waiting.wake!;
+    await holder.grant.release();
+    // The verified connection is unref'd (a tryLock() must not keep the
+    // process alive); a waiter's backoff timer keeps it alive, as this one does.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      woken, // the holder closed the verified connection
+      new Promise((_, reject) => timer = setTimeout(() => reject(new Error("not woken")), 5_000)),
+    ]);
+    clearTimeout(timer);
+    waiting.cancelWake?.();
+    const next = await contender.tryAcquire();
+    assert.ok(next.acquired, "free once the holder let go");
+    await next.grant.release();
   });
 
   test("inspect() reports the verified holder and null once it is free", async () => {

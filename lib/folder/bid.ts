@@ -5,6 +5,7 @@
  * @module
  */
 
+import { writeNewFile } from "../_write_new_file.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import { joinPath } from "../dirs.ts";
 
@@ -69,7 +70,7 @@ export async function writeBid(
 ): Promise<string> {
   const path = joinPath(folder, `${id}.json`);
   const temp = joinPath(folder, `.${id}.tmp`);
-  await runtime.writeFileExclusive(temp, JSON.stringify(bid), 0o600);
+  await writeNewFile(runtime, temp, JSON.stringify(bid), 0o600);
   await runtime.rename(temp, path);
   return path;
 }
@@ -88,6 +89,14 @@ export async function readBids(
     if (id === skipId) continue;
     const path = joinPath(folder, name);
     try {
+      // Only regular files are read: reading a FIFO can block forever, a symlink
+      // points elsewhere. Neither is a bid; a directory cannot even become one.
+      const stat = await runtime.lstat(path);
+      if (stat.isDirectory) continue;
+      if (!stat.isFile) {
+        found.push({ id, path, bid: null });
+        continue;
+      }
       found.push({ id, path, bid: parseBid(await runtime.readFile(path)) });
     } catch (error) {
       // Withdrawn between listing and reading: not a bid any more.

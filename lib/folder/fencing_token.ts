@@ -5,29 +5,46 @@
  * @module
  */
 
+import { writeNewFile } from "../_write_new_file.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import { joinPath } from "../dirs.ts";
 
 /** The counter's file name: not `*.json`, so lockfolder peers ignore it. */
 export const TOKEN_FILE = "token";
 
+/** The counter's width: zero-padded digits, enough for every safe integer. */
+const WIDTH = 16;
+const COUNTER = /^\d{1,16}$/;
+
 /**
  * Advances the folder's counter and returns the new token. Call only while
- * holding the lock. Written to a temp name, then renamed, so a crash leaves
- * the old or the new value, never a torn one.
+ * holding the lock: only the holder writes, and the next holder reads after
+ * this one's release, so nobody reads mid-write.
+ *
+ * The counter is rewritten in place, always 16 digits, so each write covers
+ * every byte of the last one: a single 16-byte write that a crash cannot
+ * tear, with no new inode and no rename over the file (which makes ext4
+ * flush, ~0.3 ms). A file that is not such a counter (missing, garbage,
+ * longer) is replaced whole through a temp name and a rename instead.
  */
 export async function nextFencingToken(runtime: Runtime, folder: string): Promise<number> {
   const path = joinPath(folder, TOKEN_FILE);
-  let current = 0;
+  let text: string | null = null;
   try {
-    const parsed = Number.parseInt(await runtime.readFile(path), 10);
-    if (Number.isSafeInteger(parsed) && parsed > 0) current = parsed;
+    text = await runtime.readFile(path);
   } catch (error) {
     if (errorCode(error) !== "ENOENT") throw error;
   }
+  const parsed = text === null ? NaN : Number.parseInt(text, 10);
+  const current = Number.isSafeInteger(parsed) && parsed > 0 ? parsed : 0;
   const next = current + 1;
+  const digits = String(next).padStart(WIDTH, "0");
+  if (text !== null && COUNTER.test(text)) {
+    await runtime.overwriteFile(path, digits, 0o600);
+    return next;
+  }
   const temp = joinPath(folder, `.${TOKEN_FILE}.${crypto.randomUUID()}.tmp`);
-  await runtime.writeFileExclusive(temp, String(next), 0o600);
+  await writeNewFile(runtime, temp, digits, 0o600);
   await runtime.rename(temp, path);
   return next;
 }

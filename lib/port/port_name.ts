@@ -55,8 +55,8 @@ export function validatePortKey(key: string): string {
     throw new InvalidLockNameError(
       key,
       `the port kind binds the unix socket "\\0/portlock/<name>" as k3portlock does, ` +
-        `and a ${bytes}-byte name does not fit (at most ${MAX_PORT_KEY_BYTES} bytes; ` +
-        `use a shorter name or another kind)`,
+        `and a ${bytes}-byte name does not fit`,
+      `Use at most ${MAX_PORT_KEY_BYTES} bytes with the port kind, or another kind.`,
     );
   }
   return key;

@@ -28,8 +28,10 @@ import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
 export type PortMode = "abstract" | "tcp";
 
 /** Closes listeners; resolves once their addresses are free. */
-async function closeAll(listeners: Listener[]): Promise<void> {
-  await Promise.all(listeners.map((listener) => listener.close()));
+function closeAll(listeners: Listener[]): Promise<void> {
+  // One listener (Linux): no Promise.all to wait through.
+  if (listeners.length === 1) return listeners[0].close();
+  return Promise.all(listeners.map((listener) => listener.close())).then(() => {});
 }
 
 /**
@@ -100,6 +102,10 @@ async function bindMajority(
   addresses: SocketAddress[],
   onConnection: (conn: Connection) => void,
 ): Promise<Listener[] | null> {
+  if (addresses.length === 1) {
+    const only = await bindOne(runtime, addresses[0], onConnection);
+    return only ? [only] : null;
+  }
   const results = await Promise.allSettled(
     addresses.map((address) => bindOne(runtime, address, onConnection)),
   );
@@ -250,13 +256,13 @@ export function portTarget(
   return {
     key: `port:${key}`,
     async tryAcquire(): Promise<Attempt> {
-      const targets = await resolve();
+      const targets = addresses ?? await resolve();
       const conns = new Set<Connection>();
-      let greeting = encoder.encode(`${GREETING}0\n`);
+      let held = 0; // the token, once held (0 while binding)
       const listeners = await bindMajority(runtime, targets, (conn) => {
         conn.unref();
         conn.onData(() => {}); // a waiter has nothing to say; never buffer it
-        conn.write(greeting);
+        conn.write(encoder.encode(`${GREETING}${held}\n`));
         conns.add(conn);
         conn.onClose(() => conns.delete(conn));
       });
@@ -274,8 +280,7 @@ export function portTarget(
           cancelWake: () => watch?.cancel(),
         };
       }
-      const token = tokens.next(seenToken);
-      greeting = encoder.encode(`${GREETING}${token}\n`);
+      const token = held = tokens.next(seenToken);
       return {
         acquired: true,
         grant: {
@@ -315,6 +320,19 @@ export function portTarget(
 export const portDriver: KindDriver = {
   kind: "port",
   open(name, _options, runtime) {
-    return Promise.resolve(portTarget(runtime, name));
+    // A target only caches its addresses and the largest token seen, so one
+    // per name serves every lock() call (the port kind's whole cost is a few
+    // microseconds: rebuilding it each time showed).
+    let byName = cachedTargets.get(runtime);
+    if (!byName) cachedTargets.set(runtime, byName = new Map());
+    let target = byName.get(name);
+    if (!target) {
+      if (byName.size >= MAX_CACHED_TARGETS) byName.clear();
+      byName.set(name, target = portTarget(runtime, name));
+    }
+    return Promise.resolve(target);
   },
 };
+
+const MAX_CACHED_TARGETS = 1024;
+const cachedTargets = new WeakMap<Runtime, Map<string, LockTarget>>();

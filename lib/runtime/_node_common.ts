@@ -1,15 +1,30 @@
 // The parts of the Node and Bun adapters that are the same: Bun implements
 // node:fs, node:process and node:child_process natively, so both use them.
 
-import * as fs from "node:fs/promises";
+import * as fs from "node:fs";
 import { spawn as spawnChild } from "node:child_process";
 import { hostname as osHostname, tmpdir } from "node:os";
 import process from "node:process";
 import type { ChildProcess, FileStat, Runtime, Timer } from "./types.ts";
 import { procStartTimeReader } from "./_proc_stat.ts";
+import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
+
+// File operations are synchronous system calls handed back as settled
+// promises. A lock operation is a handful of metadata calls on small files in
+// a local directory, microseconds each; a thread-pool round trip per call
+// (fs/promises) costs more than the call itself and made an acquisition ~13
+// sequential hops. The Runtime interface stays promise-based, so the lock
+// algorithms (and the scripted runtime that interleaves them) do not change.
+function settled<T>(op: () => T): Promise<T> {
+  try {
+    return Promise.resolve(op());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
 
 const readStartTime = procStartTimeReader(
-  (path) => fs.readFile(path, "utf8"),
+  (path) => settled(() => readTextSync(path)),
   (error) => (error as { code?: string }).code === "ENOENT",
 );
 
@@ -58,18 +73,19 @@ let host: string | undefined;
 
 /** Files, processes and clock over node: built-ins, shared by node.ts and bun.ts. */
 export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
-  mkdir: async (path, mode) => {
-    await fs.mkdir(path, { recursive: true, mode });
-  },
-  writeFileExclusive: (path, data, mode) =>
-    fs.writeFile(path, data, { flag: "wx", mode }),
-  writeFile: (path, data, mode) => fs.writeFile(path, data, { mode }),
-  readFile: (path) => fs.readFile(path, "utf8"),
-  readDir: (path) => fs.readdir(path),
-  remove: (path) => fs.unlink(path),
-  rename: (from, to) => fs.rename(from, to),
-  link: (from, to) => fs.link(from, to),
-  lstat: async (path) => toFileStat(await fs.lstat(path)),
+  mkdir: (path, mode) =>
+    settled(() => {
+      fs.mkdirSync(path, { recursive: true, mode });
+    }),
+  writeFileExclusive: (path, data, mode) => settled(() => createExclusiveSync(path, data, mode)),
+  writeFile: (path, data, mode) => settled(() => fs.writeFileSync(path, data, { mode })),
+  overwriteFile: (path, data, mode) => settled(() => overwriteSync(path, data, mode)),
+  readFile: (path) => settled(() => readTextSync(path)),
+  readDir: (path) => settled(() => fs.readdirSync(path)),
+  remove: (path) => settled(() => fs.unlinkSync(path)),
+  rename: (from, to) => settled(() => fs.renameSync(from, to)),
+  link: (from, to) => settled(() => fs.linkSync(from, to)),
+  lstat: (path) => settled(() => toFileStat(fs.lstatSync(path))),
 
   pid: process.pid,
   uid: () => (typeof process.getuid === "function" ? process.getuid() : null),

@@ -12,6 +12,8 @@ interface BunSocket {
   terminate(): void;
   unref(): void;
   setNoDelay(noDelay?: boolean): boolean;
+  pause(): void;
+  resume(): void;
 }
 
 interface BunSocketHandler {
@@ -41,14 +43,19 @@ class BunConnection implements Connection {
   socket: BunSocket | null = null;
   #onData: ((chunk: Uint8Array) => void) | null = null;
   #onClose: (() => void) | null = null;
+  #onDrain: (() => void) | null = null;
+  // Chunks held while nobody listens or reading is paused.
   #pending: Uint8Array[] = [];
+  #paused = false;
   // Bytes Bun did not take yet; written in order from the drain handler.
   #unsent: Uint8Array[] = [];
+  #unsentBytes = 0;
   #ending = false;
   #closed = false;
 
   received(chunk: Uint8Array): void {
-    if (this.#onData) this.#onData(chunk);
+    // Bun may hand over a chunk it read before pause() took effect.
+    if (this.#onData && !this.#paused && this.#pending.length === 0) this.#onData(chunk);
     else this.#pending.push(chunk);
   }
 
@@ -56,30 +63,35 @@ class BunConnection implements Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsent = [];
+    this.#unsentBytes = 0;
     this.#onClose?.();
   }
 
   drain(): void {
     const socket = this.socket;
     if (!socket || this.#closed) return;
+    const had = this.#unsentBytes;
     while (this.#unsent.length > 0) {
       const head = this.#unsent[0];
       const written = socket.write(head);
       if (written < head.length) {
-        if (written > 0) this.#unsent[0] = head.subarray(written);
+        if (written > 0) {
+          this.#unsent[0] = head.subarray(written);
+          this.#unsentBytes -= written;
+        }
         return;
       }
       this.#unsent.shift();
+      this.#unsentBytes -= head.length;
     }
     // Bun's end() closes both directions once called, so it waits for the flush.
     if (this.#ending) socket.end();
+    else if (had > 0) this.#onDrain?.();
   }
 
   onData(handler: (chunk: Uint8Array) => void): void {
     this.#onData = handler;
-    const queued = this.#pending;
-    this.#pending = [];
-    for (const chunk of queued) handler(chunk);
+    this.#deliver();
   }
 
   onClose(handler: () => void): void {
@@ -91,10 +103,15 @@ class BunConnection implements Connection {
     if (this.#ending || this.#closed || !this.socket) return;
     if (this.#unsent.length > 0) {
       this.#unsent.push(data.slice());
+      this.#unsentBytes += data.length;
       return;
     }
     const written = this.socket.write(data);
-    if (written < data.length) this.#unsent.push(data.slice(Math.max(written, 0)));
+    if (written < data.length) {
+      const rest = data.slice(Math.max(written, 0));
+      this.#unsent.push(rest);
+      this.#unsentBytes += rest.length;
+    }
   }
 
   close(): void {
@@ -105,6 +122,41 @@ class BunConnection implements Connection {
 
   unref(): void {
     this.socket?.unref();
+  }
+
+  get bufferedAmount(): number {
+    return this.#unsentBytes;
+  }
+
+  onDrain(handler: () => void): void {
+    this.#onDrain = handler;
+  }
+
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.socket?.pause();
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#deliver();
+    if (!this.#paused) this.socket?.resume();
+  }
+
+  abort(): void {
+    if (this.#closed) return;
+    this.#ending = true;
+    this.#unsent = [];
+    this.#unsentBytes = 0;
+    this.socket?.terminate();
+  }
+
+  #deliver(): void {
+    while (this.#pending.length > 0 && this.#onData && !this.#paused) {
+      this.#onData(this.#pending.shift()!);
+    }
   }
 }
 

@@ -13,6 +13,9 @@ import type {
   Timer,
 } from "./types.ts";
 import { procStartTimeReader } from "./_proc_stat.ts";
+// node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
+// cannot) and raises NotCapable for a missing flag just as Deno.* does.
+import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
 import { LockPermissionError } from "../errors.ts";
 
 // Deno 2 already sets `code` on OS errors; this fills it in where a version
@@ -92,9 +95,17 @@ function fsFlags(...paths: string[]): string {
   return `--allow-read=${dirs} --allow-write=${dirs}`;
 }
 
-function fsCall<T>(op: () => Promise<T>, ...paths: string[]): Promise<T> {
-  const dirs = paths.map(parentDir);
-  return attempt(op, fsFlags(...dirs), `use lock files in ${dirs[0]}`);
+// File operations are synchronous calls handed back as settled promises: a
+// lock operation is a few metadata calls on small local files, microseconds
+// each, cheaper than an async op's round trip (see _node_common.ts). The
+// permission hint is only worked out when a call failed.
+function fsSync<T>(op: () => T, ...paths: string[]): Promise<T> {
+  try {
+    return Promise.resolve(op());
+  } catch (error) {
+    const dirs = paths.map(parentDir);
+    return Promise.reject(mapError(error, fsFlags(...dirs), `use lock files in ${dirs[0]}`));
+  }
 }
 
 function toFileStat(s: Deno.FileInfo): FileStat {
@@ -132,33 +143,78 @@ function wrapConn(conn: Deno.Conn): Connection {
   // Annotated with `as` so narrowing does not pin them to null in the read loop.
   let onData = null as ((chunk: Uint8Array) => void) | null;
   let onClose = null as (() => void) | null;
-  let pending: Uint8Array[] = [];
+  let onDrain = null as (() => void) | null;
+  // Chunks held while nobody listens or reading is paused.
+  const pending: Uint8Array[] = [];
+  let paused = false;
+  let wake = null as (() => void) | null; // resumes the paused read loop
   let ending = false; // close() called or the read side ended: no new writes
   let closed = false; // the resource is closed
   let notified = false;
-  let writes: Promise<void> = Promise.resolve();
+  // Writes wait behind the one in flight and then go out together, in one
+  // call: a burst of replies costs one system call, not one each.
+  let queue: Uint8Array[] = [];
+  let buffered = 0;
+  let writing = false;
+  let flushing: Promise<void> | null = null;
 
   const shutdown = () => {
     if (closed) return;
     closed = true;
+    queue = [];
+    buffered = 0;
     try {
       conn.close();
     } catch {
       // already closed by Deno (e.g. after a reset)
     }
+    wake?.();
   };
 
-  // Deno.Conn.write may write fewer bytes than given.
-  const writeAll = async (data: Uint8Array) => {
-    let offset = 0;
-    while (offset < data.length && !closed) {
-      offset += await conn.write(data.subarray(offset));
+  const deliver = () => {
+    while (pending.length > 0 && onData && !paused) onData(pending.shift()!);
+  };
+
+  const flush = async () => {
+    try {
+      while (queue.length > 0 && !closed) {
+        let data = queue[0];
+        if (queue.length > 1) {
+          data = new Uint8Array(buffered);
+          let at = 0;
+          for (const part of queue) {
+            data.set(part, at);
+            at += part.length;
+          }
+        }
+        queue = [];
+        // Deno.Conn.write may write fewer bytes than given.
+        let offset = 0;
+        while (offset < data.length && !closed) {
+          const n = await conn.write(data.subarray(offset));
+          offset += n;
+          buffered -= n;
+        }
+      }
+    } catch {
+      shutdown();
     }
+    writing = false;
+    flushing = null;
+    if (closed) return;
+    if (ending) shutdown();
+    else onDrain?.();
   };
 
   (async () => {
-    const buffer = new Uint8Array(64 * 1024);
+    // Each open connection keeps its buffer in a pending read: 16 KB, not
+    // 64, halves what a server with thousands of connections holds (the
+    // protocols spoken here send lines of at most a few KB).
+    const buffer = new Uint8Array(16 * 1024);
     for (;;) {
+      while (paused && !closed) await new Promise<void>((resolve) => wake = resolve);
+      wake = null;
+      if (closed) break;
       let n: number | null;
       try {
         n = await conn.read(buffer);
@@ -167,12 +223,12 @@ function wrapConn(conn: Deno.Conn): Connection {
       }
       if (n === null) break;
       const chunk = buffer.slice(0, n);
-      if (onData) onData(chunk);
+      if (onData && !paused && pending.length === 0) onData(chunk);
       else pending.push(chunk);
     }
     ending = true;
     // Like Node without allowHalfOpen: on EOF, flush our writes, then close.
-    await writes;
+    await flushing;
     shutdown();
     notified = true;
     onClose?.();
@@ -181,25 +237,47 @@ function wrapConn(conn: Deno.Conn): Connection {
   return {
     onData(handler) {
       onData = handler;
-      const queued = pending;
-      pending = [];
-      for (const chunk of queued) handler(chunk);
+      deliver();
     },
     onClose(handler) {
       onClose = handler;
       if (notified) handler();
     },
     write(data) {
-      if (ending) return;
-      writes = writes.then(() => writeAll(data)).catch(shutdown);
+      if (ending || closed) return;
+      queue.push(data);
+      buffered += data.length;
+      if (!writing) {
+        writing = true;
+        flushing = flush();
+      }
     },
     close() {
       if (ending) return;
       ending = true;
-      writes = writes.then(shutdown);
+      if (!writing) shutdown();
     },
     unref() {
       conn.unref();
+    },
+    get bufferedAmount() {
+      return buffered;
+    },
+    onDrain(handler) {
+      onDrain = handler;
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      deliver();
+      if (!paused) wake?.();
+    },
+    abort() {
+      ending = true;
+      shutdown();
     },
   };
 }
@@ -231,7 +309,18 @@ function serve(
   let refed = true;
   let accepting: Promise<Deno.Conn> | null = null;
   let closing: Promise<void> | null = null;
-  (async () => {
+  // Accepting starts on the next turn of the event loop, not at once: a
+  // pending accept keeps the socket open after close() until Deno cancels it
+  // on a later turn (see close()), so a listener closed in the turn it was
+  // opened in — a port lock taken and given back at once — frees its address
+  // at once only if no accept was started. The kernel completes and queues
+  // connections meanwhile; they are accepted a moment later.
+  let started = false;
+  const starter = setTimeout(() => {
+    started = true;
+    acceptLoop();
+  }, 0);
+  const acceptLoop = async () => {
     while (!closed) {
       let conn: Deno.Conn;
       try {
@@ -261,7 +350,7 @@ function serve(
         reportError(error);
       }
     }
-  })();
+  };
   return {
     port: address.transport === "tcp" ? (listener.addr as Deno.NetAddr).port : 0,
     close() {
@@ -271,6 +360,10 @@ function serve(
         listener.close();
       } catch {
         // already closed
+      }
+      if (!started) {
+        clearTimeout(starter);
+        return closing = Promise.resolve();
       }
       // A pending accept holds the socket open (a second bind fails, a
       // connect is reset rather than refused) until Deno cancels it on the
@@ -285,6 +378,7 @@ function serve(
     unref() {
       refed = false;
       listener.unref();
+      if (!started) Deno.unrefTimer(starter);
     },
   };
 }
@@ -323,11 +417,13 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
 const readStartTime = procStartTimeReader(
   (path) =>
     attempt(
-      () => Deno.readTextFile(path),
+      // deno-lint-ignore require-await
+      async () => readTextSync(path),
       "-A",
       "read process start times from /proc (Deno refuses /proc even with --allow-read of the exact path)",
     ),
-  (error) => error instanceof Deno.errors.NotFound,
+  (error) =>
+    error instanceof Deno.errors.NotFound || (error as { code?: string }).code === "ENOENT",
 );
 
 const PLATFORMS: Record<string, string> = {
@@ -402,27 +498,30 @@ let host: string | undefined;
 export const denoRuntime: Runtime = {
   name: "deno",
 
-  mkdir: (path, mode) =>
-    attempt(
-      () => Deno.mkdir(path, { recursive: true, mode }),
-      fsFlags(path),
-      `create the lock directory ${path}`,
-    ),
+  mkdir: (path, mode) => {
+    try {
+      Deno.mkdirSync(path, { recursive: true, mode });
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(mapError(error, fsFlags(path), `create the lock directory ${path}`));
+    }
+  },
   writeFileExclusive: (path, data, mode) =>
-    fsCall(() => Deno.writeTextFile(path, data, { createNew: true, mode }), path),
-  writeFile: (path, data, mode) =>
-    fsCall(() => Deno.writeTextFile(path, data, { mode }), path),
-  readFile: (path) => fsCall(() => Deno.readTextFile(path), path),
-  readDir: (path) =>
-    attempt(
-      async () => (await Array.fromAsync(Deno.readDir(path))).map((e) => e.name),
-      fsFlags(path),
-      `list the lock directory ${path}`,
-    ),
-  remove: (path) => fsCall(() => Deno.remove(path), path),
-  rename: (from, to) => fsCall(() => Deno.rename(from, to), from, to),
-  link: (from, to) => fsCall(() => Deno.link(from, to), from, to),
-  lstat: async (path) => toFileStat(await fsCall(() => Deno.lstat(path), path)),
+    fsSync(() => createExclusiveSync(path, data, mode), path),
+  writeFile: (path, data, mode) => fsSync(() => Deno.writeTextFileSync(path, data, { mode }), path),
+  overwriteFile: (path, data, mode) => fsSync(() => overwriteSync(path, data, mode), path),
+  readFile: (path) => fsSync(() => readTextSync(path), path),
+  readDir: (path) => {
+    try {
+      return Promise.resolve(Array.from(Deno.readDirSync(path), (e) => e.name));
+    } catch (error) {
+      return Promise.reject(mapError(error, fsFlags(path), `list the lock directory ${path}`));
+    }
+  },
+  remove: (path) => fsSync(() => Deno.removeSync(path), path),
+  rename: (from, to) => fsSync(() => Deno.renameSync(from, to), from, to),
+  link: (from, to) => fsSync(() => Deno.linkSync(from, to), from, to),
+  lstat: (path) => fsSync(() => toFileStat(Deno.lstatSync(path)), path),
 
   listen,
   connect,

@@ -7,10 +7,17 @@ import { nodeCommon } from "./_node_common.ts";
 function wrapSocket(socket: net.Socket): Connection {
   let onData: ((chunk: Uint8Array) => void) | null = null;
   let onClose: (() => void) | null = null;
-  let pending: Uint8Array[] = [];
+  let onDrain: (() => void) | null = null;
+  // Chunks held while nobody listens or reading is paused.
+  const pending: Uint8Array[] = [];
+  let paused = false;
   let closed = false;
+  let draining = false; // a write() left bytes queued
+  const deliver = () => {
+    while (pending.length > 0 && onData && !paused) onData(pending.shift()!);
+  };
   socket.on("data", (chunk: Uint8Array) => {
-    if (onData) onData(chunk);
+    if (onData && !paused && pending.length === 0) onData(chunk);
     else pending.push(chunk);
   });
   socket.on("error", () => socket.destroy());
@@ -18,19 +25,27 @@ function wrapSocket(socket: net.Socket): Connection {
     closed = true;
     onClose?.();
   });
+  // One callback for every write (Node batches same-callback completions):
+  // it runs after the bytes went to the OS, so it can tell when all have.
+  const written = () => {
+    if (draining && socket.writableLength === 0) {
+      draining = false;
+      onDrain?.();
+    }
+  };
   return {
     onData(handler) {
       onData = handler;
-      const queued = pending;
-      pending = [];
-      for (const chunk of queued) handler(chunk);
+      deliver();
     },
     onClose(handler) {
       onClose = handler;
       if (closed) handler();
     },
     write(data) {
-      if (!socket.destroyed) socket.write(data);
+      if (socket.destroyed) return;
+      socket.write(data, written);
+      if (socket.writableLength > 0) draining = true;
     },
     close() {
       if (socket.destroyed) return;
@@ -41,6 +56,26 @@ function wrapSocket(socket: net.Socket): Connection {
     unref() {
       socket.unref();
     },
+    get bufferedAmount() {
+      return socket.writableLength;
+    },
+    onDrain(handler) {
+      onDrain = handler;
+    },
+    pause() {
+      if (paused) return;
+      paused = true;
+      socket.pause();
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      deliver();
+      if (!paused) socket.resume();
+    },
+    abort() {
+      socket.destroy();
+    },
   };
 }
 
@@ -50,34 +85,42 @@ function toNetOptions(address: SocketAddress): net.ListenOptions & net.NetConnec
     : { path: address.path };
 }
 
-async function listen(
+function listen(
   address: SocketAddress,
   onConnection: (conn: Connection) => void,
 ): Promise<Listener> {
   // noDelay: a server that answers twice before the peer's delayed ACK
   // would otherwise hold its second reply back for up to 40 ms (Nagle).
   const server = net.createServer({ noDelay: true }, (socket) => onConnection(wrapSocket(socket)));
-  await new Promise<void>((resolve, reject) => {
+  const opened = (): Listener => {
+    // Later errors are failed accepts (EMFILE): libuv keeps listening, and
+    // crashing would drop every lock this process holds.
+    server.on("error", () => {});
+    const bound = server.address();
+    let closing: Promise<void> | null = null;
+    return {
+      port: typeof bound === "object" && bound ? bound.port : 0,
+      // server.close()'s callback waits for every accepted connection to end;
+      // the address itself is free as soon as close() returns.
+      close: () => closing ??= Promise.resolve(void server.close()),
+      unref: () => {
+        server.unref();
+      },
+    };
+  };
+  server.listen({ ...toNetOptions(address), exclusive: true });
+  // A unix path (the port kind's abstract name) is bound within listen();
+  // waiting for the "listening" event would only cost a tick. A failure
+  // (reported on the next tick), a host name to resolve, or a cluster
+  // worker's listen (done by the primary) is waited for.
+  if (server.listening) return Promise.resolve(opened());
+  return new Promise<Listener>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ ...toNetOptions(address), exclusive: true }, () => {
+    server.once("listening", () => {
       server.off("error", reject);
-      // Later errors are failed accepts (EMFILE): libuv keeps listening, and
-      // crashing would drop every lock this process holds.
-      server.on("error", () => {});
-      resolve();
+      resolve(opened());
     });
   });
-  const bound = server.address();
-  let closing: Promise<void> | null = null;
-  return {
-    port: typeof bound === "object" && bound ? bound.port : 0,
-    // server.close()'s callback waits for every accepted connection to end;
-    // the address itself is free as soon as close() returns.
-    close: () => closing ??= Promise.resolve(void server.close()),
-    unref: () => {
-      server.unref();
-    },
-  };
 }
 
 function connect(address: SocketAddress, timeout: number): Promise<Connection> {

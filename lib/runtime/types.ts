@@ -46,6 +46,28 @@ export interface Connection {
   close(): void;
   /** Lets the process exit while this connection is open. */
   unref(): void;
+  /**
+   * Bytes given to write() that the OS has not taken yet. It grows while the
+   * peer reads slower than we write: a server watches it to stop reading
+   * from a peer that does not read its replies (see pause()).
+   */
+  readonly bufferedAmount: number;
+  /**
+   * Sets the handler called each time bufferedAmount, having been above 0
+   * when a write() returned, falls back to 0.
+   */
+  onDrain(handler: () => void): void;
+  /**
+   * Stops reading: onData is not called until resume(), and what the peer
+   * sends meanwhile waits in the OS's buffers, then in the peer's (TCP flow
+   * control slows the peer down instead of growing our memory). A peer's
+   * close is noticed once reading resumes, or when a write fails. Idempotent.
+   */
+  pause(): void;
+  /** Reads again after pause(); chunks read meanwhile are delivered first. Idempotent. */
+  resume(): void;
+  /** Closes at once, dropping writes the OS has not taken yet. Idempotent. */
+  abort(): void;
 }
 
 /** A listening socket. */
@@ -88,6 +110,12 @@ export interface Runtime {
   writeFileExclusive(path: string, data: string, mode: number): Promise<void>;
   /** Creates or truncates a file with `data` and `mode`. */
   writeFile(path: string, data: string, mode: number): Promise<void>;
+  /**
+   * Writes `data` at the start of a file in place, creating it with `mode` if
+   * missing, without truncating it: bytes past the end of `data` stay. For
+   * fixed-width records that one writer updates (no new inode, no rename).
+   */
+  overwriteFile(path: string, data: string, mode: number): Promise<void>;
   /** Reads a whole file as UTF-8. */
   readFile(path: string): Promise<string>;
   /** Lists the entry names of a directory. */

@@ -63,12 +63,31 @@ const WORD = 16;
  * @returns Twice as many hex digits.
  */
 export function randomHex(bytes: number): string {
-  const data = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(data, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (bytes > POOL_SIZE) return toHex(crypto.getRandomValues(new Uint8Array(bytes)));
+  if (poolAt + bytes > POOL_SIZE) {
+    crypto.getRandomValues(pool);
+    poolAt = 0;
+  }
+  const hex = toHex(pool.subarray(poolAt, poolAt + bytes));
+  poolAt += bytes;
+  return hex;
 }
 
+// Random bytes are drawn from the system's CSPRNG a kilobyte at a time and
+// each byte is used once: one call per 64 ids instead of one per id (Node's
+// getRandomValues costs ~5 µs a call, a tenth of an acquisition).
+const POOL_SIZE = 1024;
+const pool = new Uint8Array(POOL_SIZE);
+let poolAt = POOL_SIZE;
+
+// Every acquisition and handshake formats ids, challenges and MACs: a table
+// and string concatenation cost a tenth of Array.from + padStart + join.
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
 function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  let hex = "";
+  for (let i = 0; i < bytes.length; i++) hex += HEX[bytes[i]];
+  return hex;
 }
 
 /** A parsed request, or what is missing. */

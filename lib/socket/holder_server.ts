@@ -172,6 +172,33 @@ function unretain(runtime: Runtime, pool: Pool): void {
 }
 
 /**
+ * Opens the shared listener ahead of need and keeps it open until the
+ * returned function is called: a waiter calls this so that its acquisition,
+ * when the holder lets go, does not wait for a listen() first.
+ *
+ * @example Keep the listener ready while waiting
+ * ```ts
+ * import { warmHolderServer } from "./holder_server.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const done = warmHolderServer(runtime);
+ * done();
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @returns Lets the listener go (it lingers {@link LINGER_MS} as after a release). Idempotent.
+ */
+export function warmHolderServer(runtime: Runtime): () => void {
+  const pool = retain(runtime);
+  pool.ready.catch(() => {}); // a failure surfaces at the acquisition, if any
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    unretain(runtime, pool);
+  };
+}
+
+/**
  * Starts answering for a held lock. Call before the lock file exists, so
  * the lock is answered for from its first moment; stop after the file is
  * gone.

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { writeNewFile } from "../_write_new_file.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import { joinPath } from "../dirs.ts";
 import { LockPermissionError } from "../errors.ts";
@@ -62,7 +63,7 @@ async function loadOrCreate(runtime: Runtime, dir: string): Promise<Uint8Array> 
   // private name, and link() lets exactly one become the key. The loser
   // reads the winner's; nobody ever reads a half-written key.
   const temp = `${path}.${randomHex(16)}.tmp`;
-  await runtime.writeFileExclusive(temp, `${randomHex(32)}\n`, 0o600);
+  await writeNewFile(runtime, temp, `${randomHex(32)}\n`, 0o600);
   try {
     await runtime.link(temp, path);
   } catch (error) {

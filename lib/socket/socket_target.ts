@@ -35,7 +35,7 @@ import {
   rewriteLockFile,
 } from "./lock_file.ts";
 import { loadSecret } from "./secret.ts";
-import { serveHolder } from "./holder_server.ts";
+import { serveHolder, warmHolderServer } from "./holder_server.ts";
 import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
 import { breakStaleLock } from "./break_stale_lock.ts";
 import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
@@ -97,6 +97,61 @@ function hintBusy(file: string, busy: boolean): void {
   else if (busyHints.size < 1024) busyHints.add(file);
 }
 
+/**
+ * A holder verified by handshake, and the connection it answered on. The
+ * holder closes that connection when it releases (the OS does when it dies),
+ * so while it is open and the lock file still holds the very bytes verified
+ * (a fresh id per acquisition), the same holder still holds: a repeated
+ * tryLock() or a waiter's next poll reads the file and needs no new
+ * handshake. Once the connection closes, the next try verifies afresh.
+ */
+interface Verified {
+  text: string;
+  conn: Connection;
+  closed: boolean;
+  /** Called once the connection closes. */
+  onClose: Set<() => void>;
+}
+
+/** Open verified connections kept per runtime, by lock file; bounded. */
+const verifiedConns = new WeakMap<Runtime, Map<string, Verified>>();
+const MAX_VERIFIED = 64;
+
+function verifiedFor(runtime: Runtime, file: string, text: string): Verified | null {
+  const found = verifiedConns.get(runtime)?.get(file);
+  return found && !found.closed && found.text === text ? found : null;
+}
+
+function rememberVerified(
+  runtime: Runtime,
+  file: string,
+  text: string,
+  conn: Connection,
+): Verified {
+  let byFile = verifiedConns.get(runtime);
+  if (!byFile) verifiedConns.set(runtime, byFile = new Map());
+  const previous = byFile.get(file);
+  byFile.delete(file);
+  previous?.conn.close();
+  // The oldest goes (its waiter, if any, wakes and verifies again).
+  if (byFile.size >= MAX_VERIFIED) {
+    const [oldest, entry] = byFile.entries().next().value!;
+    byFile.delete(oldest);
+    entry.conn.close();
+  }
+  const verified: Verified = { text, conn, closed: false, onClose: new Set() };
+  byFile.set(file, verified);
+  // Kept without keeping the process alive; a waiter's backoff timer does.
+  conn.unref();
+  conn.onClose(() => {
+    verified.closed = true;
+    if (byFile.get(file) === verified) byFile.delete(file);
+    for (const notify of verified.onClose) notify();
+    verified.onClose.clear();
+  });
+  return verified;
+}
+
 function infoOf(record: LockRecord, s: SocketSettings, paths: LockPaths): LockInfo {
   return {
     kind: "socket",
@@ -142,8 +197,11 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   const graceSince = new Map<string, number>();
 
   async function readLock(): Promise<string | null> {
-    // In a shared temp dir another user could plant a symlink or a FIFO.
-    if (s.compat && !(await checkLockFile(runtime, paths.file))) return null;
+    // A symlink, FIFO or device where the lock file belongs is refused, not
+    // read: reading a FIFO can block forever, and a link would have us judge some
+    // other file as this lock. In compat mode's shared temp dir another user
+    // could plant one; in our own directory a stray one would still hang us.
+    if (!(await checkLockFile(runtime, paths.file))) return null;
     try {
       return await readIfExists(runtime, paths.file);
     } catch (error) {
@@ -216,14 +274,35 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     }
   }
 
-  function busy(record: LockRecord, conn: Connection | null): Attempt {
+  function busy(record: LockRecord, verified: Verified | null): Attempt {
     const holder = infoOf(record, s, paths);
-    if (conn) {
+    if (verified) {
+      let cool: (() => void) | null = null;
+      let wake: Promise<void> | null = null;
+      let released: (() => void) | null = null;
       return {
         acquired: false,
         holder,
-        wake: new Promise<void>((resolve) => conn.onClose(resolve)),
-        cancelWake: () => conn.close(),
+        // Read only by a caller that waits (tryLock() never does).
+        get wake() {
+          // Our own listener opens now, not after the hand-off.
+          cool ??= warmHolderServer(runtime);
+          return wake ??= new Promise<void>((resolve) => {
+            released = () => {
+              // The holder let go (or died): the next try creates first
+              // rather than reading a file most likely gone.
+              hintBusy(paths.file, false);
+              resolve();
+            };
+            if (verified.closed) released();
+            else verified.onClose.add(released);
+          });
+        },
+        // The connection stays open for the next try.
+        cancelWake: () => {
+          if (released) verified.onClose.delete(released);
+          cool?.();
+        },
       };
     }
     if (!s.compat) return { acquired: false, holder };
@@ -265,13 +344,20 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     if (k.keyId && record.keyId && record.keyId !== k.keyId) {
       return runtime.isAlive(record.pid) ? busy(record, null) : null;
     }
+    const known = verifiedFor(runtime, paths.file, text);
+    if (known) return busy(record, known);
     const verdict = await verifyHolder(runtime, record, {
       name: s.name,
       key: k.key,
       probe: k.probe,
       timeout: s.handshakeTimeout,
     });
-    if (verdict.live) return busy(record, verdict.conn);
+    if (verdict.live) {
+      return busy(
+        record,
+        verdict.conn && rememberVerified(runtime, paths.file, text, verdict.conn),
+      );
+    }
     // A silent holder may be alive with a busy event loop (the kernel still
     // accepts for it): only a pid that is gone proves it dead.
     if (verdict.silent && runtime.isAlive(record.pid)) return busy(record, null);

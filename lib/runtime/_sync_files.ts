@@ -1,0 +1,69 @@
+// Synchronous file reads and writes over node:fs, shared by the three
+// adapters (Deno's node:fs passes open(2) flags through, which Deno.open
+// cannot). Each is the fewest system calls for the job: open, one read into
+// a reused buffer, close — where readFileSync adds an fstat, a seek and a
+// second read to find the end — and open, write, close, without the
+// truncate Bun's writeFileSync adds or the chmod Deno's adds.
+
+import * as fs from "node:fs";
+
+// O_NONBLOCK: a FIFO planted where a lock file belongs reads as empty
+// (garbage) instead of blocking the whole event loop in open(); it changes
+// nothing for regular files.
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+// In place: no O_TRUNC (truncating, like renaming over a file, makes ext4
+// flush the new data at close), no new inode once the file exists.
+const OVERWRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT;
+const EXCLUSIVE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+
+// Lock files, bids, keys and /proc stat lines are far smaller: one read.
+const scratch = new Uint8Array(16 * 1024);
+// ignoreBOM: keep a BOM as readFileSync does, so text compares byte for byte.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+const encoder = new TextEncoder();
+
+/** Reads a whole file as UTF-8 (a FIFO reads as whatever is there, without blocking). */
+export function readTextSync(path: string): string {
+  const fd = fs.openSync(path, READ_FLAGS);
+  try {
+    let n = fs.readSync(fd, scratch, 0, scratch.length, null);
+    // Fewer bytes than asked: the end of a regular file.
+    if (n < scratch.length) return decoder.decode(scratch.subarray(0, n));
+    const parts = [scratch.slice()];
+    while ((n = fs.readSync(fd, scratch, 0, scratch.length, null)) > 0) {
+      parts.push(scratch.slice(0, n));
+    }
+    const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      whole.set(part, at);
+      at += part.length;
+    }
+    return decoder.decode(whole);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes `data` at the start of `path` without truncating it, creating it with `mode` if missing. */
+export function overwriteSync(path: string, data: string, mode: number): void {
+  writeAt(fs.openSync(path, OVERWRITE_FLAGS, mode), data);
+}
+
+/**
+ * Creates `path` with `data`; throws `EEXIST` if it exists. The mode is
+ * `mode` less the umask, which only ever takes bits away (0600 stays private).
+ */
+export function createExclusiveSync(path: string, data: string, mode: number): void {
+  writeAt(fs.openSync(path, EXCLUSIVE_FLAGS, mode), data);
+}
+
+function writeAt(fd: number, data: string): void {
+  try {
+    const bytes = encoder.encode(data);
+    let at = 0;
+    while (at < bytes.length) at += fs.writeSync(fd, bytes, at, bytes.length - at, at);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
