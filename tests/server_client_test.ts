@@ -96,6 +96,29 @@ describe("LockClient", () => {
     });
   }
 
+  test("renew() to a shorter ttl moves the held lock's end earlier: held.signal aborts by the new end when the server stops answering", async () => {
+    const proc = await serveProcess("node");
+    kids.push(proc.child);
+    const c = client({ port: proc.port });
+    const held = await c.lock("shortened", { ttl: 60_000 });
+    const renewedAt = performance.now();
+    assert.equal((await c.renew("shortened", 600)).ttl, 600);
+    let abortedAt = 0;
+    held.signal.addEventListener("abort", () => (abortedAt = performance.now()));
+    signal(proc.child.pid, "SIGSTOP"); // renewals go unanswered from now on
+    try {
+      await within(abortedSignal(held.signal), 5_000, "the abort by the shortened lease's end");
+      assert.ok(held.signal.reason instanceof LockLostError, String(held.signal.reason));
+      assert.ok(
+        abortedAt - renewedAt <= 600 + 100,
+        `aborted ${abortedAt - renewedAt} ms after the renewal to 600 ms`,
+      );
+    } finally {
+      signal(proc.child.pid, "SIGCONT");
+      signal(proc.child.pid, "SIGKILL");
+    }
+  });
+
   test("held.signal aborts with LockLostError when the server shuts down", async () => {
     const own = await serve({ port: 0 });
     const c = client({ port: own.address.port });

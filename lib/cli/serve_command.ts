@@ -30,6 +30,9 @@ Options:
   --max-waiters N        most queued waits per connection (default 1000)
   --max-locks N          most locks held per connection (default 10000)
   --idle-timeout MS      close connections idle this long (default 300000)
+  --max-output BYTES     replies queued for one connection before the server
+                         stops reading its requests until they are sent
+                         (default 262144)
   -v                     log every connection, grant, release and expiry
   --json                 log JSON lines
   -h, --help             show this help`;
@@ -43,6 +46,7 @@ const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
   "--max-waiters": "maxWaitersPerConnection",
   "--max-locks": "maxLocksPerConnection",
   "--idle-timeout": "idleTimeout",
+  "--max-output": "maxOutputBytes",
 };
 
 /** Reads a token file: its content without trailing whitespace. */

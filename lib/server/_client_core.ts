@@ -10,7 +10,13 @@ import { backoff } from "../_backoff.ts";
 import { decodeName, encodeName, type Reply } from "./protocol.ts";
 import { importAuthKey } from "./auth.ts";
 import { ClientConnection, describeServer, hostName } from "./_client_connection.ts";
-import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
+import {
+  type KeeperHost,
+  type Lease,
+  leaseEnd,
+  LeaseKeeper,
+  RenewalClock,
+} from "./_lease_keeper.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import {
   AcquireCall,
@@ -50,6 +56,7 @@ export class ClientCore implements KeeperHost, OpHost {
   readonly runtime: Runtime;
   /** "host:port", for holder info and messages. */
   readonly server: string;
+  readonly renewals: RenewalClock;
   #options: CoreOptions;
   #key: Promise<CryptoKey | null> | null = null;
   #conn: ClientConnection | null = null;
@@ -63,6 +70,7 @@ export class ClientCore implements KeeperHost, OpHost {
     this.#options = options;
     this.runtime = options.runtime;
     this.server = describeServer(options);
+    this.renewals = new RenewalClock(options.runtime);
   }
 
   /** The lease this client holds on `name`, if any. */
@@ -125,7 +133,10 @@ export class ClientCore implements KeeperHost, OpHost {
     if (reply.kind !== "OK") return false;
     const granted = Number(reply.rest.split(" ")[1]);
     lease.ttl = granted;
-    lease.validUntil = Math.max(lease.validUntil, leaseEnd(sentAt, granted));
+    // The server's lease now ends `granted` ms after it read this request
+    // (renewals are answered in order, so the last answer is the end that
+    // counts): a renewal to a shorter ttl moves our end earlier too.
+    lease.validUntil = leaseEnd(sentAt, granted);
     return true;
   }
 

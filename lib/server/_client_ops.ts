@@ -87,16 +87,35 @@ export function errorOf(server: string, reply: Reply, what: string): Error {
   );
 }
 
+/** A promise made only when someone asks for it, settled from outside. */
+class Deferred<T> {
+  promise: Promise<T> | null = null;
+  resolve: ((value: T) => void) | null = null;
+  reject: ((error: Error) => void) | null = null;
+
+  /** The promise: settled already (`value`/`error`), or pending until settled. */
+  get(value: T | null, error: Error | null): Promise<T> {
+    if (this.promise) return this.promise;
+    if (value !== null) return this.promise = Promise.resolve(value);
+    if (error !== null) return this.promise = Promise.reject(error);
+    return this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+}
+
 /**
- * One ACQUIRE: `final` settles with the last answer; `first` (made on
- * demand) with the first — granted, busy, or queued.
+ * One ACQUIRE: `final` settles with the last answer; `first` with the first
+ * — granted, busy, or queued. Both are made on demand: a hot loop of
+ * uncontended acquires then makes one promise per call, and an error no one
+ * asked about is not an unhandled rejection.
  */
 export class AcquireCall implements Op {
   deadline: number;
   conn: ClientConnection | null = null;
   tag = "";
   sentAt = 0;
-  readonly final: Promise<AcquireAnswer>;
   #host: OpHost;
   #name: string;
   #wait: number;
@@ -104,11 +123,11 @@ export class AcquireCall implements Op {
   #start: number;
   #done = false;
   #cancelled = false;
-  #resolve!: (answer: AcquireAnswer) => void;
-  #reject!: (error: Error) => void;
-  #first: Promise<AcquireAnswer> | null = null;
+  #answer: AcquireAnswer | null = null;
   #firstAnswer: AcquireAnswer | null = null;
-  #settleFirst: ((answer: AcquireAnswer) => void) | null = null;
+  #error: Error | null = null;
+  #final = new Deferred<AcquireAnswer>();
+  #first = new Deferred<AcquireAnswer>();
 
   constructor(host: OpHost, name: string, wait: number, ttl: number | undefined, grace: number) {
     this.#host = host;
@@ -118,21 +137,16 @@ export class AcquireCall implements Op {
     this.#start = host.runtime.monotonic();
     // The server answers TIMEOUT at the deadline; the watchdog only steps in if it does not.
     this.deadline = this.#start + wait + grace;
-    this.final = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+  }
+
+  /** The last answer (granted, busy, timeout or cancelled), or an error. */
+  get final(): Promise<AcquireAnswer> {
+    return this.#final.get(this.#answer, this.#error);
   }
 
   /** The first answer: granted, busy, queued (then `final` tells the rest), or an error. */
   get first(): Promise<AcquireAnswer> {
-    if (!this.#first) {
-      this.#first = this.#firstAnswer ? Promise.resolve(this.#firstAnswer) : Promise.race([
-        new Promise<AcquireAnswer>((resolve) => (this.#settleFirst = resolve)),
-        this.final,
-      ]);
-    }
-    return this.#first;
+    return this.#first.get(this.#firstAnswer, this.#error);
   }
 
   /** Withdraws the wait; a grant that crosses the cancel is released at once. */
@@ -180,8 +194,10 @@ export class AcquireCall implements Op {
       case "QUEUED": {
         const space = reply.rest.indexOf(" ");
         const holder = holderInfo(this.#name, host.server, reply.rest.slice(space + 1));
-        this.#firstAnswer ??= { status: "queued", holder };
-        this.#settleFirst?.(this.#firstAnswer);
+        if (!this.#firstAnswer) {
+          this.#firstAnswer = { status: "queued", holder };
+          this.#first.resolve?.(this.#firstAnswer);
+        }
         return false;
       }
       case "BUSY":
@@ -206,17 +222,22 @@ export class AcquireCall implements Op {
   fail(error: Error): void {
     if (this.#done) return;
     this.#done = true;
+    this.#error = error;
     this.#host.settled(this);
-    this.#reject(error);
+    if (!this.#firstAnswer) this.#first.reject?.(error);
+    this.#final.reject?.(error);
   }
 
   #finish(answer: AcquireAnswer): void {
     if (this.#done) return;
     this.#done = true;
+    this.#answer = answer;
     this.#host.settled(this);
-    this.#firstAnswer ??= answer;
-    this.#settleFirst?.(answer);
-    this.#resolve(answer);
+    if (!this.#firstAnswer) {
+      this.#firstAnswer = answer;
+      this.#first.resolve?.(answer);
+    }
+    this.#final.resolve?.(answer);
   }
 }
 

@@ -20,11 +20,20 @@ import {
   useDistlockdOwner,
 } from "./_server_context.ts";
 import { FrameOutbox } from "./_outbox.ts";
+import { Throttle } from "./_throttle.ts";
 
 const OK = encodeDistlockdResponse(DistlockdStatus.OK);
 const BUSY = encodeDistlockdResponse(DistlockdStatus.TIMEOUT, "Lock is busy");
 const INVALID_RELEASE = encodeDistlockdResponse(DistlockdStatus.ERROR, "Invalid release");
 const INVALID_COMMAND = encodeDistlockdResponse(DistlockdStatus.INVALID, "Invalid command");
+
+/** A frame over the limits: its header only (the body is skipped unread). */
+interface Oversize {
+  oversize: true;
+  command: number;
+  nameBytes: number;
+  idBytes: number;
+}
 
 /** A distlockd-protocol connection on the server. */
 export class DistlockdSession {
@@ -32,6 +41,7 @@ export class DistlockdSession {
   #ctx: ServerContext;
   #conn: Connection;
   #out: FrameOutbox;
+  #throttle: Throttle<DistlockdRequest | Oversize>;
   #reader: DistlockdRequestReader;
   /** The client ids this connection used, with their owners. */
   #owners = new Map<string, Owner>();
@@ -41,6 +51,13 @@ export class DistlockdSession {
     this.#ctx = ctx;
     this.#conn = conn;
     this.#out = new FrameOutbox(conn);
+    this.#throttle = new Throttle(
+      conn,
+      ctx.limits.maxOutputBytes,
+      this.#out,
+      (item) => "oversize" in item ? this.#tooLong(item) : this.#handle(item),
+    );
+    this.#out.afterFlush = () => this.#throttle.relieve();
     this.#reader = new DistlockdRequestReader(ctx.limits.maxNameBytes, MAX_CLIENT_ID_BYTES);
     this.lastActivity = ctx.runtime.monotonic();
   }
@@ -53,12 +70,15 @@ export class DistlockdSession {
 
   /** Handles received bytes. */
   receive(chunk: Uint8Array): void {
-    if (!this.#ended) this.#reader.push(chunk, this.#handlers);
+    if (this.#ended) return;
+    this.lastActivity = this.#ctx.runtime.monotonic(); // any byte counts as activity
+    this.#reader.push(chunk, this.#handlers);
   }
 
   /** The connection closed: client ids no other connection uses lose their locks. */
   closed(): void {
     this.#ended = true;
+    this.#throttle.clear();
     for (const clientId of this.#owners.keys()) leaveDistlockdOwner(this.#ctx, clientId);
     this.#owners.clear();
   }
@@ -72,20 +92,27 @@ export class DistlockdSession {
   }
 
   readonly #handlers = {
-    frame: (request: DistlockdRequest) => this.#handle(request),
-    oversize: (_command: number, nameBytes: number, idBytes: number) => {
-      this.#ctx.counters.operations++;
-      const what = nameBytes > this.#ctx.limits.maxNameBytes
-        ? `Lock name too long (${nameBytes} bytes, at most ${this.#ctx.limits.maxNameBytes})`
-        : `Client id too long (${idBytes} bytes, at most ${MAX_CLIENT_ID_BYTES})`;
-      this.#reply(encodeDistlockdResponse(DistlockdStatus.ERROR, what));
+    frame: (request: DistlockdRequest) => {
+      if (!this.#ended) this.#throttle.offer(request);
+    },
+    oversize: (command: number, nameBytes: number, idBytes: number) => {
+      if (!this.#ended) this.#throttle.offer({ oversize: true, command, nameBytes, idBytes });
     },
   };
 
+  #tooLong({ nameBytes, idBytes }: Oversize): void {
+    if (this.#ended) return;
+    this.#ctx.counters.operations++;
+    const what = nameBytes > this.#ctx.limits.maxNameBytes
+      ? `Lock name too long (${nameBytes} bytes, at most ${this.#ctx.limits.maxNameBytes})`
+      : `Client id too long (${idBytes} bytes, at most ${MAX_CLIENT_ID_BYTES})`;
+    this.#reply(encodeDistlockdResponse(DistlockdStatus.ERROR, what));
+  }
+
   #handle({ command, name, clientId }: DistlockdRequest): void {
+    if (this.#ended) return;
     const ctx = this.#ctx;
     ctx.counters.operations++;
-    this.lastActivity = ctx.runtime.monotonic();
     if (ctx.key) {
       this.#reply(encodeDistlockdResponse(
         DistlockdStatus.ERROR,

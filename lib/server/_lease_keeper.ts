@@ -1,5 +1,5 @@
-// Background renewal of one held lease. The lease is renewed every ttl/3;
-// the holder is told it lost the lock (held.signal aborts) no later than the
+// Background renewal of held leases. A lease is renewed every ttl/3; the
+// holder is told it lost the lock (held.signal aborts) no later than the
 // lease's end by our own clock unless a renewal was confirmed first — so
 // the server, which revokes only at its own later end, never grants the
 // name to someone else while this side still believes it holds it.
@@ -34,26 +34,84 @@ export function leaseEnd(since: number, ttl: number): number {
 /** What a keeper needs from the client. */
 export interface KeeperHost {
   readonly runtime: Runtime;
+  /** Calls keepers when their renewal is due. */
+  readonly renewals: RenewalClock;
   /** Renews; resolves true when the server confirmed (and `lease.validUntil` moved). */
   renew(lease: Lease): Promise<boolean>;
   /** Gives a lost lease up on the server too, if it still has it. */
   forget(lease: Lease): void;
 }
 
+/**
+ * Calls each kept lease's renewal when it is due, with one timer for all of
+ * a client's leases: most leases are released long before their first
+ * renewal (at ttl/3), and a timer per lease, set and cleared again, is a
+ * measurable share of an acquire+release round trip.
+ */
+export class RenewalClock {
+  readonly #runtime: Runtime;
+  readonly #keepers = new Set<LeaseKeeper>();
+  #timer: Timer | null = null;
+  /** When the timer fires (monotonic ms), Infinity if none is set. */
+  #at = Infinity;
+
+  constructor(runtime: Runtime) {
+    this.#runtime = runtime;
+  }
+
+  /** Calls `keeper.due()` at `keeper.renewAt`. */
+  add(keeper: LeaseKeeper): void {
+    this.#keepers.add(keeper);
+    if (keeper.renewAt < this.#at) this.#arm(keeper.renewAt);
+  }
+
+  /** Forgets `keeper` (its timer, if set for it, finds nothing due and moves on). */
+  delete(keeper: LeaseKeeper): void {
+    this.#keepers.delete(keeper);
+  }
+
+  #arm(at: number): void {
+    this.#timer?.clear();
+    this.#at = at;
+    const timer = this.#runtime.setTimer(
+      () => this.#tick(),
+      Math.max(0, at - this.#runtime.monotonic()),
+    );
+    timer.unref();
+    this.#timer = timer;
+  }
+
+  #tick(): void {
+    this.#timer = null;
+    this.#at = Infinity;
+    const now = this.#runtime.monotonic();
+    let next = Infinity;
+    for (const keeper of [...this.#keepers]) {
+      if (keeper.renewAt <= now) {
+        this.#keepers.delete(keeper);
+        keeper.due();
+      } else if (keeper.renewAt < next) next = keeper.renewAt;
+    }
+    if (next < this.#at) this.#arm(next);
+  }
+}
+
 /** Keeps one lease alive until it is released or lost. */
 export class LeaseKeeper {
+  /** When the next renewal is due (monotonic ms): ttl/3 after the last grant, never after the lease's end. */
+  renewAt: number;
   readonly #host: KeeperHost;
   readonly #lease: Lease;
   readonly #controller = new AbortController();
-  #renewTimer: Timer | null = null;
+  /** Set while a renewal is on its way: aborts at our lease end unless it is confirmed first. */
   #deadlineTimer: Timer | null = null;
   #stopped = false;
 
   constructor(host: KeeperHost, lease: Lease) {
     this.#host = host;
     this.#lease = lease;
-    this.#scheduleRenewal();
-    this.#armDeadline();
+    this.renewAt = this.#nextRenewal();
+    host.renewals.add(this);
   }
 
   /** Aborted with a LockLostError when the lease is lost. */
@@ -64,7 +122,7 @@ export class LeaseKeeper {
   /** Stops renewing (the lease was released). */
   stop(): void {
     this.#stopped = true;
-    this.#renewTimer?.clear();
+    this.#host.renewals.delete(this);
     this.#deadlineTimer?.clear();
   }
 
@@ -78,28 +136,48 @@ export class LeaseKeeper {
     this.#controller.abort(new LockLostError(lease.name, why));
   }
 
-  #scheduleRenewal(): void {
-    const timer = this.#host.runtime.setTimer(() => this.#renew(), this.#lease.ttl / 3);
-    timer.unref();
-    this.#renewTimer = timer;
+  /** The lease was renewed by hand: its end, and so the next renewal, moved. */
+  rescheduled(): void {
+    if (this.#stopped) return;
+    if (this.#deadlineTimer) this.#armDeadline(); // our own renewal is on its way
+    else {
+      this.renewAt = this.#nextRenewal();
+      this.#host.renewals.add(this);
+    }
+  }
+
+  /** The renewal is due (called by the clock). */
+  due(): void {
+    if (this.#stopped) return;
+    // Late only if the event loop was blocked: past our lease end, the lock
+    // counts as lost whatever a renewal sent now would say.
+    if (this.#host.runtime.monotonic() >= this.#lease.validUntil) return this.#expired();
+    this.#armDeadline();
+    void this.#renew();
+  }
+
+  #nextRenewal(): number {
+    return Math.min(
+      this.#host.runtime.monotonic() + this.#lease.ttl / 3,
+      this.#lease.validUntil,
+    );
+  }
+
+  #expired(): void {
+    this.lost(
+      `its ${this.#lease.ttl} ms lease ran out without a confirmed renewal (is the event loop blocked, or the server unreachable?)`,
+    );
   }
 
   #armDeadline(): void {
     this.#deadlineTimer?.clear();
     const left = this.#lease.validUntil - this.#host.runtime.monotonic();
-    const timer = this.#host.runtime.setTimer(
-      () =>
-        this.lost(
-          `its ${this.#lease.ttl} ms lease ran out without a confirmed renewal (is the event loop blocked, or the server unreachable?)`,
-        ),
-      Math.max(0, left),
-    );
+    const timer = this.#host.runtime.setTimer(() => this.#expired(), Math.max(0, left));
     timer.unref();
     this.#deadlineTimer = timer;
   }
 
   async #renew(): Promise<void> {
-    if (this.#stopped) return;
     let renewed = false;
     try {
       renewed = await this.#host.renew(this.#lease);
@@ -113,7 +191,9 @@ export class LeaseKeeper {
       );
       return;
     }
-    this.#armDeadline();
-    this.#scheduleRenewal();
+    this.#deadlineTimer?.clear();
+    this.#deadlineTimer = null;
+    this.renewAt = this.#nextRenewal();
+    this.#host.renewals.add(this);
   }
 }

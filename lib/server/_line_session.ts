@@ -16,6 +16,7 @@ import {
 import { newNonce, signChallenge, verifyChallenge } from "./auth.ts";
 import { holderJson, type ServerContext, statsOf, utf8Length } from "./_server_context.ts";
 import { TextOutbox } from "./_outbox.ts";
+import { Throttle } from "./_throttle.ts";
 
 /** Lines a client may send before its AUTH is checked; they are answered afterwards. */
 const MAX_LINES_DURING_AUTH = 64;
@@ -27,6 +28,7 @@ export class LineSession {
   #ctx: ServerContext;
   #conn: Connection;
   #out: TextOutbox;
+  #throttle: Throttle<string>;
   #reader: LineReader;
   #waits = new Map<string, Waiter>();
   #authed: boolean;
@@ -39,6 +41,8 @@ export class LineSession {
     this.#ctx = ctx;
     this.#conn = conn;
     this.#out = new TextOutbox(conn);
+    this.#throttle = new Throttle(conn, ctx.limits.maxOutputBytes, this.#out, this.#accept);
+    this.#out.afterFlush = () => this.#throttle.relieve();
     this.#reader = new LineReader(ctx.limits.maxLineBytes);
     this.#authed = ctx.key === null;
     this.lastActivity = ctx.runtime.monotonic();
@@ -56,12 +60,16 @@ export class LineSession {
   /** Handles received bytes. */
   receive(chunk: Uint8Array): void {
     if (this.#ended) return;
+    // Any byte counts as activity: a client sending a long line slowly is
+    // not idle (only silence is).
+    this.lastActivity = this.#ctx.runtime.monotonic();
     this.#reader.push(chunk, this.#onLine, this.#onTooLong);
   }
 
   /** The connection closed: release and withdraw everything at once. */
   closed(): void {
     this.#ended = true;
+    this.#throttle.clear();
     this.#waits.clear();
     const released = this.#ctx.table.drop(this.owner);
     if (this.#ctx.verbose) {
@@ -79,6 +87,11 @@ export class LineSession {
   }
 
   readonly #onLine = (line: string) => {
+    if (!this.#ended) this.#throttle.offer(line);
+  };
+
+  /** A line the throttle let through. */
+  readonly #accept = (line: string) => {
     if (this.#ended) return;
     if (this.#held) {
       if (this.#held.length >= MAX_LINES_DURING_AUTH) {
@@ -104,7 +117,6 @@ export class LineSession {
   #handle(line: string): void {
     const ctx = this.#ctx;
     ctx.counters.operations++;
-    this.lastActivity = ctx.runtime.monotonic();
     if (line === "") return; // a stray line end from a person typing
     const request = parseRequest(line);
     if ("error" in request) return this.#error(request.tag, request.error, request.message);
@@ -281,7 +293,7 @@ export class LineSession {
     this.#write(`${request.tag} OK ${proof}\n`);
     const held = this.#held;
     this.#held = null;
-    for (const line of held) this.#onLine(line);
+    for (const line of held) this.#accept(line);
   }
 
   #lost(lease: Lease): void {

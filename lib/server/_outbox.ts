@@ -1,6 +1,7 @@
 // Replies are gathered and written once per turn of the event loop: a chunk
 // of 50 pipelined requests costs one write, not 50, and no reply waits for
-// another to be flushed.
+// another to be flushed. Each outbox says how much it holds and when it has
+// written, for the connection's backpressure (see _throttle.ts).
 
 import type { Connection } from "../runtime/mod.ts";
 
@@ -12,9 +13,16 @@ export class TextOutbox {
   #text = "";
   #scheduled = false;
   readonly #flush = () => this.flush();
+  /** Called after each write to the connection. */
+  afterFlush: (() => void) | null = null;
 
   constructor(conn: Connection) {
     this.#conn = conn;
+  }
+
+  /** Characters queued (bytes, for the ASCII that replies mostly are). */
+  get queuedBytes(): number {
+    return this.#text.length;
   }
 
   /** Queues `text` (whole lines, with their line ends). */
@@ -33,6 +41,7 @@ export class TextOutbox {
     const text = this.#text;
     this.#text = "";
     this.#conn.write(encoder.encode(text));
+    this.afterFlush?.();
   }
 }
 
@@ -43,9 +52,16 @@ export class FrameOutbox {
   #size = 0;
   #scheduled = false;
   readonly #flush = () => this.flush();
+  /** Called after each write to the connection. */
+  afterFlush: (() => void) | null = null;
 
   constructor(conn: Connection) {
     this.#conn = conn;
+  }
+
+  /** Bytes queued. */
+  get queuedBytes(): number {
+    return this.#size;
   }
 
   /** Queues one frame. */
@@ -74,5 +90,6 @@ export class FrameOutbox {
     this.#frames = [];
     this.#size = 0;
     this.#conn.write(data);
+    this.afterFlush?.();
   }
 }

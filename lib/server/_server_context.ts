@@ -22,6 +22,13 @@ export interface ServerLimits {
    * waits for nothing, is closed. Default 300,000 (5 minutes).
    */
   idleTimeout?: number;
+  /**
+   * Bytes of replies queued for one connection (not yet taken by the OS)
+   * beyond which the server stops reading its requests until they have
+   * gone out: a client that sends without reading its replies is slowed
+   * down by TCP instead of growing the server's memory. Default 262,144.
+   */
+  maxOutputBytes?: number;
 }
 
 /** The defaults of {@link ServerLimits}. */
@@ -32,6 +39,7 @@ export const DEFAULT_LIMITS: Required<ServerLimits> = {
   maxWaitersPerConnection: 1_000,
   maxLocksPerConnection: 10_000,
   idleTimeout: 300_000,
+  maxOutputBytes: 256 * 1024,
 };
 
 /** The longest distlockd client id accepted (distlockd sends a 36-byte uuid). */

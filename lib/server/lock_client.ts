@@ -213,6 +213,7 @@ export class LockClient implements AsyncDisposable {
         "this client does not hold it (released, or its lease expired)",
       );
     }
+    lease.keeper?.rescheduled();
     return lease;
   }
 

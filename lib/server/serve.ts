@@ -163,7 +163,13 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
     closing: false,
   };
 
-  const connections = new Map<Connection, { session: Session | null; since: number }>();
+  /** A connection's session (once its first byte told the protocol) and when it was told to go. */
+  interface ConnectionState {
+    session: Session | null;
+    since: number;
+    endedAt: number;
+  }
+  const connections = new Map<Connection, ConnectionState>();
   let nextId = 1;
 
   function accept(conn: Connection): void {
@@ -179,10 +185,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       return;
     }
     const id = nextId++;
-    const state: { session: Session | null; since: number } = {
-      session: null,
-      since: runtime.monotonic(),
-    };
+    const state: ConnectionState = { session: null, since: runtime.monotonic(), endedAt: 0 };
     connections.set(conn, state);
     ctx.counters.connections = connections.size;
     conn.onData((chunk) => {
@@ -235,9 +238,16 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       sampledOps = ctx.counters.operations;
     }
     for (const [conn, state] of connections) {
+      if (state.endedAt > 0) {
+        // Told to go, but the goodbye cannot be flushed: the peer reads
+        // nothing. Drop it rather than keep its slot and buffers forever.
+        if (now - state.endedAt >= limits.idleTimeout) conn.abort();
+        continue;
+      }
       const session = state.session;
       const last = session ? session.lastActivity : state.since;
       if (now - last < limits.idleTimeout || (session && !session.idle)) continue;
+      state.endedAt = now;
       if (session) session.end(`idle for ${limits.idleTimeout} ms`);
       else conn.close();
     }
@@ -266,7 +276,8 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
     // The table goes first: nothing is granted to a waiter while the
     // connections it belongs to are being closed.
     ctx.table.close();
-    const gone = [...connections.keys()].map((conn) =>
+    const closingConns = [...connections.keys()];
+    const gone = closingConns.map((conn) =>
       new Promise<void>((resolve) => {
         const state = connections.get(conn)!;
         conn.onClose(() => {
@@ -285,6 +296,8 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       new Promise<void>((resolve) => timer = runtime.setTimer(resolve, 2_000)),
     ]);
     timer?.clear();
+    // Peers that read nothing cannot be sent their goodbye: drop them.
+    for (const conn of closingConns) conn.abort();
     log.log("info", "lock server stopped", { address: `${host}:${listener.port}` });
   }
 
