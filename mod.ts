@@ -18,6 +18,14 @@
  */
 
 export { inspect, lock, tryLock, withLock } from "./lib/lock.ts";
+export {
+  lockManager,
+  type WebLock,
+  type WebLockManager,
+  type WebLockRequestOptions,
+  type WebLockSnapshot,
+  type WebLockSnapshotEntry,
+} from "./lib/lock_manager.ts";
 export type { HeldLock, LockInfo, LockKind, LockOptions, RetryOptions } from "./lib/types.ts";
 export {
   InvalidLockNameError,

@@ -1,0 +1,147 @@
+/**
+ * A lock manager with the Web Locks API's shape (`navigator.locks`):
+ * `request(name, [options,] callback)` and `query()`, over any kind, so code
+ * written for one browser tab works across processes and hosts.
+ *
+ * @module
+ */
+
+import { runtime } from "./runtime/mod.ts";
+import type { HeldLock, LockOptions } from "./types.ts";
+import { LockError } from "./errors.ts";
+import { lock, tryLock } from "./lock.ts";
+
+/** What a granted request's callback receives, as in the Web Locks API. */
+export interface WebLock {
+  /** The lock's name. */
+  readonly name: string;
+  /** Always `"exclusive"`: the kinds here have no shared mode. */
+  readonly mode: "exclusive";
+  /** The fencing token of this acquisition (not in the Web Locks API). */
+  readonly token: number;
+  /** Aborted if the lock is lost while the callback runs (lease kinds). */
+  readonly signal: AbortSignal;
+}
+
+/** The options of {@link WebLockManager.request}. */
+export interface WebLockRequestOptions {
+  /** Only `"exclusive"` is supported; `"shared"` is refused with a `LockError`. */
+  mode?: "exclusive" | "shared";
+  /** Do not wait: call back with `null` if the lock is held. */
+  ifAvailable?: boolean;
+  /** Refused with a `LockError`: taking a lock from another process is never safe. */
+  steal?: boolean;
+  /** Aborts the wait (`LockAbortedError`). */
+  signal?: AbortSignal;
+}
+
+/** One entry of {@link WebLockManager.query}. */
+export interface WebLockSnapshotEntry {
+  name: string;
+  mode: "exclusive";
+  /** This process, as `"<pid>"`. */
+  clientId: string;
+}
+
+/** What {@link WebLockManager.query} reports: this manager's requests. */
+export interface WebLockSnapshot {
+  held: WebLockSnapshotEntry[];
+  pending: WebLockSnapshotEntry[];
+}
+
+/** The Web Locks API's `LockManager`, over one kind's options. */
+export interface WebLockManager {
+  /** Runs `callback` while holding `name`; resolves with its result. */
+  request<T>(name: string, callback: (lock: WebLock | null) => T | Promise<T>): Promise<T>;
+  /** Runs `callback` while holding `name` (or with `null`, see `ifAvailable`). */
+  request<T>(
+    name: string,
+    options: WebLockRequestOptions,
+    callback: (lock: WebLock | null) => T | Promise<T>,
+  ): Promise<T>;
+  /** The requests of this manager that hold or wait, as `navigator.locks.query()` reports. */
+  query(): Promise<WebLockSnapshot>;
+}
+
+/**
+ * Makes a lock manager with the Web Locks API's shape over `options` (kind,
+ * directory, server, Redis client...). Only exclusive locks exist here; a
+ * `steal` would take a lock from a live process, so it is refused.
+ *
+ * @example Port code written for navigator.locks
+ * ```ts
+ * import { lockManager } from "jsr:@x/socketlock";
+ * const locks = lockManager();
+ * const total = await locks.request("ledger", async (lock) => {
+ *   console.log(`holding ${lock?.name} with token ${lock?.token}`);
+ *   return 42;
+ * });
+ * console.log(total); // 42
+ * ```
+ *
+ * @param options Options for every request: `kind`, `dir`, `server`, `redis`, `timeout`...
+ * @returns The manager.
+ */
+export function lockManager(options: LockOptions = {}): WebLockManager {
+  const held = new Set<WebLockSnapshotEntry>();
+  const pending = new Set<WebLockSnapshotEntry>();
+  const clientId = String(runtime.pid);
+
+  async function request<T>(
+    name: string,
+    optionsOrCallback: WebLockRequestOptions | ((lock: WebLock | null) => T | Promise<T>),
+    maybeCallback?: (lock: WebLock | null) => T | Promise<T>,
+  ): Promise<T> {
+    const [request, callback] = typeof optionsOrCallback === "function"
+      ? [{} as WebLockRequestOptions, optionsOrCallback]
+      : [optionsOrCallback ?? {}, maybeCallback];
+    if (typeof callback !== "function") {
+      throw new TypeError("request(name, [options,] callback): the callback is missing");
+    }
+    refuseUnsupported(request);
+    const entry: WebLockSnapshotEntry = { name, mode: "exclusive", clientId };
+    pending.add(entry);
+    let heldLock: HeldLock | null;
+    try {
+      const signal = request.signal ?? options.signal;
+      heldLock = request.ifAvailable
+        ? await tryLock(name, { ...options, signal })
+        : await lock(name, { ...options, signal });
+    } finally {
+      pending.delete(entry);
+    }
+    if (!heldLock) return await callback(null);
+    held.add(entry);
+    try {
+      return await callback({
+        name,
+        mode: "exclusive",
+        token: heldLock.token,
+        signal: heldLock.signal,
+      });
+    } finally {
+      held.delete(entry);
+      await heldLock.release();
+    }
+  }
+
+  return {
+    request: request as WebLockManager["request"],
+    query: () => Promise.resolve({ held: [...held], pending: [...pending] }),
+  };
+}
+
+function refuseUnsupported(request: WebLockRequestOptions): void {
+  if (request.mode !== undefined && request.mode !== "exclusive") {
+    throw new LockError(
+      `Lock mode "${request.mode}" is not supported: every kind here is exclusive. ` +
+        `Leave mode out (or use "exclusive").`,
+    );
+  }
+  if (request.steal) {
+    throw new LockError(
+      "steal is not supported: it would take the lock from a live holder in another process. " +
+        "Wait with a timeout instead, or find out who holds it with inspect().",
+    );
+  }
+}

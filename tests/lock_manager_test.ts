@@ -1,0 +1,111 @@
+// lockManager(): the Web Locks API's request()/query() over the kinds.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { LockAbortedError, LockError, lockManager, tryLock } from "../mod.ts";
+import process from "node:process";
+import { fixture, RUNTIMES, spawnScript, tempDir } from "./_processes.ts";
+
+const dir = await tempDir("socketlock-manager-");
+after(() => rm(dir, { recursive: true, force: true }));
+const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("lockManager()", () => {
+  const locks = lockManager({ dir });
+
+  test("request() holds the lock while the callback runs and resolves with its result", async () => {
+    const name = unique("result");
+    const result = await locks.request(name, async (lock) => {
+      assert.equal(lock?.name, name);
+      assert.equal(lock?.mode, "exclusive");
+      assert.ok(lock!.token > 0);
+      assert.equal(await tryLock(name, { dir }), null, "held while the callback runs");
+      return 42;
+    });
+    assert.equal(result, 42);
+    const after = await tryLock(name, { dir });
+    assert.ok(after, "released once the callback settled");
+    await after.release();
+  });
+
+  test("requests for one name run one after another, in order", async () => {
+    const name = unique("order");
+    const log: string[] = [];
+    await Promise.all([1, 2, 3].map((i) =>
+      locks.request(name, async () => {
+        log.push(`in ${i}`);
+        await sleep(5);
+        log.push(`out ${i}`);
+      })
+    ));
+    assert.deepEqual(log, ["in 1", "out 1", "in 2", "out 2", "in 3", "out 3"]);
+  });
+
+  test("a callback that throws releases the lock and rejects with its error", async () => {
+    const name = unique("throws");
+    await assert.rejects(locks.request(name, () => Promise.reject(new Error("boom"))), /boom/);
+    const again = await tryLock(name, { dir });
+    assert.ok(again);
+    await again.release();
+  });
+
+  test("query() lists held and pending requests", async () => {
+    const name = unique("query");
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const first = locks.request(name, () => gate);
+    await sleep(20);
+    const second = locks.request(name, () => "second");
+    await sleep(20);
+    const snapshot = await locks.query();
+    assert.deepEqual(snapshot.held.filter((e) => e.name === name).length, 1);
+    assert.deepEqual(snapshot.pending.filter((e) => e.name === name).length, 1);
+    assert.equal(snapshot.held[0].clientId, String(process.pid));
+    release();
+    assert.equal(await second, "second");
+    await first;
+    assert.deepEqual(await locks.query(), { held: [], pending: [] });
+  });
+
+  for (const rt of RUNTIMES) {
+    test(`ifAvailable calls back with null while a ${rt} process holds the lock`, async () => {
+      const name = unique(`avail-${rt}`);
+      const holder = spawnScript(rt, fixture("hold_lock.ts"), [JSON.stringify({ dir }), name]);
+      try {
+        await holder.waitFor("held", 30_000);
+        const seen = await locks.request(name, { ifAvailable: true }, (lock) => lock);
+        assert.equal(seen, null);
+      } finally {
+        process.kill(holder.pid, "SIGKILL");
+        await holder.done;
+      }
+      const seen = await locks.request(name, { ifAvailable: true }, (lock) => lock?.name);
+      assert.equal(seen, name, "free once the holder died");
+    });
+  }
+
+  test("an aborted signal ends the wait with LockAbortedError", async () => {
+    const name = unique("abort");
+    const held = await tryLock(name, { dir });
+    try {
+      const controller = new AbortController();
+      const waiting = locks.request(name, { signal: controller.signal }, () => "never");
+      setTimeout(() => controller.abort(), 20);
+      await assert.rejects(waiting, LockAbortedError);
+    } finally {
+      await held!.release();
+    }
+  });
+
+  test("shared mode and steal are refused with a LockError saying why", async () => {
+    await assert.rejects(
+      locks.request("x", { mode: "shared" }, () => {}),
+      (error) => error instanceof LockError && /exclusive/.test(error.message),
+    );
+    await assert.rejects(
+      locks.request("x", { steal: true }, () => {}),
+      (error) => error instanceof LockError && /live holder/.test(error.message),
+    );
+  });
+});
