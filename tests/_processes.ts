@@ -3,7 +3,7 @@
 // Every child is tracked and killed when the test process ends, so a failing
 // test never leaves processes behind.
 
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import process from "node:process";
 
 /** The runtimes every multi-process test runs across. */
@@ -51,7 +51,9 @@ export interface Child {
   /** Everything the child printed on stdout so far. */
   stdout(): string;
   /** Resolves with the exit code (or signal) and both outputs. */
-  readonly done: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>;
+  readonly done: Promise<
+    { code: number | null; signal: string | null; stdout: string; stderr: string }
+  >;
   /** Resolves when stdout contains `text`, rejects after `timeout` ms. */
   waitFor(text: string, timeout?: number): Promise<void>;
 }
@@ -91,7 +93,9 @@ export function spawnCommand(
     for (const watcher of watchers) watcher();
   });
   child.stderr!.on("data", (chunk) => (stderr += chunk));
-  const done = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>(
+  const done = new Promise<
+    { code: number | null; signal: string | null; stdout: string; stderr: string }
+  >(
     (resolve) => {
       child.once("close", (code, signal) => {
         children.delete(child);
@@ -109,7 +113,11 @@ export function spawnCommand(
       return new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           watchers.delete(check);
-          reject(new Error(`timed out waiting for ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+          reject(
+            new Error(
+              `timed out waiting for ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`,
+            ),
+          );
         }, timeout);
         function check() {
           if (stdout.includes(text)) {
@@ -119,7 +127,13 @@ export function spawnCommand(
           } else if (child.exitCode !== null || child.signalCode !== null) {
             clearTimeout(timer);
             watchers.delete(check);
-            reject(new Error(`child exited before printing ${JSON.stringify(text)}; stdout: ${stdout}; stderr: ${stderr}`));
+            reject(
+              new Error(
+                `child exited before printing ${
+                  JSON.stringify(text)
+                }; stdout: ${stdout}; stderr: ${stderr}`,
+              ),
+            );
           }
         }
         watchers.add(check);
@@ -139,4 +153,18 @@ export async function tempDir(prefix = "socketlock-test-"): Promise<string> {
 /** Absolute path of a fixture script. */
 export function fixture(name: string): string {
   return new URL(`./fixtures/${name}`, import.meta.url).pathname;
+}
+
+/** A loopback TCP port that was free a moment ago (nothing listens on it now). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
 }

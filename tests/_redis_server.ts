@@ -7,9 +7,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { accessSync, constants } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import process from "node:process";
-import { type Child, spawnCommand } from "./_processes.ts";
+import { type Child, freePort, spawnCommand } from "./_processes.ts";
 
 /** The absolute path of redis-server, or null if it is not on PATH. */
 export function findRedisServer(): string | null {
@@ -55,19 +55,8 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function ping(port: number): Promise<boolean> {
+/** Whether a redis-server on 127.0.0.1:`port` answers PING within 500 ms. */
+export function pingRedis(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: "127.0.0.1", port });
     let reply = "";
@@ -85,8 +74,12 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-async function startOnce(binary: string, extra: string[]): Promise<RedisServer | null> {
-  const port = await freePort();
+async function startOnce(
+  binary: string,
+  extra: string[],
+  fixedPort?: number,
+): Promise<RedisServer | null> {
+  const port = fixedPort ?? await freePort();
   const child = spawnCommand(binary, [
     "--port",
     String(port),
@@ -104,7 +97,7 @@ async function startOnce(binary: string, extra: string[]): Promise<RedisServer |
   child.done.then(() => (exited = true));
   const deadline = performance.now() + 10_000;
   while (performance.now() < deadline && !exited) {
-    if (await ping(port)) {
+    if (await pingRedis(port)) {
       return {
         port,
         child,
@@ -138,4 +131,29 @@ export async function startRedisServer(extra: string[] = []): Promise<RedisServe
     if (server) return server;
   }
   throw new Error("redis-server did not start (3 tries)");
+}
+
+/**
+ * Starts a redis-server on a port below the ephemeral range, so that it can
+ * be stopped and started again on the same port ({@link restartRedisServer})
+ * without another test's free-port pick or outgoing connection taking it
+ * meanwhile.
+ */
+export async function startRestartableRedisServer(): Promise<RedisServer> {
+  const binary = findRedisServer();
+  if (!binary) throw new Error("redis-server is not on PATH");
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const server = await startOnce(binary, [], port);
+    if (server) return server;
+  }
+  throw new Error("redis-server did not start on any of 10 ports");
+}
+
+/** Stops `server` and starts a fresh one (no data: persistence is off) on its port. */
+export async function restartRedisServer(server: RedisServer): Promise<RedisServer> {
+  await server.stop();
+  const again = await startOnce(findRedisServer()!, [], server.port);
+  if (!again) throw new Error(`redis-server did not come back on port ${server.port}`);
+  return again;
 }

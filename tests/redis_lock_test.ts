@@ -14,10 +14,18 @@ import {
   tryLock,
 } from "../mod.ts";
 import type { RedisAdapter } from "../mod.ts";
-import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import {
+  describeRedis,
+  type RedisServer,
+  restartRedisServer,
+  startRedisServer,
+  startRestartableRedisServer,
+} from "./_redis_server.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+// Tokens are the server's clock in µs (or one more than the last): since 2020, below 2^53.
+const MICROS_2020 = 1_577_836_800_000_000;
 
 describeRedis("Redis kind", () => {
   let server: RedisServer;
@@ -78,7 +86,7 @@ describeRedis("Redis kind", () => {
     await again.release();
   });
 
-  test("fencing tokens strictly increase across clients, lock() and RedisLock", async () => {
+  test("fencing tokens strictly increase across clients, lock() and RedisLock, and are exact integers from the server's clock", async () => {
     const name = unique("tokens");
     const clientsUsed = [client(), client()];
     const tokens: number[] = [];
@@ -96,7 +104,41 @@ describeRedis("Redis kind", () => {
       }
     }
     for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i] > tokens[i - 1], `${tokens}`);
+    for (const token of tokens) {
+      assert.ok(Number.isSafeInteger(token) && token > MICROS_2020, `token ${token}`);
+    }
     assert.equal(await raw.get(`socketlock:${name}:token`), String(tokens.at(-1)));
+    // A counter run ahead of the clock (another tool, or a clock that
+    // stepped back) still counts on by one.
+    const ahead = tokens.at(-1)! + 10_000_000_000;
+    await raw.set(`socketlock:${name}:token`, String(ahead));
+    const held = await lock(name, { redis: clientsUsed[0] });
+    assert.equal(held.token, ahead + 1);
+    await held.release();
+  });
+
+  test("fencing tokens keep growing across a restart of redis-server with persistence off", async () => {
+    let own = await startRestartableRedisServer();
+    const c = new Redis({ port: own.port, host: "127.0.0.1" });
+    c.on("error", () => {}); // reconnect attempts while it is down
+    const name = unique("restart");
+    try {
+      const before: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const held = await lock(name, { redis: c, timeout: 5_000 });
+        before.push(held.token);
+        await held.release();
+      }
+      own = await restartRedisServer(own);
+      assert.equal(await c.get(`socketlock:${name}:token`), null, "the counter was lost");
+      const held = await lock(name, { redis: c, timeout: 10_000 });
+      await held.release();
+      assert.ok(held.token > before.at(-1)!, `${before} then ${held.token} after the restart`);
+      assert.ok(Number.isSafeInteger(held.token));
+    } finally {
+      c.disconnect();
+      await own.stop();
+    }
   });
 
   test("release is by owner: a holder whose key expired and was retaken leaves the new holder's lock alone, and its signal aborts", async () => {

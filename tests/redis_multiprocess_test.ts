@@ -57,10 +57,20 @@ describeRedis("Redis kind across processes", () => {
     const results = await Promise.all(workers.map((w) => w.done));
     for (const result of results) assert.equal(result.code, 0, result.stderr);
     assert.equal(Number(await readFile(counter, "utf8")), 240);
+    const tokens = (await readFile(`${counter}.tokens`, "utf8")).trim().split("\n").map(Number);
+    assert.equal(tokens.length, 240);
+    for (let i = 1; i < tokens.length; i++) {
+      assert.ok(tokens[i] > tokens[i - 1], `token ${i}: ${tokens[i - 1]} then ${tokens[i]}`);
+    }
     assert.equal(
       Number(await redis.get(`socketlock:${name}:token`)),
-      240,
-      "one token per acquisition",
+      tokens.at(-1),
+      "the counter holds the last token",
+    );
+    assert.equal(
+      await redis.exists(`socketlock:${name}:queue`, `socketlock:${name}:waiters`),
+      0,
+      "no waiter is left queued",
     );
   });
 

@@ -5,7 +5,13 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { lock, LockBusyError, LockError, LockLostError, Redlock } from "../mod.ts";
-import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import {
+  describeRedis,
+  type RedisServer,
+  restartRedisServer,
+  startRedisServer,
+  startRestartableRedisServer,
+} from "./_redis_server.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -80,10 +86,10 @@ describeRedis("Redlock over three redis-servers", () => {
     const name = unique("tokens");
     const first = await redlock.lock(name);
     await first.release();
-    // One master's counter runs far ahead (it served other quorums).
-    await raws[0].incrby(`socketlock:${name}:token`, 100);
+    // One master's counter runs far ahead of the clock (it served other quorums).
+    await raws[0].incrby(`socketlock:${name}:token`, 10_000_000_000);
     const second = await redlock.lock(name);
-    assert.ok(second.token > first.token + 100, `${first.token} then ${second.token}`);
+    assert.ok(second.token > first.token + 10_000_000_000, `${first.token} then ${second.token}`);
     await second.release();
     // Master 0 is now out of reach for this lock: a quorum of 1 and 2 must
     // still count on from the token the previous quorum (0, 1, 2) reached.
@@ -92,6 +98,31 @@ describeRedis("Redlock over three redis-servers", () => {
     assert.ok(third.token > second.token, `${second.token} then ${third.token}`);
     await third.release();
     await raws[0].del(`socketlock:${name}`);
+  });
+
+  test("fencing tokens keep growing when every master restarts without its data", async () => {
+    let own = await Promise.all([0, 1, 2].map(() => startRestartableRedisServer()));
+    const masters = own.map((s) => {
+      const c = new Redis({ port: s.port, host: "127.0.0.1" });
+      c.on("error", () => {}); // reconnect attempts while it is down
+      return c;
+    });
+    try {
+      const redlock = new Redlock(masters, { ttl: 2_000 });
+      const name = unique("restart");
+      const first = await redlock.lock(name);
+      await first.release();
+      own = await Promise.all(own.map((s) => restartRedisServer(s)));
+      const counters = await Promise.all(masters.map((m) => m.get(`socketlock:${name}:token`)));
+      assert.deepEqual(counters, [null, null, null], "the counters were lost");
+      const second = await redlock.lock(name, { timeout: 10_000 });
+      await second.release();
+      assert.ok(second.token > first.token, `${first.token} then ${second.token}`);
+      assert.ok(Number.isSafeInteger(second.token));
+    } finally {
+      for (const m of masters) m.disconnect();
+      await Promise.all(own.map((s) => s.stop()));
+    }
   });
 
   test("with one master stopped mid-hold, the lock stays held past several ttls, is released, and new locks are granted", async () => {

@@ -1,10 +1,12 @@
 // The Redis peers users would pick instead, on the same redis-server and
 // ioredis: redlock 4 (one instance) and redis-semaphore 5's Mutex.
-// acquire+release, contended detection, and hand-off (both poll).
+// acquire+release, contended detection, hand-off (both poll), and the same
+// throughput load as ours (100 clients × 10 names, two load processes).
 
 import type { BenchCase } from "../_case.ts";
 import { measureAcquireRelease, measureContended } from "../_kind_ops.ts";
 import { makeLocker, PEER_RETRY_MS } from "../_lockers.ts";
+import { measureThroughput } from "../_throughput.ts";
 import { measureHandoff } from "./handoff.ts";
 
 const PEERS = ["redlock", "redis-semaphore"] as const;
@@ -38,6 +40,14 @@ export const redisPeers: BenchCase = {
         peer === "redlock"
           ? `retryDelay ${PEER_RETRY_MS} ms, no jitter (default 200 ms ± 100 ms)`
           : `retryInterval ${PEER_RETRY_MS} ms (its default)`,
+      );
+      await measureThroughput(
+        ctx,
+        peer,
+        100,
+        10,
+        `${peer}.throughput_shared`,
+        "throughput, 100 clients × 10 names",
       );
     }
   },

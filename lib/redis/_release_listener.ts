@@ -1,10 +1,12 @@
 // Waking waiters on release: one pub/sub connection per client, shared by
 // every waiter in this process, opened on the first wait and closed when no
 // one has waited for a while or when the user's client closes. Anything that
-// goes wrong here only costs wake-ups: waiters also poll with backoff.
+// goes wrong here only costs wake-ups: waiters also poll with backoff, and a
+// queued waiter renews its place, which tells it of a grant it did not hear.
 
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import type { RedisAdapter, RedisSubscriber } from "./client_adapter.ts";
+import { replyString } from "./key_layout.ts";
 
 /** How long a channel stays subscribed after its last waiter left, in ms. */
 export const LINGER_MS = 1_000;
@@ -13,19 +15,29 @@ const RETRY_SUBSCRIBER_MS = 5_000;
 
 interface Channel {
   refs: number;
-  /** Releases seen on this channel since it was subscribed. */
+  /** Messages seen on this channel since it was subscribed. */
   count: number;
   /** Resolves true once subscribed, false if subscribing failed. */
   ready: Promise<boolean>;
   subscribed: boolean;
-  wakers: Set<() => void>;
+  wakers: Set<(message: string) => void>;
+  /** The linger timer, if one is set. */
   idle: Timer | null;
+  /** When the last watch left (monotonic ms). */
+  leftAt: number;
 }
 
 /** One waiter's view of a channel. */
 export interface Watch {
-  /** Releases seen so far, or -1 while not yet subscribed. */
+  /** Messages seen so far, or -1 while not yet subscribed. */
   seen(): number;
+  /** Resolves true once the subscription is live, false if it failed (never for a left watch). */
+  readonly ready: Promise<boolean>;
+  /**
+   * Calls `handler` with every message on the channel from now on, until
+   * the returned function is called or the watch is left.
+   */
+  listen(handler: (message: string) => void): () => void;
   /**
    * Resolves at the first release after `since` releases (at once if already
    * past), or — with `since` = -1 — as soon as the subscription is live, so
@@ -66,18 +78,29 @@ class ReleaseListener {
         subscribed: false,
         wakers: new Set(),
         idle: null,
+        leftAt: 0,
       };
       fresh.ready = this.#subscribe(name, fresh);
       this.#channels.set(name, fresh);
       channel = fresh;
     }
     const ch = channel;
-    ch.idle?.clear();
-    ch.idle = null;
     ch.refs++;
     let left = false;
+    const handlers = new Set<(message: string) => void>();
     return {
       seen: () => (ch.subscribed ? ch.count : -1),
+      ready: ch.ready,
+      listen: (handler) => {
+        const waker = (message: string) => handler(message);
+        if (left) return () => {};
+        handlers.add(waker);
+        ch.wakers.add(waker);
+        return () => {
+          handlers.delete(waker);
+          ch.wakers.delete(waker);
+        };
+      },
       wake: (since) => {
         let waker: (() => void) | null = null;
         const promise = new Promise<void>((resolve) => {
@@ -96,15 +119,18 @@ class ReleaseListener {
       leave: () => {
         if (left) return;
         left = true;
+        for (const waker of handlers) ch.wakers.delete(waker);
+        handlers.clear();
         if (--ch.refs === 0) this.#linger(name, ch);
       },
     };
   }
 
   #subscribe(name: string, channel: Channel): Promise<boolean> {
-    const onMessage = () => {
+    const onMessage = (message: unknown) => {
       channel.count++;
-      for (const waker of [...channel.wakers]) waker();
+      const text = replyString(message) ?? String(message);
+      for (const waker of [...channel.wakers]) waker(text);
     };
     return this.#open()
       .then(async (connection) => {
@@ -132,10 +158,20 @@ class ReleaseListener {
   }
 
   // Keeping the channel a little while lets back-to-back waits (a busy lock)
-  // reuse the subscription instead of resubscribing every time.
+  // reuse the subscription instead of resubscribing every time. One timer
+  // per channel at a time: a busy lock's waits come and go without setting
+  // a timer each.
   #linger(name: string, channel: Channel): void {
+    channel.leftAt = this.#runtime.monotonic();
+    if (!channel.idle) this.#lingerFrom(name, channel, LINGER_MS);
+  }
+
+  #lingerFrom(name: string, channel: Channel, ms: number): void {
     const timer = this.#runtime.setTimer(() => {
+      channel.idle = null;
       if (channel.refs > 0 || this.#channels.get(name) !== channel) return;
+      const left = channel.leftAt + LINGER_MS - this.#runtime.monotonic();
+      if (left > 0) return this.#lingerFrom(name, channel, left);
       this.#channels.delete(name);
       const connection = this.#connection;
       if (this.#channels.size === 0) {
@@ -144,7 +180,7 @@ class ReleaseListener {
       } else if (channel.subscribed) {
         connection?.then((c) => c?.unsubscribe(name)).catch(() => {});
       }
-    }, LINGER_MS);
+    }, ms);
     timer.unref();
     channel.idle = timer;
   }

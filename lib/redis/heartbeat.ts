@@ -16,6 +16,7 @@
 
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import { LockLostError } from "../errors.ts";
+import { type Due, scheduleOf } from "./_schedule.ts";
 
 /** The share of the ttl a holder relies on after each confirmed renewal. */
 export const LEASE_FRACTION = 2 / 3;
@@ -105,7 +106,7 @@ export class Heartbeat {
   #interval: number;
   #stopped = false;
   #lastError: unknown = undefined;
-  #beatTimer: Timer | null = null;
+  #nextBeat: Due = { at: 0, run: () => void this.#beat() };
   #deadlineTimer: Timer | null = null;
 
   /**
@@ -143,7 +144,7 @@ export class Heartbeat {
   /** Stops renewing (the lock is being released). The signal is left as it is. */
   stop(): void {
     this.#stopped = true;
-    this.#beatTimer?.clear();
+    scheduleOf(this.#options.runtime).delete(this.#nextBeat);
     this.#deadlineTimer?.clear();
   }
 
@@ -187,10 +188,10 @@ export class Heartbeat {
 
   #scheduleBeat(at: number): void {
     if (this.#stopped) return;
-    const { runtime } = this.#options;
-    const timer = runtime.setTimer(() => void this.#beat(), Math.max(0, at - runtime.monotonic()));
-    timer.unref();
-    this.#beatTimer = timer;
+    // On the shared, unref'd schedule: a lock released before its first
+    // renewal never sets a timer of its own.
+    this.#nextBeat.at = at;
+    scheduleOf(this.#options.runtime).add(this.#nextBeat);
   }
 
   async #beat(): Promise<void> {

@@ -8,8 +8,10 @@
  * | what | Redis | content |
  * |---|---|---|
  * | the lock | string `K`, expiring `ttl` ms after the last renewal | JSON, written once: `{"owner","pid","host","isolate","ttl","lease","acquiredAt","token"}` (owner first) |
- * | fencing counter | string `K:token`, no TTL | an integer, `INCR`ed by every acquisition |
- * | release channel | pub/sub channel `K:released` | `released`, published by every release |
+ * | fencing counter | string `K:token`, no TTL | the last token: `max(INCR, server TIME in µs)` per acquisition |
+ * | wait queue | sorted set `K:queue`, dropped 60 s after its last use | waiting owners, scored by arrival (server µs) |
+ * | waiters' places | hash `K:waiters`, same lifetime | owner → `<live until, server ms> <ttl> <value head>` |
+ * | release channel | pub/sub channel `K:released` | `granted <owner> <token> <acquiredAt>` when a release hands the lock to a waiter, else `released` |
  *
  * @module
  */
@@ -23,6 +25,10 @@ export interface RedisKeys {
   readonly lock: string;
   /** The fencing counter's key: never expires, so tokens keep growing. */
   readonly token: string;
+  /** The wait queue: a sorted set of waiting owners, by arrival. */
+  readonly queue: string;
+  /** The waiters' places: a hash from owner to how long its place lasts and what to store. */
+  readonly places: string;
   /** The pub/sub channel a release is announced on. */
   readonly channel: string;
 }
@@ -56,10 +62,16 @@ export function defaultRedisKey(name: string): string {
  * ```
  *
  * @param key The lock's key (see {@link validateRedisKey}).
- * @returns The lock key, its counter and its channel.
+ * @returns The lock key, its counter, its wait queue and its channel.
  */
 export function redisKeys(key: string): RedisKeys {
-  return { lock: key, token: `${key}:token`, channel: `${key}:released` };
+  return {
+    lock: key,
+    token: `${key}:token`,
+    queue: `${key}:queue`,
+    places: `${key}:waiters`,
+    channel: `${key}:released`,
+  };
 }
 
 /**
@@ -118,6 +130,7 @@ function numberOr(value: unknown, fallback: number): number {
  * @param value The stored value.
  * @param pttl The key's remaining time to live, in ms.
  * @param now The server's time, epoch ms, if known (gives `renewedAt`).
+ * @param waiters How many waiters are queued, if known.
  * @returns The holder's info.
  */
 export function holderInfo(
@@ -126,6 +139,7 @@ export function holderInfo(
   value: unknown,
   pttl: unknown,
   now?: unknown,
+  waiters?: unknown,
 ): LockInfo {
   const text = replyString(value) ?? "";
   const expiresIn = replyNumber(pttl);
@@ -168,5 +182,6 @@ export function holderInfo(
     ttl,
     expiresIn,
     ...(renewedAt === undefined ? {} : { renewedAt }),
+    ...(waiters === undefined ? {} : { waiters: replyNumber(waiters) }),
   };
 }

@@ -5,9 +5,10 @@
  * @module
  */
 
-import type { KindDriver } from "../_kind.ts";
+import type { KindDriver, LockTarget } from "../_kind.ts";
+import type { Runtime } from "../runtime/mod.ts";
 import { LockError } from "../errors.ts";
-import { adaptRedisClient, SUPPORTED_CLIENTS } from "./client_adapter.ts";
+import { adaptRedisClient, type RedisAdapter, SUPPORTED_CLIENTS } from "./client_adapter.ts";
 import { defaultRedisKey } from "./key_layout.ts";
 import { redisTarget, validateTtl } from "./redis_target.ts";
 import { redlockTarget } from "./redlock.ts";
@@ -29,6 +30,42 @@ export const redisDriver: KindDriver = {
     if (Array.isArray(client)) {
       return redlockTarget(runtime, { adapters: client.map(adaptRedisClient), name, key, ttl });
     }
-    return redisTarget(runtime, { adapter: adaptRedisClient(client), name, key, ttl });
+    return cachedTarget(runtime, adaptRedisClient(client), name, key, ttl);
   },
 };
+
+/** How many targets are kept per client. */
+const CACHED_PER_CLIENT = 256;
+
+interface Cached {
+  runtime: Runtime;
+  target: LockTarget;
+}
+
+const cache = new WeakMap<RedisAdapter, Map<string, Cached>>();
+
+// A busy name's lock() calls reuse its target — keys, value head, script
+// arguments — instead of building them every time. Safe to share: one
+// acquisition of a target runs at a time (the in-process queue, keyed by
+// client and key, lets one through), and a target keeps no state between
+// acquisitions.
+function cachedTarget(
+  runtime: Runtime,
+  adapter: RedisAdapter,
+  name: string,
+  key: string,
+  ttl: number,
+): LockTarget {
+  let targets = cache.get(adapter);
+  if (!targets) {
+    targets = new Map();
+    cache.set(adapter, targets);
+  }
+  const id = `${ttl}:${key}`;
+  const found = targets.get(id);
+  if (found && found.runtime === runtime) return found.target;
+  const target = redisTarget(runtime, { adapter, name, key, ttl });
+  if (targets.size >= CACHED_PER_CLIENT) targets.delete(targets.keys().next().value!);
+  targets.set(id, { runtime, target });
+  return target;
+}

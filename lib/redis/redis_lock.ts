@@ -25,7 +25,12 @@ export interface RedisLockOptions {
   ttl?: number;
   /** The Redis key. Default `socketlock:<name>`; AppLocker's is `LOCK:<application>`. */
   key?: string;
-  /** Backoff between polls while waiting (a release also wakes waiters at once). */
+  /**
+   * Backoff between tries while waiting. A waiter queues in Redis and is
+   * handed the lock by the release, so tries mostly cost nothing: Redis is
+   * asked at most every 100 ms (to keep the waiter's place), or when no
+   * pub/sub connection could be opened.
+   */
   retry?: RetryOptions;
 }
 
@@ -106,7 +111,12 @@ export class RedisLock implements AsyncDisposable {
     return this.#held;
   }
 
-  /** The fencing token of the current acquisition, or null when not held. */
+  /**
+   * The fencing token of the current acquisition, or null when not held:
+   * larger than every earlier token of this key, even across a restart of
+   * Redis without persistence (tokens are the server's clock in µs, or one
+   * more than the last).
+   */
   get token(): number | null {
     return this.#held ? this.#held.token : null;
   }
@@ -128,8 +138,9 @@ export class RedisLock implements AsyncDisposable {
 
   /**
    * Takes the lock, waiting up to `timeout` ms (default: as long as it
-   * takes). A waiter wakes as soon as the holder releases (pub/sub), and
-   * polls with backoff in case a notice is missed.
+   * takes). A waiter queues in Redis, in arrival order; a release hands the
+   * lock to the first waiter and tells it by pub/sub. The waiter renews its
+   * place every 100 ms, which also covers a notice it missed.
    *
    * @param options `timeout` in ms (0: try once), `signal` to cancel.
    * @throws {LockBusyError} If `timeout` is 0 and the lock is held.
@@ -165,7 +176,7 @@ export class RedisLock implements AsyncDisposable {
 
   /**
    * The current holder as stored in Redis (anyone's): owner, acquiredAt,
-   * pid, host, token, renewedAt, ttl, and `expiresIn` ms.
+   * pid, host, token, renewedAt, ttl, `expiresIn` ms and `waiters` (queued).
    *
    * @returns The holder's info, or null if the lock is free.
    */

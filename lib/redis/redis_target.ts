@@ -1,6 +1,7 @@
 /**
  * The Redis kind as a lock target: one script per try, a heartbeat while
- * held, a compare-and-delete on release, and a pub/sub wake-up for waiters.
+ * held, a compare-and-delete on release that hands the lock to the next
+ * waiter in Redis' queue, and pub/sub to tell that waiter.
  *
  * @module
  */
@@ -8,14 +9,22 @@
 import type { Runtime } from "../runtime/mod.ts";
 import type { Attempt, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
-import { LockError } from "../errors.ts";
+import { LockError, LockProtocolError } from "../errors.ts";
 import { adapterId, type RedisAdapter } from "./client_adapter.ts";
-import { Heartbeat, leaseFor } from "./heartbeat.ts";
-import { holderInfo, type RedisKeys, redisKeys, replyNumber } from "./key_layout.ts";
-import { ACQUIRE, EXTEND, FORCE_RELEASE_IF_STALE, INSPECT, RELEASE, runScript } from "./scripts.ts";
+import { Heartbeat, leaseFor, safeLeaseMs } from "./heartbeat.ts";
+import { holderInfo, type RedisKeys, redisKeys, replyNumber, replyString } from "./key_layout.ts";
+import {
+  ACQUIRE,
+  CANCEL,
+  EXTEND,
+  FORCE_RELEASE_IF_STALE,
+  INSPECT,
+  RELEASE,
+  runScript,
+} from "./scripts.ts";
 import { watchIfLive, watchReleases } from "./_release_listener.ts";
+import { clientIdOf, type HeardGrant, refreshMs, Waiting, WINDOW_REFRESHES } from "./_waiting.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
-
 
 /** The default ttl of a Redis lock, in ms: a crashed holder's lock frees itself this long after its last renewal. */
 export const DEFAULT_TTL = 30_000;
@@ -53,28 +62,48 @@ export interface RedisTargetSettings {
   ttl: number;
 }
 
-/** The acquire script's reply: `[1, token, acquiredAt]` or `[0, value, pttl]`. */
-type AcquireReply = [unknown, unknown, unknown];
-
 /**
- * The acquire script's ARGV: owner, ttl, and the head of the stored JSON —
- * owner first, so ownership is a prefix comparison in Lua.
+ * Makes the head of the JSON stored under the lock for each owner — owner
+ * first, so ownership is a prefix comparison in Lua. The rest (pid, host,
+ * isolate, ttl, lease) is the same for every acquisition of one target.
  */
-export function acquireArgs(
+export function valueHead(
   runtime: Runtime,
-  owner: string,
   ttl: number,
   lease: number,
-): string[] {
-  // owner is a UUID: nothing in it needs escaping.
-  const rest = JSON.stringify({
-    pid: runtime.pid,
-    host: runtime.hostname(),
-    isolate: ISOLATE_ID,
-    ttl,
-    lease,
-  });
-  return [owner, String(ttl), `{"owner":"${owner}",${rest.slice(1, -1)}`];
+): (owner: string) => string {
+  // Made at the first acquisition: reading the host name may need a permission.
+  let rest: string | null = null;
+  return (owner) => {
+    rest ??= JSON.stringify({
+      pid: runtime.pid,
+      host: runtime.hostname(),
+      isolate: ISOLATE_ID,
+      ttl,
+      lease,
+    }).slice(1, -1);
+    // owner is a UUID: nothing in it needs escaping.
+    return `{"owner":"${owner}",${rest}`;
+  };
+}
+
+/** The KEYS of the acquire, release, cancel and force-release scripts. */
+export function scriptKeys(keys: RedisKeys): string[] {
+  return [keys.lock, keys.token, keys.queue, keys.places];
+}
+
+/**
+ * A token as the scripts returned it, checked to be an exact integer.
+ *
+ * @throws {LockProtocolError} If the counter was pushed past 2^53.
+ */
+export function checkedToken(reply: unknown, key: string): number {
+  const token = replyNumber(reply);
+  if (Number.isSafeInteger(token) && token > 0) return token;
+  throw new LockProtocolError(
+    `The fencing counter "${key}:token" gave the token ${String(reply)}, which is not an ` +
+      "exact integer below 2^53. Fix: delete that key (tokens go on from the server's clock).",
+  );
 }
 
 /** This process's info as the holder of a granted lock. Shared with Redlock. */
@@ -126,7 +155,10 @@ export function wakeOnRelease(
 }
 
 /**
- * A Redis lock target over one client.
+ * A Redis lock target over one client. A caller that waits queues in
+ * Redis; a release hands the lock to the first live waiter and tells only
+ * it, by pub/sub: waiting costs no polling, one release wakes one waiter,
+ * and the new holder needs no further round trip.
  *
  * @param runtime The runtime adapter.
  * @param settings Client, name, key, ttl.
@@ -135,73 +167,196 @@ export function wakeOnRelease(
 export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): LockTarget {
   const { adapter, name, key, ttl } = settings;
   const keys = redisKeys(key);
+  const keyList = scriptKeys(keys);
   const lease = leaseFor(ttl);
-  return {
-    key: `redis:${adapterId(adapter)}:${key}`,
-    async tryAcquire(): Promise<Attempt> {
-      const owner = crypto.randomUUID();
-      const afterTry = wakeOnRelease(runtime, adapter, keys);
-      const sentAt = runtime.monotonic();
-      let reply: AcquireReply;
+  const head = valueHead(runtime, ttl, lease);
+  const refresh = refreshMs(lease);
+  const window = String(refresh * WINDOW_REFRESHES);
+  const ttlArg = String(ttl);
+  const client = clientIdOf(adapter);
+  // Grants to this client's waiters are published here, and nowhere else.
+  const grants = `${keys.channel}:${client}`;
+  // The wait in progress. Only one acquisition of a target runs at a time:
+  // the in-process queue (keyed by client and key) lets one through.
+  let waiting: Waiting | null = null;
+
+  const cancel = (owner: string) => runScript(adapter, CANCEL, keyList, [owner]).catch(() => {});
+
+  // leaveQueue: the waiter gives up (or a try failed) and may be queued,
+  // or even have been handed the lock meanwhile.
+  function endWaiting(w: Waiting, leaveQueue: boolean): void {
+    if (waiting === w) waiting = null;
+    w.end();
+    // In the background: a waiter that gives up must not wait for Redis.
+    if (leaveQueue && w.place !== "") void cancel(w.owner);
+  }
+
+  function grantFor(owner: string, token: number, acquiredAt: number, sentAt: number): Attempt {
+    const info = grantInfo(runtime, settings, owner, token, acquiredAt);
+    const heldSince = runtime.monotonic();
+    const release = () =>
+      runScript(adapter, RELEASE, keyList, [
+        owner,
+        String(Math.floor(runtime.monotonic() - heldSince)),
+      ]);
+    let releasing: Promise<void> | null = null;
+    let lost = false;
+    const heartbeat = new Heartbeat({
+      runtime,
+      name,
+      ttl,
+      lease,
+      sentAt,
+      renew: async () =>
+        replyNumber(await runScript(adapter, EXTEND, [keys.lock], [owner, ttlArg])) === 1
+          ? "renewed"
+          : "gone",
+      // What is left of a lost lock (our key, if Redis still has it) goes,
+      // so the next holder need not wait for the ttl. In the background:
+      // Redis may be unreachable, and release() must not wait for it.
+      onLost: () => {
+        lost = true;
+        release().catch(() => {});
+      },
+    });
+    return {
+      acquired: true,
+      grant: {
+        token,
+        info,
+        lost: heartbeat.signal,
+        release: () => {
+          heartbeat.stop();
+          if (lost) return Promise.resolve();
+          return releasing ??= release().then(() => {});
+        },
+      },
+    };
+  }
+
+  // Holds a lock a release handed over by pub/sub. Its lease counts from
+  // the last try that found us queued; if that leaves too little (a slow
+  // process, a long pause), the lock is renewed first.
+  async function claim(w: Waiting, heard: HeardGrant): Promise<Attempt | null> {
+    let sentAt = w.confirmedAt;
+    const now = runtime.monotonic();
+    if (sentAt + safeLeaseMs(lease) - now < lease / 2) {
+      let renewed: boolean;
       try {
-        reply = await runScript(
-          adapter,
-          ACQUIRE,
-          [keys.lock, keys.token],
-          acquireArgs(runtime, owner, ttl, lease),
-        ) as AcquireReply;
+        renewed = replyNumber(
+          await runScript(adapter, EXTEND, [keys.lock], [w.owner, ttlArg]),
+        ) === 1;
       } catch (error) {
-        afterTry(true);
-        // The script may have run before the connection failed: undo it in
-        // the background (by owner, so nothing else is touched).
-        runScript(adapter, RELEASE, [keys.lock], [owner, keys.channel]).catch(() => {});
+        endWaiting(w, true);
         throw error;
       }
-      if (replyNumber(reply[0]) !== 1) {
-        return {
-          acquired: false,
-          holder: holderInfo(name, key, reply[1], reply[2]),
-          ...afterTry(false),
-        };
+      if (!renewed) {
+        // Gone before we could use it (it expired): queue again.
+        w.unconfirm();
+        return null;
       }
-      afterTry(true);
-      const token = replyNumber(reply[1]);
-      const info = grantInfo(runtime, settings, owner, token, replyNumber(reply[2]));
-      const release = () => runScript(adapter, RELEASE, [keys.lock], [owner, keys.channel]);
-      let releasing: Promise<void> | null = null;
-      let lost = false;
-      const heartbeat = new Heartbeat({
-        runtime,
-        name,
-        ttl,
-        lease,
-        sentAt,
-        renew: async () =>
-          replyNumber(await runScript(adapter, EXTEND, [keys.lock], [owner, ttl])) === 1
-            ? "renewed"
-            : "gone",
-        // What is left of a lost lock (our key, if Redis still has it) goes,
-        // so the next holder need not wait for the ttl. In the background:
-        // Redis may be unreachable, and release() must not wait for it.
-        onLost: () => {
-          lost = true;
-          release().catch(() => {});
-        },
-      });
-      return {
-        acquired: true,
-        grant: {
-          token,
-          info,
-          lost: heartbeat.signal,
-          release: () => {
-            heartbeat.stop();
-            if (lost) return Promise.resolve();
-            return releasing ??= release().then(() => {});
-          },
-        },
-      };
-    },
+      sentAt = now;
+    }
+    endWaiting(w, false);
+    return grantFor(w.owner, tokenOrCancel(w.owner, heard.token), heard.acquiredAt, sentAt);
+  }
+
+  function tokenOrCancel(owner: string, reply: unknown): number {
+    try {
+      return checkedToken(reply, key);
+    } catch (error) {
+      void cancel(owner);
+      throw error;
+    }
+  }
+
+  function stillWaiting(w: Waiting): Attempt {
+    waiting = w;
+    const wake = w.wake();
+    return {
+      acquired: false,
+      get holder() {
+        return w.holder;
+      },
+      wake: wake.promise,
+      cancelWake: () => {
+        wake.cancel();
+        w.retrying = false;
+        // The waiting loop calls tryAcquire again right after this when it
+        // goes on waiting; if it does not, the caller gave up (a timeout,
+        // an abort, or a tryLock that never waits): leave the queue.
+        queueMicrotask(() => {
+          if (!w.retrying && waiting === w) endWaiting(w, true);
+        });
+      },
+    };
+  }
+
+  async function tryAcquire(): Promise<Attempt> {
+    let w = waiting;
+    if (w) {
+      w.retrying = true;
+      const heard = w.takeGrant();
+      if (heard) {
+        const claimed = await claim(w, heard);
+        if (claimed) return claimed;
+      }
+      if (w.canWait(runtime.monotonic())) return stillWaiting(w);
+      // Trying again, so waiting: listen (if not yet) before queuing.
+      if (!w.watch) w.hear(watchReleases(adapter, runtime, grants));
+    } else {
+      // A client that waited on this key a moment ago is still subscribed:
+      // it listens at once and queues on its first try, as it will likely
+      // wait again. Otherwise (an uncontended lock, a tryLock) the first
+      // try does not queue, and makes no Waiting unless the lock is held.
+      const live = watchIfLive(adapter, grants);
+      if (live) {
+        w = new Waiting(crypto.randomUUID(), runtime, refresh);
+        w.hear(live);
+      }
+    }
+    const owner = w ? w.owner : crypto.randomUUID();
+    const live = w !== null && w.live();
+    const args = [owner, ttlArg, head(owner)];
+    if (w) {
+      args.push(window, w.place, client);
+      w.trying();
+    }
+    const sentAt = runtime.monotonic();
+    let reply: unknown[];
+    try {
+      reply = await runScript(adapter, ACQUIRE, keyList, args) as unknown[];
+    } catch (error) {
+      // The script may have run before the connection failed (queued us,
+      // or even took the lock): undo it in the background, by owner.
+      if (w) endWaiting(w, false);
+      void cancel(owner);
+      throw error;
+    }
+    if (replyNumber(reply[0]) === 1) {
+      if (w) endWaiting(w, false);
+      return grantFor(owner, tokenOrCancel(owner, reply[1]), replyNumber(reply[2]), sentAt);
+    }
+    w ??= new Waiting(owner, runtime, refresh);
+    w.confirmed(
+      sentAt,
+      live,
+      replyString(reply[3]) ?? "",
+      replyNumber(reply[4]),
+      () => holderInfo(name, key, reply[1], reply[2]),
+    );
+    // A grant heard while the try was under way.
+    const heard = w.takeGrant();
+    if (heard) {
+      const claimed = await claim(w, heard);
+      if (claimed) return claimed;
+    }
+    return stillWaiting(w);
+  }
+
+  return {
+    key: `redis:${adapterId(adapter)}:${key}`,
+    tryAcquire,
     inspect: () => inspectRedis(adapter, name, key),
   };
 }
@@ -212,9 +367,10 @@ export async function inspectRedis(
   name: string,
   key: string,
 ): Promise<LockInfo | null> {
-  const reply = await runScript(adapter, INSPECT, [key], []) as unknown[];
+  const keys = redisKeys(key);
+  const reply = await runScript(adapter, INSPECT, [keys.lock, keys.queue], []) as unknown[];
   if (!Array.isArray(reply) || reply.length === 0) return null;
-  return holderInfo(name, key, reply[0], reply[1], reply[2]);
+  return holderInfo(name, key, reply[0], reply[1], reply[2], reply[3]);
 }
 
 /**
@@ -232,9 +388,8 @@ export async function forceReleaseIfStale(
     );
   }
   const keys = redisKeys(key);
-  const reply = await runScript(adapter, FORCE_RELEASE_IF_STALE, [keys.lock], [
+  const reply = await runScript(adapter, FORCE_RELEASE_IF_STALE, scriptKeys(keys), [
     Math.floor(staleMs),
-    keys.channel,
   ]) as unknown[];
   return Array.isArray(reply) && replyNumber(reply[0]) === 1;
 }

@@ -17,11 +17,15 @@
  * acquisition carries a fencing token: a token larger than any before it, so
  * the resource you protect can refuse writes carrying an older one.
  *
- * Tokens: each master counts acquisitions; the holder takes the largest
- * count of its quorum and writes it back to that quorum before the lock is
- * granted, so any later quorum, which shares a master with it, counts on
- * from above it. Tokens therefore grow with every acquisition as long as
- * the masters keep their counters.
+ * Tokens: each master gives `max(its counter + 1, its clock in µs)`; the
+ * holder takes the largest of its quorum and writes it back to that quorum
+ * before the lock is granted, so any later quorum, which shares a master
+ * with it, counts on from above it. Tokens therefore grow with every
+ * acquisition while the masters keep their counters — and when masters lose
+ * them (a restart with persistence off), they go on from the masters'
+ * clocks, above every earlier token as long as those clocks did not step
+ * back. Redlock waiters do not queue in Redis: they wake on any release and
+ * try again, with backoff.
  *
  * @module
  */
@@ -42,10 +46,12 @@ import {
   validateRedisKey,
 } from "./key_layout.ts";
 import {
-  acquireArgs,
+  checkedToken,
   grantInfo,
   inspectRedis,
+  scriptKeys,
   validateTtl,
+  valueHead,
   wakeOnRelease,
 } from "./redis_target.ts";
 import { ACQUIRE, EXTEND, RAISE_TOKEN, RELEASE, runScript } from "./scripts.ts";
@@ -105,7 +111,9 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
   }
   const quorum = Math.floor(count / 2) + 1;
   const keys = redisKeys(key);
+  const keyList = scriptKeys(keys);
   const lease = leaseFor(ttl);
+  const head = valueHead(runtime, ttl, lease);
   // Redlock asks for a per-master timeout small against the ttl, so one
   // dead master does not eat the lease.
   const timeout = Math.min(Math.max(ttl / 10, 50), 1_000);
@@ -116,7 +124,7 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
       ),
     );
   const releaseAll = async (owner: string) => {
-    await onAll(RELEASE, [keys.lock], [owner, keys.channel]);
+    await onAll(RELEASE, keyList, [owner]);
   };
 
   return {
@@ -125,10 +133,12 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
       const owner = crypto.randomUUID();
       const afterTry = adapters.map((adapter) => wakeOnRelease(runtime, adapter, keys));
       const sentAt = runtime.monotonic();
+      // Redlock waiters do not queue: each master would hand the lock to
+      // its own first waiter, and no quorum might form.
       const results = await onAll(
         ACQUIRE,
-        [keys.lock, keys.token],
-        acquireArgs(runtime, owner, ttl, lease),
+        keyList,
+        [owner, String(ttl), head(owner)],
       );
       const granted: { index: number; token: number; at: number }[] = [];
       let holder: LockInfo | null = null;
@@ -143,12 +153,22 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
         }
       });
       if (granted.length >= quorum) {
-        const token = Math.max(...granted.map((g) => g.token));
+        let token: number;
+        try {
+          token = checkedToken(Math.max(...granted.map((g) => g.token)), key);
+        } catch (error) {
+          await releaseAll(owner);
+          for (const after of afterTry) after(true);
+          throw error;
+        }
         const raised = await Promise.all(
           granted.map(({ index }) =>
             settle(
               runtime,
-              runScript(adapters[index], RAISE_TOKEN, [keys.lock, keys.token], [owner, token]),
+              runScript(adapters[index], RAISE_TOKEN, [keys.lock, keys.token], [
+                owner,
+                String(token),
+              ]),
               timeout,
             )
           ),

@@ -11,6 +11,23 @@
  * by the server's clock. `acquiredAt` comes from the server's `TIME`, so
  * every host reads one clock.
  *
+ * Fencing tokens are `max(last token + 1, server TIME in µs)`: `INCR` of
+ * the per-name counter, raised to the clock and written back. In practice a
+ * token is the server's clock at acquisition, in µs; it keeps growing when
+ * the counter is lost (a restart with persistence off, a flush, an
+ * eviction), as long as fewer than a million acquisitions per second were
+ * made on average and the server's clock did not step back. µs since 1970
+ * stay below 2^53 — exact in Lua's numbers and JavaScript's — until 2255.
+ *
+ * Waiters queue in Redis, in arrival order, and each client hears on a
+ * channel of its own. A release hands the lock straight to the first waiter
+ * that is still alive and tells only that waiter's client (`granted <owner>
+ * <token> <acquiredAt>`): no herd, and the new holder needs no further
+ * round trip. The one exception is a run of quick acquisitions (see
+ * {@link PATIENCE_MS}). A waiter proves it is alive by renewing its place;
+ * one that stops (a process killed while waiting) is skipped once its place
+ * runs out.
+ *
  * @module
  */
 
@@ -25,6 +42,34 @@ export interface LuaScript {
   readonly source: string;
 }
 
+/**
+ * How long a run of quick acquisitions may keep a lock from queued waiters,
+ * in ms. A holder that took the lock for less than this and releases it
+ * starts a run: for this long, whoever comes first (often the releaser,
+ * coming back at once — a busy loop) may take the lock again, instead of
+ * waiting for a hand-off between processes every time. After that, every
+ * release hands the lock to the first waiter. A holder that kept the lock
+ * longer hands it over at once. So each waiter ahead of a waiter costs it
+ * at most this long, one holding and one hand-off. (Go's sync.Mutex, in
+ * one process, stops letting newcomers overtake once a waiter has waited
+ * 1 ms; between processes a hand-off itself takes about that long.)
+ */
+export const PATIENCE_MS = 5;
+
+/** How long a queue outlives its last renewal, ms: it is dropped when every waiter is gone. */
+export const QUEUE_KEEP_MS = 60_000;
+
+// Redis 3.2-4 need replicate_commands() before a write that follows TIME;
+// later versions always replicate effects and ignore it.
+const EFFECTS = `
+if redis.replicate_commands then redis.replicate_commands() end
+`;
+
+// The common paths of acquire and release come first and inline: a Lua
+// function is a closure made on every call, and most calls need none.
+// Numbers as large as µs since 1970 are formatted with %d whenever they go
+// back to Redis: Lua's default conversion keeps only 14 digits.
+
 // True if the value v (false when the key is missing) was written by the
 // owner ARGV[1]. A value another tool wrote (e.g. AppLocker's uuid) never
 // matches: it is respected, never released or renewed.
@@ -34,45 +79,232 @@ local function mine(v)
 end
 `;
 
+// The server's clock, epoch ms and µs, as t = TIME would give them.
+const NOW = `
+local t = redis.call('TIME')
+local nowMs, nowUs = t[1] * 1000 + math.floor(t[2] / 1000), t[1] * 1000000 + t[2]
+`;
+
+// The next fencing token of counter KEYS[2]: one above the last, and at
+// least the server's clock in µs, written back so the counter goes on from it.
+const NEXT_TOKEN = `
+local function nextToken(us)
+  local token = redis.call('INCR', KEYS[2])
+  if token < us then
+    token = us
+    redis.call('SET', KEYS[2], string.format('%d', us))
+  end
+  return token
+end
+`;
+
+// The wait queue: KEYS[3] orders owners by arrival; KEYS[4] maps each to
+// "<live until ms> <ttl> <client id> <value head>", '@first' to
+// "<owner> <client id>" (who is first in line, and where it hears), and
+// '@run' to when the current run of quick acquisitions began.
+// The release channel is "<lock key>:released"; a waiter hears on
+// "<channel>:<client id>".
+const QUEUE = NEXT_TOKEN + `
+local channel = KEYS[1] .. ':released'
+
+local function markFirst()
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not head then
+    redis.call('DEL', KEYS[3], KEYS[4])
+    return
+  end
+  local place = redis.call('HGET', KEYS[4], head)
+  local client = place and string.match(place, '^%d+ %d+ (%x+) ') or '0'
+  redis.call('HSET', KEYS[4], '@first', head .. ' ' .. client)
+end
+
+local function dequeue(owner)
+  redis.call('ZREM', KEYS[3], owner)
+  redis.call('HDEL', KEYS[4], owner)
+  local first = redis.call('HGET', KEYS[4], '@first')
+  if not first or string.sub(first, 1, #owner + 1) == owner .. ' ' then markFirst() end
+end
+
+-- The first waiter whose place is live (dead ones are dropped), and its
+-- place. Bounded: more dead waiters than that are dropped by later calls.
+local function firstLive(nowMs)
+  if redis.call('EXISTS', KEYS[3]) == 0 then return nil end
+  for _ = 1, 64 do
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not head then break end
+    local place = redis.call('HGET', KEYS[4], head)
+    local liveUntil, ttl, client, value
+    if place then liveUntil, ttl, client, value = string.match(place, '^(%d+) (%d+) (%x+) (.*)$') end
+    if liveUntil and tonumber(liveUntil) >= nowMs then return head, ttl, client, value end
+    dequeue(head)
+  end
+  return nil
+end
+
+-- Gives the free lock KEYS[1] to a waiter, and tells it; a run ends.
+local function grant(owner, ttl, client, value, nowMs, nowUs)
+  dequeue(owner)
+  redis.call('HDEL', KEYS[4], '@run')
+  local token = nextToken(nowUs)
+  redis.call('SET', KEYS[1],
+    value .. string.format(',"acquiredAt":%d,"token":%d}', nowMs, token), 'PX', ttl)
+  redis.call('PUBLISH', channel .. ':' .. client,
+    string.format('granted %s %d %d', owner, token, nowMs))
+end
+
+-- Hands the free lock KEYS[1] to the first live waiter; with none, says
+-- "released" to clients that do not queue.
+local function passOn(nowMs, nowUs)
+  local head, ttl, client, value = firstLive(nowMs)
+  if head then
+    grant(head, ttl, client, value, nowMs, nowUs)
+  else
+    redis.call('PUBLISH', channel, 'released')
+  end
+end
+`;
+
 /**
- * Takes the lock if free: `SET key <json> NX PX ttl`, the JSON ending in the
- * fencing token from `INCR` of the per-name counter.
- * KEYS: lock, counter. ARGV: owner, ttl, the JSON's head (owner first).
- * Returns `{1, token, acquiredAt}`, or `{0, current value, pttl}` when held.
- * Idempotent per owner: clients resend unanswered commands on reconnect.
+ * Takes the lock if free: `SET key <json> PX ttl`, the JSON ending in the
+ * fencing token. With waiters queued, a free lock goes to the first live
+ * one — unless a run of quick acquisitions is under way (see
+ * {@link PATIENCE_MS}) and the caller is not queued: then the caller takes
+ * it. When the lock is held and `window` is given, the caller takes — or
+ * renews — its place in the queue, keeping its arrival `place` if it had one.
+ * KEYS: lock, counter, queue, places. ARGV: owner, ttl, the JSON's head
+ * (owner first); to queue also: window ms, place ('' if none yet), client
+ * id (hex: grants are published on `<lock key>:released:<client id>`).
+ * Returns `{1, token, acquiredAt}` when the caller holds the lock, else
+ * `{0, current value, pttl, place, counter}` (`place` '' when not queued;
+ * `counter` is the token counter, to date a grant heard later).
+ * Idempotent per owner: a lock already ours is renewed and returned, as
+ * clients resend unanswered commands on reconnect.
  */
 export const ACQUIRE: LuaScript = {
   name: "acquire",
-  source: MINE + `
+  source: EFFECTS + `
 local current = redis.call('GET', KEYS[1])
-if mine(current) then
+if current and string.sub(current, 1, #ARGV[1] + 11) == '{"owner":"' .. ARGV[1] .. '"' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, tonumber(string.match(current, '"token":(%d+)}$')),
     tonumber(string.match(current, '"acquiredAt":(%d+)'))}
 end
-if current then return {0, current, redis.call('PTTL', KEYS[1])} end
--- Redis 3.2-4 need this to write after TIME; later versions ignore it.
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[3] .. string.format(',"acquiredAt":%d,"token":%d}', now, token),
-  'NX', 'PX', ARGV[2])
-return {1, token, now}
+` + NOW + `
+local queued = ARGV[5] and ARGV[5] ~= ''
+if not current then
+  local free = redis.call('EXISTS', KEYS[3]) == 0
+  if not free and not queued then
+    local run = tonumber(redis.call('HGET', KEYS[4], '@run'))
+    free = run ~= nil and nowMs - run < ${PATIENCE_MS}
+  end
+  if free then
+    local token = redis.call('INCR', KEYS[2])
+    if token < nowUs then
+      token = nowUs
+      redis.call('SET', KEYS[2], string.format('%d', nowUs))
+    end
+    redis.call('SET', KEYS[1],
+      ARGV[3] .. string.format(',"acquiredAt":%d,"token":%d}', nowMs, token), 'PX', ARGV[2])
+    return {1, token, nowMs}
+  end
+end
+` + QUEUE + `
+if not current then
+  local head, ttl, client, value = firstLive(nowMs)
+  if head and head ~= ARGV[1] then
+    grant(head, ttl, client, value, nowMs, nowUs)
+    current = redis.call('GET', KEYS[1])
+  else
+    if queued then dequeue(ARGV[1]) end
+    redis.call('HDEL', KEYS[4], '@run')
+    local token = nextToken(nowUs)
+    redis.call('SET', KEYS[1],
+      ARGV[3] .. string.format(',"acquiredAt":%d,"token":%d}', nowMs, token), 'PX', ARGV[2])
+    return {1, token, nowMs}
+  end
+end
+local place = ''
+if ARGV[4] then
+  place = queued and ARGV[5] or string.format('%d', nowUs)
+  redis.call('ZADD', KEYS[3], 'NX', place, ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1],
+    string.format('%d %s %s %s', nowMs + tonumber(ARGV[4]), ARGV[2], ARGV[6], ARGV[3]))
+  redis.call('PEXPIRE', KEYS[3], ${QUEUE_KEEP_MS})
+  redis.call('PEXPIRE', KEYS[4], ${QUEUE_KEEP_MS})
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  local first = redis.call('HGET', KEYS[4], '@first')
+  if not first or string.sub(first, 1, #head + 1) ~= head .. ' ' then markFirst() end
+end
+return {0, current, redis.call('PTTL', KEYS[1]), place, redis.call('GET', KEYS[2]) or '0'}
 `,
 };
 
 /**
- * Compare-and-delete: deletes the lock only if `owner` holds it, then
- * publishes on the release channel so waiters wake at once.
- * KEYS: lock. ARGV: owner, channel. Returns 1 if released, 0 if not ours.
+ * Compare-and-delete: frees the lock only if `owner` holds it, and passes
+ * it on: to the first live waiter, unless a run of quick acquisitions is
+ * under way or this release starts one (see {@link PATIENCE_MS}) — then the
+ * lock stays free, and the first waiter is told when its turn comes
+ * (`free <owner> <ms>`), should no one take the lock by then.
+ * KEYS: lock, counter, queue, places. ARGV: owner, and how long the owner
+ * held the lock in ms, by its own clock (default: since `acquiredAt`; a
+ * lock handed over by pub/sub is in use only once the message arrived).
+ * Returns 1 if released, 0 if not ours.
  */
 export const RELEASE: LuaScript = {
   name: "release",
-  source: MINE + `
-if not mine(redis.call('GET', KEYS[1])) then return 0 end
+  source: EFFECTS + `
+local current = redis.call('GET', KEYS[1])
+if not current or string.sub(current, 1, #ARGV[1] + 11) ~= '{"owner":"' .. ARGV[1] .. '"' then
+  return 0
+end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], 'released')
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
+  return 1
+end
+` + NOW + `
+local run = tonumber(redis.call('HGET', KEYS[4], '@run'))
+if run and nowMs - run < ${PATIENCE_MS} then
+  redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
+  return 1
+end
+local heldFor = tonumber(ARGV[2]) or nowMs - (tonumber(string.match(current, '"acquiredAt":(%d+)')) or 0)
+if not run and heldFor < ${PATIENCE_MS} then
+  redis.call('HSET', KEYS[4], '@run', string.format('%d', nowMs))
+  local first = redis.call('HGET', KEYS[4], '@first')
+  local head, client = string.match(first or '', '^(%S+) (%x+)$')
+  if head then
+    redis.call('PUBLISH', KEYS[1] .. ':released:' .. client,
+      string.format('free %s %d', head, ${PATIENCE_MS}))
+  end
+  redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
+  return 1
+end
+` + QUEUE + `
+passOn(nowMs, nowUs)
 return 1
+`,
+};
+
+/**
+ * A waiter gives up: leaves the queue, and if the lock was handed to it
+ * meanwhile, frees it again. A free lock with waiters left is passed on
+ * too (its holder may have expired).
+ * KEYS: lock, counter, queue, places. ARGV: owner.
+ * Returns 1 if it released a lock handed to the caller, else 0.
+ */
+export const CANCEL: LuaScript = {
+  name: "cancel",
+  source: EFFECTS + MINE + NOW + QUEUE + `
+dequeue(ARGV[1])
+local current = redis.call('GET', KEYS[1])
+if mine(current) then
+  redis.call('DEL', KEYS[1])
+  passOn(nowMs, nowUs)
+  return 1
+end
+if not current and redis.call('EXISTS', KEYS[3]) == 1 then passOn(nowMs, nowUs) end
+return 0
 `,
 };
 
@@ -90,8 +322,8 @@ return 1
 };
 
 /**
- * Reads the lock: `{value, pttl, now}`, or an empty array when free.
- * KEYS: lock.
+ * Reads the lock: `{value, pttl, now, waiters}`, or an empty array when free.
+ * KEYS: lock, queue.
  */
 export const INSPECT: LuaScript = {
   name: "inspect",
@@ -99,23 +331,24 @@ export const INSPECT: LuaScript = {
 local value = redis.call('GET', KEYS[1])
 if not value then return {} end
 local t = redis.call('TIME')
-return {value, redis.call('PTTL', KEYS[1]), t[1] * 1000 + math.floor(t[2] / 1000)}
+return {value, redis.call('PTTL', KEYS[1]), t[1] * 1000 + math.floor(t[2] / 1000),
+  redis.call('ZCARD', KEYS[2])}
 `,
 };
 
 /**
  * Deletes the lock if its holder has not renewed it for longer than both
  * `staleMs` and the holder's own lease — the time after each renewal during
- * which the holder may rely on the lock. A holder that is still renewing is
- * therefore never robbed, and one that stopped has already seen its lease
- * end by its own clock. Values socketlock did not write, or whose expiry
- * someone else changed, are never judged.
- * KEYS: lock. ARGV: staleMs, channel.
+ * which the holder may rely on the lock — and passes it on to the waiters.
+ * A holder that is still renewing is therefore never robbed, and one that
+ * stopped has already seen its lease end by its own clock. Values socketlock
+ * did not write, or whose expiry someone else changed, are never judged.
+ * KEYS: lock, counter, queue, places. ARGV: staleMs.
  * Returns `{1, idle}` released, `{0, idle}` live, `{-1}` not judged, `{}` free.
  */
 export const FORCE_RELEASE_IF_STALE: LuaScript = {
   name: "forceReleaseIfStale",
-  source: `
+  source: EFFECTS + NOW + QUEUE + `
 local value = redis.call('GET', KEYS[1])
 if not value then return {} end
 local ok, h = pcall(cjson.decode, value)
@@ -128,7 +361,7 @@ local idle = tonumber(h.ttl) - pttl
 local floor = tonumber(h.lease) or tonumber(h.ttl)
 if idle <= tonumber(ARGV[1]) or idle <= floor then return {0, idle} end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], 'released')
+passOn(nowMs, nowUs)
 return {1, idle}
 `,
 };
@@ -137,9 +370,11 @@ return {1, idle}
  * Redlock's second step: after a quorum granted tokens, raises this master's
  * counter to the largest of them (only while `owner` still holds the lock
  * here), so every later quorum — which shares at least one master with this
- * one — counts on from above it. Also records the token in the value, whose
- * expiry is kept as it is.
- * KEYS: lock, counter. ARGV: owner, token. Returns 1 if raised, 0 if not ours.
+ * one — counts on from above it; a master whose counter was lost counts on
+ * from its clock (see {@link ACQUIRE}) and from here. Also records the token
+ * in the value, whose expiry is kept as it is.
+ * KEYS: lock, counter. ARGV: owner, token (decimal digits).
+ * Returns 1 if raised, 0 if not ours.
  */
 export const RAISE_TOKEN: LuaScript = {
   name: "raiseToken",
@@ -247,26 +482,47 @@ function isNoScript(error: unknown): boolean {
  * @param args Its ARGV.
  * @returns The script's reply, as the client decoded it.
  */
-export async function runScript(
+export function runScript(
   adapter: RedisAdapter,
   script: LuaScript,
   keys: readonly string[],
   args: readonly (string | number)[],
 ): Promise<unknown> {
   const known = shaOf(script);
-  const sha = typeof known === "string" ? known : await known;
-  const command = ["EVALSHA", sha, String(keys.length), ...keys];
-  for (const arg of args) command.push(String(arg));
+  if (typeof known !== "string") {
+    return known.then((sha) => send(adapter, script, sha, keys, args));
+  }
+  return send(adapter, script, known, keys, args);
+}
+
+// Not async, and one array: this runs twice per lock taken and released.
+function send(
+  adapter: RedisAdapter,
+  script: LuaScript,
+  sha: string,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  const command = new Array<string>(3 + keys.length + args.length);
+  command[0] = "EVALSHA";
+  command[1] = sha;
+  command[2] = String(keys.length);
+  let at = 3;
+  for (const key of keys) command[at++] = key;
+  for (const arg of args) command[at++] = typeof arg === "string" ? arg : String(arg);
+  let sent: Promise<unknown>;
   try {
-    return await adapter.send(command);
+    sent = adapter.send(command);
   } catch (error) {
+    // An adapter that throws instead of rejecting.
+    return Promise.reject(redisError(error, script.name, keys[0], adapter));
+  }
+  return sent.then(undefined, (error) => {
     if (!isNoScript(error)) throw redisError(error, script.name, keys[0], adapter);
-  }
-  command[0] = "EVAL";
-  command[1] = script.source;
-  try {
-    return await adapter.send(command);
-  } catch (error) {
-    throw redisError(error, script.name, keys[0], adapter);
-  }
+    command[0] = "EVAL";
+    command[1] = script.source;
+    return adapter.send(command).then(undefined, (again) => {
+      throw redisError(again, script.name, keys[0], adapter);
+    });
+  });
 }

@@ -1,0 +1,220 @@
+// The Redis kind's wait queue, against a real redis-server: waiters are
+// served in arrival order, a release hands the lock to one waiter, a
+// holder that takes the lock again at once cannot keep a waiter out, and
+// waiters that give up or die leave no one stuck behind them.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import {
+  type HeldLock,
+  lock,
+  LockAbortedError,
+  LockTimeoutError,
+  RedisLock,
+  tryLock,
+} from "../mod.ts";
+import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
+import { ACQUIRE, CANCEL, RELEASE, runScript } from "../lib/redis/scripts.ts";
+import { type Child, fixture, spawnScript } from "./_processes.ts";
+import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+
+/** Polls `check` every 10 ms for at most `ms`; true once it held. */
+async function eventually(check: () => Promise<boolean>, ms = 5_000): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    if (await check()) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
+describeRedis("Redis kind's wait queue", () => {
+  let server: RedisServer;
+  const clients: Redis[] = [];
+  const kids: Child[] = [];
+  let raw: Redis;
+  function client(): Redis {
+    const c = new Redis({ port: server.port, host: "127.0.0.1" });
+    clients.push(c);
+    return c;
+  }
+  const queued = (name: string) => raw.zcard(`socketlock:${name}:queue`);
+  const queueKeys = (name: string) =>
+    raw.exists(`socketlock:${name}:queue`, `socketlock:${name}:waiters`);
+  before(async () => {
+    server = await startRedisServer();
+    raw = client();
+  });
+  after(async () => {
+    for (const kid of kids) kid.process.kill("SIGKILL");
+    for (const c of clients) c.disconnect();
+    await server?.stop();
+  });
+
+  test("waiters on different clients get the lock in the order they came, each from the release before", async () => {
+    const name = unique("fifo");
+    const holder = await lock(name, { redis: client() });
+    const order: string[] = [];
+    const tokens: number[] = [];
+    const wait = async (label: string) => {
+      const held = await lock(name, { redis: client(), timeout: 20_000 });
+      order.push(label);
+      tokens.push(held.token);
+      await sleep(30); // long enough that the next waiter's turn has come
+      await held.release();
+    };
+    const waiting: Promise<void>[] = [];
+    for (const label of ["first", "second", "third", "fourth"]) {
+      waiting.push(wait(label));
+      // Queued (a waiter queues as soon as it tries again) before the next comes.
+      const count = order.length + waiting.length;
+      assert.ok(await eventually(async () => (await queued(name)) >= count), `${label} queued`);
+    }
+    const info = await new RedisLock(raw, name).info();
+    assert.equal(info?.waiters, 4);
+    await holder.release();
+    await Promise.all(waiting);
+    assert.deepEqual(order, ["first", "second", "third", "fourth"]);
+    for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i] > tokens[i - 1], `${tokens}`);
+    assert.equal(await queueKeys(name), 0, "the queue is gone with its last waiter");
+  });
+
+  test("a holder that releases and takes the lock again at once cannot keep a waiter out", async () => {
+    const name = unique("barge");
+    const a = client();
+    let stop = false;
+    let rounds = 0;
+    const looping = (async () => {
+      const deadline = performance.now() + 10_000;
+      while (!stop && performance.now() < deadline) {
+        const held = await lock(name, { redis: a, timeout: 20_000 });
+        rounds++;
+        await held.release();
+      }
+    })();
+    assert.ok(await eventually(() => Promise.resolve(rounds > 20)), "the loop runs");
+    const startedAt = rounds;
+    const held = await lock(name, { redis: client(), timeout: 8_000 });
+    stop = true;
+    await held.release();
+    await looping;
+    assert.ok(rounds > startedAt, "the loop went on while the waiter waited");
+  });
+
+  test("tryLock() on a held lock leaves no place in the queue", async () => {
+    const name = unique("try");
+    const holder = await lock(name, { redis: client() });
+    const other = client();
+    for (let i = 0; i < 5; i++) assert.equal(await tryLock(name, { redis: other }), null);
+    assert.equal(await new RedisLock(other, name).tryAcquire(), false);
+    await sleep(20);
+    assert.equal(await queueKeys(name), 0);
+    await holder.release();
+  });
+
+  test("a waiter that times out or is aborted leaves the queue, and the next waiter gets the lock", async () => {
+    const name = unique("giveup");
+    const holder = await lock(name, { redis: client() });
+    const timedOut = lock(name, { redis: client(), timeout: 300 }).catch((e) => e);
+    const controller = new AbortController();
+    const aborted = lock(name, { redis: client(), signal: controller.signal }).catch((e) => e);
+    assert.ok(await eventually(async () => (await queued(name)) === 2), "both queued");
+    controller.abort();
+    assert.ok((await timedOut) instanceof LockTimeoutError);
+    assert.ok((await aborted) instanceof LockAbortedError);
+    assert.ok(await eventually(async () => (await queued(name)) === 0), "both left");
+    const next = lock(name, { redis: client(), timeout: 10_000 });
+    assert.ok(await eventually(async () => (await queued(name)) === 1), "the next one queued");
+    await holder.release();
+    const held = await next;
+    assert.ok(held.token > holder.token);
+    await held.release();
+    assert.equal(await queueKeys(name), 0);
+  });
+
+  test("a waiter killed while queued is skipped once its place runs out, not waited for until a ttl", async () => {
+    const name = unique("dead");
+    const holder = await lock(name, { redis: client() });
+    const child = spawnScript("node", fixture("redis_waiter.ts"), [String(server.port), name]);
+    kids.push(child);
+    await child.waitFor("waiting");
+    assert.ok(await eventually(async () => (await queued(name)) === 1, 10_000), "child queued");
+    child.process.kill("SIGKILL");
+    await child.done;
+    const next = lock(name, { redis: client(), timeout: 20_000 });
+    assert.ok(await eventually(async () => (await queued(name)) === 2), "queued behind it");
+    await sleep(700); // the dead waiter's place lasts 500 ms after its last renewal
+    await holder.release();
+    const startedAt = performance.now();
+    const held = await next;
+    const took = performance.now() - startedAt;
+    await held.release();
+    // The dead waiter, had it been given the lock, would have kept it 30 s.
+    assert.ok(took < 10_000, `took ${took.toFixed(0)} ms`);
+    assert.equal(await queueKeys(name), 0);
+  });
+
+  test("a lock handed to a waiter as it gives up is passed on to the next waiter", async () => {
+    const name = unique("cancel");
+    const key = `socketlock:${name}`;
+    const keys = [key, `${key}:token`, `${key}:queue`, `${key}:waiters`];
+    const channel = `${key}:released`;
+    const adapter = adaptRedisClient(raw);
+    const holder = await lock(name, { redis: client() });
+    const queue = (owner: string, clientId: string) =>
+      runScript(adapter, ACQUIRE, keys, [
+        owner,
+        "30000",
+        `{"owner":"${owner}","pid":1,"host":"h","ttl":30000,"lease":20000`,
+        "5000",
+        "",
+        clientId,
+      ]);
+    const owners = [crypto.randomUUID(), crypto.randomUUID()];
+    await queue(owners[0], "aa");
+    await queue(owners[1], "bb");
+    const heard: string[] = [];
+    const sub = client();
+    sub.on("message", (ch: string, message: string) => heard.push(`${ch.slice(-2)} ${message}`));
+    await sub.subscribe(`${channel}:aa`, `${channel}:bb`);
+    await sleep(20); // the first waiter's turn has come
+    await holder.release();
+    assert.equal(JSON.parse((await raw.get(key))!).owner, owners[0], "handed to the first");
+    await sleep(20);
+    // The first waiter gives up just as it was handed the lock.
+    assert.equal(await runScript(adapter, CANCEL, keys, [owners[0]]), 1);
+    assert.equal(JSON.parse((await raw.get(key))!).owner, owners[1], "passed to the second");
+    assert.ok(await eventually(() => Promise.resolve(heard.length === 2)));
+    assert.match(heard[0], new RegExp(`^aa granted ${owners[0]} \\d+ \\d+$`));
+    assert.match(heard[1], new RegExp(`^bb granted ${owners[1]} \\d+ \\d+$`));
+    assert.equal(await runScript(adapter, RELEASE, keys, [owners[1]]), 1);
+    assert.equal(await raw.exists(key), 0);
+    assert.equal(await queueKeys(name), 0);
+  });
+
+  test("eight waiters on two clients all get their turns, one holder at a time", async () => {
+    const name = unique("rounds");
+    const shared = [client(), client()];
+    let inside = 0;
+    let maxInside = 0;
+    const counts = new Map<number, number>();
+    await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      for (let round = 0; round < 5; round++) {
+        const held: HeldLock = await lock(name, { redis: shared[i % 2], timeout: 20_000 });
+        inside++;
+        maxInside = Math.max(maxInside, inside);
+        await sleep(1);
+        held.signal.throwIfAborted();
+        inside--;
+        counts.set(i, (counts.get(i) ?? 0) + 1);
+        await held.release();
+      }
+    }));
+    assert.equal(maxInside, 1);
+    for (let i = 0; i < 8; i++) assert.equal(counts.get(i), 5);
+    assert.equal(await queueKeys(name), 0);
+  });
+});
