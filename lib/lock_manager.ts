@@ -37,7 +37,9 @@ export interface WebLockRequestOptions {
 
 /** One entry of {@link WebLockManager.query}. */
 export interface WebLockSnapshotEntry {
+  /** The lock's name. */
   name: string;
+  /** Always `"exclusive"`. */
   mode: "exclusive";
   /** This process, as `"<pid>"`. */
   clientId: string;
@@ -45,7 +47,9 @@ export interface WebLockSnapshotEntry {
 
 /** What {@link WebLockManager.query} reports: this manager's requests. */
 export interface WebLockSnapshot {
+  /** Requests whose callback is running. */
   held: WebLockSnapshotEntry[];
+  /** Requests still waiting for their lock. */
   pending: WebLockSnapshotEntry[];
 }
 

@@ -17,7 +17,13 @@ echo "deno: $("$SOCKETLOCK_DENO" --version | head -1)"
 echo "bun:  $("$SOCKETLOCK_BUN" --version)"
 echo "node: $("$SOCKETLOCK_NODE" --version)"
 
-if [ "$#" -gt 0 ]; then files=("$@"); else files=(tests/*_test.ts); fi
+if [ "$#" -gt 0 ]; then all=("$@"); else all=(tests/*_test.ts tests/torture/*_test.ts tests/torture/*_torture.ts); fi
+# A *_torture.ts file drives worker processes of all three runtimes itself, so
+# it runs once (under Node), not once per runtime.
+files=(); tortures=()
+for f in "${all[@]}"; do
+  case $f in *_torture.ts) tortures+=("$f") ;; *) files+=("$f") ;; esac
+done
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 # Each runner is bounded; a hung test must fail the run, not stall CI.
@@ -45,7 +51,7 @@ run() { # name, command...
             END { print p + 0, f + 0 }' <<<"$plain") ;;
     bun)  pass=$(grep -oE '^ *[0-9]+ pass$' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
           fail=$(grep -oE '^ *[0-9]+ fail$' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
-    node) pass=$(grep -oE '^ℹ pass [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
+    node|torture) pass=$(grep -oE '^ℹ pass [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
           fail=$(grep -oE '^ℹ fail [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
   esac
   pass=${pass:-0}; fail=${fail:-0}
@@ -57,9 +63,14 @@ run() { # name, command...
 }
 
 summary=()
-run deno "$SOCKETLOCK_DENO" test -A --no-check "${files[@]}"
-run bun "$SOCKETLOCK_BUN" test --timeout 120000 "${files[@]/#/./}"
-run node "$SOCKETLOCK_NODE" --test --test-timeout=120000 "${files[@]}"
+if [ "${#files[@]}" -gt 0 ]; then
+  run deno "$SOCKETLOCK_DENO" test -A --no-check "${files[@]}"
+  run bun "$SOCKETLOCK_BUN" test --timeout 120000 "${files[@]/#/./}"
+  run node "$SOCKETLOCK_NODE" --test --test-timeout=120000 "${files[@]}"
+fi
+if [ "${#tortures[@]}" -gt 0 ]; then
+  run torture "$SOCKETLOCK_NODE" --test --test-timeout=300000 "${tortures[@]}"
+fi
 
 echo
 echo "== summary"
