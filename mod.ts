@@ -43,9 +43,9 @@ export { SocketLock, type SocketLockOptions } from "./lib/socket/mod.ts";
 export { PortLock, type PortLockOptions } from "./lib/port/mod.ts";
 export {
   type RedisAdapter,
-  type RedisSubscriber,
   RedisLock,
   type RedisLockOptions,
+  type RedisSubscriber,
   Redlock,
   type RedlockOptions,
 } from "./lib/redis/mod.ts";

@@ -200,7 +200,8 @@ export class InvalidLockNameError extends LockError {
   constructor(
     name: string,
     why: string,
-    advice = `Use 1 to 200 bytes of printable text without "/", "\\" or NUL, e.g. "nightly-report".`,
+    advice =
+      `Use 1 to 200 bytes of printable text without "/", "\\" or NUL, e.g. "nightly-report".`,
   ) {
     const shown = name.length > 60 ? `${name.slice(0, 60)}…` : name;
     // JSON leaves DEL, C1 controls, line separators and lone surrogates raw;

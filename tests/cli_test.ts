@@ -50,7 +50,10 @@ describe("the socketlock CLI", () => {
 
     test(`run --no-wait from ${rt} exits 75 naming the holder's pid when the lock is busy`, async () => {
       const d = await dir();
-      const holder = spawnScript("node", fixture("hold_lock.ts"), [JSON.stringify({ dir: d }), "busy"]);
+      const holder = spawnScript("node", fixture("hold_lock.ts"), [
+        JSON.stringify({ dir: d }),
+        "busy",
+      ]);
       kids.push(holder);
       await holder.waitFor("held");
       const run = cli(rt, ["run", "busy", "--dir", d, "--no-wait", "--", "true"]);
@@ -68,7 +71,8 @@ describe("the socketlock CLI", () => {
     test(`SIGTERM to run from ${rt} reaches the command, and the lock is released`, async () => {
       const d = await dir();
       // 42, not 143: Deno's node:child_process reports an exit code of 128+n as "killed by signal n".
-      const script = 'trap "echo got-term; exit 42" TERM; echo started; while :; do sleep 0.05; done';
+      const script =
+        'trap "echo got-term; exit 42" TERM; echo started; while :; do sleep 0.05; done';
       const run = cli(rt, ["run", "sig", "--dir", d, "--", "sh", "-c", script]);
       kids.push(run);
       await run.waitFor("started");
@@ -106,11 +110,28 @@ describe("the socketlock CLI", () => {
     const deno = runtimeBinary("deno");
     const cases: [string[], string[], RegExp][] = [
       [["--allow-read"], [], /Deno needs --allow-env to read \$XDG_RUNTIME_DIR/],
-      [["--allow-read"], ["--dir", `${d}/sub`], new RegExp(`--allow-read=${d}/sub --allow-write=${d}/sub`)],
-      [["--allow-read", "--allow-write", "--allow-env", "--allow-sys"], ["--kind", "port"], /Deno needs --allow-net to listen/],
+      [
+        ["--allow-read"],
+        ["--dir", `${d}/sub`],
+        new RegExp(`--allow-read=${d}/sub --allow-write=${d}/sub`),
+      ],
+      [
+        ["--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
+        ["--kind", "port"],
+        /Deno needs --allow-net to listen/,
+      ],
     ];
     for (const [flags, options, message] of cases) {
-      const args = ["run", ...flags, CLI, "run", `perm-${crypto.randomUUID()}`, ...options, "--", "true"];
+      const args = [
+        "run",
+        ...flags,
+        CLI,
+        "run",
+        `perm-${crypto.randomUUID()}`,
+        ...options,
+        "--",
+        "true",
+      ];
       const result = await spawnCommand(deno, args).done;
       assert.equal(result.code, 1, result.stderr);
       assert.match(result.stderr, message);

@@ -114,7 +114,11 @@ describe("check-bid-check under forced interleavings", () => {
     put("dead-worker.json", bid(`abstract:${crypto.randomUUID()}`));
     world.files.delete(`${FOLDER}/live-worker.json`);
     const result = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
-    assert.equal(result.acquired, true, "a beacon that refuses connections proves the isolate gone");
+    assert.equal(
+      result.acquired,
+      true,
+      "a beacon that refuses connections proves the isolate gone",
+    );
     assert.equal(world.files.has(`${FOLDER}/dead-worker.json`), false);
   });
 
@@ -134,10 +138,21 @@ describe("check-bid-check under forced interleavings", () => {
   test("a fresh unreadable bid is passed over and kept; an old one is cleared", async () => {
     const { world, procs: [a] } = setup([501]);
     const garbage = `${FOLDER}/garbage.json`;
-    world.files.set(garbage, { kind: "file", data: "{\"PID\": 12", mode: 0o600, mtimeMs: a.runtime.now() });
+    world.files.set(garbage, {
+      kind: "file",
+      data: '{"PID": 12',
+      mode: 0o600,
+      mtimeMs: a.runtime.now(),
+    });
     const first = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
-    assert.ok(first.acquired, "a half-written bid does not block (its writer's own re-check will see ours)");
-    assert.ok(world.files.has(garbage), "and it is not deleted while it may still be being written");
+    assert.ok(
+      first.acquired,
+      "a half-written bid does not block (its writer's own re-check will see ours)",
+    );
+    assert.ok(
+      world.files.has(garbage),
+      "and it is not deleted while it may still be being written",
+    );
     if (first.acquired) await first.grant.release();
     world.files.get(garbage)!.mtimeMs = a.runtime.now() - GARBAGE_GRACE_MS - 1;
     const second = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
@@ -178,7 +193,10 @@ describe("check-bid-check under forced interleavings", () => {
           continue;
         }
         for (const other of holders) {
-          assert.ok(!world.alive.has(other), `pid ${other} still holds while ${proc.runtime.pid} got in`);
+          assert.ok(
+            !world.alive.has(other),
+            `pid ${other} still holds while ${proc.runtime.pid} got in`,
+          );
         }
         holders.add(proc.runtime.pid);
         grants++;

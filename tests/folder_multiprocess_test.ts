@@ -20,8 +20,16 @@ describe("folder kind across processes", () => {
     await writeFile(counter, "0");
     const options = JSON.stringify({ kind: "folder", dir, timeout: 60_000 });
     const workers = RUNTIMES.flatMap((rt) =>
-      Array.from({ length: perRuntime }, () =>
-        spawnScript(rt, fixture("counter_worker.ts"), [options, "counter", counter, String(increments)]))
+      Array.from(
+        { length: perRuntime },
+        () =>
+          spawnScript(rt, fixture("counter_worker.ts"), [
+            options,
+            "counter",
+            counter,
+            String(increments),
+          ]),
+      )
     );
     kids.push(...workers);
     const results = await Promise.all(workers.map((w) => w.done));

@@ -4,13 +4,26 @@ import { InvalidLockNameError, lock, LockError, tryLock, validateLockName } from
 
 describe("lock names", () => {
   test("ordinary names, unicode and dots inside a name are accepted", () => {
-    for (const name of ["nightly-report", "a", "job:42@host", "é漢字🔒", "a.b", "..a", "x".repeat(200)]) {
+    for (
+      const name of ["nightly-report", "a", "job:42@host", "é漢字🔒", "a.b", "..a", "x".repeat(200)]
+    ) {
       assert.equal(validateLockName(name), name);
     }
   });
 
   test("paths, NUL, control characters, dot names and 4 KB names throw InvalidLockNameError", async () => {
-    const bad = ["", ".", "..", "../x", "a/b", "a\\b", "a\0b", "tab\there", "x".repeat(4096), "é".repeat(101)];
+    const bad = [
+      "",
+      ".",
+      "..",
+      "../x",
+      "a/b",
+      "a\\b",
+      "a\0b",
+      "tab\there",
+      "x".repeat(4096),
+      "é".repeat(101),
+    ];
     for (const name of bad) {
       assert.throws(() => validateLockName(name), InvalidLockNameError, JSON.stringify(name));
       const error = await tryLock(name).catch((e) => e);

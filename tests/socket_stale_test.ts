@@ -421,7 +421,11 @@ describe("stale socket locks in a real directory", () => {
     );
     const before = await readFile(`${dir}/${name}.lock`, "utf8");
     assert.equal(await tryLock(name, { dir, handshakeTimeout: 100 }), null);
-    assert.equal(await readFile(`${dir}/${name}.lock`, "utf8"), before, "the lock file is untouched");
+    assert.equal(
+      await readFile(`${dir}/${name}.lock`, "utf8"),
+      before,
+      "the lock file is untouched",
+    );
   });
 
   for (const rt of RUNTIMES) {

@@ -61,9 +61,11 @@ for (const kind of KINDS as readonly LockKind[]) {
       const { dir, name, options, workerOptions } = await setup();
       const file = `${dir}/counter`;
       await writeFile(file, "0");
-      const started = await Promise.all([1, 2].map(() =>
-        startWorker(WORKER, { mode: "counter", name, options: workerOptions, file, count: 40 })
-      ));
+      const started = await Promise.all(
+        [1, 2].map(() =>
+          startWorker(WORKER, { mode: "counter", name, options: workerOptions, file, count: 40 })
+        ),
+      );
       workers.push(...started);
       for (let i = 0; i < 40; i++) {
         await withLock(name, options, async () => {

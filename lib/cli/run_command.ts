@@ -98,7 +98,9 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const [name, ...extra] = parsed.positionals;
   if (!name) throw new UsageError("run needs a lock NAME.");
   if (extra.length) {
-    throw new UsageError(`Put the command after "--": socketlock run ${name} -- ${extra.join(" ")}`);
+    throw new UsageError(
+      `Put the command after "--": socketlock run ${name} -- ${extra.join(" ")}`,
+    );
   }
   if (parsed.rest.length === 0) throw new UsageError("run needs a command after --.");
   if (parsed.flags.has("--no-wait") && parsed.flags.has("--wait")) {
@@ -106,7 +108,9 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   }
   const options = lockOptionsFrom(parsed.flags);
   await applyServerFlags(options, parsed.flags);
-  options.timeout = parsed.flags.has("--no-wait") ? 0 : millis("--wait", parsed.flags.get("--wait"));
+  options.timeout = parsed.flags.has("--no-wait")
+    ? 0
+    : millis("--wait", parsed.flags.get("--wait"));
   const verbose = parsed.flags.has("-v");
 
   const held = await takeLock(name, options, log);

@@ -103,8 +103,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
       return (error as { code?: string }).code === "EPERM";
     }
   },
-  startTime: (pid) =>
-    process.platform === "linux" ? readStartTime(pid) : Promise.resolve(null),
+  startTime: (pid) => process.platform === "linux" ? readStartTime(pid) : Promise.resolve(null),
   args: () => process.argv.slice(2),
   spawn: nodeSpawn,
   onSignal: (signal, handler) => {

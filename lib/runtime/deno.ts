@@ -396,9 +396,11 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(Object.assign(new Error(`connect to ${describe(address)} timed out after ${timeout} ms`), {
-        code: "ETIMEDOUT",
-      }));
+      reject(
+        Object.assign(new Error(`connect to ${describe(address)} timed out after ${timeout} ms`), {
+          code: "ETIMEDOUT",
+        }),
+      );
     }, timeout);
   });
   try {
@@ -547,8 +549,7 @@ export const denoRuntime: Runtime = {
       return (error as { code?: string }).code === "EPERM";
     }
   },
-  startTime: (pid) =>
-    Deno.build.os === "linux" ? readStartTime(pid) : Promise.resolve(null),
+  startTime: (pid) => Deno.build.os === "linux" ? readStartTime(pid) : Promise.resolve(null),
   args: () => [...Deno.args],
   spawn,
   onSignal: (signal, handler) => {

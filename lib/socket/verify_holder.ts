@@ -103,7 +103,11 @@ async function open(
   } catch (error) {
     const code = errorCode(error);
     if (code === "ETIMEDOUT") {
-      return { live: false, silent: true, reason: `port ${port} did not accept within ${timeout} ms` };
+      return {
+        live: false,
+        silent: true,
+        reason: `port ${port} did not accept within ${timeout} ms`,
+      };
     }
     if (code && DEAD.has(code)) {
       return { live: false, silent: false, reason: `port ${port} answered ${code}` };

@@ -213,6 +213,7 @@ export function describeResult(result: TortureResult): string {
   return `${result.kind}: ${result.sections} sections in ${result.seconds.toFixed(1)} s; ` +
     `faults: ${f.kill} SIGKILL (${f.killInside} of holders), ${f.stop} SIGSTOP, ` +
     `${f.restart} restarts; takeovers ${result.takeovers}, stale writes refused ` +
-    `${result.staleWritesRejected}, losses reported ${result.lostReported}; ` +
+    `${result.staleWritesRejected}, losses reported ${result.lostReported} ` +
+    `(${result.unexpectedLosses} without a fault); ` +
     `violations ${result.violations.length}`;
 }

@@ -45,7 +45,7 @@ for (const kind of kinds) {
     console.log(describeResult(result));
     for (const violation of result.violations.slice(0, 20)) console.log(`  VIOLATION ${violation}`);
     if (Object.keys(result.errors).length) console.log("  errors:", result.errors);
-    failed ||= result.violations.length > 0 || !result.reachedTarget;
+    failed ||= result.violations.length > 0 || !result.reachedTarget || result.unexpectedLosses > 0;
   } finally {
     await service?.close();
   }
