@@ -158,7 +158,9 @@ export async function runTorture(run: TortureRun): Promise<TortureResult> {
   try {
     while (performance.now() - started < run.timeLimitMs) {
       const done = sequencer.sections();
-      if (done >= run.sections) {
+      // Done once the target is reached and every scheduled fault happened
+      // (a fast kind can pass its target while one name waits out a SIGSTOP).
+      if (done >= run.sections && !stopping && !stopsDue.length && !restartsDue.length) {
         reachedTarget = true;
         break;
       }
