@@ -59,10 +59,22 @@ run() { # name, command...
   if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
   if [ "$pass" -eq 0 ]; then echo "!! $name ran no test"; status=1; fi
   summary+=("$name: $pass passed, $fail failed")
+  [ "$fail" -eq 0 ] || failures+=("$name")
   total_pass=$((total_pass + pass)); total_fail=$((total_fail + fail))
 }
 
 summary=()
+failures=()
+# CI shows only the end of the log: repeat each failure's report there.
+show_failures() { # name
+  local plain; plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$1.log")
+  echo "-- $1"
+  case $1 in
+    deno) awk '/^ ERRORS *$/ { on = 1 } on' <<<"$plain" ;;
+    bun) grep -B 25 '^(fail)' <<<"$plain" ;;
+    *) awk '/failing tests:/ { on = 1 } on' <<<"$plain" ;;
+  esac | head -120
+}
 if [ "${#files[@]}" -gt 0 ]; then
   run deno "$SOCKETLOCK_DENO" test -A --no-check "${files[@]}"
   run bun "$SOCKETLOCK_BUN" test --timeout 120000 "${files[@]/#/./}"
@@ -72,6 +84,11 @@ if [ "${#tortures[@]}" -gt 0 ]; then
   run torture "$SOCKETLOCK_NODE" --test --test-timeout=300000 "${tortures[@]}"
 fi
 
+if [ "${#failures[@]}" -gt 0 ]; then
+  echo
+  echo "== failures"
+  for name in "${failures[@]}"; do show_failures "$name"; done
+fi
 echo
 echo "== summary"
 for line in "${summary[@]}"; do echo "$line"; done

@@ -102,6 +102,7 @@ async function torture(scenario: Scenario, seed: number) {
   };
   let holder: { pid: number; grant: Grant; evidence: Map<string, string> } | null = null;
   const figures = { grants: 0, enospc: 0, crashes: 0, stale: 0 };
+  let staleDue = false;
   const checkHolderUntouched = () => {
     if (!holder || !world.alive.has(holder.pid)) return;
     for (const [path, data] of holder.evidence) {
@@ -120,6 +121,16 @@ async function torture(scenario: Scenario, seed: number) {
       if (!world.alive.has(sim.runtime.pid)) {
         sim = spawn();
         target = scenario.target(sim);
+      }
+      // A plant due while someone holds waits for a free moment, so every
+      // seed plants some whatever the timing of the other contenders.
+      if (staleDue && !holder) {
+        await scenario.prepareStale();
+        if (!holder) {
+          staleDue = false;
+          figures.stale++;
+          scenario.plantStale(world);
+        }
       }
       const pid = sim.runtime.pid;
       let attempt: Attempt;
@@ -148,7 +159,8 @@ async function torture(scenario: Scenario, seed: number) {
       checkHolderUntouched();
       const mine = holder;
       holder = null;
-      if (random() < 0.15) {
+      // Random crashes, and every tenth grant, so each seed has a few whatever the timing.
+      if (random() < 0.15 || figures.grants % 10 === 5) {
         // Dies holding: its files stay; the socket kind's listener closes as the OS would.
         figures.crashes++;
         world.kill(pid);
@@ -165,13 +177,7 @@ async function torture(scenario: Scenario, seed: number) {
       await mine.grant.release().catch((error) => {
         assert.equal(errorCode(error), "ENOSPC", `release failed: ${error}`);
       });
-      if (random() < 0.1) {
-        await scenario.prepareStale();
-        if (!holder) {
-          figures.stale++;
-          scenario.plantStale(world);
-        }
-      }
+      if (random() < 0.1 || figures.grants % 10 === 0) staleDue = true;
     }
   }
   await Promise.all([1, 2, 3, 4].map(contender));
