@@ -15,6 +15,7 @@ import {
 } from "../mod.ts";
 import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
 import { ACQUIRE, CANCEL, RELEASE, runScript } from "../lib/redis/scripts.ts";
+import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { type Child, fixture, spawnScript } from "./_processes.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
 
@@ -157,6 +158,50 @@ describeRedis("Redis kind's wait queue", () => {
     assert.equal(await queueKeys(name), 0);
   });
 
+  test("a waiter killed just after renewing its place is handed the lock only for its claim time, not a ttl", async () => {
+    const name = unique("claim");
+    const key = `socketlock:${name}`;
+    const holder = await lock(name, { redis: client() });
+    const child = spawnScript("node", fixture("redis_waiter.ts"), [String(server.port), name]);
+    kids.push(child);
+    await child.waitFor("waiting");
+    assert.ok(await eventually(async () => (await queued(name)) === 1, 10_000), "child queued");
+    const next = lock(name, { redis: client(), timeout: 20_000 });
+    assert.ok(await eventually(async () => (await queued(name)) === 2), "queued behind it");
+    child.process.kill("SIGKILL");
+    await child.done;
+    // At once: the dead waiter's place is still live, so it is handed the lock.
+    await holder.release();
+    const handed = JSON.parse((await raw.get(key))!);
+    assert.equal(handed.claim, 2_000, "handed over for the claim time");
+    assert.ok((await raw.pttl(key)) <= 2_000);
+    assert.equal(await forceReleaseIfStale(adaptRedisClient(raw), key, 0), false);
+    const startedAt = performance.now();
+    const held = await next;
+    const took = performance.now() - startedAt;
+    assert.notEqual(held.info.owner, handed.owner);
+    assert.ok(took > 1_000 && took < 5_000, `the lock came back after ${took.toFixed(0)} ms`);
+    await held.release();
+  });
+
+  test("a live waiter handed the lock renews it early: the claim mark goes and the ttl is full", async () => {
+    const name = unique("renew");
+    const key = `socketlock:${name}`;
+    const holder = await lock(name, { redis: client() });
+    const next = lock(name, { redis: client(), ttl: 30_000, timeout: 10_000 });
+    assert.ok(await eventually(async () => (await queued(name)) === 1), "queued");
+    await holder.release();
+    const held = await next;
+    assert.ok(await eventually(async () => !(await raw.get(key))!.includes('"claim"'), 3_000));
+    assert.ok((await raw.pttl(key)) > 25_000, "renewed to the full ttl");
+    assert.equal(held.signal.aborted, false);
+    await sleep(1_500); // past the claim lease the holder first relied on
+    assert.equal(held.signal.aborted, false);
+    assert.equal(JSON.parse((await raw.get(key))!).owner, held.info.owner);
+    await held.release();
+    assert.equal(await raw.exists(key), 0);
+  });
+
   test("a lock handed to a waiter as it gives up is passed on to the next waiter", async () => {
     const name = unique("cancel");
     const key = `socketlock:${name}`;
@@ -172,6 +217,7 @@ describeRedis("Redis kind's wait queue", () => {
         "5000",
         "",
         clientId,
+        "30000",
       ]);
     const owners = [crypto.randomUUID(), crypto.randomUUID()];
     await queue(owners[0], "aa");

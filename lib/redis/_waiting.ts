@@ -8,9 +8,10 @@
 // A grant heard by pub/sub is used without asking Redis again. That is safe
 // because the grant was made after the last try that found this waiter
 // still queued — that try read the token counter, and the grant's token is
-// larger — so the key, set with PX ttl by the grant, lives at least ttl
-// from when that try was *sent*: the holder's lease counts from there, as
-// it would from its own acquisition.
+// larger — so the key, set by the grant with PX <claim ms> (see claimMs),
+// lives at least that long from when that try was *sent*: the holder's
+// first lease counts from there, as it would from its own acquisition, and
+// its first renewal sets the full ttl.
 
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import type { LockInfo } from "../types.ts";
@@ -40,6 +41,16 @@ export function clientIdOf(adapter: RedisAdapter): string {
  */
 export function refreshMs(lease: number): number {
   return Math.max(1, Math.min(MAX_REFRESH_MS, Math.floor(lease / 4)));
+}
+
+/**
+ * How long a lock handed to a waiter lives before the new holder's first
+ * renewal: four place windows (2 s for the usual 100 ms refresh), or the
+ * ttl if shorter. A waiter killed after its last renewal can still be handed
+ * the lock; it is free again this long after, not a ttl after.
+ */
+export function claimMs(ttl: number, refresh: number): number {
+  return Math.min(ttl, refresh * WINDOW_REFRESHES * 4);
 }
 
 /** A grant announced on the channel: `granted <owner> <token> <acquiredAt>`. */

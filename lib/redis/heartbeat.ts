@@ -50,6 +50,11 @@ export interface HeartbeatOptions {
   lease: number;
   /** When the acquisition that granted the lock was sent (monotonic ms). */
   sentAt: number;
+  /**
+   * The lease the grant itself gives, if shorter than `lease`: a lock handed
+   * over lives only its claim time until the first renewal, which comes early.
+   */
+  firstLease?: number;
   /** Renews once. Rejects on a failure that may pass (network, timeouts). */
   renew(): Promise<RenewOutcome>;
   /** Called once when the lock is lost, e.g. to delete what is left of it. */
@@ -117,13 +122,14 @@ export class Heartbeat {
   constructor(options: HeartbeatOptions) {
     this.#options = options;
     this.#interval = Math.max(1, options.ttl / 3);
-    this.#deadline = options.sentAt + safeLeaseMs(options.lease);
+    const firstLease = options.firstLease ?? options.lease;
+    this.#deadline = options.sentAt + safeLeaseMs(firstLease);
     const signal = this.#controller.signal;
     Object.setPrototypeOf(signal, guardedSignalProto);
     beats.set(signal, this);
     // The first beat comes before the deadline; the deadline timer is armed
     // when a renewal is under way, so a quiet holder runs one timer.
-    this.#scheduleBeat(options.sentAt + this.#interval);
+    this.#scheduleBeat(options.sentAt + Math.min(this.#interval, firstLease / 2));
   }
 
   /**

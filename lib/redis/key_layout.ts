@@ -7,10 +7,10 @@
  *
  * | what | Redis | content |
  * |---|---|---|
- * | the lock | string `K`, expiring `ttl` ms after the last renewal | JSON, written once: `{"owner","pid","host","isolate","ttl","lease","acquiredAt","token"}` (owner first) |
+ * | the lock | string `K`, expiring `ttl` ms after the last renewal (a hand-off: its claim time, until the first renewal) | JSON, written once: `{"owner","pid","host","isolate","ttl","lease","acquiredAt","token"}` (owner first; a hand-off adds `"claim"` before `"acquiredAt"` until the first renewal) |
  * | fencing counter | string `K:token`, no TTL | the last token: `max(INCR, server TIME in µs)` per acquisition |
  * | wait queue | sorted set `K:queue`, dropped 60 s after its last use | waiting owners, scored by arrival (server µs) |
- * | waiters' places | hash `K:waiters`, same lifetime | owner → `<live until, server ms> <ttl> <value head>` |
+ * | waiters' places | hash `K:waiters`, same lifetime | owner → `<live until, server ms> <ttl> <claim ms> <client id> <value head>` |
  * | release channel | pub/sub channel `K:released` | `granted <owner> <token> <acquiredAt>` when a release hands the lock to a waiter, else `released` |
  *
  * @module

@@ -23,7 +23,14 @@ import {
   runScript,
 } from "./scripts.ts";
 import { watchIfLive, watchReleases } from "./_release_listener.ts";
-import { clientIdOf, type HeardGrant, refreshMs, Waiting, WINDOW_REFRESHES } from "./_waiting.ts";
+import {
+  claimMs,
+  clientIdOf,
+  type HeardGrant,
+  refreshMs,
+  Waiting,
+  WINDOW_REFRESHES,
+} from "./_waiting.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 
 /** The default ttl of a Redis lock, in ms: a crashed holder's lock frees itself this long after its last renewal. */
@@ -172,6 +179,9 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
   const head = valueHead(runtime, ttl, lease);
   const refresh = refreshMs(lease);
   const window = String(refresh * WINDOW_REFRESHES);
+  const claimTtl = claimMs(ttl, refresh);
+  const claimArg = String(claimTtl);
+  const claimLease = leaseFor(claimTtl);
   const ttlArg = String(ttl);
   const client = clientIdOf(adapter);
   // Grants to this client's waiters are published here, and nowhere else.
@@ -191,7 +201,14 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     if (leaveQueue && w.place !== "") void cancel(w.owner);
   }
 
-  function grantFor(owner: string, token: number, acquiredAt: number, sentAt: number): Attempt {
+  // firstLease: a lock handed over lives its claim time until renewed.
+  function grantFor(
+    owner: string,
+    token: number,
+    acquiredAt: number,
+    sentAt: number,
+    firstLease = lease,
+  ): Attempt {
     const info = grantInfo(runtime, settings, owner, token, acquiredAt);
     const heldSince = runtime.monotonic();
     const release = () =>
@@ -207,6 +224,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       ttl,
       lease,
       sentAt,
+      firstLease,
       renew: async () =>
         replyNumber(await runScript(adapter, EXTEND, [keys.lock], [owner, ttlArg])) === 1
           ? "renewed"
@@ -234,13 +252,14 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     };
   }
 
-  // Holds a lock a release handed over by pub/sub. Its lease counts from
-  // the last try that found us queued; if that leaves too little (a slow
-  // process, a long pause), the lock is renewed first.
+  // Holds a lock a release handed over by pub/sub, for its claim time. Its
+  // lease counts from the last try that found us queued; if that leaves
+  // too little (a slow process, a long pause), the lock is renewed first.
   async function claim(w: Waiting, heard: HeardGrant): Promise<Attempt | null> {
     let sentAt = w.confirmedAt;
+    let firstLease = claimLease;
     const now = runtime.monotonic();
-    if (sentAt + safeLeaseMs(lease) - now < lease / 2) {
+    if (sentAt + safeLeaseMs(claimLease) - now < claimLease / 2) {
       let renewed: boolean;
       try {
         renewed = replyNumber(
@@ -256,9 +275,16 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
         return null;
       }
       sentAt = now;
+      firstLease = lease;
     }
     endWaiting(w, false);
-    return grantFor(w.owner, tokenOrCancel(w.owner, heard.token), heard.acquiredAt, sentAt);
+    return grantFor(
+      w.owner,
+      tokenOrCancel(w.owner, heard.token),
+      heard.acquiredAt,
+      sentAt,
+      firstLease,
+    );
   }
 
   function tokenOrCancel(owner: string, reply: unknown): number {
@@ -319,7 +345,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     const live = w !== null && w.live();
     const args = [owner, ttlArg, head(owner)];
     if (w) {
-      args.push(window, w.place, client);
+      args.push(window, w.place, client, claimArg);
       w.trying();
     }
     const sentAt = runtime.monotonic();

@@ -26,7 +26,11 @@
  * round trip. The one exception is a run of quick acquisitions (see
  * {@link PATIENCE_MS}). A waiter proves it is alive by renewing its place;
  * one that stops (a process killed while waiting) is skipped once its place
- * runs out.
+ * runs out. One killed after its last renewal may still be handed the lock:
+ * so a hand-off sets the key for the waiter's short *claim* time, not its
+ * ttl, and marks the value `"claim":<ms>`; the new holder's first renewal
+ * sets the full ttl and drops the mark. A lock handed to a dead waiter is
+ * free again after the claim time (2 s by default), not the ttl.
  *
  * @module
  */
@@ -79,6 +83,19 @@ local function mine(v)
 end
 `;
 
+// Sets the expiry of the lock KEYS[1], whose value v is ours, to the ttl
+// ARGV[2]; a lock still in its claim time (see grant) loses the mark.
+const RENEW = `
+local function renewMine(v)
+  local at = string.find(v, ',"claim":', 1, true)
+  if at then
+    redis.call('SET', KEYS[1], string.gsub(v, ',"claim":%d+', '', 1), 'PX', ARGV[2])
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+end
+`;
+
 // The server's clock, epoch ms and µs, as t = TIME would give them.
 const NOW = `
 local t = redis.call('TIME')
@@ -99,7 +116,7 @@ end
 `;
 
 // The wait queue: KEYS[3] orders owners by arrival; KEYS[4] maps each to
-// "<live until ms> <ttl> <client id> <value head>", '@first' to
+// "<live until ms> <ttl> <claim ms> <client id> <value head>", '@first' to
 // "<owner> <client id>" (who is first in line, and where it hears), and
 // '@run' to when the current run of quick acquisitions began.
 // The release channel is "<lock key>:released"; a waiter hears on
@@ -114,7 +131,7 @@ local function markFirst()
     return
   end
   local place = redis.call('HGET', KEYS[4], head)
-  local client = place and string.match(place, '^%d+ %d+ (%x+) ') or '0'
+  local client = place and string.match(place, '^%d+ %d+ %d+ (%x+) ') or '0'
   redis.call('HSET', KEYS[4], '@first', head .. ' ' .. client)
 end
 
@@ -133,21 +150,26 @@ local function firstLive(nowMs)
     local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
     if not head then break end
     local place = redis.call('HGET', KEYS[4], head)
-    local liveUntil, ttl, client, value
-    if place then liveUntil, ttl, client, value = string.match(place, '^(%d+) (%d+) (%x+) (.*)$') end
-    if liveUntil and tonumber(liveUntil) >= nowMs then return head, ttl, client, value end
+    local liveUntil, ttl, claim, client, value
+    if place then
+      liveUntil, ttl, claim, client, value = string.match(place, '^(%d+) (%d+) (%d+) (%x+) (.*)$')
+    end
+    if liveUntil and tonumber(liveUntil) >= nowMs then return head, ttl, claim, client, value end
     dequeue(head)
   end
   return nil
 end
 
--- Gives the free lock KEYS[1] to a waiter, and tells it; a run ends.
-local function grant(owner, ttl, client, value, nowMs, nowUs)
+-- Gives the free lock KEYS[1] to a waiter for its claim time, and tells
+-- it; a run ends.
+local function grant(owner, ttl, claim, client, value, nowMs, nowUs)
   dequeue(owner)
   redis.call('HDEL', KEYS[4], '@run')
   local token = nextToken(nowUs)
+  local mark = ''
+  if tonumber(claim) < tonumber(ttl) then mark = ',"claim":' .. claim end
   redis.call('SET', KEYS[1],
-    value .. string.format(',"acquiredAt":%d,"token":%d}', nowMs, token), 'PX', ttl)
+    value .. mark .. string.format(',"acquiredAt":%d,"token":%d}', nowMs, token), 'PX', claim)
   redis.call('PUBLISH', channel .. ':' .. client,
     string.format('granted %s %d %d', owner, token, nowMs))
 end
@@ -155,9 +177,9 @@ end
 -- Hands the free lock KEYS[1] to the first live waiter; with none, says
 -- "released" to clients that do not queue.
 local function passOn(nowMs, nowUs)
-  local head, ttl, client, value = firstLive(nowMs)
+  local head, ttl, claim, client, value = firstLive(nowMs)
   if head then
-    grant(head, ttl, client, value, nowMs, nowUs)
+    grant(head, ttl, claim, client, value, nowMs, nowUs)
   else
     redis.call('PUBLISH', channel, 'released')
   end
@@ -173,7 +195,8 @@ end
  * renews — its place in the queue, keeping its arrival `place` if it had one.
  * KEYS: lock, counter, queue, places. ARGV: owner, ttl, the JSON's head
  * (owner first); to queue also: window ms, place ('' if none yet), client
- * id (hex: grants are published on `<lock key>:released:<client id>`).
+ * id (hex: grants are published on `<lock key>:released:<client id>`),
+ * claim ms (how long a lock handed over lives before its first renewal).
  * Returns `{1, token, acquiredAt}` when the caller holds the lock, else
  * `{0, current value, pttl, place, counter}` (`place` '' when not queued;
  * `counter` is the token counter, to date a grant heard later).
@@ -182,10 +205,10 @@ end
  */
 export const ACQUIRE: LuaScript = {
   name: "acquire",
-  source: EFFECTS + `
+  source: EFFECTS + RENEW + `
 local current = redis.call('GET', KEYS[1])
 if current and string.sub(current, 1, #ARGV[1] + 11) == '{"owner":"' .. ARGV[1] .. '"' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  renewMine(current)
   return {1, tonumber(string.match(current, '"token":(%d+)}$')),
     tonumber(string.match(current, '"acquiredAt":(%d+)'))}
 end
@@ -210,9 +233,9 @@ if not current then
 end
 ` + QUEUE + `
 if not current then
-  local head, ttl, client, value = firstLive(nowMs)
+  local head, ttl, claim, client, value = firstLive(nowMs)
   if head and head ~= ARGV[1] then
-    grant(head, ttl, client, value, nowMs, nowUs)
+    grant(head, ttl, claim, client, value, nowMs, nowUs)
     current = redis.call('GET', KEYS[1])
   else
     if queued then dequeue(ARGV[1]) end
@@ -228,7 +251,7 @@ if ARGV[4] then
   place = queued and ARGV[5] or string.format('%d', nowUs)
   redis.call('ZADD', KEYS[3], 'NX', place, ARGV[1])
   redis.call('HSET', KEYS[4], ARGV[1],
-    string.format('%d %s %s %s', nowMs + tonumber(ARGV[4]), ARGV[2], ARGV[6], ARGV[3]))
+    string.format('%d %s %s %s %s', nowMs + tonumber(ARGV[4]), ARGV[2], ARGV[7] or ARGV[2], ARGV[6], ARGV[3]))
   redis.call('PEXPIRE', KEYS[3], ${QUEUE_KEEP_MS})
   redis.call('PEXPIRE', KEYS[4], ${QUEUE_KEEP_MS})
   local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
@@ -310,13 +333,15 @@ return 0
 
 /**
  * Compare-and-extend: resets the lock's expiry to `ttl` ms only if `owner`
- * holds it. KEYS: lock. ARGV: owner, ttl. Returns 1 if renewed, 0 if not ours.
+ * holds it (ending a hand-off's claim time). KEYS: lock. ARGV: owner, ttl.
+ * Returns 1 if renewed, 0 if not ours.
  */
 export const EXTEND: LuaScript = {
   name: "extend",
-  source: MINE + `
-if not mine(redis.call('GET', KEYS[1])) then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  source: MINE + RENEW + `
+local v = redis.call('GET', KEYS[1])
+if not mine(v) then return 0 end
+renewMine(v)
 return 1
 `,
 };
@@ -357,6 +382,8 @@ if not ok or type(h) ~= 'table' or type(h.owner) ~= 'string' or not tonumber(h.t
 end
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl < 0 then return {-1} end
+-- Handed over and not yet renewed: the key frees itself within its claim time.
+if tonumber(h.claim) then return {0, tonumber(h.claim) - pttl} end
 local idle = tonumber(h.ttl) - pttl
 local floor = tonumber(h.lease) or tonumber(h.ttl)
 if idle <= tonumber(ARGV[1]) or idle <= floor then return {0, idle} end

@@ -53,8 +53,9 @@ export function planFor(
       };
     case "redis":
       // A waiter killed while queued can be handed the lock, which then
-      // idles until its ttl runs out (as a killed holder's does): a shorter
-      // lease and fewer kills keep the CI run short.
+      // idles for its claim time — min(ttl, 2 s), so here the whole ttl, as
+      // a killed holder's does: a shorter lease and fewer kills keep the CI
+      // run short.
       return {
         ...base,
         options: { ttl: TORTURE_TTL / 2 },
