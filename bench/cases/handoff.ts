@@ -9,7 +9,11 @@ import { clockOffset } from "../_children.ts";
 import { type Locker, type LockerKind, makeLocker, PEER_RETRY_MS } from "../_lockers.ts";
 import { measureSamples, sleep, wallMicros } from "../_measure.ts";
 
-/** How long the waiter waits before the holder releases, ms. */
+/**
+ * How long the waiter waits before the holder releases, ms, at least: a
+ * random share of a polling peer's retry interval is added to each sample,
+ * so a release falls anywhere between two of its tries.
+ */
 const SETTLE_MS = 20;
 /** A hand-off that takes longer than this fails the measurement, ms. */
 const HANDOFF_LIMIT_MS = 10_000;
@@ -50,7 +54,7 @@ export async function measureHandoff(
       acquiredAt = wallMicros();
       return held;
     });
-    await sleep(SETTLE_MS);
+    await sleep(SETTLE_MS + Math.random() * PEER_RETRY_MS);
     if (acquiredAt) throw new Error(`${kind}: the waiter got "${name}" while it was held`);
     const releasedAt = Number(await holder.ask("release")) - offset;
     const held = await within(waiting, HANDOFF_LIMIT_MS, `${kind} hand-off`);
@@ -65,7 +69,7 @@ export async function measureHandoff(
     kind,
     "hand-off to a waiting process",
     measured,
-    [note, `waiter waits ${SETTLE_MS} ms first; ${clockNote}`].filter(Boolean).join("; "),
+    [note, `waiter waits ${SETTLE_MS}–${SETTLE_MS + PEER_RETRY_MS} ms first; ${clockNote}`].filter(Boolean).join("; "),
   );
 }
 
