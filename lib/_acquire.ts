@@ -57,17 +57,18 @@ function makeHeldLock(
   const key = request.target.key;
   let releasing: Promise<void> | null = null;
   const release = () => releasing ??= grant.release().finally(() => releaseLocal(key));
-  // Kinds without a way to lose the lock get a signal that never aborts,
-  // made on first read: an AbortController per acquisition is a measurable
-  // share of the port kind's few microseconds.
-  let signal = grant.lost;
+  // The signal is made (or read from the kind) on first read: an
+  // AbortController per acquisition is a measurable share of the port
+  // kind's few microseconds. Kinds that cannot lose the lock get one that
+  // never aborts.
+  let signal: AbortSignal | undefined;
   return {
     name: request.name,
     kind: request.kind,
     token: grant.token,
     info: grant.info,
     get signal() {
-      return signal ??= new AbortController().signal;
+      return signal ??= grant.lost ?? new AbortController().signal;
     },
     release,
     [asyncDispose]: release,

@@ -13,8 +13,12 @@ export interface Grant {
   info: LockInfo;
   /** Gives the lock up. Called at most once. */
   release(): Promise<void>;
-  /** Aborted (reason: LockLostError) if the kind notices the lock is lost. */
-  lost?: AbortSignal;
+  /**
+   * Aborted (reason: LockLostError) if the kind notices the lock is lost.
+   * Read at most once, and only if the holder reads `held.signal`: a kind
+   * may make it in a getter.
+   */
+  readonly lost?: AbortSignal;
 }
 
 /** The outcome of one try. */

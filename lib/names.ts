@@ -11,6 +11,8 @@ import { InvalidLockNameError } from "./errors.ts";
 export const MAX_NAME_BYTES = 200;
 
 const encoder = new TextEncoder();
+// Printable ASCII but '/' and '\', at most MAX_NAME_BYTES (one byte each).
+const PLAIN = new RegExp(`^[\\x20-\\x2e\\x30-\\x5b\\x5d-\\x7e]{1,${MAX_NAME_BYTES}}$`);
 
 /**
  * Checks that `name` can be used as a lock name on every kind: 1 to 200 UTF-8
@@ -29,6 +31,8 @@ const encoder = new TextEncoder();
  * @throws {InvalidLockNameError} When the name cannot be used.
  */
 export function validateLockName(name: string): string {
+  // Most names are short printable ASCII: one test clears them.
+  if (typeof name === "string" && PLAIN.test(name) && name !== "." && name !== "..") return name;
   if (typeof name !== "string") {
     throw new InvalidLockNameError(String(name), "it is not a string");
   }

@@ -69,7 +69,9 @@ export async function measureHandoff(
     kind,
     "hand-off to a waiting process",
     measured,
-    [note, `waiter waits ${SETTLE_MS}–${SETTLE_MS + PEER_RETRY_MS} ms first; ${clockNote}`].filter(Boolean).join("; "),
+    [note, `waiter waits ${SETTLE_MS}–${SETTLE_MS + PEER_RETRY_MS} ms first; ${clockNote}`].filter(
+      Boolean,
+    ).join("; "),
   );
 }
 

@@ -242,7 +242,10 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       grant: {
         token,
         info,
-        lost: heartbeat.signal,
+        // Read only if the holder reads held.signal: made then.
+        get lost() {
+          return heartbeat.signal;
+        },
         release: () => {
           heartbeat.stop();
           if (lost) return Promise.resolve();

@@ -245,7 +245,9 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
     return {
       token,
       info,
-      lost: heartbeat.signal,
+      get lost() {
+        return heartbeat.signal;
+      },
       release: () => {
         heartbeat.stop();
         if (lost) return Promise.resolve();

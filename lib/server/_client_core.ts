@@ -149,10 +149,9 @@ export class ClientCore implements KeeperHost, OpHost {
     this.#simple(`RELEASE ${encodeName(lease.name)} ${lease.token}`, false).catch(() => {});
   }
 
-  /** Starts renewing `lease` in the background; returns the signal aborted on loss. */
-  keep(lease: ClientLease): AbortSignal {
-    lease.keeper = new LeaseKeeper(this, lease);
-    return lease.keeper.signal;
+  /** Starts renewing `lease` in the background; its `signal` aborts on loss. */
+  keep(lease: ClientLease): LeaseKeeper {
+    return lease.keeper = new LeaseKeeper(this, lease);
   }
 
   /** Sends a request and resolves with its reply; `retry` sends it again after a reconnect. */

@@ -102,7 +102,8 @@ export class LeaseKeeper {
   renewAt: number;
   readonly #host: KeeperHost;
   readonly #lease: Lease;
-  readonly #controller = new AbortController();
+  // Made on first use: most leases are released without anyone reading it.
+  #controller: AbortController | null = null;
   /** Set while a renewal is on its way: aborts at our lease end unless it is confirmed first. */
   #deadlineTimer: Timer | null = null;
   #stopped = false;
@@ -116,7 +117,7 @@ export class LeaseKeeper {
 
   /** Aborted with a LockLostError when the lease is lost. */
   get signal(): AbortSignal {
-    return this.#controller.signal;
+    return (this.#controller ??= new AbortController()).signal;
   }
 
   /** Stops renewing (the lease was released). */
@@ -133,7 +134,7 @@ export class LeaseKeeper {
     const lease = this.#lease;
     lease.active = false;
     this.#host.forget(lease);
-    this.#controller.abort(new LockLostError(lease.name, why));
+    (this.#controller ??= new AbortController()).abort(new LockLostError(lease.name, why));
   }
 
   /** The lease was renewed by hand: its end, and so the next renewal, moved. */

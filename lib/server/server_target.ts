@@ -25,13 +25,15 @@ export interface ServerTargetOptions {
 }
 
 function granted(core: ClientCore, lease: ClientLease): Attempt {
-  const lost = core.keep(lease);
+  const keeper = core.keep(lease);
   return {
     acquired: true,
     grant: {
       token: lease.token,
       info: lease.info,
-      lost,
+      get lost() {
+        return keeper.signal;
+      },
       release: async () => {
         await core.release(lease);
       },
