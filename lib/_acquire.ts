@@ -28,6 +28,8 @@ export type AcquireResult =
   | { held: HeldLock }
   | { held: null; holder: LockInfo | null };
 
+const SELF_WAKING_KEEPALIVE_MS = 60_000;
+
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
   Symbol.for("Symbol.asyncDispose");
 
@@ -139,8 +141,12 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         if (!request.wait) return { held: null, holder: attempt.holder };
         throw new LockTimeoutError(name, request.timeout!, attempt.holder);
       }
-      nextDelay ??= backoff(request.retry);
-      await pause(runtime, Math.min(nextDelay(), left), attempt.wake, signal);
+      // A kind that wakes its waiter itself needs no polling: the timer then
+      // only keeps the process alive (the kind's own timers do not).
+      const delay = attempt.wakesItself && attempt.wake
+        ? SELF_WAKING_KEEPALIVE_MS
+        : (nextDelay ??= backoff(request.retry))();
+      await pause(runtime, Math.min(delay, left), attempt.wake, signal);
       attempt.cancelWake?.();
       if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
     }

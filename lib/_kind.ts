@@ -33,6 +33,12 @@ export type Attempt =
      * returns it), so a waiter retries at once instead of polling.
      */
     wake?: Promise<void>;
+    /**
+     * True if `wake` also resolves whenever the kind wants another try (a
+     * Redis waiter's place is due for renewal): the waiting loop then tries
+     * only when woken, instead of polling with backoff as well.
+     */
+    wakesItself?: boolean;
     /** Drops whatever `wake` holds open, if the waiter stops waiting. */
     cancelWake?: () => void;
   };

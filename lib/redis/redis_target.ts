@@ -308,6 +308,8 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
         return w.holder;
       },
       wake: wake.promise,
+      // By a grant, the lock left free for us, or our place due for renewal.
+      wakesItself: true,
       cancelWake: () => {
         wake.cancel();
         w.retrying = false;
