@@ -7,8 +7,7 @@
 
 import { runtime } from "../runtime/mod.ts";
 import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
-import { acquire } from "../_acquire.ts";
-import { LockBusyError, LockError } from "../errors.ts";
+import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held_slot.ts";
 import type { LockTarget } from "../_kind.ts";
 import { folderTarget } from "./folder_target.ts";
 
@@ -36,8 +35,8 @@ export class FolderLock {
   /** The lock folder. */
   readonly folder: string;
   #target: LockTarget;
-  #retry?: RetryOptions;
-  #held: HeldLock | null = null;
+  #slot: HeldSlot = { held: null };
+  #request: SlotRequest;
 
   /**
    * Creates a lock on `folder` (created 0700 on first use).
@@ -49,12 +48,19 @@ export class FolderLock {
     this.folder = folder.replace(/\/+$/, "") || "/";
     const name = this.folder.split("/").pop() || this.folder;
     this.#target = folderTarget(runtime, name, this.folder);
-    this.#retry = options.retry;
+    this.#request = {
+      name: this.folder,
+      label: `FolderLock on ${this.folder}`,
+      kind: "folder",
+      target: this.#target,
+      runtime,
+      retry: options.retry,
+    };
   }
 
   /** The held lock, while this object holds it. */
   get held(): HeldLock | null {
-    return this.#held;
+    return this.#slot.held;
   }
 
   /**
@@ -64,7 +70,7 @@ export class FolderLock {
    * @throws {LockError} If this object already holds the lock.
    */
   async tryAcquire(): Promise<boolean> {
-    return (await this.#acquire(false)) !== null;
+    return (await takeInto(this.#slot, this.#request, false)) !== null;
   }
 
   /**
@@ -75,14 +81,12 @@ export class FolderLock {
    * @throws {LockAbortedError} If the signal aborts the wait.
    */
   async acquire(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
-    await this.#acquire(true, options.timeout, options.signal);
+    await takeInto(this.#slot, this.#request, true, options.timeout, options.signal);
   }
 
   /** Withdraws this object's bid. Does nothing if it holds no lock. */
-  async release(): Promise<void> {
-    const held = this.#held;
-    this.#held = null;
-    await held?.release();
+  release(): Promise<void> {
+    return releaseFrom(this.#slot);
   }
 
   /**
@@ -91,31 +95,6 @@ export class FolderLock {
    * @returns The holder, or null if the folder holds no live bid.
    */
   getLockInfo(): Promise<LockInfo | null> {
-    return this.#held ? Promise.resolve(this.#held.info) : this.#target.inspect();
-  }
-
-  async #acquire(
-    wait: boolean,
-    timeout?: number,
-    signal?: AbortSignal,
-  ): Promise<HeldLock | null> {
-    if (this.#held) {
-      throw new LockError(
-        `FolderLock on ${this.folder} is already held by this object; release() it first.`,
-      );
-    }
-    const result = await acquire({
-      name: this.#target.key,
-      kind: "folder",
-      target: this.#target,
-      runtime,
-      wait: wait && timeout !== 0,
-      timeout,
-      signal,
-      retry: this.#retry,
-    });
-    if (!result.held && wait) throw new LockBusyError(this.folder, result.holder);
-    this.#held = result.held;
-    return result.held;
+    return this.#slot.held ? Promise.resolve(this.#slot.held.info) : this.#target.inspect();
   }
 }

@@ -9,6 +9,7 @@ import { runtime } from "../runtime/mod.ts";
 import type { HeldLock } from "../types.ts";
 import { acquire } from "../_acquire.ts";
 import type { LockTarget } from "../_kind.ts";
+import { type HeldSlot, releaseFrom } from "../_held_slot.ts";
 import { portTarget } from "./port_target.ts";
 
 /** Options of {@link PortLock}, in milliseconds (k3portlock takes seconds). */
@@ -49,7 +50,7 @@ export class PortLock implements AsyncDisposable {
   /** The longest pause between two tries, in ms. */
   readonly sleepTime: number;
   #target: LockTarget;
-  #held: HeldLock | null = null;
+  #slot: HeldSlot = { held: null };
 
   /**
    * Creates a lock on `key`; nothing is bound until it is acquired.
@@ -67,12 +68,12 @@ export class PortLock implements AsyncDisposable {
 
   /** True while this object holds the lock (k3portlock's `has_locked()`). */
   get locked(): boolean {
-    return this.#held !== null;
+    return this.#slot.held !== null;
   }
 
   /** The held lock (token, info), while this object holds it. */
   get held(): HeldLock | null {
-    return this.#held;
+    return this.#slot.held;
   }
 
   /**
@@ -98,10 +99,8 @@ export class PortLock implements AsyncDisposable {
   }
 
   /** Unbinds the lock. Does nothing if this object does not hold it. */
-  async release(): Promise<void> {
-    const held = this.#held;
-    this.#held = null;
-    await held?.release();
+  release(): Promise<void> {
+    return releaseFrom(this.#slot);
   }
 
   /** Releases the lock at the end of an `await using` scope. */
@@ -114,7 +113,7 @@ export class PortLock implements AsyncDisposable {
     timeout?: number,
     signal?: AbortSignal,
   ): Promise<HeldLock | null> {
-    if (this.#held) return this.#held;
+    if (this.#slot.held) return this.#slot.held;
     const result = await acquire({
       name: this.key,
       kind: "port",
@@ -126,7 +125,7 @@ export class PortLock implements AsyncDisposable {
       signal,
       retry: { minDelay: this.sleepTime, maxDelay: this.sleepTime, factor: 1, jitter: 0.2 },
     });
-    this.#held = result.held;
+    this.#slot.held = result.held;
     return result.held;
   }
 }

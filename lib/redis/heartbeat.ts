@@ -16,6 +16,8 @@
 
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import { LockLostError } from "../errors.ts";
+import type { Grant } from "../_kind.ts";
+import type { LockInfo } from "../types.ts";
 import { type Due, scheduleOf } from "./_schedule.ts";
 
 /** The share of the ttl a holder relies on after each confirmed renewal. */
@@ -244,6 +246,53 @@ export class Heartbeat {
     this.#deadlineTimer = null;
     this.#scheduleBeat(sentAt + this.#interval);
   }
+}
+
+/** What {@link heartbeatGrant} needs beyond the heartbeat's own options. */
+export interface HeartbeatGrantOptions extends Omit<HeartbeatOptions, "onLost"> {
+  /** The fencing token. */
+  token: number;
+  /** The holder's info. */
+  info: LockInfo;
+  /** Deletes the lock (compare-and-delete by owner). */
+  release(): Promise<unknown>;
+}
+
+/**
+ * A held lock kept alive by a {@link Heartbeat}: `lost` aborts on loss, and
+ * what is left of a lost lock is deleted in the background (Redis may be
+ * unreachable, and release() must not wait for it); release() stops the
+ * heartbeat and deletes the lock once.
+ */
+export function heartbeatGrant(options: HeartbeatGrantOptions): Grant {
+  let releasing: Promise<void> | null = null;
+  let lost = false;
+  const heartbeat = new Heartbeat({
+    runtime: options.runtime,
+    name: options.name,
+    ttl: options.ttl,
+    lease: options.lease,
+    sentAt: options.sentAt,
+    firstLease: options.firstLease,
+    renew: options.renew,
+    onLost: () => {
+      lost = true;
+      options.release().catch(() => {});
+    },
+  });
+  return {
+    token: options.token,
+    info: options.info,
+    // Read only if the holder reads held.signal: made then.
+    get lost() {
+      return heartbeat.signal;
+    },
+    release: () => {
+      heartbeat.stop();
+      if (lost) return Promise.resolve();
+      return releasing ??= options.release().then(() => {});
+    },
+  };
 }
 
 function describe(error: unknown): string {

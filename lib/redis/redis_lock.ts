@@ -8,9 +8,7 @@
 
 import { runtime } from "../runtime/mod.ts";
 import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
-import { acquire } from "../_acquire.ts";
-import type { LockTarget } from "../_kind.ts";
-import { LockBusyError, LockError } from "../errors.ts";
+import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held_slot.ts";
 import { validateLockName } from "../names.ts";
 import { adaptRedisClient, type RedisAdapter } from "./client_adapter.ts";
 import { defaultRedisKey, validateRedisKey } from "./key_layout.ts";
@@ -78,9 +76,8 @@ export class RedisLock implements AsyncDisposable {
   /** The ttl in ms. */
   readonly ttl: number;
   #adapter: RedisAdapter;
-  #target: LockTarget;
-  #retry?: RetryOptions;
-  #held: HeldLock | null = null;
+  #slot: HeldSlot = { held: null };
+  #request: SlotRequest;
   #heldSince = 0;
 
   /**
@@ -97,18 +94,19 @@ export class RedisLock implements AsyncDisposable {
     this.key = options.key === undefined ? defaultRedisKey(name) : validateRedisKey(options.key);
     this.ttl = validateTtl(options.ttl);
     this.#adapter = adaptRedisClient(client);
-    this.#retry = options.retry;
-    this.#target = redisTarget(runtime, {
-      adapter: this.#adapter,
-      name,
-      key: this.key,
-      ttl: this.ttl,
-    });
+    this.#request = {
+      name: this.name,
+      label: `RedisLock "${this.name}"`,
+      kind: "redis",
+      target: redisTarget(runtime, { adapter: this.#adapter, name, key: this.key, ttl: this.ttl }),
+      runtime,
+      retry: options.retry,
+    };
   }
 
   /** The held lock (token, info, signal), while this object holds it. */
   get held(): HeldLock | null {
-    return this.#held;
+    return this.#slot.held;
   }
 
   /**
@@ -118,12 +116,12 @@ export class RedisLock implements AsyncDisposable {
    * more than the last).
    */
   get token(): number | null {
-    return this.#held ? this.#held.token : null;
+    return this.#slot.held ? this.#slot.held.token : null;
   }
 
   /** Aborted with a LockLostError if the lock is lost while held; null when not held. */
   get signal(): AbortSignal | null {
-    return this.#held ? this.#held.signal : null;
+    return this.#slot.held ? this.#slot.held.signal : null;
   }
 
   /**
@@ -133,7 +131,7 @@ export class RedisLock implements AsyncDisposable {
    * @throws {LockError} If this object already holds it, or Redis fails.
    */
   async tryAcquire(): Promise<boolean> {
-    return (await this.#acquire(false)) !== null;
+    return (await this.#take(false)) !== null;
   }
 
   /**
@@ -149,17 +147,15 @@ export class RedisLock implements AsyncDisposable {
    * @throws {LockError} If this object already holds the lock, or Redis fails.
    */
   async acquire(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
-    await this.#acquire(true, options.timeout, options.signal);
+    await this.#take(true, options.timeout, options.signal);
   }
 
   /**
    * Releases the lock if this object holds it — by owner, so a lock that
    * expired and passed to someone else is left alone.
    */
-  async release(): Promise<void> {
-    const held = this.#held;
-    this.#held = null;
-    await held?.release();
+  release(): Promise<void> {
+    return releaseFrom(this.#slot);
   }
 
   /**
@@ -168,7 +164,7 @@ export class RedisLock implements AsyncDisposable {
    * @returns true if the stored owner is this object's.
    */
   async isMine(): Promise<boolean> {
-    const held = this.#held;
+    const held = this.#slot.held;
     if (!held) return false;
     const current = await inspectRedis(this.#adapter, this.name, this.key);
     return current !== null && current.owner === held.info.owner;
@@ -190,7 +186,7 @@ export class RedisLock implements AsyncDisposable {
    * @returns ms since acquisition, or null when not held.
    */
   duration(): number | null {
-    return this.#held ? runtime.monotonic() - this.#heldSince : null;
+    return this.#slot.held ? runtime.monotonic() - this.#heldSince : null;
   }
 
   /**
@@ -213,29 +209,9 @@ export class RedisLock implements AsyncDisposable {
     return this.release();
   }
 
-  async #acquire(
-    wait: boolean,
-    timeout?: number,
-    signal?: AbortSignal,
-  ): Promise<HeldLock | null> {
-    if (this.#held) {
-      throw new LockError(
-        `RedisLock "${this.name}" is already held by this object; release() it first.`,
-      );
-    }
-    const result = await acquire({
-      name: this.name,
-      kind: "redis",
-      target: this.#target,
-      runtime,
-      wait: wait && timeout !== 0,
-      timeout,
-      signal,
-      retry: this.#retry,
-    });
-    if (!result.held && wait) throw new LockBusyError(this.name, result.holder);
-    this.#held = result.held;
+  async #take(wait: boolean, timeout?: number, signal?: AbortSignal): Promise<HeldLock | null> {
+    const held = await takeInto(this.#slot, this.#request, wait, timeout, signal);
     this.#heldSince = runtime.monotonic();
-    return result.held;
+    return held;
   }
 }

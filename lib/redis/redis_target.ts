@@ -11,7 +11,7 @@ import type { Attempt, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { LockError, LockProtocolError } from "../errors.ts";
 import { adapterId, type RedisAdapter } from "./client_adapter.ts";
-import { Heartbeat, leaseFor, safeLeaseMs } from "./heartbeat.ts";
+import { heartbeatGrant, leaseFor, safeLeaseMs } from "./heartbeat.ts";
 import { holderInfo, type RedisKeys, redisKeys, replyNumber, replyString } from "./key_layout.ts";
 import {
   ACQUIRE,
@@ -209,50 +209,27 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     sentAt: number,
     firstLease = lease,
   ): Attempt {
-    const info = grantInfo(runtime, settings, owner, token, acquiredAt);
     const heldSince = runtime.monotonic();
-    const release = () =>
-      runScript(adapter, RELEASE, keyList, [
-        owner,
-        String(Math.floor(runtime.monotonic() - heldSince)),
-      ]);
-    let releasing: Promise<void> | null = null;
-    let lost = false;
-    const heartbeat = new Heartbeat({
+    const grant = heartbeatGrant({
       runtime,
       name,
       ttl,
       lease,
       sentAt,
       firstLease,
+      token,
+      info: grantInfo(runtime, settings, owner, token, acquiredAt),
       renew: async () =>
         replyNumber(await runScript(adapter, EXTEND, [keys.lock], [owner, ttlArg])) === 1
           ? "renewed"
           : "gone",
-      // What is left of a lost lock (our key, if Redis still has it) goes,
-      // so the next holder need not wait for the ttl. In the background:
-      // Redis may be unreachable, and release() must not wait for it.
-      onLost: () => {
-        lost = true;
-        release().catch(() => {});
-      },
+      release: () =>
+        runScript(adapter, RELEASE, keyList, [
+          owner,
+          String(Math.floor(runtime.monotonic() - heldSince)),
+        ]),
     });
-    return {
-      acquired: true,
-      grant: {
-        token,
-        info,
-        // Read only if the holder reads held.signal: made then.
-        get lost() {
-          return heartbeat.signal;
-        },
-        release: () => {
-          heartbeat.stop();
-          if (lost) return Promise.resolve();
-          return releasing ??= release().then(() => {});
-        },
-      },
-    };
+    return { acquired: true, grant };
   }
 
   // Holds a lock a release handed over by pub/sub, for its claim time. Its

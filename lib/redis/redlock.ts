@@ -37,7 +37,7 @@ import { acquire } from "../_acquire.ts";
 import { LockBusyError, LockError } from "../errors.ts";
 import { validateLockName } from "../names.ts";
 import { adapterId, adaptRedisClient, type RedisAdapter } from "./client_adapter.ts";
-import { Heartbeat, leaseFor, safeLeaseMs } from "./heartbeat.ts";
+import { heartbeatGrant, leaseFor, safeLeaseMs } from "./heartbeat.ts";
 import {
   defaultRedisKey,
   holderInfo,
@@ -217,14 +217,14 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
       masters: count,
       quorum,
     };
-    let releasing: Promise<void> | null = null;
-    let lost = false;
-    const heartbeat = new Heartbeat({
+    return heartbeatGrant({
       runtime,
       name,
       ttl,
       lease,
       sentAt,
+      token,
+      info,
       async renew() {
         const results = await onAll(EXTEND, [keys.lock], [owner, ttl]);
         const renewed = results.filter((r) => r.ok && replyNumber(r.value) === 1).length;
@@ -235,25 +235,8 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
           `only ${renewed} of ${count} Redis masters renewed it (quorum ${quorum})`,
         );
       },
-      // In the background: release() after a loss must not wait for masters
-      // that may be gone.
-      onLost: () => {
-        lost = true;
-        releaseAll(owner).catch(() => {});
-      },
+      release: () => releaseAll(owner),
     });
-    return {
-      token,
-      info,
-      get lost() {
-        return heartbeat.signal;
-      },
-      release: () => {
-        heartbeat.stop();
-        if (lost) return Promise.resolve();
-        return releasing ??= releaseAll(owner);
-      },
-    };
   }
 }
 

@@ -8,9 +8,8 @@
 
 import { runtime } from "../runtime/mod.ts";
 import type { HeldLock, LockInfo, LockOptions } from "../types.ts";
-import { acquire } from "../_acquire.ts";
 import type { LockTarget } from "../_kind.ts";
-import { LockBusyError, LockError } from "../errors.ts";
+import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held_slot.ts";
 import { validateLockName } from "../names.ts";
 import { resolveSocketSettings } from "./socket_settings.ts";
 import { socketTarget } from "./socket_target.ts";
@@ -54,7 +53,8 @@ export class SocketLock implements AsyncDisposable {
   readonly name: string;
   #options: SocketLockOptions;
   #target: Promise<LockTarget> | null = null;
-  #held: HeldLock | null = null;
+  #slot: HeldSlot = { held: null };
+  #requestMade: SlotRequest | null = null;
 
   /**
    * Creates a lock object; nothing is touched until it is used.
@@ -70,17 +70,17 @@ export class SocketLock implements AsyncDisposable {
 
   /** This process's pid while this object holds the lock, else null. */
   get pid(): number | null {
-    return this.#held ? this.#held.info.pid : null;
+    return this.#slot.held ? this.#slot.held.info.pid : null;
   }
 
   /** The port contenders verify this holder on, while held, else null. */
   get port(): number | null {
-    return this.#held ? this.#held.info.port as number : null;
+    return this.#slot.held ? this.#slot.held.info.port as number : null;
   }
 
   /** The held lock (token, info), while this object holds it. */
   get held(): HeldLock | null {
-    return this.#held;
+    return this.#slot.held;
   }
 
   /**
@@ -92,7 +92,7 @@ export class SocketLock implements AsyncDisposable {
    * @throws {LockPermissionError} If the lock directory is unsafe.
    */
   async tryAcquire(): Promise<boolean> {
-    return (await this.#acquire(false)) !== null;
+    return (await takeInto(this.#slot, this.#request(), false)) !== null;
   }
 
   /**
@@ -107,14 +107,12 @@ export class SocketLock implements AsyncDisposable {
    * @throws {LockError} If this object already holds the lock.
    */
   async acquire(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
-    await this.#acquire(true, options.timeout, options.signal);
+    await takeInto(this.#slot, this.#request(), true, options.timeout, options.signal);
   }
 
   /** Releases the lock. Does nothing if this object does not hold it. */
-  async release(): Promise<void> {
-    const held = this.#held;
-    this.#held = null;
-    await held?.release();
+  release(): Promise<void> {
+    return releaseFrom(this.#slot);
   }
 
   /**
@@ -125,7 +123,7 @@ export class SocketLock implements AsyncDisposable {
    * @returns The holder's info, or null.
    */
   async getLockInfo(): Promise<LockInfo | null> {
-    if (this.#held) return this.#held.info;
+    if (this.#slot.held) return this.#slot.held.info;
     return await (await this.#getTarget()).inspect();
   }
 
@@ -143,28 +141,14 @@ export class SocketLock implements AsyncDisposable {
       });
   }
 
-  async #acquire(
-    wait: boolean,
-    timeout?: number,
-    signal?: AbortSignal,
-  ): Promise<HeldLock | null> {
-    if (this.#held) {
-      throw new LockError(
-        `SocketLock "${this.name}" is already held by this object; release() it first.`,
-      );
-    }
-    const result = await acquire({
+  #request(): SlotRequest {
+    return this.#requestMade ??= {
       name: this.name,
+      label: `SocketLock "${this.name}"`,
       kind: "socket",
-      target: await this.#getTarget(),
+      target: () => this.#getTarget(),
       runtime,
-      wait: wait && timeout !== 0,
-      timeout,
-      signal,
       retry: this.#options.retry,
-    });
-    if (!result.held && wait) throw new LockBusyError(this.name, result.holder);
-    this.#held = result.held;
-    return result.held;
+    };
   }
 }
