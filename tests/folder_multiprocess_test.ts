@@ -3,6 +3,9 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { lock } from "../mod.ts";
+import { acquire } from "../lib/_acquire.ts";
+import { folderTarget } from "../lib/folder/folder_target.ts";
+import { runtime } from "../lib/runtime/mod.ts";
 import { type Child, fixture, RUNTIMES, spawnScript, tempDir } from "./_processes.ts";
 
 describe("folder kind across processes", () => {
@@ -46,6 +49,45 @@ describe("folder kind across processes", () => {
   });
 
   for (const rt of RUNTIMES) {
+    test(`a waiter wakes when a ${rt} holder's bid goes, not at its next poll, and other bids coming and going wake it not`, async () => {
+      const dir = await tempDir();
+      dirs.push(dir);
+      const holder = spawnScript(rt, fixture("socket_holder.ts"), [
+        JSON.stringify({ kind: "folder", dir }),
+        "wake",
+        "600",
+      ]);
+      kids.push(holder);
+      await holder.waitFor("held");
+      const folder = `${dir}/wake.folder`;
+      const target = folderTarget(runtime, "wake", folder);
+      let tries = 0;
+      const counted = { ...target, tryAcquire: () => (tries++, target.tryAcquire()) };
+      // Polling alone would try again only after 5 s.
+      const waiting = acquire({
+        name: "wake",
+        kind: "folder",
+        target: counted,
+        runtime,
+        wait: true,
+        timeout: 10_000,
+        retry: { minDelay: 5_000, maxDelay: 5_000, jitter: 0 },
+      });
+      // Other waiters' bids, and junk, come and go meanwhile.
+      for (let i = 0; i < 20; i++) {
+        await writeFile(`${folder}/other-${i}.json`, "{}");
+        await rm(`${folder}/other-${i}.json`);
+      }
+      await holder.waitFor("released");
+      const released = Number(/released (\d+)/.exec(holder.stdout())![1]);
+      const result = await waiting;
+      const took = Date.now() - released;
+      assert.ok(result.held, "the waiter holds the lock");
+      assert.ok(took < 500, `held ${took} ms after the holder let go`);
+      assert.equal(tries, 2, "one try before, one after the holder let go");
+      await result.held.release();
+    });
+
     test(`a SIGKILLed ${rt} holder's lock is taken by a waiter within a second`, async () => {
       const dir = await tempDir();
       dirs.push(dir);

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { errorCode, type Runtime } from "../runtime/mod.ts";
-import type { KindDriver, LockTarget } from "../_kind.ts";
+import { type DirWatch, errorCode, type Runtime } from "../runtime/mod.ts";
+import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { defaultLockDir, ensureLockDir, joinPath } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
@@ -56,9 +56,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         isolate: ISOLATE_ID,
         beacon,
       });
-      if (!result.acquired) {
-        return { acquired: false, holder: infoFromBid(name, folder, result.holder) };
-      }
+      if (!result.acquired) return busy(runtime, name, folder, result.holder);
       let token: number;
       try {
         token = await nextFencingToken(runtime, folder);
@@ -91,6 +89,31 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         throw error;
       }
     },
+  };
+}
+
+/**
+ * A try that found `holder`'s live bid. A caller that waits watches the
+ * folder and wakes when that bid goes (released, or cleared as stale),
+ * rather than at its next poll: lockfolder's bids are the only signal there
+ * is. Other bids coming and going (other waiters' tries) wake no one.
+ */
+function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid): Attempt {
+  const bidName = holder.path.slice(holder.path.lastIndexOf("/") + 1);
+  let watch: DirWatch | null = null;
+  let wake: Promise<void> | undefined;
+  return {
+    acquired: false,
+    holder: infoFromBid(name, folder, holder),
+    // Read only by a caller that waits (tryLock() never does).
+    get wake() {
+      return wake ??= new Promise<void>((resolve) => {
+        watch = runtime.watchDir?.(folder, (changed) => changed === bidName && resolve()) ?? null;
+        // Gone before the watch began: no event will come.
+        if (watch) runtime.lstat(holder.path).catch(() => resolve());
+      });
+    },
+    cancelWake: () => watch?.close(),
   };
 }
 

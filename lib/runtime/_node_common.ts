@@ -86,6 +86,19 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
   rename: (from, to) => settled(() => fs.renameSync(from, to)),
   link: (from, to) => settled(() => fs.linkSync(from, to)),
   lstat: (path) => settled(() => toFileStat(fs.lstatSync(path))),
+  watchDir: (path, onChange) => {
+    let watcher: fs.FSWatcher;
+    try {
+      watcher = fs.watch(path, { persistent: false }, (_event, name) => {
+        if (name) onChange(String(name));
+      });
+    } catch {
+      return null;
+    }
+    // A watch that fails later (the directory removed) just stops: callers poll.
+    watcher.on("error", () => watcher.close());
+    return { close: () => watcher.close() };
+  },
 
   pid: process.pid,
   uid: () => (typeof process.getuid === "function" ? process.getuid() : null),

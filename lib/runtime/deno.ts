@@ -524,6 +524,31 @@ export const denoRuntime: Runtime = {
   rename: (from, to) => fsSync(() => Deno.renameSync(from, to), from, to),
   link: (from, to) => fsSync(() => Deno.linkSync(from, to), from, to),
   lstat: (path) => fsSync(() => toFileStat(Deno.lstatSync(path)), path),
+  watchDir: (path, onChange) => {
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(path, { recursive: false });
+    } catch {
+      return null;
+    }
+    (async () => {
+      try {
+        for await (const event of watcher) {
+          for (const changed of event.paths) onChange(changed.slice(changed.lastIndexOf("/") + 1));
+        }
+      } catch {
+        // Closed, or the directory went away: callers poll.
+      }
+    })();
+    let closed = false;
+    return {
+      close() {
+        if (closed) return;
+        closed = true;
+        watcher.close();
+      },
+    };
+  },
 
   listen,
   connect,

@@ -10,6 +10,7 @@ import type { Runtime } from "./types.ts";
 export type {
   ChildProcess,
   Connection,
+  DirWatch,
   FileStat,
   Listener,
   Runtime,

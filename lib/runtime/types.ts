@@ -90,6 +90,12 @@ export interface ChildProcess {
   kill(signal: string): void;
 }
 
+/** A watch on a directory's entries. */
+export interface DirWatch {
+  /** Stops watching. Idempotent. */
+  close(): void;
+}
+
 /** A timer that can be cancelled and can be told not to keep the process alive. */
 export interface Timer {
   /** Cancels the timer. */
@@ -128,6 +134,15 @@ export interface Runtime {
   link(from: string, to: string): Promise<void>;
   /** Stats a path without following symlinks. */
   lstat(path: string): Promise<FileStat>;
+  /**
+   * Watches a directory (not its subdirectories): `onChange` gets the entry
+   * name of each creation, removal or rename the OS reports. Best effort —
+   * events may be merged or missed, so a caller also polls. Close it when
+   * done: on Deno an open watch keeps the process alive. Returns null if the
+   * directory cannot be watched (the caller then only polls). Optional: a
+   * runtime without it only polls.
+   */
+  watchDir?(path: string, onChange: (name: string) => void): DirWatch | null;
 
   // -- sockets --
   /** Listens; throws `EADDRINUSE` if taken. `port: 0` picks a free port. */
