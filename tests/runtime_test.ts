@@ -222,6 +222,35 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
       assert.equal(stat.isFile, false);
     });
   });
+
+  test("watchDir() names a removed entry, sees nothing in subdirectories, and is silent once closed", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.mkdir(join(dir, "sub"), 0o700);
+      await runtime.writeFile(join(dir, "bid.json"), "{}", 0o600);
+      await runtime.writeFile(join(dir, "sub", "deep"), "x", 0o600);
+      const seen: string[] = [];
+      let heard: () => void = () => {};
+      const watch = runtime.watchDir!(dir, (name) => {
+        seen.push(name);
+        if (name === "bid.json") heard();
+      });
+      assert.ok(watch, "a local directory can be watched");
+      try {
+        await runtime.remove(join(dir, "sub", "deep"));
+        await runtime.remove(join(dir, "bid.json"));
+        await within(new Promise<void>((resolve) => heard = resolve), 5_000, "the removal's event");
+        assert.ok(!seen.includes("deep"), `events: ${seen.join(", ")}`);
+      } finally {
+        watch!.close();
+        watch!.close(); // idempotent
+      }
+      const before = seen.length;
+      await runtime.writeFile(join(dir, "later"), "x", 0o600);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(seen.length, before, "no event after close()");
+      assert.equal(runtime.watchDir!(join(dir, "missing"), () => {}), null);
+    });
+  });
 });
 
 describe(`runtime adapter (${runtime.name}): sockets`, () => {

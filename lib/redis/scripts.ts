@@ -83,19 +83,6 @@ local function mine(v)
 end
 `;
 
-// Sets the expiry of the lock KEYS[1], whose value v is ours, to the ttl
-// ARGV[2]; a lock still in its claim time (see grant) loses the mark.
-const RENEW = `
-local function renewMine(v)
-  local at = string.find(v, ',"claim":', 1, true)
-  if at then
-    redis.call('SET', KEYS[1], string.gsub(v, ',"claim":%d+', '', 1), 'PX', ARGV[2])
-  else
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  end
-end
-`;
-
 // The server's clock, epoch ms and µs, as t = TIME would give them.
 const NOW = `
 local t = redis.call('TIME')
@@ -205,10 +192,14 @@ end
  */
 export const ACQUIRE: LuaScript = {
   name: "acquire",
-  source: EFFECTS + RENEW + `
+  source: EFFECTS + `
 local current = redis.call('GET', KEYS[1])
 if current and string.sub(current, 1, #ARGV[1] + 11) == '{"owner":"' .. ARGV[1] .. '"' then
-  renewMine(current)
+  if string.find(current, ',"claim":', 1, true) then
+    redis.call('SET', KEYS[1], (string.gsub(current, ',"claim":%d+', '', 1)), 'PX', ARGV[2])
+  else
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
   return {1, tonumber(string.match(current, '"token":(%d+)}$')),
     tonumber(string.match(current, '"acquiredAt":(%d+)'))}
 end
@@ -338,10 +329,15 @@ return 0
  */
 export const EXTEND: LuaScript = {
   name: "extend",
-  source: MINE + RENEW + `
+  source: MINE + `
 local v = redis.call('GET', KEYS[1])
 if not mine(v) then return 0 end
-renewMine(v)
+-- A lock still in its claim time (see grant) loses the mark.
+if string.find(v, ',"claim":', 1, true) then
+  redis.call('SET', KEYS[1], (string.gsub(v, ',"claim":%d+', '', 1)), 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return 1
 `,
 };
