@@ -222,10 +222,13 @@ export class Heartbeat {
       outcome = await this.#options.renew();
     } catch (error) {
       if (this.#stopped) return;
-      // Maybe passing (a reconnect): retry soon while the lease lasts; the
-      // deadline timer reports the loss if it runs out first.
+      // Maybe passing (a reconnect): retry soon while the lease lasts (a
+      // hand-off's short claim lease too); the deadline timer reports the
+      // loss if it runs out first.
       this.#lastError = error;
-      this.#scheduleBeat(runtime.monotonic() + Math.min(this.#interval / 4, 1_000));
+      const now = runtime.monotonic();
+      const left = Math.max(1, (this.#deadline - now) / 3);
+      this.#scheduleBeat(now + Math.min(this.#interval / 4, 1_000, left));
       return;
     }
     if (this.#stopped) return;
