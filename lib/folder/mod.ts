@@ -16,3 +16,4 @@
 
 export { FolderLock, type FolderLockOptions } from "./folder_lock.ts";
 export type { Bid } from "./bid.ts";
+export type { HeldLock, LockInfo, LockKind, RetryOptions } from "../types.ts";

@@ -16,3 +16,4 @@
 
 export { PortLock, type PortLockOptions } from "./port_lock.ts";
 export { abstractName, basePort, MAX_PORT_KEY_BYTES, validatePortKey } from "./port_name.ts";
+export type { HeldLock, LockInfo, LockKind, RetryOptions } from "../types.ts";

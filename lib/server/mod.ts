@@ -31,3 +31,4 @@ export {
   type ServerLockOptions,
 } from "./lock_client.ts";
 export { DEFAULT_PORT, parseServerAddress } from "./server_address.ts";
+export type { HeldLock, LockInfo, LockKind, RetryOptions } from "../types.ts";

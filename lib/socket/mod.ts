@@ -24,3 +24,4 @@
 
 export { SocketLock, type SocketLockOptions } from "./socket_lock.ts";
 export { type LockRecord, parseLockFile } from "./lock_file.ts";
+export type { HeldLock, LockInfo, LockKind, LockOptions, RetryOptions } from "../types.ts";
