@@ -11,6 +11,35 @@ export const RUNTIMES = ["deno", "bun", "node"] as const;
 /** One of {@link RUNTIMES}. */
 export type RuntimeName = (typeof RUNTIMES)[number];
 
+// tests/run.sh runs every test file under each runtime. A multi-process
+// test whose parent only spawns and watches children would repeat the same
+// work three times; these spread it over the three runners instead.
+// SOCKETLOCK_ALL_RUNTIMES=1 runs everything in every runner.
+const allInEachRunner = process.env.SOCKETLOCK_ALL_RUNTIMES === "1";
+const self: number = Math.max(
+  0,
+  RUNTIMES.indexOf(
+    ("Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node") as RuntimeName,
+  ),
+);
+
+/**
+ * The child runtimes of one group of per-runtime tests: one per runner,
+ * shifted by `group`, so the three runners between them still pair the
+ * group with every child runtime, at a third of the cost.
+ */
+export function childRuntimes(group: number): RuntimeName[] {
+  return allInEachRunner ? [...RUNTIMES] : [RUNTIMES[(self + group) % RUNTIMES.length]];
+}
+
+/**
+ * True in one runner of the three, chosen by `group`: for a test whose
+ * children already span every runtime, so its parent's runtime adds nothing.
+ */
+export function inOneRunner(group: number): boolean {
+  return allInEachRunner || self === group % RUNTIMES.length;
+}
+
 const npxPackage: Record<RuntimeName, string> = {
   deno: "deno@2",
   bun: "bun@1",

@@ -5,7 +5,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chmod, rm, writeFile } from "node:fs/promises";
 import { LockClient } from "../mod.ts";
-import { type Child, RUNTIMES, tempDir } from "./_processes.ts";
+import { type Child, childRuntimes, tempDir } from "./_processes.ts";
 import {
   abortedSignal,
   RawConnection,
@@ -25,7 +25,7 @@ describe("socketlock serve", () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(0)) {
     test(`serve from ${rt} prints its address, serves locks, and on SIGTERM says BYE and exits 0`, async () => {
       const proc = await serveProcess(rt, ["-v"]);
       kids.push(proc.child);

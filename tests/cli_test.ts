@@ -6,6 +6,7 @@ import process from "node:process";
 import { tryLock } from "../mod.ts";
 import {
   type Child,
+  childRuntimes,
   fixture,
   runtimeBinary,
   RUNTIMES,
@@ -35,7 +36,7 @@ describe("the socketlock CLI", () => {
     return made;
   }
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(1)) {
     test(`run from ${rt} executes the command under the lock and exits with its code`, async () => {
       const d = await dir();
       const run = cli(rt, ["run", "job", "--dir", d, "--", "sh", "-c", "echo inside; exit 7"]);

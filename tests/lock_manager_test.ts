@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { LockAbortedError, LockError, lockManager, tryLock } from "../mod.ts";
 import process from "node:process";
-import { fixture, RUNTIMES, spawnScript, tempDir } from "./_processes.ts";
+import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
 
 const dir = await tempDir("socketlock-manager-");
 after(() => rm(dir, { recursive: true, force: true }));
@@ -68,7 +68,7 @@ describe("lockManager()", () => {
     assert.deepEqual(await locks.query(), { held: [], pending: [] });
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(2)) {
     test(`ifAvailable calls back with null while a ${rt} process holds the lock`, async () => {
       const name = unique(`avail-${rt}`);
       const holder = spawnScript(rt, fixture("hold_lock.ts"), [JSON.stringify({ dir }), name]);

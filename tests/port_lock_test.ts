@@ -26,10 +26,17 @@ function settle(attempt: Attempt): Grant | null {
 }
 
 /** Listens on 127.0.0.1:`port` like an unrelated service; null if taken. */
+/** Why occupy() last failed, per error code: a failing search says what it met. */
+const occupyFailures = new Map<string, number>();
+
 async function occupy(port: number): Promise<net.Server | null> {
   const server = net.createServer((socket) => socket.destroy());
   return await new Promise((resolve) => {
-    server.once("error", () => resolve(null));
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      const code = error.code ?? error.message;
+      occupyFailures.set(code, (occupyFailures.get(code) ?? 0) + 1);
+      resolve(null);
+    });
     server.listen({ port, host: "127.0.0.1", exclusive: true }, () => resolve(server));
   });
 }
@@ -135,14 +142,15 @@ describe("port kind in one process", () => {
     // Find a key whose three ports are all free here.
     let key = "";
     let base = 0;
-    for (let i = 0; i < 20 && !key; i++) {
+    occupyFailures.clear();
+    for (let i = 0; i < 100 && !key; i++) {
       const candidate = unique("tcp");
       const port = await basePort(candidate);
       const probes = await Promise.all([0, 1, 2].map((n) => occupy(port + n)));
       for (const probe of probes) probe?.close();
       if (probes.every(Boolean)) [key, base] = [candidate, port];
     }
-    assert.ok(key, "found a key with three free ports");
+    assert.ok(key, `no key with three free ports: ${JSON.stringify([...occupyFailures])}`);
     const stranger = await occupy(base);
     assert.ok(stranger);
     servers.push(stranger);

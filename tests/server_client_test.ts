@@ -16,7 +16,7 @@ import {
   serve,
 } from "../mod.ts";
 import process from "node:process";
-import { type Child, fixture, RUNTIMES, spawnScript } from "./_processes.ts";
+import { type Child, childRuntimes, fixture, spawnScript } from "./_processes.ts";
 import {
   abortedSignal,
   RawConnection,
@@ -61,7 +61,7 @@ describe("LockClient", () => {
     await other.release("renewing");
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(0)) {
     test(`held.signal aborts by the lease's end when a ${rt} server stops answering, before anyone else is granted`, async () => {
       const proc = await serveProcess(rt);
       kids.push(proc.child);
@@ -243,7 +243,7 @@ describe("LockClient", () => {
     assert.equal(await client({ port: deadPort, connectTimeout: 300 }).health(), false);
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(1)) {
     test(`a ${rt} script holding server locks it never releases still exits, and the server frees them`, async () => {
       const child = spawnScript(rt, fixture("server_idle_client.ts"), [String(port)]);
       kids.push(child);

@@ -5,7 +5,14 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { LockClient, type LockServer, serve } from "../mod.ts";
-import { type Child, fixture, RUNTIMES, spawnScript, tempDir } from "./_processes.ts";
+import {
+  type Child,
+  childRuntimes,
+  fixture,
+  RUNTIMES,
+  spawnScript,
+  tempDir,
+} from "./_processes.ts";
 import { RawConnection, serveProcess, signal, sleep, within } from "./_server_helpers.ts";
 
 describe("the lock server", () => {
@@ -101,7 +108,7 @@ describe("the lock server", () => {
     await waiter.release("crash");
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(2)) {
     test(`a killed ${rt} holder process's lock goes to the next waiter at once`, async () => {
       const holder = spawnScript(rt, fixture("hold_lock.ts"), [
         JSON.stringify({ server: `127.0.0.1:${port}` }),
@@ -222,7 +229,7 @@ describe("the lock server", () => {
     assert.equal(Number(await readFile(file, "utf8")), 120);
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(0)) {
     test(`fencing tokens keep increasing across a crash and restart of a ${rt} server`, async () => {
       const tokens: number[] = [];
       for (let life = 0; life < 2; life++) {

@@ -14,7 +14,7 @@ import { loadSecret } from "../lib/socket/secret.ts";
 import type { SocketSettings } from "../lib/socket/socket_settings.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
 import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
-import { fixture, RUNTIMES, spawnScript, tempDir } from "./_processes.ts";
+import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
 
 const DIR = "/locks";
 
@@ -428,7 +428,7 @@ describe("stale socket locks in a real directory", () => {
     );
   });
 
-  for (const rt of RUNTIMES) {
+  for (const rt of childRuntimes(1)) {
     test(`a ${rt} holder blocking its event loop past the handshake timeout keeps its lock`, async () => {
       const dir = await tempDir();
       const name = `blocked-${randomHex(4)}`;

@@ -49,7 +49,14 @@ import { portTarget } from "../../lib/port/port_target.ts";
 import { runtime } from "../../lib/runtime/mod.ts";
 import { randomHex } from "../../lib/socket/handshake.ts";
 import { formatLockFile, parseLockFile } from "../../lib/socket/lock_file.ts";
-import { type Child, fixture, RUNTIMES, spawnScript, tempDir } from "../_processes.ts";
+import {
+  type Child,
+  childRuntimes,
+  fixture,
+  RUNTIMES,
+  spawnScript,
+  tempDir,
+} from "../_processes.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "../_redis_server.ts";
 import { sleep, within } from "../_server_helpers.ts";
 
@@ -93,18 +100,6 @@ function touch(path: string, offsetMs: number): void {
 function mkfifo(path: string): void {
   const out = spawnSync("mkfifo", ["-m", "600", path]);
   assert.equal(out.status, 0, `mkfifo ${path}: ${out.stderr}`);
-}
-
-/**
- * The runtimes that hold locks in the multi-process tests of one group: one
- * per runner, shifted by `group`, so that the three runners of tests/run.sh
- * between them pair every group with every holder runtime at a third of the
- * cost. SOCKETLOCK_HOSTILE_ALL_RUNTIMES=1 runs all three in each runner.
- */
-function holderRuntimes(group: number): (typeof RUNTIMES)[number][] {
-  if (process.env.SOCKETLOCK_HOSTILE_ALL_RUNTIMES === "1") return [...RUNTIMES];
-  const self = Math.max(0, RUNTIMES.indexOf(runtime.name as (typeof RUNTIMES)[number]));
-  return [RUNTIMES[(self + group) % RUNTIMES.length]];
 }
 
 function isAlive(pid: number): boolean {
@@ -724,7 +719,7 @@ describe("garbage, huge and planted socket lock files", () => {
     });
   }
 
-  for (const rt of holderRuntimes(0)) {
+  for (const rt of childRuntimes(0)) {
     test(`junk beside a live ${rt} holder's socket lock file changes nothing: it keeps the lock until it dies`, async () => {
       const { dir } = await lockDirIn();
       const name = `beside-${randomHex(4)}`;
@@ -872,7 +867,7 @@ describe("garbage, huge and planted bid files of the folder kind", () => {
     assert.deepEqual(await readdir(`${parent}/real`), []);
   });
 
-  for (const rt of holderRuntimes(1)) {
+  for (const rt of childRuntimes(1)) {
     test(`junk beside a live ${rt} holder's bid never costs it the lock, and old junk is cleared`, async () => {
       const { parent, dir } = await lockDirIn();
       const name = `bid-beside-${randomHex(4)}`;
@@ -1000,7 +995,7 @@ describe("lock directories owned by others or with loose permissions", () => {
 // ------------------------------------------------ imposters on the port
 
 describe("imposters on a socket holder's port", () => {
-  for (const rt of holderRuntimes(2)) {
+  for (const rt of childRuntimes(2)) {
     test(`a live ${rt} holder stays the holder while imposters listen beside it and hostile clients hammer its port`, async () => {
       const { dir } = await lockDirIn();
       const name = `imposed-${randomHex(4)}`;
