@@ -92,6 +92,9 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
   };
 }
 
+/** How young a bid may be a contender's rather than a holder's, ms. */
+const CONTENDER_MS = 5;
+
 /**
  * A try that found `holder`'s live bid. A caller that waits watches the
  * folder and wakes when that bid goes (released, or cleared as stale),
@@ -99,6 +102,14 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
  * is. Other bids coming and going (other waiters' tries) wake no one.
  */
 function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid): Attempt {
+  // A bid made a moment ago may be a contender's in the middle of its own
+  // check-bid-check, about to go: waking every waiter on that would have
+  // them collide again and again. Such a try backs off, with jitter, as
+  // lockfolder's do.
+  const made = holder.bid?.acquiredAt;
+  if (made !== undefined && runtime.now() - made < CONTENDER_MS) {
+    return { acquired: false, holder: infoFromBid(name, folder, holder) };
+  }
   const bidName = holder.path.slice(holder.path.lastIndexOf("/") + 1);
   let watch: DirWatch | null = null;
   let wake: Promise<void> | undefined;

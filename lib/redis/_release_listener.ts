@@ -68,6 +68,12 @@ class ReleaseListener {
     return this.#channels.get(name)?.subscribed === true;
   }
 
+  /** Messages `name` has seen if it is subscribed right now, else -1. */
+  seen(name: string): number {
+    const channel = this.#channels.get(name);
+    return channel?.subscribed ? channel.count : -1;
+  }
+
   watch(name: string): Watch {
     let channel = this.#channels.get(name);
     if (!channel) {
@@ -214,6 +220,14 @@ function listenerOf(adapter: RedisAdapter, runtime: Runtime): ReleaseListener {
  */
 export function watchReleases(adapter: RedisAdapter, runtime: Runtime, channel: string): Watch {
   return listenerOf(adapter, runtime).watch(channel);
+}
+
+/**
+ * How many messages `channel` has seen, if it is subscribed right now, else
+ * -1: a later watch whose `seen()` still says the same missed nothing.
+ */
+export function seenIfLive(adapter: RedisAdapter, channel: string): number {
+  return listeners.get(adapter)?.seen(channel) ?? -1;
 }
 
 /**

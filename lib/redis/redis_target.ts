@@ -22,7 +22,7 @@ import {
   RELEASE,
   runScript,
 } from "./scripts.ts";
-import { watchIfLive, watchReleases } from "./_release_listener.ts";
+import { seenIfLive, watchIfLive, watchReleases } from "./_release_listener.ts";
 import {
   claimMs,
   clientIdOf,
@@ -302,6 +302,8 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
 
   async function tryAcquire(): Promise<Attempt> {
     let w = waiting;
+    // Before the first try: what our channel had seen, if it is subscribed.
+    let seenBefore = -1;
     if (w) {
       w.retrying = true;
       const heard = w.takeGrant();
@@ -314,21 +316,18 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       if (!w.watch) w.hear(watchReleases(adapter, runtime, grants));
     } else {
       // A client that waited on this key a moment ago is still subscribed:
-      // it listens at once and queues on its first try, as it will likely
-      // wait again. Otherwise (an uncontended lock, a tryLock) the first
-      // try does not queue, and makes no Waiting unless the lock is held.
-      const live = watchIfLive(adapter, grants);
-      if (live) {
-        w = new Waiting(crypto.randomUUID(), runtime, refresh);
-        w.hear(live);
-      }
+      // it queues on its first try, as it will likely wait again. Its
+      // Waiting and watch are made only if that try leaves it queued (a
+      // looping holder's next try mostly takes the lock). Otherwise (an
+      // uncontended lock, a tryLock) the first try does not queue.
+      seenBefore = seenIfLive(adapter, grants);
     }
     const owner = w ? w.owner : crypto.randomUUID();
-    const live = w !== null && w.live();
+    let live = w !== null && w.live();
     const args = [owner, ttlArg, head(owner)];
-    if (w) {
-      args.push(window, w.place, client, claimArg);
-      w.trying();
+    if (w || seenBefore >= 0) {
+      args.push(window, w ? w.place : "", client, claimArg);
+      w?.trying();
     }
     const sentAt = runtime.monotonic();
     let reply: unknown[];
@@ -345,7 +344,15 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       if (w) endWaiting(w, false);
       return grantFor(owner, tokenOrCancel(owner, reply[1]), replyNumber(reply[2]), sentAt);
     }
-    w ??= new Waiting(owner, runtime, refresh);
+    if (!w) {
+      w = new Waiting(owner, runtime, refresh);
+      if (seenBefore >= 0) {
+        w.hear(watchReleases(adapter, runtime, grants));
+        // Something published on our channel since the try was sent may
+        // have been our grant, unheard: the next try then asks Redis.
+        live = w.watch!.seen() === seenBefore;
+      }
+    }
     w.confirmed(
       sentAt,
       live,
