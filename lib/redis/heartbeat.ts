@@ -18,7 +18,7 @@ import type { Runtime, Timer } from "../runtime/mod.ts";
 import { LockLostError } from "../errors.ts";
 import type { Grant } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
-import { type Due, scheduleOf } from "./_schedule.ts";
+import { type Due, scheduleOf } from "../_schedule.ts";
 
 /** The share of the ttl a holder relies on after each confirmed renewal. */
 export const LEASE_FRACTION = 2 / 3;

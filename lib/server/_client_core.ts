@@ -10,13 +10,7 @@ import { backoff } from "../_backoff.ts";
 import { decodeName, encodeName, type Reply } from "./protocol.ts";
 import { importAuthKey } from "./auth.ts";
 import { ClientConnection, describeServer, hostName } from "./_client_connection.ts";
-import {
-  type KeeperHost,
-  type Lease,
-  leaseEnd,
-  LeaseKeeper,
-  RenewalClock,
-} from "./_lease_keeper.ts";
+import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import {
   AcquireCall,
@@ -56,7 +50,6 @@ export class ClientCore implements KeeperHost, OpHost {
   readonly runtime: Runtime;
   /** "host:port", for holder info and messages. */
   readonly server: string;
-  readonly renewals: RenewalClock;
   #options: CoreOptions;
   #key: Promise<CryptoKey | null> | null = null;
   #conn: ClientConnection | null = null;
@@ -70,7 +63,6 @@ export class ClientCore implements KeeperHost, OpHost {
     this.#options = options;
     this.runtime = options.runtime;
     this.server = describeServer(options);
-    this.renewals = new RenewalClock(options.runtime);
   }
 
   /** The lease this client holds on `name`, if any. */

@@ -6,6 +6,7 @@
 
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import { LockLostError } from "../errors.ts";
+import { type Due, scheduleOf } from "../_schedule.ts";
 
 /**
  * Our end of a lease, on our monotonic clock. The server's end is later:
@@ -34,73 +35,20 @@ export function leaseEnd(since: number, ttl: number): number {
 /** What a keeper needs from the client. */
 export interface KeeperHost {
   readonly runtime: Runtime;
-  /** Calls keepers when their renewal is due. */
-  readonly renewals: RenewalClock;
   /** Renews; resolves true when the server confirmed (and `lease.validUntil` moved). */
   renew(lease: Lease): Promise<boolean>;
   /** Gives a lost lease up on the server too, if it still has it. */
   forget(lease: Lease): void;
 }
 
-/**
- * Calls each kept lease's renewal when it is due, with one timer for all of
- * a client's leases: most leases are released long before their first
- * renewal (at ttl/3), and a timer per lease, set and cleared again, is a
- * measurable share of an acquire+release round trip.
- */
-export class RenewalClock {
-  readonly #runtime: Runtime;
-  readonly #keepers = new Set<LeaseKeeper>();
-  #timer: Timer | null = null;
-  /** When the timer fires (monotonic ms), Infinity if none is set. */
-  #at = Infinity;
-
-  constructor(runtime: Runtime) {
-    this.#runtime = runtime;
-  }
-
-  /** Calls `keeper.due()` at `keeper.renewAt`. */
-  add(keeper: LeaseKeeper): void {
-    this.#keepers.add(keeper);
-    if (keeper.renewAt < this.#at) this.#arm(keeper.renewAt);
-  }
-
-  /** Forgets `keeper` (its timer, if set for it, finds nothing due and moves on). */
-  delete(keeper: LeaseKeeper): void {
-    this.#keepers.delete(keeper);
-  }
-
-  #arm(at: number): void {
-    this.#timer?.clear();
-    this.#at = at;
-    const timer = this.#runtime.setTimer(
-      () => this.#tick(),
-      Math.max(0, at - this.#runtime.monotonic()),
-    );
-    timer.unref();
-    this.#timer = timer;
-  }
-
-  #tick(): void {
-    this.#timer = null;
-    this.#at = Infinity;
-    const now = this.#runtime.monotonic();
-    let next = Infinity;
-    for (const keeper of [...this.#keepers]) {
-      if (keeper.renewAt <= now) {
-        this.#keepers.delete(keeper);
-        keeper.due();
-      } else if (keeper.renewAt < next) next = keeper.renewAt;
-    }
-    if (next < this.#at) this.#arm(next);
-  }
-}
-
 /** Keeps one lease alive until it is released or lost. */
 export class LeaseKeeper {
-  /** When the next renewal is due (monotonic ms): ttl/3 after the last grant, never after the lease's end. */
-  renewAt: number;
   readonly #host: KeeperHost;
+  // On the runtime's shared renewal schedule, at ttl/3 after the last
+  // grant, never after the lease's end: most leases are released before
+  // their first renewal, and a timer per lease is a measurable share of an
+  // acquire+release round trip.
+  readonly #renewal: Due = { at: 0, run: () => this.#due() };
   readonly #lease: Lease;
   // Made on first use: most leases are released without anyone reading it.
   #controller: AbortController | null = null;
@@ -111,8 +59,7 @@ export class LeaseKeeper {
   constructor(host: KeeperHost, lease: Lease) {
     this.#host = host;
     this.#lease = lease;
-    this.renewAt = this.#nextRenewal();
-    host.renewals.add(this);
+    this.#scheduleRenewal();
   }
 
   /** Aborted with a LockLostError when the lease is lost. */
@@ -123,7 +70,7 @@ export class LeaseKeeper {
   /** Stops renewing (the lease was released). */
   stop(): void {
     this.#stopped = true;
-    this.#host.renewals.delete(this);
+    scheduleOf(this.#host.runtime).delete(this.#renewal);
     this.#deadlineTimer?.clear();
   }
 
@@ -141,14 +88,11 @@ export class LeaseKeeper {
   rescheduled(): void {
     if (this.#stopped) return;
     if (this.#deadlineTimer) this.#armDeadline(); // our own renewal is on its way
-    else {
-      this.renewAt = this.#nextRenewal();
-      this.#host.renewals.add(this);
-    }
+    else this.#scheduleRenewal();
   }
 
-  /** The renewal is due (called by the clock). */
-  due(): void {
+  /** The renewal is due (called by the schedule). */
+  #due(): void {
     if (this.#stopped) return;
     // Late only if the event loop was blocked: past our lease end, the lock
     // counts as lost whatever a renewal sent now would say.
@@ -157,11 +101,12 @@ export class LeaseKeeper {
     void this.#renew();
   }
 
-  #nextRenewal(): number {
-    return Math.min(
+  #scheduleRenewal(): void {
+    this.#renewal.at = Math.min(
       this.#host.runtime.monotonic() + this.#lease.ttl / 3,
       this.#lease.validUntil,
     );
+    scheduleOf(this.#host.runtime).add(this.#renewal);
   }
 
   #expired(): void {
@@ -194,7 +139,6 @@ export class LeaseKeeper {
     }
     this.#deadlineTimer?.clear();
     this.#deadlineTimer = null;
-    this.renewAt = this.#nextRenewal();
-    this.#host.renewals.add(this);
+    this.#scheduleRenewal();
   }
 }

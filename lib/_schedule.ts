@@ -1,9 +1,10 @@
-// One unref'd timer per runtime for the renewals of every held Redis lock.
-// A lock held and released in a moment then costs no timer of its own: its
-// first renewal, ttl/3 away, is later than the one the timer is already set
-// for, so taking and releasing it only adds to and deletes from a set.
+// One unref'd timer per runtime for the renewals of every held lease (Redis
+// locks, lock server leases). A lock held and released in a moment then
+// costs no timer of its own: its first renewal, ttl/3 away, is later than
+// the one the timer is already set for, so taking and releasing it only adds
+// to and deletes from a set.
 
-import type { Runtime, Timer } from "../runtime/mod.ts";
+import type { Runtime, Timer } from "./runtime/mod.ts";
 
 /** Something to run at a monotonic time. */
 export interface Due {
