@@ -79,6 +79,8 @@ export class HistoryChecker {
   readonly #occupant = new Map<string, string>();
   readonly #lastToken = new Map<string, number>();
   readonly #maxWritten = new Map<string, number>();
+  /** When the service last restarted: it forgot every lock granted before. */
+  #lastRestartAt = -Infinity;
   readonly #summary: TortureSummary = {
     sections: 0,
     faults: { kill: 0, killInside: 0, stop: 0, restart: 0 },
@@ -111,8 +113,13 @@ export class HistoryChecker {
         break;
       case "lost":
         this.#summary.lostReported++;
-        // A lease that ran out while its holder was stopped is lost, even if nobody took it.
-        if (!worker!.superseded && worker!.longPauseEndedAt <= worker!.previousExitAt) {
+        // A lease that ran out while its holder was stopped is lost, even if
+        // nobody took it; so is a lock granted just before a restart, whose
+        // holder said "enter" only after it (so it was not superseded).
+        if (
+          !worker!.superseded && worker!.longPauseEndedAt <= worker!.previousExitAt &&
+          this.#lastRestartAt <= worker!.previousExitAt
+        ) {
           this.#summary.unexpectedLosses++;
         }
         worker!.awaitingLost = false;
@@ -148,6 +155,7 @@ export class HistoryChecker {
         break;
       case "restart":
         this.#summary.faults.restart++;
+        this.#lastRestartAt = event.at;
         for (const [id, state] of this.#workers) {
           if (state.inside !== null && !state.superseded) this.#supersede(id, state);
         }

@@ -174,6 +174,20 @@ describe("history checker", () => {
     assert.equal(summary.staleWritesRejected, 1);
   });
 
+  test("a loss of a lock granted before a restart but entered after it is expected", () => {
+    const { summary } = check([
+      ...section(0, "w1", 1),
+      [10, ["restart"]],
+      [11, ["enter", "w1", "a", 2]],
+      [12, ["lost", "w1", "a"]],
+      [13, ["exit", "w1", "a"]],
+      ...section(20, "w1", 3),
+      [30, ["lost", "w1", "a"]],
+    ], 1_000);
+    assert.equal(summary.lostReported, 2);
+    assert.equal(summary.unexpectedLosses, 1, "only the loss with no restart since its grant");
+  });
+
   test("a loss without any fault is counted as unexpected", () => {
     const { summary } = check([
       [0, ["enter", "w1", "a", 1]],
