@@ -5,15 +5,19 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Heartbeat, type RenewOutcome } from "../lib/redis/heartbeat.ts";
 import { LockLostError } from "../lib/errors.ts";
-import { runtime } from "../lib/runtime/mod.ts";
+import { type Runtime, runtime } from "../lib/runtime/mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function heartbeat(firstLease: number, renew: () => Promise<RenewOutcome>) {
+function heartbeat(
+  firstLease: number,
+  renew: () => Promise<RenewOutcome>,
+  clock: Runtime = runtime,
+) {
   const calls: number[] = [];
   const start = runtime.monotonic();
   const beat = new Heartbeat({
-    runtime,
+    runtime: clock,
     name: "hb",
     ttl: 30_000,
     lease: 20_000,
@@ -67,5 +71,24 @@ describe("Redis heartbeat", () => {
     assert.equal(beat.signal.aborted, true);
     assert.ok(beat.signal.reason instanceof LockLostError);
     assert.match(beat.signal.reason.message, /lease ran out/);
+  });
+
+  test("abort listeners fire even when timers fire early and the renewal never answers", async () => {
+    // Node's timers can fire over 1 ms before their time by the monotonic
+    // clock; this runtime's always fire 5 ms early.
+    const early: Runtime = {
+      ...runtime,
+      setTimer: (fn, ms) => runtime.setTimer(fn, Math.max(0, ms - 5)),
+    };
+    const { beat } = heartbeat(200, () => new Promise(() => {}), early);
+    const aborted = new Promise<unknown>((resolve) =>
+      beat.signal.addEventListener("abort", () => resolve(beat.signal.reason), { once: true })
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const reason = await Promise.race([
+      aborted,
+      new Promise((resolve) => timer = setTimeout(() => resolve("no abort event"), 1_500)),
+    ]).finally(() => clearTimeout(timer));
+    assert.ok(reason instanceof LockLostError, String(reason));
   });
 });

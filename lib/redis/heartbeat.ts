@@ -198,7 +198,14 @@ export class Heartbeat {
   #armDeadline(): void {
     this.#deadlineTimer?.clear();
     const { runtime } = this.#options;
-    const timer = runtime.setTimer(() => this.check(), this.#deadline - runtime.monotonic() + 1);
+    const timer = runtime.setTimer(() => {
+      this.#deadlineTimer = null;
+      this.check();
+      // Timers may fire early by the monotonic clock (Node's by over 1 ms
+      // under load): until the deadline has passed, arm again, or a renewal
+      // that never settles would leave the signal unaborted for good.
+      if (!this.#stopped) this.#armDeadline();
+    }, this.#deadline - runtime.monotonic() + 1);
     timer.unref();
     this.#deadlineTimer = timer;
   }
