@@ -22,6 +22,8 @@ export interface Goal {
   target: string;
   /** The comparison the issue gives (not measured in this run). */
   reference: string;
+  /** The row of the Python tool the reference names, measured in this run. */
+  python?: string;
   check(find: Lookup, runtime: RuntimeName): Verdict;
 }
 
@@ -105,6 +107,7 @@ export const GOALS: Goal[] = [
     label: "socket kind, acquire+release",
     target: "≤ 40 µs, ≥ 5× faster than proper-lockfile",
     reference: "Python socketlock 119 µs; proper-lockfile 225–275 µs",
+    python: "python.socketlock",
     check: latencyGoal("socket.acquire_release", {
       id: "proper-lockfile.acquire_release",
       name: "proper-lockfile",
@@ -116,6 +119,7 @@ export const GOALS: Goal[] = [
     label: "folder kind, acquire+release",
     target: "≤ 30 µs, ≥ 7× faster than proper-lockfile",
     reference: "Python lockfolder 34 µs",
+    python: "python.lockfolder",
     check: latencyGoal("folder.acquire_release", {
       id: "proper-lockfile.acquire_release",
       name: "proper-lockfile",
@@ -127,6 +131,7 @@ export const GOALS: Goal[] = [
     label: "port kind, acquire+release",
     target: "≤ 6 µs Deno/Bun, ≤ 10 µs Node",
     reference: "Python k3portlock 4.3 µs; bind+close floor 4–9 µs",
+    python: "python.k3portlock",
     check: latencyGoal("port.acquire_release"),
   },
   {
@@ -134,6 +139,7 @@ export const GOALS: Goal[] = [
     label: "socket kind, contended detection",
     target: "≤ 100 µs",
     reference: "Python socketlock 540 µs",
+    python: "python.socketlock_check",
     check: latencyGoal("socket.contended"),
   },
   handoffGoal("socket"),
@@ -188,6 +194,30 @@ export const GOALS: Goal[] = [
 
 /** The ratios printed after the goals. */
 export const COMPARISONS: Comparison[] = [
+  {
+    label: "socket acquire+release vs Python socketlock (stand-in)",
+    ours: "socket.acquire_release",
+    theirs: "python.socketlock",
+    against: "peer",
+  },
+  {
+    label: "folder acquire+release vs Python lockfolder (stand-in)",
+    ours: "folder.acquire_release",
+    theirs: "python.lockfolder",
+    against: "peer",
+  },
+  {
+    label: "port acquire+release vs Python k3portlock (stand-in)",
+    ours: "port.acquire_release",
+    theirs: "python.k3portlock",
+    against: "peer",
+  },
+  {
+    label: "socket contended detection, first try vs Python socketlock's check (stand-in)",
+    ours: "socket.contended_handshake",
+    theirs: "python.socketlock_check",
+    against: "peer",
+  },
   {
     label: "socket acquire+release vs proper-lockfile lock+unlock",
     ours: "socket.acquire_release",

@@ -24,6 +24,7 @@ import { handoff } from "./cases/handoff.ts";
 import { server } from "./cases/server.ts";
 import { redis } from "./cases/redis.ts";
 import { redisPeers } from "./cases/redis_peers.ts";
+import { python } from "./cases/python.ts";
 
 const CASES: BenchCase[] = [
   floors,
@@ -35,6 +36,7 @@ const CASES: BenchCase[] = [
   server,
   redis,
   redisPeers,
+  python,
 ];
 
 function option(name: string): string | undefined {

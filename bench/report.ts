@@ -20,6 +20,7 @@ import {
   P50_TARGETS_US,
   type Verdict,
 } from "./_goals.ts";
+import { median } from "./_measure.ts";
 
 const ORDER: RuntimeName[] = ["deno", "bun", "node"];
 const TITLE: Record<RuntimeName, string> = { deno: "Deno", bun: "Bun", node: "Node" };
@@ -129,12 +130,19 @@ for (const [id, first] of rows) {
   md.push(row(cells));
 }
 
+/** A Python tool's p50, median over the runtimes' runs (it is the same Python in each). */
+function pythonHere(id: string | undefined): string {
+  const p50s = id ? runtimes.flatMap((rt) => lookups.get(rt)!(id)?.p50Us ?? []) : [];
+  return p50s.length ? formatUs(median(p50s)) : "";
+}
+
 md.push("", "## Goals (issue 4)", "");
 const goalHeader = [
   "goal",
   "target",
   ...runtimes.map((rt) => TITLE[rt]),
   "reference (from the issue, not measured here)",
+  "the Python tool here (stand-in, same run)",
 ];
 md.push(row(goalHeader), row(goalHeader.map(() => "---")));
 for (const goal of GOALS) {
@@ -143,7 +151,7 @@ for (const goal of GOALS) {
     const verdict = goal.check(lookups.get(rt)!, rt);
     cells.push(`${mark(verdict)} ${verdict.value}`);
   }
-  cells.push(goal.reference);
+  cells.push(goal.reference, pythonHere(goal.python));
   md.push(row(cells));
 }
 
