@@ -108,7 +108,13 @@ export function createWorld(): World {
         hostname: () => "scripted-host",
         uid: () => 1000,
         isAlive: (p) => world.alive.has(p),
-        startTime: (p) => Promise.resolve(world.alive.get(p) ?? null),
+        startTime: (p) => {
+          const started = world.alive.get(p);
+          return Promise.resolve(
+            started === undefined ? null : { created: started, ticks: started * 100 },
+          );
+        },
+        namespaceId: () => "1:1",
         async mkdir(path, mode) {
           await step("mkdir", path);
           const parts = path.split("/").filter(Boolean);

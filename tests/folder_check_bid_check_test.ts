@@ -135,6 +135,52 @@ describe("check-bid-check under forced interleavings", () => {
     assert.ok(world.files.has(`${FOLDER}/remote.json`));
   });
 
+  test("a bid from other namespaces (a container sharing folder and host name) is never judged here", async () => {
+    const { world, procs: [a] } = setup([411]);
+    const put = (ns: string) =>
+      world.files.set(`${FOLDER}/container.json`, {
+        kind: "file",
+        // A pid that is not ours and a beacon that does not answer here.
+        data: JSON.stringify({
+          PID: 999_999,
+          CREATED: 1,
+          host: "scripted-host",
+          ns,
+          beacon: `abstract:${crypto.randomUUID()}`,
+        }),
+        mode: 0o600,
+        mtimeMs: a.runtime.now(),
+      });
+    put("7:7");
+    const result = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(result.acquired, false);
+    assert.ok(world.files.has(`${FOLDER}/container.json`));
+    put(a.runtime.namespaceId()!);
+    const ours = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(ours.acquired, true, "the same bid from our namespaces is judged, and stale");
+    assert.equal(world.files.has(`${FOLDER}/container.json`), false);
+  });
+
+  test("start ticks decide over CREATED where a bid has them: a stepped wall clock moves CREATED", async () => {
+    const { world, procs: [a] } = setup([421, 422]);
+    const started = world.alive.get(422)!;
+    const put = (fields: Record<string, number>) =>
+      world.files.set(`${FOLDER}/holder.json`, {
+        kind: "file",
+        data: JSON.stringify({ PID: 422, host: "scripted-host", ...fields }),
+        mode: 0o600,
+        mtimeMs: a.runtime.now(),
+      });
+    // CREATED as computed before a 3 s clock step; the ticks are exact.
+    put({ CREATED: started - 3, TICKS: started * 100 });
+    const live = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(live.acquired, false, "the holder is live: its ticks match");
+    // Right CREATED, but the ticks of another process under a reused pid.
+    put({ CREATED: started, TICKS: started * 100 + 7 });
+    const reused = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(reused.acquired, true, "other ticks: the pid was reused");
+  });
+
   test("a fresh unreadable bid is passed over and kept; an old one is cleared", async () => {
     const { world, procs: [a] } = setup([501]);
     const garbage = `${FOLDER}/garbage.json`;

@@ -95,7 +95,9 @@ describe("FolderLock", () => {
     await lock.release();
     const pid = sleeper();
     let started: number | null = null;
-    for (let i = 0; i < 50 && started === null; i++) started = await runtime.startTime(pid);
+    for (let i = 0; i < 50 && started === null; i++) {
+      started = (await runtime.startTime(pid))?.created ?? null;
+    }
     await writeFile(`${path}/python-peer.json`, JSON.stringify({ PID: pid, CREATED: started }));
     const error = await lock.acquire({ timeout: 50 }).catch((e) => e);
     assert.ok(error instanceof LockTimeoutError, String(error));

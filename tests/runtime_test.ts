@@ -4,7 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn as spawnChild } from "node:child_process";
-import { mkdtemp, rm, symlink } from "node:fs/promises";
+import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -500,13 +500,26 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
     assert.equal(runtime.isAlive(-1), false);
   });
 
-  test("startTime() gives this process's start in whole epoch seconds, and null for an exited child", async () => {
+  test("startTime() gives this process's start in epoch seconds and ticks since boot, and null for an exited child", async () => {
     if (runtime.platform !== "linux") return;
     const started = await runtime.startTime(runtime.pid);
-    assert.ok(Number.isInteger(started), String(started));
+    assert.ok(started && Number.isInteger(started.created), JSON.stringify(started));
     const now = Date.now() / 1000;
-    assert.ok(started! <= now && started! > now - 3600, String(started));
+    assert.ok(started.created <= now && started.created > now - 3600, String(started.created));
+    const uptime = Number((await readFile("/proc/uptime", "utf8")).split(" ")[0]);
+    assert.ok(
+      Number.isInteger(started.ticks) && started.ticks > 0 && started.ticks <= uptime * 100 + 1,
+      String(started.ticks),
+    );
     assert.equal(await runtime.startTime(await deadPid()), null);
+  });
+
+  test("namespaceId() names this process's pid and network namespaces on Linux", () => {
+    const id = runtime.namespaceId();
+    // Deno reads /proc only with -A (the test runners here have it).
+    if (runtime.platform !== "linux") return assert.equal(id, null);
+    assert.match(id ?? "", /^\d+:\d+$/);
+    assert.equal(runtime.namespaceId(), id, "read once");
   });
 
   test("setTimer() fires, and clear() cancels it", async () => {

@@ -4,7 +4,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import * as net from "node:net";
-import { lock, LockPermissionError, SocketLock, tryLock } from "../mod.ts";
+import { inspect, lock, LockPermissionError, SocketLock, tryLock } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import type { Attempt, Grant } from "../lib/_kind.ts";
 import type { SocketAddress } from "../lib/runtime/mod.ts";
@@ -14,7 +14,7 @@ import { loadSecret } from "../lib/socket/secret.ts";
 import type { SocketSettings } from "../lib/socket/socket_settings.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
 import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
-import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
+import { childRuntimes, fixture, freePort, spawnScript, tempDir } from "./_processes.ts";
 
 const DIR = "/locks";
 
@@ -471,6 +471,20 @@ describe("stale socket locks in a real directory", () => {
       await held.release();
     });
   }
+
+  test("a lock file from other namespaces (a container sharing dir and host name) is never broken here", async () => {
+    const ours = runtime.namespaceId();
+    if (ours === null) return; // not Linux, or Deno without -A: namespaces unknown
+    const port = await freePort();
+    const { dir, name } = await withLockFile((n) => {
+      const record = parseLockFile(staleText(n, port, 1, runtime.hostname()))!;
+      return formatLockFile({ ...record, ns: `${ours}0` }, false);
+    });
+    assert.equal(await tryLock(name, { dir, handshakeTimeout: 200 }), null);
+    assert.equal(parseLockFile(await readFile(`${dir}/${name}.lock`, "utf8"))?.port, port);
+    const info = await inspect(name, { dir });
+    assert.equal(info?.pid, 999_999, "shown as held, by the recorded pid");
+  });
 
   test("a lock file naming another user's socketlock holder (another key) is broken; that holder keeps its own lock", async () => {
     const otherDir = await tempDir();

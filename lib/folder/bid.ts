@@ -15,8 +15,19 @@ export interface Bid {
   PID: number;
   /** The bidder's process start time, whole epoch seconds (psutil's `int(create_time())`). */
   CREATED: number;
+  /**
+   * The bidder's start in clock ticks since boot: compared instead of
+   * `CREATED` where both sides have it, as it does not move when the wall
+   * clock is stepped (absent in Python bids).
+   */
+  TICKS?: number;
   /** The bidder's host (absent in bids written by Python's lockfolder). */
   host?: string;
+  /**
+   * The bidder's pid and network namespaces (`Runtime.namespaceId()`); a bid
+   * from other namespaces cannot be checked here (absent in Python bids).
+   */
+  ns?: string;
   /** When the bid was made, epoch ms (absent in Python bids). */
   acquiredAt?: number;
   /** The bidding isolate's id (main thread or worker). */
@@ -44,13 +55,18 @@ export function parseBid(text: string): Bid | null {
     return null;
   }
   if (typeof value !== "object" || value === null) return null;
-  const { PID, CREATED, host, acquiredAt, isolate, beacon } = value as Record<string, unknown>;
+  const { PID, CREATED, TICKS, host, ns, acquiredAt, isolate, beacon } = value as Record<
+    string,
+    unknown
+  >;
   if (!Number.isSafeInteger(PID) || (PID as number) <= 0) return null;
   if (typeof CREATED !== "number" || !Number.isFinite(CREATED)) return null;
   return {
     PID: PID as number,
     CREATED,
+    ...(Number.isSafeInteger(TICKS) ? { TICKS: TICKS as number } : {}),
     ...(typeof host === "string" ? { host } : {}),
+    ...(typeof ns === "string" ? { ns } : {}),
     ...(typeof acquiredAt === "number" ? { acquiredAt } : {}),
     ...(typeof isolate === "string" ? { isolate } : {}),
     ...(typeof beacon === "string" ? { beacon } : {}),

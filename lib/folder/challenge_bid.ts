@@ -21,10 +21,11 @@ export type BidStanding = "live" | "stale" | "unreadable";
 
 /**
  * Challenges one bid: `"live"` if its writer still runs (same pid, same start
- * time, its isolate's beacon still listening; or a bid from another host
- * whose processes we cannot see), `"stale"` if the writer is gone, its pid
- * was reused, or the worker that wrote it was terminated, `"unreadable"` if
- * the file is not a bid but may be one being written.
+ * time, its isolate's beacon still listening; or a bid from another host or
+ * other namespaces, whose processes and beacons we cannot see), `"stale"` if
+ * the writer is gone, its pid was reused, or the worker that wrote it was
+ * terminated, `"unreadable"` if the file is not a bid but may be one being
+ * written.
  */
 export async function challengeBid(
   runtime: Runtime,
@@ -34,13 +35,18 @@ export async function challengeBid(
   const { bid } = found;
   if (!bid) return await isOldGarbage(runtime, found.path) ? "stale" : "unreadable";
   if (bid.host !== undefined && bid.host !== localHost) return "live";
+  // A container sharing the folder and the host name: its pids, or its
+  // beacons (abstract sockets are per network namespace), are not ours.
+  const namespaces = runtime.namespaceId();
+  if (bid.ns !== undefined && namespaces !== null && bid.ns !== namespaces) return "live";
   if (!runtime.isAlive(bid.PID)) return "stale";
   const started = await runtime.startTime(bid.PID);
   // null: gone since isAlive (stale), or a platform without start times, where
-  // a live pid is all we can go by.
+  // a live pid is all we can go by. Ticks where the bid has them: CREATED
+  // moves with the wall clock (psutil's boot time does), ticks do not.
   if (started === null) {
     if (!runtime.isAlive(bid.PID)) return "stale";
-  } else if (started !== bid.CREATED) {
+  } else if (bid.TICKS !== undefined ? started.ticks !== bid.TICKS : started.created !== bid.CREATED) {
     return "stale";
   }
   // The process lives; the isolate (a worker) that bid may not.

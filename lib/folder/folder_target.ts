@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type DirWatch, errorCode, type Runtime } from "../runtime/mod.ts";
+import { type DirWatch, errorCode, type ProcessStart, type Runtime } from "../runtime/mod.ts";
 import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { defaultLockDir, ensureLockDir, joinPath } from "../dirs.ts";
@@ -48,10 +48,13 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       ]);
       const acquiredAt = runtime.now();
       const host = runtime.hostname();
+      const namespaces = runtime.namespaceId();
       const result = await checkBidCheck(runtime, folder, {
         PID: runtime.pid,
-        CREATED: started,
+        CREATED: started?.created ?? 0,
+        ...(started ? { TICKS: started.ticks } : {}),
         host,
+        ...(namespaces ? { ns: namespaces } : {}),
         acquiredAt,
         isolate: ISOLATE_ID,
         beacon,
@@ -128,15 +131,15 @@ function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid):
   };
 }
 
-const startTimes = new WeakMap<Runtime, Promise<number>>();
+const startTimes = new WeakMap<Runtime, Promise<ProcessStart | null>>();
 
 // Our own start time never changes; read /proc once per runtime.
-function ownStartTime(runtime: Runtime): Promise<number> {
+function ownStartTime(runtime: Runtime): Promise<ProcessStart | null> {
   let started = startTimes.get(runtime);
   if (!started) {
-    started = runtime.startTime(runtime.pid).then((t) => t ?? 0);
-    started.catch(() => startTimes.delete(runtime));
-    startTimes.set(runtime, started);
+    const reading = runtime.startTime(runtime.pid);
+    reading.catch(() => startTimes.delete(runtime));
+    startTimes.set(runtime, started = reading);
   }
   return started;
 }

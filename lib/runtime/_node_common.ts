@@ -6,7 +6,7 @@ import { spawn as spawnChild } from "node:child_process";
 import { hostname as osHostname, tmpdir } from "node:os";
 import process from "node:process";
 import type { ChildProcess, FileStat, Runtime, Timer } from "./types.ts";
-import { procStartTimeReader } from "./_proc_stat.ts";
+import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
 
 // File operations are synchronous system calls handed back as settled
@@ -70,6 +70,7 @@ function nodeSpawn(command: string, args: string[]): ChildProcess {
 }
 
 let host: string | undefined;
+let namespaces: string | null | undefined;
 
 /** Files, processes and clock over node: built-ins, shared by node.ts and bun.ts. */
 export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
@@ -117,6 +118,10 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
     }
   },
   startTime: (pid) => process.platform === "linux" ? readStartTime(pid) : Promise.resolve(null),
+  namespaceId: () =>
+    namespaces === undefined
+      ? namespaces = process.platform === "linux" ? namespaceIdOf(fs.readlinkSync) : null
+      : namespaces,
   args: () => process.argv.slice(2),
   spawn: nodeSpawn,
   onSignal: (signal, handler) => {

@@ -1,6 +1,8 @@
 // Linux process start times, computed exactly as psutil does so that bids
 // written by Python's lockfolder and by us agree on `CREATED`.
 
+import type { ProcessStart } from "./types.ts";
+
 const CLOCK_TICKS = 100;
 
 /** Boot time (epoch seconds) from the `btime` line of `/proc/stat`. */
@@ -10,17 +12,33 @@ export function parseBootTime(procStat: string): number | null {
 }
 
 /**
- * Start time in whole epoch seconds from a `/proc/<pid>/stat` line: field 22
- * (ticks since boot). The command name may hold spaces and parentheses, so
- * fields are counted after the last `)`.
+ * Start time from a `/proc/<pid>/stat` line: field 22 (ticks since boot),
+ * and in whole epoch seconds. The command name may hold spaces and
+ * parentheses, so fields are counted after the last `)`.
  */
-export function parseStartTime(pidStat: string, bootTime: number): number | null {
+export function parseStartTime(pidStat: string, bootTime: number): ProcessStart | null {
   const end = pidStat.lastIndexOf(")");
   if (end < 0) return null;
   const fields = pidStat.slice(end + 2).split(" ");
   const ticks = Number(fields[19]);
-  if (!Number.isFinite(ticks)) return null;
-  return Math.floor(bootTime + ticks / CLOCK_TICKS);
+  if (!Number.isSafeInteger(ticks)) return null;
+  return { created: Math.floor(bootTime + ticks / CLOCK_TICKS), ticks };
+}
+
+/**
+ * The pid and network namespace ids from the targets of the links
+ * `/proc/self/ns/pid` and `/proc/self/ns/net` (`pid:[4026531836]`), or
+ * `null` if either is missing or unreadable.
+ */
+export function namespaceIdOf(readLink: (path: string) => string): string | null {
+  try {
+    const inode = (link: string) => /^\w+:\[(\d+)\]$/.exec(readLink(link))?.[1];
+    const pid = inode("/proc/self/ns/pid");
+    const net = inode("/proc/self/ns/net");
+    return pid && net ? `${pid}:${net}` : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -30,7 +48,7 @@ export function parseStartTime(pidStat: string, bootTime: number): number | null
 export function procStartTimeReader(
   readText: (path: string) => Promise<string>,
   isNotFound: (error: unknown) => boolean,
-): (pid: number) => Promise<number | null> {
+): (pid: number) => Promise<ProcessStart | null> {
   let bootTime: number | null = null;
   return async (pid) => {
     try {

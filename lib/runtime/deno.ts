@@ -2,6 +2,7 @@
 // microseconds where Deno's node:net takes ~2 ms per listen+close, and reports
 // a port-0 listener's port synchronously.
 
+import { readlinkSync } from "node:fs";
 import process from "node:process";
 import type {
   ChildProcess,
@@ -12,7 +13,7 @@ import type {
   SocketAddress,
   Timer,
 } from "./types.ts";
-import { procStartTimeReader } from "./_proc_stat.ts";
+import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
 // cannot) and raises NotCapable for a missing flag just as Deno.* does.
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
@@ -496,6 +497,15 @@ function setTimer(fn: () => void, ms: number): Timer {
 
 /** The Deno implementation of {@link Runtime}. */
 let host: string | undefined;
+let namespaces: string | null | undefined;
+
+// Deno reads /proc only with -A; without it (or with a prompt pending, which
+// must not interrupt a lock), the namespaces are unknown.
+function readNamespaceId(): string | null {
+  if (Deno.build.os !== "linux") return null;
+  const state = Deno.permissions.querySync({ name: "read", path: "/proc/self/ns" }).state;
+  return state === "granted" ? namespaceIdOf(readlinkSync) : null;
+}
 
 export const denoRuntime: Runtime = {
   name: "deno",
@@ -575,6 +585,7 @@ export const denoRuntime: Runtime = {
     }
   },
   startTime: (pid) => Deno.build.os === "linux" ? readStartTime(pid) : Promise.resolve(null),
+  namespaceId: () => namespaces === undefined ? namespaces = readNamespaceId() : namespaces,
   args: () => [...Deno.args],
   spawn,
   onSignal: (signal, handler) => {

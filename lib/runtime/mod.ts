@@ -13,6 +13,7 @@ export type {
   DirWatch,
   FileStat,
   Listener,
+  ProcessStart,
   Runtime,
   SocketAddress,
   Timer,

@@ -104,6 +104,17 @@ export interface Timer {
   unref(): void;
 }
 
+/** When a process started, as Linux's /proc tells it. */
+export interface ProcessStart {
+  /** Whole epoch seconds, as psutil's `int(create_time())` gives it (Python's lockfolder bids). */
+  created: number;
+  /**
+   * Clock ticks since boot: exact, and unlike `created` not moved when the
+   * wall clock is stepped (the boot time in /proc/stat follows the wall clock).
+   */
+  ticks: number;
+}
+
 /** Everything the lock algorithms need from the platform. */
 export interface Runtime {
   /** `"deno"`, `"bun"`, `"node"`, or a test runtime's name. */
@@ -172,11 +183,17 @@ export interface Runtime {
   /** True if a process with this pid exists (a zombie counts as existing). */
   isAlive(pid: number): boolean;
   /**
-   * The process's start time in whole epoch seconds, as psutil's
-   * `int(create_time())` gives it; `null` if the process is gone or the
-   * platform cannot tell.
+   * When the process started; `null` if it is gone or the platform cannot
+   * tell.
    */
-  startTime(pid: number): Promise<number | null>;
+  startTime(pid: number): Promise<ProcessStart | null>;
+  /**
+   * The pid and network namespaces this process lives in (Linux:
+   * `"<pid ns inode>:<net ns inode>"`), or `null` where there are none or
+   * they cannot be read. Pids, start times and loopback addresses recorded by
+   * a process mean the same to another only if both have the same id.
+   */
+  namespaceId(): string | null;
   /** The command-line arguments after the script. */
   args(): string[];
   /** Starts a child with inherited stdio. */

@@ -26,6 +26,11 @@ export interface LockRecord {
   acquiredAt: number;
   /** The holder's host ("" in files written by Python socketlock). */
   host: string;
+  /**
+   * The holder's pid and network namespaces (`Runtime.namespaceId()`), if
+   * recorded: from other namespaces its pid and port cannot be checked.
+   */
+  ns?: string;
   /** The lock's name as recorded. */
   name: string;
   /** The acquisition's id, 32 hex digits ("" in files written by Python socketlock). */
@@ -99,6 +104,7 @@ export function formatLockFile(record: LockRecord, compat: boolean): string {
       timestamp: record.acquiredAt / 1000,
       name: record.name,
       host: record.host,
+      ns: record.ns,
       id: record.id,
       token: record.token,
       isolate: record.isolate,
@@ -109,6 +115,7 @@ export function formatLockFile(record: LockRecord, compat: boolean): string {
     name: record.name,
     pid: record.pid,
     host: record.host,
+    ns: record.ns,
     port: record.port,
     acquiredAt: record.acquiredAt,
     id: record.id,
@@ -157,6 +164,7 @@ export function parseLockFile(text: string): LockRecord | null {
     port: v.port as number,
     acquiredAt,
     host: typeof v.host === "string" ? v.host : "",
+    ...(typeof v.ns === "string" ? { ns: v.ns } : {}),
     name: typeof v.name === "string" ? v.name : "",
     id: (v.id as string | undefined) ?? "",
     ...(Number.isSafeInteger(v.token) ? { token: v.token as number } : {}),

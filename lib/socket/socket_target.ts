@@ -220,11 +220,13 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       { name: s.name, id, key: k.key, seed: s.signatureSeed },
       s.compat,
     );
+    const namespaces = runtime.namespaceId();
     const record: LockRecord = {
       pid: runtime.pid,
       port: served.port,
       acquiredAt: runtime.now(),
       host: runtime.hostname(),
+      ...(namespaces ? { ns: namespaces } : {}),
       name: s.name,
       id,
       token: tokens.next(),
@@ -334,8 +336,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     const record = parseLockFile(text);
     if (!record) return null;
     // The socket kind is for one host: a file from another host (a shared
-    // file system) cannot be verified here, so it is never broken here.
+    // file system) cannot be verified here, so it is never broken here. Nor
+    // can one from a container sharing the directory and the host name: its
+    // pid and its 127.0.0.1 are not ours.
     if (record.host && record.host !== runtime.hostname()) return busy(record, null);
+    const namespaces = runtime.namespaceId();
+    if (record.ns && namespaces && record.ns !== namespaces) return busy(record, null);
     if (breakLive && s.maxAge !== undefined && runtime.now() - record.acquiredAt > s.maxAge) {
       return null;
     }

@@ -780,7 +780,7 @@ describe("garbage, huge and planted bid files of the folder kind", () => {
     ["a symlink to a bid of a live process", async (path, parent) => {
       const target = `${parent}/bid-${randomHex(2)}`;
       const start = await runtime.startTime(runtime.pid);
-      await writeFile(target, JSON.stringify({ PID: runtime.pid, CREATED: start }));
+      await writeFile(target, JSON.stringify({ PID: runtime.pid, CREATED: start?.created }));
       await symlink(target, path);
       return target;
     }],

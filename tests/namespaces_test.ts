@@ -1,0 +1,83 @@
+// A lock held from other namespaces — a container that shares the lock
+// directory and the host name (docker --network host with a volume, a
+// systemd unit with PrivateNetwork=yes) — is never judged stale here: its
+// pid, its start time and its loopback addresses are not ours to check.
+// Real namespaces, made with unshare(1); skipped, loudly, where this
+// machine does not allow them.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readdir, rm } from "node:fs/promises";
+import process from "node:process";
+import { inspect, tryLock } from "../mod.ts";
+import { detectRuntimeName } from "../lib/runtime/mod.ts";
+import { type Child, fixture, scriptCommand, spawnCommand, tempDir } from "./_processes.ts";
+
+const [bin, binArgs] = scriptCommand(detectRuntimeName(), fixture("hold_lock.ts"));
+// Root makes namespaces directly; anyone else needs a user namespace too.
+const asRoot = process.getuid?.() === 0 ? [] : ["-r"];
+const NET = [...asRoot, "-n"];
+const PID = [...asRoot, "-p", "-f", "--mount-proc", "--kill-child"];
+
+/** Why `unshare flags` cannot run here, or null if it can. */
+function unavailable(flags: string[]): string | null {
+  const probe = spawnSync("unshare", [...flags, "true"], { encoding: "utf8", timeout: 10_000 });
+  if (probe.error) return `unshare: ${probe.error.message}`;
+  return probe.status === 0 ? null : `unshare ${flags.join(" ")}: ${probe.stderr.trim()}`;
+}
+
+const netReason = unavailable(NET);
+const pidReason = unavailable(PID);
+const loReason = netReason ?? (spawnSync("ip", ["-V"]).error ? "no ip(8) to bring up lo" : null);
+
+describe("locks held from other namespaces", () => {
+  const children: Child[] = [];
+  const dirs: string[] = [];
+  after(async () => {
+    for (const child of children) child.process.kill("SIGKILL");
+    await Promise.all(children.map((child) => child.done));
+    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  /** Starts a holder of `name` under `unshare flags` (a shell line if `shell`). */
+  async function holdIn(flags: string[], options: object, name: string, shell?: string) {
+    const command = [bin, ...binArgs, JSON.stringify(options), name];
+    const quoted = command.map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(" ");
+    const child = shell
+      ? spawnCommand("unshare", [...flags, "sh", "-c", `${shell} && exec ${quoted}`])
+      : spawnCommand("unshare", [...flags, ...command]);
+    children.push(child);
+    await child.waitFor("held", 30_000);
+    return child;
+  }
+
+  const cases: [string, string[], string | null, "folder" | "socket", string?][] = [
+    ["a folder lock held from another network namespace", NET, netReason, "folder"],
+    ["a folder lock held from another pid namespace", PID, pidReason, "folder"],
+    ["a socket lock held from another network namespace", NET, loReason, "socket", "ip link set lo up"],
+  ];
+  for (const [what, flags, reason, kind, shell] of cases) {
+    test(`${what} is not broken here`, async (t) => {
+      if (reason) {
+        console.log(`SKIPPED: ${what}: namespaces are not available here (${reason})`);
+        t.skip(`namespaces not available: ${reason}`);
+        return;
+      }
+      const dir = await tempDir();
+      dirs.push(dir);
+      const name = `ns-${kind}-${crypto.randomUUID().slice(0, 8)}`;
+      const options = { kind, dir };
+      const holder = await holdIn(flags, options, name, shell);
+      const before = await readdir(dir, { recursive: true });
+      assert.equal(await tryLock(name, { ...options, handshakeTimeout: 300 }), null);
+      assert.ok(await inspect(name, options), "shown as held");
+      assert.deepEqual(
+        (await readdir(dir, { recursive: true })).sort(),
+        before.sort(),
+        "the holder's files are left alone",
+      );
+      holder.process.kill("SIGKILL");
+      await holder.done;
+    });
+  }
+});
