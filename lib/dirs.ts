@@ -36,6 +36,25 @@ export function joinPath(...parts: string[]): string {
 
 const checked = new Set<string>();
 
+// Why mkdir failed, for the errors a user can fix by choosing another path.
+const CANNOT_CREATE: Record<string, string> = {
+  ENOTDIR: "a part of its path is a file, not a directory",
+  EACCES: "permission denied on a parent directory",
+  EPERM: "not permitted",
+  EROFS: "the file system is read-only",
+};
+
+/**
+ * Forgets that `dir` was checked: it was found gone (removed while in use,
+ * say by a logout cleaning `$XDG_RUNTIME_DIR`), so the next
+ * {@link ensureLockDir} creates and checks it again.
+ *
+ * @param dir The directory.
+ */
+export function forgetLockDir(dir: string): void {
+  checked.delete(dir);
+}
+
 /**
  * Creates `dir` (0700) if missing and checks it is safe: a real directory,
  * not a symlink, owned by this user, not writable by group or others.
@@ -51,8 +70,19 @@ export async function ensureLockDir(runtime: Runtime, dir: string): Promise<stri
   try {
     await runtime.mkdir(dir, 0o700);
   } catch (error) {
+    const code = errorCode(error);
     // A file is in the way: the checks below say so, as a LockPermissionError.
-    if (errorCode(error) !== "EEXIST") throw error;
+    if (code === "EEXIST") {
+      // checked below
+    } else if (code && CANNOT_CREATE[code]) {
+      throw new LockPermissionError(
+        `Cannot create lock directory ${dir}: ${CANNOT_CREATE[code]}. Pass a { dir } you can ` +
+          `write, or create this one yourself (mode 700).`,
+        { cause: error },
+      );
+    } else {
+      throw error;
+    }
   }
   const stat = await runtime.lstat(dir);
   if (stat.isSymlink) {

@@ -1,7 +1,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, rm, stat, symlink } from "node:fs/promises";
-import { lock, LockPermissionError } from "../mod.ts";
+import { chmod, mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { lock, LockPermissionError, tryLock } from "../mod.ts";
 import { defaultLockDir, ensureLockDir } from "../lib/dirs.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { tempDir } from "./_processes.ts";
@@ -46,4 +46,29 @@ describe("lock directories", () => {
     assert.ok(error instanceof LockPermissionError, String(error));
     assert.match(error.message, /chmod 700/);
   });
+
+  test("a lock dir that cannot be created gets a LockPermissionError naming it", async () => {
+    const base = await tempDir();
+    made.push(base);
+    await writeFile(`${base}/file`, "");
+    const dir = `${base}/file/locks`;
+    const error = await lock("x", { kind: "folder", dir }).catch((e) => e);
+    assert.ok(error instanceof LockPermissionError, String(error));
+    assert.ok(error.message.includes(dir), error.message);
+    assert.match(error.message, /part of its path is a file/);
+  });
+
+  for (const kind of ["socket", "folder"] as const) {
+    test(`a ${kind} lock dir removed while in use is made again by the next lock`, async () => {
+      const base = await tempDir();
+      made.push(base);
+      const dir = `${base}/locks`;
+      await (await lock("x", { kind, dir })).release();
+      await rm(dir, { recursive: true });
+      const held = await tryLock("x", { kind, dir });
+      assert.ok(held, "acquired");
+      assert.equal((await stat(dir)).mode & 0o777, 0o700);
+      await held.release();
+    });
+  }
 });

@@ -2,7 +2,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
-import { FolderLock, LockTimeoutError } from "../mod.ts";
+import { FolderLock, InvalidLockNameError, LockTimeoutError } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
 import { type Child, fixture, spawnCommand, spawnScript, tempDir } from "./_processes.ts";
@@ -42,6 +42,20 @@ describe("FolderLock", () => {
     await b.acquire({ timeout: 1_000 });
     assert.equal(b.held?.kind, "folder");
     await b.release();
+  });
+
+  test("an empty folder path is refused with InvalidLockNameError", () => {
+    assert.throws(() => new FolderLock(""), InvalidLockNameError);
+  });
+
+  test("a folder removed while a FolderLock uses it is made again by its next try", async () => {
+    const path = await folder();
+    const lock = new FolderLock(path);
+    assert.equal(await lock.tryAcquire(), true);
+    await lock.release();
+    await rm(path, { recursive: true });
+    assert.equal(await lock.tryAcquire(), true);
+    await lock.release();
   });
 
   test("our bid is a <uuid>.json file with Python lockfolder's PID and CREATED", async () => {

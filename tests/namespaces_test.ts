@@ -54,7 +54,13 @@ describe("locks held from other namespaces", () => {
   const cases: [string, string[], string | null, "folder" | "socket", string?][] = [
     ["a folder lock held from another network namespace", NET, netReason, "folder"],
     ["a folder lock held from another pid namespace", PID, pidReason, "folder"],
-    ["a socket lock held from another network namespace", NET, loReason, "socket", "ip link set lo up"],
+    [
+      "a socket lock held from another network namespace",
+      NET,
+      loReason,
+      "socket",
+      "ip link set lo up",
+    ],
   ];
   for (const [what, flags, reason, kind, shell] of cases) {
     test(`${what} is not broken here`, async (t) => {

@@ -46,7 +46,9 @@ export async function challengeBid(
   // moves with the wall clock (psutil's boot time does), ticks do not.
   if (started === null) {
     if (!runtime.isAlive(bid.PID)) return "stale";
-  } else if (bid.TICKS !== undefined ? started.ticks !== bid.TICKS : started.created !== bid.CREATED) {
+  } else if (
+    bid.TICKS !== undefined ? started.ticks !== bid.TICKS : started.created !== bid.CREATED
+  ) {
     return "stale";
   }
   // The process lives; the isolate (a worker) that bid may not.

@@ -6,6 +6,7 @@
  */
 
 import { runtime } from "../runtime/mod.ts";
+import { InvalidLockNameError } from "../errors.ts";
 import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
 import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held_slot.ts";
 import type { LockTarget } from "../_kind.ts";
@@ -45,6 +46,13 @@ export class FolderLock {
    * @param options Backoff for {@link FolderLock.acquire}.
    */
   constructor(folder: string, options: FolderLockOptions = {}) {
+    if (typeof folder !== "string" || folder === "") {
+      throw new InvalidLockNameError(
+        String(folder),
+        "a FolderLock needs the path of a folder",
+        'Pass one, e.g. new FolderLock("/srv/locks/report").',
+      );
+    }
     this.folder = folder.replace(/\/+$/, "") || "/";
     const name = this.folder.split("/").pop() || this.folder;
     this.#target = folderTarget(runtime, name, this.folder);

@@ -8,7 +8,7 @@
 import { type DirWatch, errorCode, type ProcessStart, type Runtime } from "../runtime/mod.ts";
 import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
-import { defaultLockDir, ensureLockDir, joinPath } from "../dirs.ts";
+import { defaultLockDir, ensureLockDir, forgetLockDir, joinPath } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import type { FoundBid } from "./bid.ts";
 import { removeBid } from "./bid.ts";
@@ -49,7 +49,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       const acquiredAt = runtime.now();
       const host = runtime.hostname();
       const namespaces = runtime.namespaceId();
-      const result = await checkBidCheck(runtime, folder, {
+      const bid = {
         PID: runtime.pid,
         CREATED: started?.created ?? 0,
         ...(started ? { TICKS: started.ticks } : {}),
@@ -58,7 +58,18 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         acquiredAt,
         isolate: ISOLATE_ID,
         beacon,
-      });
+      };
+      let result;
+      try {
+        result = await checkBidCheck(runtime, folder, bid);
+      } catch (error) {
+        // The folder was removed while in use: make it again, once.
+        if (errorCode(error) !== "ENOENT") throw error;
+        forgetLockDir(folder);
+        ready = ensureLockDir(runtime, folder);
+        await ready;
+        result = await checkBidCheck(runtime, folder, bid);
+      }
       if (!result.acquired) return busy(runtime, name, folder, result.holder);
       let token: number;
       try {

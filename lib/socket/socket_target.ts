@@ -13,7 +13,7 @@ import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
-import { checkLockFile } from "../dirs.ts";
+import { checkLockFile, ensureLockDir, forgetLockDir } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import {
   type HmacKey,
@@ -268,6 +268,19 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     };
   }
 
+  async function createInDir(k: Keys): Promise<Grant | null> {
+    try {
+      return await create(k);
+    } catch (error) {
+      // The lock directory was removed while in use (a logout cleans
+      // $XDG_RUNTIME_DIR): make it again, once. Compat mode's is the temp dir.
+      if (errorCode(error) !== "ENOENT" || s.compat) throw error;
+      forgetLockDir(s.dir);
+      await ensureLockDir(runtime, s.dir);
+      return await create(k);
+    }
+  }
+
   // Only our own file is taken away: if it was broken (maxAge) and someone
   // else holds the name now, their file stays.
   async function releaseFile(text: string): Promise<void> {
@@ -377,7 +390,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       const k = await ready();
       for (let round = 0; round < MAX_ROUNDS; round++) {
         if (!busyHints.has(paths.file)) {
-          const grant = await create(k);
+          const grant = await createInDir(k);
           if (grant) return { acquired: true, grant };
         }
         hintBusy(paths.file, false);
