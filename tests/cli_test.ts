@@ -9,7 +9,7 @@ import {
   childRuntimes,
   fixture,
   runtimeBinary,
-  RUNTIMES,
+  type RuntimeName,
   scriptCommand,
   spawnCommand,
   spawnScript,
@@ -18,7 +18,7 @@ import {
 
 const CLI = new URL("../lib/cli.ts", import.meta.url).pathname;
 
-function cli(rt: (typeof RUNTIMES)[number], args: string[]): Child {
+function cli(rt: RuntimeName, args: string[]): Child {
   const [cmd, base] = scriptCommand(rt, CLI);
   return spawnCommand(cmd, [...base, ...args]);
 }

@@ -53,7 +53,7 @@ import {
   type Child,
   childRuntimes,
   fixture,
-  RUNTIMES,
+  type RuntimeName,
   spawnScript,
   tempDir,
 } from "../_processes.ts";
@@ -113,7 +113,7 @@ function isAlive(pid: number): boolean {
 
 /** Starts a holder of `name` in another process; resolves with its pid, token and port. */
 async function holderProcess(
-  rt: (typeof RUNTIMES)[number],
+  rt: RuntimeName,
   options: LockOptions,
   name: string,
 ): Promise<{ child: Child; pid: number; token: number; port: number }> {
