@@ -129,7 +129,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   let granted = false;
   try {
     for (;;) {
-      const attempt = await target.tryAcquire();
+      const attempt = await target.tryAcquire(request.wait && deadline > runtime.monotonic());
       if (attempt.acquired) {
         granted = true;
         setLocalHolder(target.key, attempt.grant.info);

@@ -47,8 +47,12 @@ export type Attempt =
 export interface LockTarget {
   /** Identity within this process: two targets with one key exclude each other in FIFO order. */
   readonly key: string;
-  /** Tries once, never waiting for the holder. */
-  tryAcquire(): Promise<Attempt>;
+  /**
+   * Tries once, never waiting for the holder. `willWait` (default true):
+   * whether the caller waits if this try finds the lock held — false for a
+   * tryLock(), which a kind must then not queue.
+   */
+  tryAcquire(willWait?: boolean): Promise<Attempt>;
   /** The current holder's info, or null if free. */
   inspect(): Promise<LockInfo | null>;
 }

@@ -13,7 +13,7 @@ import {
   RedisLock,
   tryLock,
 } from "../mod.ts";
-import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
+import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
 import { ACQUIRE, CANCEL, RELEASE, runScript } from "../lib/redis/scripts.ts";
 import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { type Child, fixture, spawnScript } from "./_processes.ts";
@@ -262,5 +262,44 @@ describeRedis("Redis kind's wait queue", () => {
     assert.equal(maxInside, 1);
     for (let i = 0; i < 8; i++) assert.equal(counts.get(i), 5);
     assert.equal(await queueKeys(name), 0);
+  });
+
+  test("a run of quick acquisitions dated in the future (Redis' clock stepped back) lets no newcomer overtake", async () => {
+    const name = unique("stepback");
+    const holder = await lock(name, { redis: client() });
+    const waiting = lock(name, { redis: client(), timeout: 5_000 });
+    assert.ok(await eventually(async () => (await queued(name)) === 1), "the waiter queued");
+    const [seconds] = await raw.time();
+    await raw.hset(`socketlock:${name}:waiters`, "@run", String(Number(seconds) * 1000 + 60_000));
+    await holder.release();
+    assert.equal(await tryLock(name, { redis: client() }), null, "the release went to the waiter");
+    await (await waiting).release();
+  });
+
+  test("a tryLock never queues, even right after its client waited on the same lock", async () => {
+    const name = unique("trylock");
+    const base = adaptRedisClient(client());
+    const sent: (readonly string[])[] = [];
+    const adapter: RedisAdapter = {
+      ...base,
+      send(args) {
+        sent.push(args);
+        return base.send(args);
+      },
+    };
+    // The client waits once: its grants channel stays subscribed a while after.
+    const holder = await lock(name, { redis: client() });
+    const waiting = lock(name, { redis: adapter, timeout: 5_000 });
+    assert.ok(await eventually(async () => (await queued(name)) === 1), "the waiter queued");
+    await holder.release();
+    await (await waiting).release();
+    const other = await lock(name, { redis: client() });
+    sent.length = 0;
+    assert.equal(await tryLock(name, { redis: adapter }), null);
+    // EVALSHA sha 4 <keys> owner ttl head: 10 words; a try that queues sends 14.
+    const acquires = sent.filter((args) => args[0] === "EVALSHA" && args[2] === "4");
+    assert.deepEqual(acquires.map((args) => args.length), [10]);
+    assert.equal(await queued(name), 0);
+    await other.release();
   });
 });

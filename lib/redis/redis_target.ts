@@ -300,7 +300,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     };
   }
 
-  async function tryAcquire(): Promise<Attempt> {
+  async function tryAcquire(willWait = true): Promise<Attempt> {
     let w = waiting;
     // Before the first try: what our channel had seen, if it is subscribed.
     let seenBefore = -1;
@@ -314,12 +314,13 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       if (w.canWait(runtime.monotonic())) return stillWaiting(w);
       // Trying again, so waiting: listen (if not yet) before queuing.
       if (!w.watch) w.hear(watchReleases(adapter, runtime, grants));
-    } else {
+    } else if (willWait) {
       // A client that waited on this key a moment ago is still subscribed:
       // it queues on its first try, as it will likely wait again. Its
       // Waiting and watch are made only if that try leaves it queued (a
       // looping holder's next try mostly takes the lock). Otherwise (an
-      // uncontended lock, a tryLock) the first try does not queue.
+      // uncontended lock) the first try does not queue, nor does a tryLock
+      // ever: a lock handed to it would only be passed on again.
       seenBefore = seenIfLive(adapter, grants);
     }
     const owner = w ? w.owner : crypto.randomUUID();

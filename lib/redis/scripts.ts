@@ -209,7 +209,9 @@ if not current then
   local free = redis.call('EXISTS', KEYS[3]) == 0
   if not free and not queued then
     local run = tonumber(redis.call('HGET', KEYS[4], '@run'))
-    free = run ~= nil and nowMs - run < ${PATIENCE_MS}
+    -- A run that seems to start in the future (the server's clock stepped
+    -- back) is over: newcomers must not overtake the queue for that long.
+    free = run ~= nil and nowMs >= run and nowMs - run < ${PATIENCE_MS}
   end
   if free then
     local token = redis.call('INCR', KEYS[2])
@@ -278,7 +280,7 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
 end
 ` + NOW + `
 local run = tonumber(redis.call('HGET', KEYS[4], '@run'))
-if run and nowMs - run < ${PATIENCE_MS} then
+if run and nowMs >= run and nowMs - run < ${PATIENCE_MS} then
   redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
   return 1
 end
