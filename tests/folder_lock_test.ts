@@ -44,6 +44,36 @@ describe("FolderLock", () => {
     await b.release();
   });
 
+  test("a waiter that meets a bid made a moment ago still wakes on its release, not at its next poll", async () => {
+    const path = await folder();
+    const lock = new FolderLock(path, { retry: { minDelay: 5_000, maxDelay: 5_000, jitter: 0 } });
+    assert.equal(await lock.tryAcquire(), true); // creates the folder
+    await lock.release();
+    // Another process's bid, as young as a contender's for the next 35 ms
+    // (its clock a little ahead of ours), so surely at the waiter's first try.
+    const pid = sleeper();
+    let started = null;
+    for (let i = 0; i < 50 && started === null; i++) started = await runtime.startTime(pid);
+    const bid = `${path}/other-holder.json`;
+    await writeFile(
+      bid,
+      JSON.stringify({
+        PID: pid,
+        CREATED: started!.created,
+        TICKS: started!.ticks,
+        acquiredAt: Date.now() + 30,
+      }),
+    );
+    const waiting = lock.acquire({ timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const released = performance.now();
+    await rm(bid);
+    await waiting;
+    const took = performance.now() - released;
+    assert.ok(took < 1_000, `held ${took.toFixed(0)} ms after the release (the poll: 5 s)`);
+    await lock.release();
+  });
+
   test("an empty folder path is refused with InvalidLockNameError", () => {
     assert.throws(() => new FolderLock(""), InvalidLockNameError);
   });

@@ -5,7 +5,13 @@
  * @module
  */
 
-import { type DirWatch, errorCode, type ProcessStart, type Runtime } from "../runtime/mod.ts";
+import {
+  type DirWatch,
+  errorCode,
+  type ProcessStart,
+  type Runtime,
+  type Timer,
+} from "../runtime/mod.ts";
 import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { defaultLockDir, ensureLockDir, forgetLockDir, joinPath } from "../dirs.ts";
@@ -116,16 +122,16 @@ const CONTENDER_MS = 5;
  * is. Other bids coming and going (other waiters' tries) wake no one.
  */
 function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid): Attempt {
+  const bidName = holder.path.slice(holder.path.lastIndexOf("/") + 1);
   // A bid made a moment ago may be a contender's in the middle of its own
   // check-bid-check, about to go: waking every waiter on that would have
-  // them collide again and again. Such a try backs off, with jitter, as
-  // lockfolder's do.
+  // them collide again and again. So such a bid is watched only once it is
+  // CONTENDER_MS old, plus jitter; a waiter then finds a contender's bid
+  // gone and tries again, or a holder's still there and watches it.
   const made = holder.bid?.acquiredAt;
-  if (made !== undefined && runtime.now() - made < CONTENDER_MS) {
-    return { acquired: false, holder: infoFromBid(name, folder, holder) };
-  }
-  const bidName = holder.path.slice(holder.path.lastIndexOf("/") + 1);
+  const settle = made === undefined ? 0 : CONTENDER_MS - (runtime.now() - made);
   let watch: DirWatch | null = null;
+  let timer: Timer | null = null;
   let wake: Promise<void> | undefined;
   return {
     acquired: false,
@@ -133,12 +139,23 @@ function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid):
     // Read only by a caller that waits (tryLock() never does).
     get wake() {
       return wake ??= new Promise<void>((resolve) => {
-        watch = runtime.watchDir?.(folder, (changed) => changed === bidName && resolve()) ?? null;
-        // Gone before the watch began: no event will come.
-        if (watch) runtime.lstat(holder.path).catch(() => resolve());
+        const arm = () => {
+          timer = null;
+          watch = runtime.watchDir?.(folder, (changed) => changed === bidName && resolve()) ??
+            null;
+          // Gone before the watch began: no event will come.
+          if (watch) runtime.lstat(holder.path).catch(() => resolve());
+        };
+        if (settle <= 0) return arm();
+        // The waiting loop's own backoff timer keeps the process alive.
+        timer = runtime.setTimer(arm, settle + Math.random() * CONTENDER_MS);
+        timer.unref();
       });
     },
-    cancelWake: () => watch?.close(),
+    cancelWake: () => {
+      timer?.clear();
+      watch?.close();
+    },
   };
 }
 
