@@ -181,6 +181,23 @@ describe("check-bid-check under forced interleavings", () => {
     assert.equal(reused.acquired, true, "other ticks: the pid was reused");
   });
 
+  test("a bid's temp file left by a crash is removed once old; a fresh one is left to its writer", async () => {
+    const { world, procs: [a] } = setup([511]);
+    const temp = `${FOLDER}/.${crypto.randomUUID()}.tmp`;
+    world.files.set(temp, { kind: "file", data: "{}", mode: 0o600, mtimeMs: a.runtime.now() });
+    const other = `${FOLDER}/.notes.tmp`;
+    world.files.set(other, { kind: "file", data: "", mode: 0o600, mtimeMs: 0 });
+    const first = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(first.acquired);
+    if (first.acquired) await first.grant.release();
+    assert.ok(world.files.has(temp), "a fresh temp file may be a bid being written");
+    world.files.get(temp)!.mtimeMs = a.runtime.now() - 60_000;
+    const second = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(second.acquired);
+    assert.equal(world.files.has(temp), false, "an old one is removed");
+    assert.ok(world.files.has(other), "files not named like our temp bids are left alone");
+  });
+
   test("a fresh unreadable bid is passed over and kept; an old one is cleared", async () => {
     const { world, procs: [a] } = setup([501]);
     const garbage = `${FOLDER}/garbage.json`;

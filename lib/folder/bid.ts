@@ -100,7 +100,10 @@ export async function readBids(
   const names = await runtime.readDir(folder);
   const found: FoundBid[] = [];
   for (const name of names) {
-    if (!name.endsWith(".json")) continue;
+    if (!name.endsWith(".json")) {
+      if (TEMP_BID.test(name)) await removeOldTemp(runtime, joinPath(folder, name));
+      continue;
+    }
     const id = name.slice(0, -5);
     if (id === skipId) continue;
     const path = joinPath(folder, name);
@@ -126,6 +129,22 @@ export async function readBids(
     }
   }
   return found;
+}
+
+// A bid on its way: `writeBid`'s temp name.
+const TEMP_BID = /^\.[0-9a-f-]{36}\.tmp$/;
+/** How old a bid's temp file must be to be left by a crash, not being written, ms. */
+const TEMP_GRACE_MS = 5_000;
+
+// A writer that crashed between writing a bid and renaming it into place
+// left its temp file; nothing else would ever remove it.
+async function removeOldTemp(runtime: Runtime, path: string): Promise<void> {
+  try {
+    const stat = await runtime.lstat(path);
+    if (stat.isFile && runtime.now() - stat.mtimeMs > TEMP_GRACE_MS) await runtime.remove(path);
+  } catch {
+    // Renamed or removed meanwhile, or not ours to remove: it costs nothing to leave.
+  }
 }
 
 /** Removes a bid file; a bid already gone is not an error. */
