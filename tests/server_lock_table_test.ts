@@ -93,6 +93,18 @@ describe("the lock table", () => {
     table.close();
   });
 
+  test("owners dropped after the table closed (connections closing at shutdown) undo nothing and throw nothing", () => {
+    const table = new LockTable(new FakeClock());
+    const { events, handler } = recorder();
+    const [a, b] = [owner("a"), owner("b")];
+    table.acquire("job", a, 1_000, 0);
+    assert.equal(table.acquire("job", b, 1_000, 60_000, handler("b")).status, "queued");
+    table.close();
+    assert.equal(table.drop(b), 0);
+    assert.equal(table.drop(a), 0);
+    assert.deepEqual(events, [], "no handler is called after close");
+  });
+
   test("only the holder can release, and a token must match when given", () => {
     const table = new LockTable(new FakeClock());
     const a = owner("a");

@@ -261,7 +261,8 @@ export class LockTable {
 
   /** Withdraws a queued wait without telling its handler. */
   cancel(waiter: Waiter): boolean {
-    if (!waiter.active) return false;
+    // Closed: the entries are gone, and connections closing at shutdown undo nothing.
+    if (this.#closed || !waiter.active) return false;
     this.#unqueue(waiter);
     this.#forgetIfIdle(waiter.name);
     return true;
@@ -274,6 +275,7 @@ export class LockTable {
    * @returns How many leases were released.
    */
   drop(owner: Owner): number {
+    if (this.#closed) return 0;
     for (const waiter of [...owner.waiters]) this.cancel(waiter);
     const leases = [...owner.leases];
     for (const lease of leases) this.#end(lease);
