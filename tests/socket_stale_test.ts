@@ -406,27 +406,34 @@ describe("stale socket locks in a real directory", () => {
     });
   }
 
-  test("a silent listener on the port of a live pid is not broken: silence proves nothing", async () => {
-    const port = await imposter(() => {});
-    const { dir, name } = await withLockFile((n) =>
-      formatLockFile({
-        pid: runtime.pid, // alive: as a holder whose event loop is busy
-        port,
-        acquiredAt: Date.now(),
-        host: runtime.hostname(),
-        name: n,
-        id: randomHex(16),
-        token: 1,
-      }, false)
-    );
-    const before = await readFile(`${dir}/${name}.lock`, "utf8");
-    assert.equal(await tryLock(name, { dir, handshakeTimeout: 100 }), null);
-    assert.equal(
-      await readFile(`${dir}/${name}.lock`, "utf8"),
-      before,
-      "the lock file is untouched",
-    );
-  });
+  const silences: [string, (socket: net.Socket) => void][] = [
+    ["a silent listener", () => {}],
+    // A Node holder out of file descriptors accepts, then closes at once.
+    ["a listener that closes every connection unanswered", (s) => s.destroy()],
+  ];
+  for (const [what, behave] of silences) {
+    test(`${what} on the port of a live pid is not broken: silence proves nothing`, async () => {
+      const port = await imposter(behave);
+      const { dir, name } = await withLockFile((n) =>
+        formatLockFile({
+          pid: runtime.pid, // alive: as a holder whose event loop is busy
+          port,
+          acquiredAt: Date.now(),
+          host: runtime.hostname(),
+          name: n,
+          id: randomHex(16),
+          token: 1,
+        }, false)
+      );
+      const before = await readFile(`${dir}/${name}.lock`, "utf8");
+      assert.equal(await tryLock(name, { dir, handshakeTimeout: 100 }), null);
+      assert.equal(
+        await readFile(`${dir}/${name}.lock`, "utf8"),
+        before,
+        "the lock file is untouched",
+      );
+    });
+  }
 
   for (const rt of childRuntimes(1)) {
     test(`a ${rt} holder blocking its event loop past the handshake timeout keeps its lock`, async () => {

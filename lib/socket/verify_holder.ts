@@ -2,13 +2,14 @@
  * The contender's side of the handshake: is the process on the recorded
  * port the live holder of this very lock file?
  *
- * Only a definite answer counts as dead: the port refuses or resets, or
- * whatever answers gets it wrong (an imposter on a recycled port, another
- * user's server, a socketlock holder with another key). Silence is not an
- * answer: the kernel accepts connections for a holder whose event loop is
- * busy, so a handshake that times out (or a connect that times out on a full
- * accept backlog) is reported as `silent`, and the caller decides by the
- * holder's pid. Anything else — too many open files, a missing permission —
+ * Only a definite answer counts as dead: the port refuses, or whatever
+ * answers gets it wrong (an imposter on a recycled port, another user's
+ * server, a socketlock holder with another key). Silence is not an answer:
+ * the kernel accepts connections for a holder whose event loop is busy, so a
+ * handshake that times out (or a connect that times out on a full accept
+ * backlog) is reported as `silent`, and the caller decides by the holder's
+ * pid. So is a connection closed without an answer: a Node holder out of
+ * file descriptors accepts and at once closes every connection. Anything else — too many open files, a missing permission —
  * is thrown, because guessing "dead" would break a live lock.
  *
  * @module
@@ -65,9 +66,10 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * Reads from `conn` until `complete(text)` is true; resolves null on close
- * or once more than {@link MAX_LINE} bytes came without it, and TIMED_OUT
- * when the time runs out first.
+ * Reads from `conn` until `complete(text)` is true, or more than
+ * {@link MAX_LINE} bytes came without it (a wrong answer either way);
+ * resolves null on a close before that, and TIMED_OUT when the time runs
+ * out first.
  */
 function readReply(
   runtime: Runtime,
@@ -88,7 +90,7 @@ function readReply(
     conn.onData((chunk) => {
       text += decoder.decode(chunk);
       if (complete(text)) finish(text);
-      else if (text.length > MAX_LINE) finish(null);
+      else if (text.length > MAX_LINE) finish(text);
     });
   });
 }
@@ -154,8 +156,9 @@ export async function verifyHolder(
     const reply = await readReply(runtime, conn, left(), (t) => t.length >= options.probe.length);
     conn.close();
     if (reply === TIMED_OUT) return silence(record.port, options.timeout);
+    if (reply === null) return closedSilent(record.port);
     // Python compares the whole reply with the expected one; so do we.
-    return reply !== null && reply === options.probe
+    return reply === options.probe
       ? { live: true, conn: null }
       : { live: false, silent: false, reason: `port ${record.port} gave a wrong probe answer` };
   }
@@ -181,13 +184,16 @@ export async function verifyHolder(
     return { live: true, conn };
   }
   conn.close();
+  if (reply === null) return closedSilent(record.port);
   return {
     live: false,
     silent: false,
-    reason: reply === null
-      ? `port ${record.port} closed without answering the handshake`
-      : `port ${record.port} answered the handshake wrongly`,
+    reason: `port ${record.port} answered the handshake wrongly`,
   };
+}
+
+function closedSilent(port: number): Extract<Verdict, { live: false }> {
+  return { live: false, silent: true, reason: `port ${port} closed without answering` };
 }
 
 function silence(port: number, timeout: number): Extract<Verdict, { live: false }> {
