@@ -237,6 +237,19 @@ describe("socket kind in one process", () => {
     }
   });
 
+  test("a keyed holder's probe answer never depends on its signatureSeed, nor does it keep SOCKETLOCK_WAIT1 connections", async () => {
+    const dir = await freshDir();
+    const name = unique("seeded");
+    const held = await lock(name, { dir, signatureSeed: "a secret seed" });
+    try {
+      // The seed is the HMAC key: its hash must not be handed to anyone who asks.
+      assert.equal(await exchange(held.info.port as number, "SOCKETLOCK_CHECK"), probeAnswer(name));
+      assert.equal(await exchange(held.info.port as number, "SOCKETLOCK_WAIT1\n"), "");
+    } finally {
+      await held.release();
+    }
+  });
+
   test("a holder cuts off a 1 MB line and a half handshake, and keeps answering", async () => {
     const dir = await freshDir();
     const name = unique("bounds");

@@ -33,6 +33,12 @@ import {
 export const IDLE_MS = 10_000;
 /** How long the shared listener stays open after the last release, in ms. */
 export const LINGER_MS = 2_000;
+/**
+ * How many `SOCKETLOCK_WAIT1` connections a compat lock keeps open; more are
+ * refused (those waiters poll), so nobody can use up the holder's file
+ * descriptors. Keyed waiters need the lock id, which only the user can read.
+ */
+export const MAX_WAITERS = 256;
 
 /** One held lock, as its holder answers for it. */
 export interface HolderEntry {
@@ -80,7 +86,9 @@ function answer(server: Server, conn: Connection, text: string): void {
       conn.close();
       return;
     case "wait":
-      if (!only) return conn.close();
+      // Compat locks only: anyone may ask (their files are public), and our
+      // keyed locks' waiters keep the connection of their handshake.
+      if (!only || only.entry.key || only.waiters.size >= MAX_WAITERS) return conn.close();
       conn.write(encoder.encode(WAITING));
       return keep(only, conn);
     case "hmac": {

@@ -217,7 +217,10 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     const id = randomHex(16);
     const served = await serveHolder(
       runtime,
-      { name: s.name, id, key: k.key, seed: s.signatureSeed },
+      // Our keyed locks answer Python's probe with its public default: with a
+      // seed, the answer would be a hash of the HMAC key for anyone to test
+      // guesses against.
+      { name: s.name, id, key: k.key, seed: s.compat ? s.signatureSeed : undefined },
       s.compat,
     );
     const namespaces = runtime.namespaceId();
