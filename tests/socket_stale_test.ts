@@ -353,6 +353,51 @@ describe("stale socket locks under forced interleavings", () => {
   );
 });
 
+describe("fencing tokens never go down", () => {
+  const future = () => Date.now() * 1000 + 3_600_000_000; // an hour ahead, in µs
+
+  interleaving(
+    "a dead holder's file with a token below `.last` (it died before outgrowing it) is removed, not retired",
+    async () => {
+      const name = `below-${randomHex(4)}`;
+      const world = createWorld();
+      const next = world.process(95);
+      await next.runtime.mkdir(DIR, 0o700);
+      const paths = lockPaths(DIR, name, false);
+      const last = future();
+      const put = (path: string, data: string) =>
+        world.files.set(path, { kind: "file", data, mode: 0o600, mtimeMs: 0 });
+      put(paths.last, staleText(name, await deadPort(), last));
+      put(paths.file, staleText(name, await deadPort(), 1));
+      const grant = settle(await socketTarget(next.runtime, settings(name)).tryAcquire())!;
+      assert.ok(grant.token > last, `${grant.token} > ${last}`);
+      await grant.release();
+    },
+  );
+
+  interleaving(
+    "a failed token rewrite withdraws the new file and leaves `.last` and no temp file",
+    async () => {
+      const name = `rewrite-${randomHex(4)}`;
+      const world = createWorld();
+      const proc = world.process(96);
+      await proc.runtime.mkdir(DIR, 0o700);
+      const paths = lockPaths(DIR, name, false);
+      const lastText = staleText(name, await deadPort(), future());
+      world.files.set(paths.last, { kind: "file", data: lastText, mode: 0o600, mtimeMs: 0 });
+      proc.hook = (op, path) => {
+        if (op === "rename" && path.endsWith(".re.tmp")) {
+          throw Object.assign(new Error(`EIO: ${path}`), { code: "EIO" });
+        }
+      };
+      await assert.rejects(socketTarget(proc.runtime, settings(name)).tryAcquire(), /EIO/);
+      assert.equal(world.files.has(paths.file), false, "the new file is withdrawn");
+      assert.equal(world.files.get(paths.last)?.data, lastText, "`.last` is untouched");
+      assert.deepEqual([...world.files.keys()].filter((path) => path.endsWith(".tmp")), []);
+    },
+  );
+});
+
 describe("stale socket locks in a real directory", () => {
   const dirs: string[] = [];
   const servers: net.Server[] = [];

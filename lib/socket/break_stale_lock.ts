@@ -48,6 +48,7 @@ import type { Runtime } from "../runtime/mod.ts";
 import { holdPortKey } from "../port/port_target.ts";
 import {
   type LockPaths,
+  lastToken,
   parseLockFile,
   readIfExists,
   removeIfExists,
@@ -128,8 +129,11 @@ export async function breakStaleLock(
     const current = await readIfExists(runtime, paths.file);
     if (current !== judged) return "changed";
     // A record with a token goes to `.last`, so the next holder's token is
-    // larger even though this holder never released; garbage is removed.
-    if (parseLockFile(judged)?.token !== undefined) {
+    // larger even though this holder never released; garbage is removed, and
+    // so is a record whose holder died before it could outgrow `.last`'s
+    // token (the clock behind it): `.last` never goes down.
+    const token = parseLockFile(judged)?.token;
+    if (token !== undefined && token > (await lastToken(runtime, paths))) {
       await retireLockFile(runtime, paths);
     } else {
       await removeIfExists(runtime, paths.file);

@@ -287,7 +287,12 @@ export async function rewriteLockFile(
 ): Promise<void> {
   const temp = `${paths.file}.${id}.re.tmp`;
   await writeNewFile(runtime, temp, text, 0o600);
-  await runtime.rename(temp, paths.file);
+  try {
+    await runtime.rename(temp, paths.file);
+  } catch (error) {
+    await removeIfExists(runtime, temp).catch(() => {});
+    throw error;
+  }
 }
 
 /**

@@ -31,6 +31,7 @@ import {
   type LockRecord,
   parseLockFile,
   readIfExists,
+  removeIfExists,
   retireLockFile,
   rewriteLockFile,
 } from "./lock_file.ts";
@@ -254,7 +255,9 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
         text = grown;
       }
     } catch (error) {
-      if (linked) await releaseFile(text).catch(() => {});
+      // Removed, not retired to `.last`: its token was never handed out, and
+      // may be below the one there.
+      if (linked) await withdrawFile(text).catch(() => {});
       await served.stop();
       throw error;
     }
@@ -281,6 +284,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       forgetLockDir(s.dir);
       await ensureLockDir(runtime, s.dir);
       return await create(k);
+    }
+  }
+
+  async function withdrawFile(text: string): Promise<void> {
+    if ((await readIfExists(runtime, paths.file)) === text) {
+      await removeIfExists(runtime, paths.file);
     }
   }
 
