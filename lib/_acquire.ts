@@ -5,7 +5,7 @@
 import type { Attempt, LockTarget } from "./_kind.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
-import { backoff } from "./_backoff.ts";
+import { backoff, checkRetryOptions, checkTimeout } from "./_backoff.ts";
 import { localHolder, releaseLocal, setLocalHolder, tryLocal, waitLocal } from "./_local_mutex.ts";
 import { LockAbortedError, LockTimeoutError } from "./errors.ts";
 
@@ -117,6 +117,8 @@ async function waitLocalSlot(
  */
 export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   const { runtime, target, signal, name } = request;
+  checkTimeout(request.timeout);
+  checkRetryOptions(request.retry);
   if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
   const start = runtime.monotonic();
   const deadline = request.timeout === undefined ? Infinity : start + request.timeout;

@@ -1,6 +1,7 @@
 // Capped exponential backoff with jitter: contenders that collided spread out
 // instead of colliding again in lock-step (check-bid-check can livelock).
 
+import { LockError } from "./errors.ts";
 import type { RetryOptions } from "./types.ts";
 
 /** Default delays: fast first retries, never more than 100 ms apart. */
@@ -10,6 +11,59 @@ export const DEFAULT_RETRY: Required<RetryOptions> = {
   factor: 2,
   jitter: 0.5,
 };
+
+const RETRY_BOUNDS: [keyof RetryOptions, number, number][] = [
+  ["minDelay", 0, Number.MAX_SAFE_INTEGER],
+  ["maxDelay", 0, Number.MAX_SAFE_INTEGER],
+  ["factor", 1, Number.MAX_SAFE_INTEGER],
+  ["jitter", 0, 1],
+];
+
+/**
+ * Checks retry options up front: a NaN or negative delay would make a
+ * waiter spin or never wake.
+ *
+ * @throws {LockError} Naming the option and what it must be.
+ */
+export function checkRetryOptions(options: RetryOptions | undefined): void {
+  for (const [key, min, max] of RETRY_BOUNDS) {
+    checkNumberOption(options?.[key], `retry.${key}`, min, max);
+  }
+}
+
+/**
+ * Checks that an option, if given, is a number from `min` to `max`.
+ *
+ * @throws {LockError} Naming the option and what it must be.
+ */
+export function checkNumberOption(
+  value: unknown,
+  label: string,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): void {
+  if (value !== undefined && !(typeof value === "number" && value >= min && value <= max)) {
+    throw new LockError(
+      `Option ${label} must be a number from ${min} to ${
+        max === Number.MAX_SAFE_INTEGER ? "2^53" : max
+      }, got ${String(value)}.`,
+    );
+  }
+}
+
+/**
+ * Checks a wait's timeout: a number of ms >= 0, or Infinity.
+ *
+ * @throws {LockError} Naming the option and what it must be.
+ */
+export function checkTimeout(timeout: unknown, label = "timeout"): void {
+  if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0)) {
+    throw new LockError(
+      `Option ${label} must be a number of ms >= 0 (omit it to wait as long as it takes), ` +
+        `got ${String(timeout)}.`,
+    );
+  }
+}
 
 /** Returns a function giving the delay before each successive retry, in ms. */
 export function backoff(

@@ -6,7 +6,7 @@
  */
 
 import { errorCode, type Runtime } from "./runtime/mod.ts";
-import { LockPermissionError } from "./errors.ts";
+import { LockError, LockPermissionError } from "./errors.ts";
 
 /**
  * The default lock directory: `$XDG_RUNTIME_DIR/socketlock`, else
@@ -67,6 +67,9 @@ export function forgetLockDir(dir: string): void {
  */
 export async function ensureLockDir(runtime: Runtime, dir: string): Promise<string> {
   if (checked.has(dir)) return dir;
+  if (typeof dir !== "string" || dir === "") {
+    throw new LockError(`Option dir must be a directory's path, got ${JSON.stringify(dir)}.`);
+  }
   try {
     await runtime.mkdir(dir, 0o700);
   } catch (error) {

@@ -8,6 +8,7 @@
 import { runtime } from "../runtime/mod.ts";
 import type { HeldLock } from "../types.ts";
 import { acquire } from "../_acquire.ts";
+import { checkNumberOption, checkTimeout } from "../_backoff.ts";
 import type { LockTarget } from "../_kind.ts";
 import { type HeldSlot, releaseFrom } from "../_held_slot.ts";
 import { portTarget } from "./port_target.ts";
@@ -60,6 +61,8 @@ export class PortLock implements AsyncDisposable {
    * @throws {InvalidLockNameError} If the key is too long for a unix socket address.
    */
   constructor(key: string, options: PortLockOptions = {}) {
+    checkTimeout(options.timeout);
+    checkNumberOption(options.sleepTime, "sleepTime", 0);
     this.key = key;
     this.timeout = options.timeout ?? 1000;
     this.sleepTime = options.sleepTime ?? 10;

@@ -48,7 +48,11 @@ const encoder = new TextEncoder();
  */
 export function validatePortKey(key: string): string {
   if (typeof key !== "string") {
-    throw new InvalidLockNameError(String(key), "it is not a string");
+    throw new InvalidLockNameError(
+      String(key),
+      "it is not a string",
+      `Use any text of at most ${MAX_PORT_KEY_BYTES} UTF-8 bytes, e.g. "nightly-report".`,
+    );
   }
   const bytes = encoder.encode(key).length;
   if (bytes > MAX_PORT_KEY_BYTES) {

@@ -47,8 +47,8 @@
 import type { Runtime } from "../runtime/mod.ts";
 import { holdPortKey } from "../port/port_target.ts";
 import {
-  type LockPaths,
   lastToken,
+  type LockPaths,
   parseLockFile,
   readIfExists,
   removeIfExists,
