@@ -522,6 +522,15 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
     assert.equal(runtime.namespaceId(), id, "read once");
   });
 
+  test("setTimer() with a delay past 2^31 - 1 ms does not fire at once", async () => {
+    let fired = false;
+    const timer = runtime.setTimer(() => fired = true, 2 ** 32 + 10);
+    timer.unref();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    timer.clear();
+    assert.equal(fired, false);
+  });
+
   test("setTimer() fires, and clear() cancels it", async () => {
     const t0 = runtime.monotonic();
     await within(new Promise<void>((resolve) => runtime.setTimer(resolve, 20)), 5_000, "timer");

@@ -7,6 +7,7 @@ import { hostname as osHostname, tmpdir } from "node:os";
 import process from "node:process";
 import type { ChildProcess, FileStat, Runtime, Timer } from "./types.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
+import { timerDelay } from "./_timer_delay.ts";
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
 
 // File operations are synchronous system calls handed back as settled
@@ -41,7 +42,7 @@ function toFileStat(s: import("node:fs").Stats): FileStat {
 }
 
 function nodeTimer(fn: () => void, ms: number): Timer {
-  const handle = setTimeout(fn, ms);
+  const handle = setTimeout(fn, timerDelay(ms));
   return {
     clear: () => clearTimeout(handle),
     unref: () => {

@@ -14,6 +14,7 @@ import type {
   Timer,
 } from "./types.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
+import { timerDelay } from "./_timer_delay.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
 // cannot) and raises NotCapable for a missing flag just as Deno.* does.
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
@@ -488,7 +489,7 @@ function spawn(command: string, args: string[]): ChildProcess {
 }
 
 function setTimer(fn: () => void, ms: number): Timer {
-  const id = setTimeout(fn, ms);
+  const id = setTimeout(fn, timerDelay(ms));
   return {
     clear: () => clearTimeout(id),
     unref: () => Deno.unrefTimer(id),

@@ -208,7 +208,10 @@ export interface Runtime {
   now(): number;
   /** Monotonic time in ms (fractional). */
   monotonic(): number;
-  /** Calls `fn` after `ms`. */
+  /**
+   * Calls `fn` after `ms`, or after about 24.8 days if `ms` is longer (the
+   * most every runtime keeps): a caller checks the clock when it fires.
+   */
   setTimer(fn: () => void, ms: number): Timer;
 }
 

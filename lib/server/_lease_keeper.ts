@@ -118,7 +118,11 @@ export class LeaseKeeper {
   #armDeadline(): void {
     this.#deadlineTimer?.clear();
     const left = this.#lease.validUntil - this.#host.runtime.monotonic();
-    const timer = this.#host.runtime.setTimer(() => this.#expired(), Math.max(0, left));
+    const timer = this.#host.runtime.setTimer(() => {
+      // Early (a lease longer than the longest timer): arm again.
+      if (this.#host.runtime.monotonic() < this.#lease.validUntil) this.#armDeadline();
+      else this.#expired();
+    }, Math.max(0, left));
     timer.unref();
     this.#deadlineTimer = timer;
   }

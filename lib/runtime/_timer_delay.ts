@@ -1,0 +1,12 @@
+// Timer delays the runtimes keep as given: over 2^31 - 1 ms Node fires after
+// 1 ms and Deno wraps around, so a timer for a 40-day lease would fire at
+// once. Capped, it fires early, after about 24.8 days; every caller treats a
+// timer as "look at the clock now", so it then simply arms again.
+
+/** The longest delay every runtime keeps, ms. */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+/** `ms` within what every runtime's setTimeout keeps (NaN and negatives: 0). */
+export function timerDelay(ms: number): number {
+  return ms > 0 ? Math.min(ms, MAX_TIMER_DELAY_MS) : 0;
+}
