@@ -17,6 +17,7 @@ import {
 } from "../mod.ts";
 import process from "node:process";
 import { type Child, childRuntimes, fixture, spawnScript } from "./_processes.ts";
+import { CLOCK_MARGIN, leaseEnd } from "../lib/server/_lease_keeper.ts";
 import {
   abortedSignal,
   RawConnection,
@@ -270,3 +271,15 @@ async function serveProcessOnPort(port: number, kids: Child[]): Promise<Child> {
     }
   }
 }
+
+describe("the client's lease end", () => {
+  test("a lease granted after a long wait ends early by the clock margin on the wait too", () => {
+    const day = 86_400_000;
+    // A 10 s lease granted after a day's wait by the server's clock: with
+    // clocks 1 % apart, the day alone may be 864 s shorter by ours.
+    const end = leaseEnd(1_000, 10_000, day);
+    assert.ok(end <= 1_000 + (day + 10_000) * (1 - CLOCK_MARGIN), String(end));
+    assert.ok(end < 1_000 + day, "the margin on the wait exceeds the whole ttl");
+    assert.equal(leaseEnd(1_000, 10_000), 1_000 + 10_000 * (1 - CLOCK_MARGIN));
+  });
+});

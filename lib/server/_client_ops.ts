@@ -180,7 +180,7 @@ export class AcquireCall implements Op {
         const ttl = Number(b < 0 ? rest.slice(a + 1) : rest.slice(a + 1, b));
         const waited = b < 0 ? 0 : Number(rest.slice(b + 1));
         // The server queued us no earlier than sentAt, then waited `waited` ms.
-        const validUntil = leaseEnd(this.sentAt + (waited || 0), ttl);
+        const validUntil = leaseEnd(this.sentAt, ttl, waited || 0);
         const lease = host.granted(this.#name, token, ttl, validUntil);
         if (this.#cancelled || this.#done) {
           // Withdrawn (or given up on) while the grant was on its way.

@@ -27,9 +27,14 @@ export interface Lease {
 /** The share of a lease kept back for clock rate differences between hosts. */
 export const CLOCK_MARGIN = 0.01;
 
-/** Our lease end for a lease of `ttl` ms that the server started no earlier than `since`. */
-export function leaseEnd(since: number, ttl: number): number {
-  return since + ttl * (1 - CLOCK_MARGIN);
+/**
+ * Our lease end for a lease of `ttl` ms that the server started no earlier
+ * than `since`, plus `waited` ms by its clock (a queued acquire): a wait
+ * counts short by the same margin, as a day's wait is long enough for
+ * clock rates to matter.
+ */
+export function leaseEnd(since: number, ttl: number, waited = 0): number {
+  return since + (waited + ttl) * (1 - CLOCK_MARGIN);
 }
 
 /** What a keeper needs from the client. */
