@@ -202,6 +202,25 @@ describe("LockClient", () => {
     assert.equal(await client().status("unified"), null);
   });
 
+  test("with auth on, a connection that does not authenticate in time is closed, however busy", async () => {
+    const guarded = await serve({ port: 0, token: "secret", idleTimeout: 400 });
+    try {
+      const raw = await RawConnection.open(guarded.address.port);
+      const started = performance.now();
+      // Busy, but never authenticating: any byte resets the idle clock.
+      const chatter = setInterval(() => raw.send(" "), 50);
+      try {
+        await within(raw.closed, 5_000, "the server closes the connection");
+      } finally {
+        clearInterval(chatter);
+      }
+      assert.ok(performance.now() - started >= 300);
+      assert.match(raw.text, /^\* BYE not authenticated within 400 ms$/m);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   test("with auth on, only a client with the right token gets in, and the secret never crosses the wire", async () => {
     const secret = "s3cret-" + crypto.randomUUID();
     const guarded = await serve({ port: 0, token: secret });

@@ -52,6 +52,11 @@ export class LineSession {
     );
   }
 
+  /** False until the client authenticated, on a server with a token. */
+  get authenticated(): boolean {
+    return this.#authed;
+  }
+
   /** True when closing it for idleness loses nothing. */
   get idle(): boolean {
     return this.owner.leases.size === 0 && this.owner.waiters.size === 0;

@@ -122,6 +122,9 @@ export function serve(options: ServeOptions = {}): Promise<LockServer> {
   return serveOn(defaultRuntime, options);
 }
 
+/** How long a connection may take to authenticate on a server with a token, ms. */
+const AUTH_DEADLINE_MS = 10_000;
+
 /** {@link serve} on a given runtime adapter (tests may pass a scripted one). */
 export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Promise<LockServer> {
   const host = options.host ?? "127.0.0.1";
@@ -222,6 +225,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
     });
   }
 
+  const authDeadline = Math.min(AUTH_DEADLINE_MS, limits.idleTimeout);
   // One timer for idle connections and the ops/s figure.
   const period = Math.max(25, Math.min(1_000, limits.idleTimeout / 4));
   let sampledAt = runtime.monotonic();
@@ -245,6 +249,16 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
         continue;
       }
       const session = state.session;
+      // With a token, a connection has a fixed time to authenticate, however
+      // busy: slots held by clients without it would lock out those with it.
+      if (
+        session instanceof LineSession && !session.authenticated &&
+        now - state.since >= authDeadline
+      ) {
+        state.endedAt = now;
+        session.end(`not authenticated within ${authDeadline} ms`);
+        continue;
+      }
       const last = session ? session.lastActivity : state.since;
       if (now - last < limits.idleTimeout || (session && !session.idle)) continue;
       state.endedAt = now;
