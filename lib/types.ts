@@ -72,9 +72,9 @@ export interface LockOptions {
    */
   compat?: "socketlock";
   /**
-   * Socket kind: a lock older than this (ms) may be broken even though its
-   * holder still answers — unsafe for that holder, so off by default.
-   * This is Python socketlock's `timeout`.
+   * Socket kind: a lock older than this (ms, at least 1000) may be broken
+   * even though its holder still answers — unsafe for that holder, so off by
+   * default. This is Python socketlock's `timeout`.
    */
   maxAge?: number;
   /**

@@ -310,6 +310,37 @@ describe("stale socket locks under forced interleavings", () => {
     },
   );
 
+  interleaving(
+    "a long-held lock broken by maxAge while its holder is mid-release: the release never removes the new holder's file",
+    async () => {
+      const name = `midrel-${randomHex(4)}`;
+      const world = createWorld();
+      const [old, breaker, third] = [world.process(73), world.process(74), world.process(75)];
+      await old.runtime.mkdir(DIR, 0o700);
+      const file = lockPaths(DIR, name, false).file;
+      const oldGrant = settle(await socketTarget(old.runtime, settings(name)).tryAcquire())!;
+      // Held long enough that a maxAge breaker may act (half the least maxAge).
+      await new Promise((resolve) => setTimeout(resolve, 550));
+      // The old holder has read its file, and stops before renaming it away.
+      const paused = pauseAt(old, (op, path) => op === "rename" && path === file);
+      const releasing = oldGrant.release();
+      await within(paused.arrived, "the old holder is mid-release");
+      const aged = () => socketTarget(breaker.runtime, settings(name, { maxAge: 5 })).tryAcquire();
+      const during = settle(await aged());
+      paused.go();
+      await releasing;
+      const newGrant = during ?? settle(await aged());
+      assert.ok(newGrant, "the breaker gets the lock, during or after the release");
+      assert.equal(holderPid(world, file), 74, "the new holder's file is in place");
+      assert.equal(
+        settle(await socketTarget(third.runtime, settings(name)).tryAcquire()),
+        null,
+        "a third process finds the lock held",
+      );
+      await newGrant.release();
+    },
+  );
+
   interleaving("two first users of a lock directory end up with the same key", async () => {
     const world = createWorld();
     const [a, b] = [world.process(81), world.process(82)];

@@ -96,6 +96,31 @@ export function breakerKey(runtime: Runtime, name: string): Promise<string> {
   return key;
 }
 
+/** How long a release waits for a breaker to finish before going on without the lock, ms. */
+const RELEASE_WAIT_MS = 200;
+
+/**
+ * Takes the breaker lock of `name` for a release: breakers hold it only for
+ * a re-read and a rename, so it is retried for a moment; if it stays taken,
+ * the release goes on without it (null), as before there was one.
+ *
+ * @param runtime The runtime adapter.
+ * @param name The lock's name.
+ * @returns Its unlock, or null.
+ */
+export async function holdBreakerLock(
+  runtime: Runtime,
+  name: string,
+): Promise<(() => Promise<void>) | null> {
+  const key = await breakerKey(runtime, name);
+  const until = runtime.monotonic() + RELEASE_WAIT_MS;
+  for (;;) {
+    const unlock = await holdPortKey(runtime, key);
+    if (unlock || runtime.monotonic() >= until) return unlock;
+    await new Promise<void>((resolve) => runtime.setTimer(resolve, 1 + Math.random() * 4));
+  }
+}
+
 /**
  * Removes the lock file if, under the breaker lock, it still holds exactly
  * `judged` — the text a verification found stale.

@@ -29,6 +29,13 @@ export interface SocketSettings {
   handshakeTimeout: number;
 }
 
+/**
+ * The least `maxAge`, ms. A holder that held for less than half of it
+ * releases without the breaker lock: no maxAge breaker can have broken its
+ * file meanwhile (unless the wall clock was stepped forward by the rest).
+ */
+export const MIN_MAX_AGE_MS = 1_000;
+
 function checkMs(what: string, value: number | undefined, min: number): void {
   if (value === undefined) return;
   if (typeof value !== "number" || !(value >= min) || value === Infinity) {
@@ -86,7 +93,7 @@ export async function resolveSocketSettings(
     );
   }
   checkMs("handshakeTimeout", options.handshakeTimeout, 1);
-  checkMs("maxAge", options.maxAge, 0);
+  checkMs("maxAge", options.maxAge, MIN_MAX_AGE_MS);
   if (options.signatureSeed !== undefined && typeof options.signatureSeed !== "string") {
     throw new LockError(`Option signatureSeed must be a string.`);
   }

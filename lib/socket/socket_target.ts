@@ -38,8 +38,8 @@ import {
 import { loadSecret } from "./secret.ts";
 import { serveHolder, warmHolderServer } from "./holder_server.ts";
 import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
-import { breakStaleLock } from "./break_stale_lock.ts";
-import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
+import { breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
+import { MIN_MAX_AGE_MS, resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
 const MAX_ROUNDS = 4;
@@ -238,6 +238,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       isolate: ISOLATE_ID,
     };
     let text = formatLockFile(record, s.compat);
+    const heldSince = runtime.monotonic();
     let linked = false;
     try {
       const { created, cleanup } = await createLockFile(runtime, paths, text, id);
@@ -266,7 +267,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
       async release() {
         try {
-          await releaseFile(text);
+          await releaseFile(text, heldSince);
         } finally {
           await served.stop();
         }
@@ -294,10 +295,21 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   }
 
   // Only our own file is taken away: if it was broken (maxAge) and someone
-  // else holds the name now, their file stays.
-  async function releaseFile(text: string): Promise<void> {
-    if ((await readIfExists(runtime, paths.file)) === text) {
-      await retireLockFile(runtime, paths);
+  // else holds the name now, their file stays. A hold long enough for a
+  // maxAge breaker (of any process) to have broken it releases under the
+  // breaker lock: else a breaker could break it and a newcomer create its
+  // file between our read and our rename, and we would retire the
+  // newcomer's file. A shorter hold cannot have been broken so.
+  async function releaseFile(text: string, heldSince: number): Promise<void> {
+    const unlock = runtime.monotonic() - heldSince >= MIN_MAX_AGE_MS / 2
+      ? await holdBreakerLock(runtime, s.name)
+      : null;
+    try {
+      if ((await readIfExists(runtime, paths.file)) === text) {
+        await retireLockFile(runtime, paths);
+      }
+    } finally {
+      await unlock?.();
     }
   }
 
