@@ -38,7 +38,10 @@
  * with synchronous work; the kernel still accepts connections for it) is
  * not judged dead while its pid lives: silence proves nothing, so only a
  * refused port, a wrong answer or a dead pid does.
- * `maxAge` breaks live holders on purpose (unsafe for them; off by default).
+ * `maxAge` breaks live holders on purpose (unsafe for them; off by default),
+ * so rule 3's "a live holder's file is never removed" does not hold for
+ * them; instead a holder old enough to be broken so releases under the
+ * breaker lock, and its release, like a break, re-reads under it.
  * Python socketlock peers (compat mode) unlink without any of this.
  *
  * @module
