@@ -9,6 +9,8 @@ import { runtime } from "../lib/runtime/mod.ts";
 import type { Attempt, Grant } from "../lib/_kind.ts";
 import type { SocketAddress } from "../lib/runtime/mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
+import { breakerKey } from "../lib/socket/break_stale_lock.ts";
+import { holdPortKey } from "../lib/port/port_target.ts";
 import { formatLockFile, lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
 import { loadSecret } from "../lib/socket/secret.ts";
 import type { SocketSettings } from "../lib/socket/socket_settings.ts";
@@ -567,6 +569,20 @@ describe("stale socket locks in a real directory", () => {
     assert.equal(parseLockFile(await readFile(`${dir}/${name}.lock`, "utf8"))?.port, port);
     const info = await inspect(name, { dir });
     assert.equal(info?.pid, 999_999, "shown as held, by the recorded pid");
+  });
+
+  test("the breaker lock's name is secret: binding the one anyone can compute stalls no break", async () => {
+    const { dir, name } = await withLockFile((n) => staleText(n, 1, 1, runtime.hostname()));
+    // What a hostile local user could bind: the name derived from uid and lock name.
+    const squatter = await holdPortKey(runtime, await breakerKey(runtime, name, null));
+    assert.ok(squatter, "bound the public breaker key");
+    try {
+      const held = await tryLock(name, { dir, handshakeTimeout: 200 });
+      assert.ok(held, "the stale lock was broken and taken");
+      await held.release();
+    } finally {
+      await squatter();
+    }
   });
 
   test("a lock file naming another user's socketlock holder (another key) is broken; that holder keeps its own lock", async () => {

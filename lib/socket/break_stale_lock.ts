@@ -70,24 +70,34 @@ export type BreakOutcome =
 const keys = new Map<string, Promise<string>>();
 
 /**
- * The breaker lock's port-lock key for lock `name`: per user, and short
- * enough for a unix socket address whatever the name's length. Locks of one
- * name in different directories share it, which only makes their (rare,
- * brief) breaks take turns.
+ * The breaker lock's port-lock key for lock `name`, short enough for a unix
+ * socket address whatever the name's length. With the lock directory's
+ * secret it is known only to the processes that share that directory, so
+ * nobody else can bind it and stall every break; without (compat mode, in
+ * the shared temp dir) it is per user. Locks of one name in directories
+ * sharing a secret share it, which only makes their (rare, brief) breaks
+ * take turns.
  *
  * @example The breaker key of lock "nightly"
  * ```ts
  * import { breakerKey } from "./break_stale_lock.ts";
  * import { runtime } from "../runtime/mod.ts";
- * console.log(await breakerKey(runtime, "nightly")); // "socketlock.break.<40 hex digits>"
+ * console.log(await breakerKey(runtime, "nightly", null)); // "socketlock.break.<40 hex digits>"
  * ```
  *
  * @param runtime The runtime adapter.
  * @param name The lock's name.
+ * @param secret The lock directory's secret, or null.
  * @returns The port-lock key.
  */
-export function breakerKey(runtime: Runtime, name: string): Promise<string> {
-  const id = `${runtime.uid() ?? "user"}:${name}`;
+export function breakerKey(
+  runtime: Runtime,
+  name: string,
+  secret: Uint8Array | null,
+): Promise<string> {
+  const id = secret
+    ? `key:${Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("")}:${name}`
+    : `uid:${runtime.uid() ?? "user"}:${name}`;
   let key = keys.get(id);
   if (!key) {
     key = crypto.subtle.digest("SHA-1", new TextEncoder().encode(id)).then((digest) =>
@@ -103,19 +113,18 @@ export function breakerKey(runtime: Runtime, name: string): Promise<string> {
 const RELEASE_WAIT_MS = 200;
 
 /**
- * Takes the breaker lock of `name` for a release: breakers hold it only for
- * a re-read and a rename, so it is retried for a moment; if it stays taken,
+ * Takes the breaker lock `key` for a release: breakers hold it only for a
+ * re-read and a rename, so it is retried for a moment; if it stays taken,
  * the release goes on without it (null), as before there was one.
  *
  * @param runtime The runtime adapter.
- * @param name The lock's name.
+ * @param key The breaker lock's key ({@link breakerKey}).
  * @returns Its unlock, or null.
  */
 export async function holdBreakerLock(
   runtime: Runtime,
-  name: string,
+  key: string,
 ): Promise<(() => Promise<void>) | null> {
-  const key = await breakerKey(runtime, name);
   const until = runtime.monotonic() + RELEASE_WAIT_MS;
   for (;;) {
     const unlock = await holdPortKey(runtime, key);
@@ -136,22 +145,23 @@ export async function holdBreakerLock(
  * const dir = await Deno.makeTempDir();
  * const paths = lockPaths(dir, "x", false);
  * await Deno.writeTextFile(paths.file, "garbage");
- * console.log(await breakStaleLock(runtime, paths, "x", "garbage")); // "broken"
+ * const breaker = await breakerKey(runtime, "x", null);
+ * console.log(await breakStaleLock(runtime, paths, breaker, "garbage")); // "broken"
  * ```
  *
  * @param runtime The runtime adapter.
  * @param paths The lock's paths.
- * @param name The lock's name (picks the breaker lock).
+ * @param breaker The breaker lock's key ({@link breakerKey}).
  * @param judged The exact file text judged stale.
  * @returns What was done.
  */
 export async function breakStaleLock(
   runtime: Runtime,
   paths: LockPaths,
-  name: string,
+  breaker: string,
   judged: string,
 ): Promise<BreakOutcome> {
-  const unlock = await holdPortKey(runtime, await breakerKey(runtime, name));
+  const unlock = await holdPortKey(runtime, breaker);
   if (!unlock) return "contended";
   try {
     const current = await readIfExists(runtime, paths.file);

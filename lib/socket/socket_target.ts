@@ -38,7 +38,7 @@ import {
 import { loadSecret } from "./secret.ts";
 import { serveHolder, warmHolderServer } from "./holder_server.ts";
 import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
-import { breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
+import { breakerKey, breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
 import { MIN_MAX_AGE_MS, resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
@@ -196,6 +196,17 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       throw error;
     });
   const graceSince = new Map<string, number>();
+  // The directory's secret (whatever signatureSeed says) names the breaker
+  // lock, so every process sharing the directory agrees on it and no other
+  // user can bind it.
+  let breakerName: Promise<string> | null = null;
+  const breaker = () =>
+    breakerName ??= (s.compat ? Promise.resolve(null) : loadSecret(runtime, s.dir))
+      .then((secret) => breakerKey(runtime, s.name, secret))
+      .catch((error) => {
+        breakerName = null;
+        throw error;
+      });
 
   async function readLock(): Promise<string | null> {
     // A symlink, FIFO or device where the lock file belongs is refused, not
@@ -302,7 +313,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // newcomer's file. A shorter hold cannot have been broken so.
   async function releaseFile(text: string, heldSince: number): Promise<void> {
     const unlock = runtime.monotonic() - heldSince >= MIN_MAX_AGE_MS / 2
-      ? await holdBreakerLock(runtime, s.name)
+      ? await holdBreakerLock(runtime, await breaker())
       : null;
     try {
       if ((await readIfExists(runtime, paths.file)) === text) {
@@ -425,7 +436,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
           hintBusy(paths.file, true);
           return held;
         }
-        const outcome = await breakStaleLock(runtime, paths, s.name, text);
+        const outcome = await breakStaleLock(runtime, paths, await breaker(), text);
         // Someone else is breaking it this very moment; they will take it.
         if (outcome === "contended") return { acquired: false, holder: null };
       }
