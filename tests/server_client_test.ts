@@ -16,7 +16,8 @@ import {
   serve,
 } from "../mod.ts";
 import process from "node:process";
-import { type Child, childRuntimes, fixture, spawnScript } from "./_processes.ts";
+import * as net from "node:net";
+import { type Child, childRuntimes, fixture, inOneRunner, spawnScript } from "./_processes.ts";
 import { CLOCK_MARGIN, leaseEnd } from "../lib/server/_lease_keeper.ts";
 import {
   abortedSignal,
@@ -289,6 +290,58 @@ async function serveProcessOnPort(port: number, kids: Child[]): Promise<Child> {
       await sleep(100);
     }
   }
+}
+
+// Runs in one runner of three (its waits take ~10 s); SOCKETLOCK_ALL_RUNTIMES=1: all.
+if (inOneRunner(1)) {
+  describe("a client waiting on a server that vanished without a word", () => {
+    test(
+      "notices within seconds (it asks HEALTH after 5 s of silence) and waits on over a new connection",
+      { timeout: 60_000 },
+      async () => {
+        const first = await serve({ port: 0 });
+        const serverPort = first.address.port;
+        // A proxy whose existing connections can go silent in both directions,
+        // as a powered-off host or a partition leaves them: no FIN, no RST.
+        const silenced = new Set<net.Socket>();
+        const sockets = new Set<net.Socket>();
+        const proxy = net.createServer((inbound) => {
+          const outbound = net.connect(serverPort, "127.0.0.1");
+          for (const [from, to] of [[inbound, outbound], [outbound, inbound]]) {
+            sockets.add(from);
+            from.on("data", (data) => silenced.has(from) || to.write(data));
+            from.on("error", () => {});
+            from.on("close", () => silenced.has(from) || to.destroy());
+          }
+        });
+        await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+        const proxyPort = (proxy.address() as net.AddressInfo).port;
+        let second: LockServer | null = null;
+        const holder = new LockClient({ port: serverPort });
+        const waiter = new LockClient({ port: proxyPort, connectTimeout: 5_000 });
+        try {
+          const held = await holder.lock("vanish");
+          const waiting = waiter.lock("vanish");
+          await sleep(300);
+          for (const socket of sockets) silenced.add(socket);
+          // The server goes, and another comes up on its port with the lock free.
+          await held.release();
+          await holder.close();
+          await first.close();
+          second = await serve({ port: serverPort });
+          const started = performance.now();
+          const got = await within(waiting, 20_000, "the waiter gets the lock from the new server");
+          assert.ok(performance.now() - started < 15_000);
+          await got.release();
+        } finally {
+          await waiter.close();
+          for (const socket of sockets) socket.destroy();
+          proxy.close();
+          await second?.close();
+        }
+      },
+    );
+  });
 }
 
 describe("the client's lease end", () => {

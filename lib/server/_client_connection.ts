@@ -49,11 +49,17 @@ export class ClientConnection {
   onPush: (reply: Reply) => void = () => {};
   /** Called once when the connection ends, for whatever reason. */
   onClose: () => void = () => {};
+  /** When the server last sent anything, monotonic ms. */
+  lastHeard: number;
 
-  private constructor(conn: Connection) {
+  private constructor(conn: Connection, runtime: Runtime) {
     this.#conn = conn;
     this.#out = new TextOutbox(conn);
-    conn.onData((chunk) => this.#reader.push(chunk, this.#onLine, this.#onTooLong));
+    this.lastHeard = runtime.monotonic();
+    conn.onData((chunk) => {
+      this.lastHeard = runtime.monotonic();
+      this.#reader.push(chunk, this.#onLine, this.#onTooLong);
+    });
     conn.onClose(() => this.#ended());
     // Idle connections never keep the process alive; LockClient keeps it
     // alive with a timer while it waits for replies.
@@ -90,7 +96,7 @@ export class ClientConnection {
         { code: errorCode(error) },
       );
     }
-    const client = new ClientConnection(conn);
+    const client = new ClientConnection(conn, options.runtime);
     // A server at its connection limit says why before it closes.
     let refusal = "";
     client.onPush = (reply) => {

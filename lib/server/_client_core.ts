@@ -44,6 +44,14 @@ const RETRYABLE = new Set([
 ]);
 /** How often in-flight requests are checked against their deadlines. */
 const WATCH_MS = 100;
+/**
+ * After this long without a word from the server while requests wait (a
+ * queued acquire may wait for hours), the client asks HEALTH; a server that
+ * does not answer within as long again is taken for gone (a host powered
+ * off, a partition: TCP would not notice), and the connection is dropped,
+ * so that waits are sent again on a new one, or fail.
+ */
+export const PROBE_AFTER_MS = 5_000;
 
 /** One client's connection, requests and leases. */
 export class ClientCore implements KeeperHost, OpHost {
@@ -58,6 +66,7 @@ export class ClientCore implements KeeperHost, OpHost {
   #watchdog: Timer | null = null;
   #grants = new Map<string, ClientLease>();
   #closed = false;
+  #probing: ClientConnection | null = null;
 
   constructor(options: CoreOptions) {
     this.#options = options;
@@ -287,7 +296,28 @@ export class ClientCore implements KeeperHost, OpHost {
           ),
         );
       }
+      this.#probe(now);
       if (this.#inflight.size > 0) this.#watch();
     }, WATCH_MS);
+  }
+
+  /** Asks a server that has been silent while requests wait whether it is still there. */
+  #probe(now: number): void {
+    const conn = this.#conn;
+    if (!conn || conn.closed || this.#probing === conn) return;
+    if (now - conn.lastHeard < PROBE_AFTER_MS || this.#inflight.size === 0) return;
+    this.#probing = conn;
+    const probe = new SimpleRequest(this, "HEALTH", 0, PROBE_AFTER_MS);
+    this.#inflight.add(probe);
+    this.#send(conn, probe);
+    probe.reply.then(
+      () => {},
+      () => {
+        // No answer in time: drop it; waits go on over a new connection.
+        if (!conn.closed) conn.close();
+      },
+    ).finally(() => {
+      if (this.#probing === conn) this.#probing = null;
+    });
   }
 }
