@@ -75,20 +75,28 @@ export class LineSession {
   closed(): void {
     this.#ended = true;
     this.#throttle.clear();
-    this.#waits.clear();
-    const released = this.#ctx.table.drop(this.owner);
+    const released = this.#giveUp();
     if (this.#ctx.verbose) {
       this.#ctx.log.log("debug", "connection closed", { client: this.owner.info.client, released });
     }
   }
 
-  /** Says goodbye with `reason` and closes the connection. */
+  /** Says goodbye with `reason`, gives up its locks and waits, and closes the connection. */
   end(reason: string): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#out.write(`* BYE ${reason}\n`);
     this.#out.flush();
+    this.#giveUp();
     this.#conn.close();
+  }
+
+  // Releases its locks and withdraws its waits. At once when the session
+  // ends, not when the socket closes: a peer that reads nothing may keep it
+  // open until it is aborted, and names must not be granted to it meanwhile.
+  #giveUp(): number {
+    this.#waits.clear();
+    return this.#ctx.table.drop(this.owner);
   }
 
   readonly #onLine = (line: string) => {
@@ -183,6 +191,7 @@ export class LineSession {
         this.#write(`${tag} OK bye\n`);
         this.#ended = true;
         this.#out.flush();
+        this.#giveUp();
         this.#conn.close();
         return;
       case "HELLO":
