@@ -2,7 +2,7 @@
 // Python socketlock (tests/fixtures/socket_py_peer.ts), both directions.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, rm, stat } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { lock, LockBusyError, SocketLock, tryLock } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
@@ -43,6 +43,27 @@ describe("compat with Python socketlock", () => {
     } finally {
       await held.release();
     }
+  });
+
+  test("compat tokens chain through a .last of this user's own: another's cannot pin them", async () => {
+    const { dir, name } = await setup();
+    // Another user's .last in the shared temp dir: neither replaceable nor
+    // removable there, and from a clock far ahead.
+    const pinned = 9_000_000_000_000_000;
+    await writeFile(
+      `${dir}/.${name}.lock.last`,
+      JSON.stringify({ port: 1, pid: 1, timestamp: 1, token: pinned }),
+    );
+    const tokens: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const held = await lock(name, { dir, compat: "socketlock" });
+      tokens.push(held.token);
+      await held.release();
+    }
+    assert.ok(tokens[0] < tokens[1] && tokens[1] < tokens[2], tokens.join(" < "));
+    assert.ok(tokens[2] < pinned, "the other user's .last is not read");
+    const own = JSON.parse(await readFile(`${dir}/.${name}.lock.last.${runtime.uid()}`, "utf8"));
+    assert.equal(own.token, tokens[2]);
   });
 
   test("a Python socketlock checker sees our compat holder as live", async () => {

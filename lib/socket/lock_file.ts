@@ -55,22 +55,30 @@ export interface LockPaths {
 
 /**
  * The paths of lock `name` in `dir`: `<name>.lock`, or socketlock's
- * `.<name>.lock` in compat mode.
+ * `.<name>.lock` in compat mode. There, in the shared temp dir, `.last` is
+ * per user (`<file>.last.<uid>`): another user's could be neither replaced
+ * nor removed (the sticky bit), and would pin every token to its own.
  *
  * @example Where Python socketlock's lock "nightly" lives
  * ```ts
  * import { lockPaths } from "./lock_file.ts";
- * console.log(lockPaths("/tmp", "nightly", true).file); // "/tmp/.nightly.lock"
+ * console.log(lockPaths("/tmp", "nightly", true, 1000).file); // "/tmp/.nightly.lock"
  * ```
  *
  * @param dir The lock directory.
  * @param name The lock's name.
  * @param compat Python socketlock's naming.
+ * @param uid This user's id (compat mode), or null where there is none.
  * @returns The paths.
  */
-export function lockPaths(dir: string, name: string, compat: boolean): LockPaths {
+export function lockPaths(
+  dir: string,
+  name: string,
+  compat: boolean,
+  uid: number | null = null,
+): LockPaths {
   const file = joinPath(dir, compat ? `.${name}.lock` : `${name}.lock`);
-  return { file, last: `${file}.last`, compat };
+  return { file, last: compat && uid !== null ? `${file}.last.${uid}` : `${file}.last`, compat };
 }
 
 // Python's json.dumps escapes every non-ASCII character; doing the same keeps

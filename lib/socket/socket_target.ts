@@ -188,7 +188,7 @@ const tokens = new FencingTokens(preciseWallClock);
  * @returns The target.
  */
 export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
-  const paths = lockPaths(s.dir, s.name, s.compat);
+  const paths = lockPaths(s.dir, s.name, s.compat, s.compat ? runtime.uid() : null);
   let keys: Promise<Keys> | null = null;
   const ready = () =>
     keys ??= loadKeys(runtime, s).catch((error) => {
