@@ -162,6 +162,16 @@ describeRedis("Redis kind", () => {
     await second.release();
   });
 
+  test("isMine() is false once the holder's lease ran out, even while the key is still in Redis", async () => {
+    const lock = new RedisLock(client(), unique("lapsed"), { ttl: 300 });
+    assert.equal(await lock.tryAcquire(), true);
+    // The event loop blocked past the lease but short of the ttl: no renewal ran.
+    const until = performance.now() + 260;
+    while (performance.now() < until) { /* busy */ }
+    assert.equal(await lock.isMine(), false);
+    await lock.release();
+  });
+
   test("the heartbeat keeps a lock held past four ttls", async () => {
     const name = unique("heartbeat");
     // Renewals every 333 ms; the key would expire 1 s after the last one.
@@ -317,6 +327,23 @@ describeRedis("Redis kind", () => {
       handoff < 1_000,
       `hand-off took ${handoff.toFixed(1)} ms (the poll interval is 3000)`,
     );
+  });
+
+  test("with ioredis' keyPrefix, waiters listen on the prefixed channels the releases publish on", async () => {
+    const name = unique("prefixed");
+    const prefixed = () => {
+      const c = new Redis({ port: server.port, host: "127.0.0.1", keyPrefix: "app:" });
+      clients.push(c);
+      return c;
+    };
+    const held = await lock(name, { redis: prefixed() });
+    assert.ok(await raw.exists(`app:socketlock:${name}`), "the key carries the prefix");
+    const waiting = lock(name, { redis: prefixed(), timeout: 10_000 });
+    await sleep(300);
+    const channels = await raw.pubsub("CHANNELS", `app:socketlock:${name}:released*`);
+    assert.ok((channels as string[]).length > 0, "the waiter listens on a prefixed channel");
+    await held.release();
+    await (await waiting).release();
   });
 
   test("a client without pub/sub still gets the lock by polling", async () => {

@@ -5,6 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { lock, LockBusyError, LockError, LockLostError, Redlock } from "../mod.ts";
+import { RELEASE } from "../lib/redis/scripts.ts";
 import {
   describeRedis,
   type RedisServer,
@@ -79,6 +80,36 @@ describeRedis("Redlock over three redis-servers", () => {
     assert.ok(next.token > held.token);
     await next.release();
     assert.ok(handoff < 1_000, `hand-off took ${handoff.toFixed(0)} ms; the poll interval is 3000`);
+  });
+
+  test("one master counted twice is refused: the same client twice, or two clients of one server", async () => {
+    const name = unique("twice");
+    await assert.rejects(
+      new Redlock([clients[0], clients[0], clients[1]]).tryLock(name),
+      (e: unknown) => e instanceof LockError && /same Redis client more than once/.test(e.message),
+    );
+    await assert.rejects(
+      new Redlock([clients[0], raws[0], clients[1]]).tryLock(name),
+      (e: unknown) => e instanceof LockError && /two clients of one Redis server/.test(e.message),
+    );
+    assert.ok((await keysOn(name)).every((value) => value === null), "nothing was taken");
+  });
+
+  test("a master that answers a failed attempt's acquire only after its release keeps no key", async () => {
+    const name = unique("orphan");
+    const key = `socketlock:${name}`;
+    // Master 0 is held by someone else; master 2 is slow past the per-master
+    // timeout (500 ms for a 5 s ttl) and has lost its acquire script (a
+    // restart), so the acquire is sent again in full after the release.
+    await raws[0].set(key, '{"owner":"someone-else"}', "PX", 60_000);
+    await raws[2].script("FLUSH");
+    await raws[2].script("LOAD", RELEASE.source);
+    await raws[2].call("CLIENT", "PAUSE", "1500", "ALL");
+    assert.equal(await new Redlock(clients, { ttl: 5_000 }).tryLock(name), null);
+    await sleep(1_800);
+    assert.equal(await raws[2].get(key), null, "the late acquire was released again");
+    assert.equal(await raws[1].get(key), null);
+    await raws[0].del(key);
   });
 
   test("fencing tokens keep growing when quorums change", async () => {

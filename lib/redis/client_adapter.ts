@@ -73,6 +73,9 @@ function ioredisAdapter(client: Loose): RedisAdapter {
     send: (args) => client.call(...args),
     openSubscriber() {
       const sub = client.duplicate();
+      // ioredis prefixes the scripts' keys, so releases are published on
+      // prefixed channels; SUBSCRIBE is not prefixed: we add it.
+      const prefix: string = client.options?.keyPrefix ?? "";
       // Errors on the subscriber only cost wake-ups (waiters also poll); an
       // "error" event without a listener would print or throw.
       sub.on("error", ignore);
@@ -80,12 +83,12 @@ function ioredisAdapter(client: Loose): RedisAdapter {
       sub.on("message", (channel: string, message: string) => handlers.get(channel)?.(message));
       return Promise.resolve({
         async subscribe(channel, onMessage) {
-          handlers.set(channel, onMessage);
-          await sub.subscribe(channel);
+          handlers.set(prefix + channel, onMessage);
+          await sub.subscribe(prefix + channel);
         },
         async unsubscribe(channel) {
-          handlers.delete(channel);
-          await sub.unsubscribe(channel);
+          handlers.delete(prefix + channel);
+          await sub.unsubscribe(prefix + channel);
         },
         close: () => sub.disconnect(),
       });

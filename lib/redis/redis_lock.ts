@@ -165,9 +165,10 @@ export class RedisLock implements AsyncDisposable {
    */
   async isMine(): Promise<boolean> {
     const held = this.#slot.held;
-    if (!held) return false;
+    // A lock whose loss was declared is not ours, whatever Redis still says.
+    if (!held || held.signal.aborted) return false;
     const current = await inspectRedis(this.#adapter, this.name, this.key);
-    return current !== null && current.owner === held.info.owner;
+    return current !== null && current.owner === held.info.owner && !held.signal.aborted;
   }
 
   /**

@@ -68,13 +68,15 @@ export interface RedlockSettings {
   ttl: number;
 }
 
-type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
+type Settled =
+  | { ok: true; value: unknown }
+  | { ok: false; error: unknown; timedOut?: boolean };
 
 /** Waits for `promise` at most `ms`; a master that does not answer in time counts as failed. */
 function settle(runtime: Runtime, promise: Promise<unknown>, ms: number): Promise<Settled> {
   return new Promise<Settled>((resolve) => {
     const timer = runtime.setTimer(
-      () => resolve({ ok: false, error: new Error(`no answer within ${ms} ms`) }),
+      () => resolve({ ok: false, error: new Error(`no answer within ${ms} ms`), timedOut: true }),
       ms,
     );
     timer.unref();
@@ -95,6 +97,50 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Each adapter's server, by its `run_id` (null if INFO is refused or unclear). */
+const runIds = new WeakMap<RedisAdapter, Promise<string | null>>();
+
+function runIdOf(adapter: RedisAdapter): Promise<string | null> {
+  let id = runIds.get(adapter);
+  if (!id) {
+    id = adapter.send(["INFO", "server"]).then((reply) => {
+      const text = typeof reply === "string"
+        ? reply
+        : new TextDecoder().decode(reply as Uint8Array);
+      return /^run_id:([0-9a-f]+)\s*$/m.exec(text)?.[1] ?? null;
+    }, () => null);
+    runIds.set(adapter, id);
+  }
+  return id;
+}
+
+/**
+ * Refuses masters that are one server reached by two clients: it would
+ * count twice toward the quorum. Servers that refuse INFO go unchecked.
+ */
+async function distinctMasters(
+  runtime: Runtime,
+  adapters: readonly RedisAdapter[],
+  ms: number,
+): Promise<void> {
+  const ids = await Promise.all(
+    adapters.map((adapter) =>
+      settle(runtime, runIdOf(adapter), ms).then((r) => r.ok ? r.value as string | null : null)
+    ),
+  );
+  const seen = new Set<string>();
+  for (const id of ids) {
+    if (id === null) continue;
+    if (seen.has(id)) {
+      throw new LockError(
+        `Redlock was given two clients of one Redis server (run_id ${id}): it would count ` +
+          "twice toward the quorum. Pass one client per independent master.",
+      );
+    }
+    seen.add(id);
+  }
+}
+
 /**
  * A Redlock target over several masters.
  *
@@ -109,6 +155,12 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
   if (count === 0) {
     throw new LockError("Redlock needs at least one Redis client; use 3 or 5 independent masters.");
   }
+  if (new Set(adapters).size !== count) {
+    throw new LockError(
+      "Redlock was given the same Redis client more than once: one master would count twice " +
+        "toward the quorum. Pass one client per independent master.",
+    );
+  }
   const quorum = Math.floor(count / 2) + 1;
   const keys = redisKeys(key);
   const keyList = scriptKeys(keys);
@@ -117,28 +169,59 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
   // Redlock asks for a per-master timeout small against the ttl, so one
   // dead master does not eat the lease.
   const timeout = Math.min(Math.max(ttl / 10, 50), 1_000);
-  const onAll = (script: typeof ACQUIRE, keyList: string[], args: (string | number)[]) =>
+  const onAll = (
+    script: typeof ACQUIRE,
+    keyList: string[],
+    args: (string | number)[],
+    sent?: Promise<unknown>[],
+  ) =>
     Promise.all(
-      adapters.map((adapter) =>
-        settle(runtime, runScript(adapter, script, keyList, args), timeout)
-      ),
+      adapters.map((adapter, index) => {
+        const sending = runScript(adapter, script, keyList, args);
+        if (sent) sent[index] = sending;
+        return settle(runtime, sending, timeout);
+      }),
     );
-  const releaseAll = async (owner: string) => {
+  // `acquires`: the acquire on each master. One that timed out may still
+  // land (resent in full after NOSCRIPT, say) after the release: it is
+  // released again once it settles, so no master keeps a key nobody owns.
+  const releaseAll = async (
+    owner: string,
+    acquires: Promise<unknown>[] = [],
+    results: Settled[] = [],
+  ) => {
+    results.forEach((result, index) => {
+      if (!result.ok && result.timedOut) {
+        acquires[index].finally(() =>
+          runScript(adapters[index], RELEASE, keyList, [owner]).catch(() => {})
+        ).catch(() => {});
+      }
+    });
     await onAll(RELEASE, keyList, [owner]);
   };
+  // Two clients of one server would count it twice toward the quorum.
+  let distinct: Promise<void> | null = null;
+  const checkDistinct = () =>
+    distinct ??= distinctMasters(runtime, adapters, timeout).catch((error) => {
+      distinct = null;
+      throw error;
+    });
 
   return {
     key: `redlock:${adapters.map(adapterId).join(",")}:${key}`,
     async tryAcquire(): Promise<Attempt> {
+      await checkDistinct();
       const owner = crypto.randomUUID();
       const afterTry = adapters.map((adapter) => wakeOnRelease(runtime, adapter, keys));
       const sentAt = runtime.monotonic();
       // Redlock waiters do not queue: each master would hand the lock to
       // its own first waiter, and no quorum might form.
+      const acquires: Promise<unknown>[] = [];
       const results = await onAll(
         ACQUIRE,
         keyList,
         [owner, String(ttl), head(owner)],
+        acquires,
       );
       const granted: { index: number; token: number; at: number }[] = [];
       let holder: LockInfo | null = null;
@@ -157,7 +240,7 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
         try {
           token = checkedToken(Math.max(...granted.map((g) => g.token)), key);
         } catch (error) {
-          await releaseAll(owner);
+          await releaseAll(owner, acquires, results);
           for (const after of afterTry) after(true);
           throw error;
         }
@@ -181,7 +264,7 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
       }
       // Undo whatever part we got, on every master (a late "OK" included),
       // before anyone — us included — tries again.
-      await releaseAll(owner);
+      await releaseAll(owner, acquires, results);
       if (errors.length > count - quorum) {
         for (const after of afterTry) after(true);
         throw new LockError(
