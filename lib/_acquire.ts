@@ -40,6 +40,8 @@ function pause(
   wake: Promise<void> | undefined,
   signal: AbortSignal | undefined,
 ): Promise<void> {
+  // Aborted while the try was under way: no "abort" event will come.
+  if (signal?.aborted) return Promise.resolve();
   return new Promise<void>((resolve) => {
     const timer = runtime.setTimer(done, Math.max(0, ms));
     function done() {

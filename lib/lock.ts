@@ -9,11 +9,14 @@ import type { HeldLock, LockInfo, LockOptions } from "./types.ts";
 import { acquire } from "./_acquire.ts";
 import { driverFor, kindOf } from "./_kinds.ts";
 import { localHolder } from "./_local_mutex.ts";
-import { LockBusyError } from "./errors.ts";
+import { LockBusyError, LockError } from "./errors.ts";
 import { validateLockName } from "./names.ts";
 
 async function open(name: string, options: LockOptions) {
   validateLockName(name);
+  if (typeof options !== "object" || options === null) {
+    throw new LockError(`Lock options must be an object, got ${String(options)}.`);
+  }
   const driver = driverFor(kindOf(options));
   const target = await driver.open(name, options, runtime);
   return { driver, target };
@@ -118,12 +121,24 @@ export async function withLock<T>(
   options: LockOptions,
   fn: (held: HeldLock) => T | Promise<T>,
 ): Promise<T> {
-  const held = await lock(name, options);
-  try {
-    return await fn(held);
-  } finally {
-    await held.release();
+  // Checked before waiting: a mistake must not surface only once the lock is ours.
+  if (typeof fn !== "function") {
+    throw new LockError(
+      "withLock(name, options, fn) needs the critical section as its third argument " +
+        '(pass {} as options for the defaults), e.g. withLock("job", {}, async (held) => ...).',
+    );
   }
+  const held = await lock(name, options);
+  let result: T;
+  try {
+    result = await fn(held);
+  } catch (error) {
+    // The section's error is the one to see; a failed release only adds to it.
+    await held.release().catch(() => {});
+    throw error;
+  }
+  await held.release();
+  return result;
 }
 
 /**

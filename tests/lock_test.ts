@@ -8,11 +8,15 @@ import {
   lock,
   LockAbortedError,
   LockBusyError,
+  LockError,
   LockTimeoutError,
   tryLock,
   withLock,
 } from "../mod.ts";
 import type { LockOptions } from "../mod.ts";
+import { acquire } from "../lib/_acquire.ts";
+import type { LockTarget } from "../lib/_kind.ts";
+import { runtime } from "../lib/runtime/mod.ts";
 import { KINDS } from "../lib/_kinds.ts";
 import { tempDir } from "./_processes.ts";
 import { Redis } from "ioredis";
@@ -196,3 +200,53 @@ for (const kind of KINDS) {
     });
   });
 }
+
+describe("the wait loop and withLock facing mistakes and races", () => {
+  test("an abort that lands while a try is under way ends the wait at once", async () => {
+    const controller = new AbortController();
+    const target: LockTarget = {
+      key: `abort-race-${crypto.randomUUID()}`,
+      tryAcquire: () => {
+        controller.abort();
+        // A kind that wakes its waiter itself: no poll would end the wait.
+        return Promise.resolve({
+          acquired: false,
+          holder: null,
+          wake: new Promise<void>(() => {}),
+          wakesItself: true,
+        });
+      },
+      inspect: () => Promise.resolve(null),
+    };
+    const started = performance.now();
+    const error = await acquire({
+      name: "abort-race",
+      kind: "socket",
+      target,
+      runtime,
+      wait: true,
+      signal: controller.signal,
+    }).catch((e) => e);
+    assert.ok(error instanceof LockAbortedError, String(error));
+    assert.ok(performance.now() - started < 1_000);
+  });
+
+  test("withLock without its function, or lock() with options that are not an object, fail before any wait", async () => {
+    const dir = await tempDir();
+    try {
+      const held = await lock("mistake", { dir });
+      const started = performance.now();
+      await assert.rejects(
+        // deno-lint-ignore no-explicit-any
+        (withLock as any)("mistake", async () => {}),
+        (e: unknown) => e instanceof LockError && /third argument/.test(e.message),
+      );
+      // deno-lint-ignore no-explicit-any
+      await assert.rejects(lock("mistake", null as any), /options must be an object/);
+      assert.ok(performance.now() - started < 1_000, "no wait for the held lock");
+      await held.release();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
