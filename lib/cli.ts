@@ -17,7 +17,7 @@
  */
 
 import { runtime } from "./runtime/mod.ts";
-import { LockError } from "./errors.ts";
+import { InvalidLockNameError, LockError, LockPermissionError } from "./errors.ts";
 import { createLogger } from "./log.ts";
 import { UsageError } from "./cli/args.ts";
 import { RUN_HELP, runCommand } from "./cli/run_command.ts";
@@ -26,6 +26,10 @@ import { SERVE_HELP, serveCommand } from "./cli/serve_command.ts";
 
 /** Exit code on usage errors: EX_USAGE. */
 const EXIT_USAGE = 64;
+/** sysexits' EX_UNAVAILABLE: the lock could not be inspected or taken (a server down, ...). */
+const EXIT_UNAVAILABLE = 69;
+/** sysexits' EX_NOPERM: an unsafe lock directory, a missing Deno permission. */
+const EXIT_NO_PERMISSION = 77;
 
 const HELP = `Usage: socketlock COMMAND [options]
 
@@ -82,9 +86,14 @@ export async function main(args: string[]): Promise<number> {
       console.error(help);
       return EXIT_USAGE;
     }
-    if (error instanceof LockError) {
+    if (error instanceof InvalidLockNameError) {
       log.log("error", error.message);
-      return 1;
+      return EXIT_USAGE;
+    }
+    if (error instanceof LockError) {
+      // Not 1: `status` says "held" with 1, and a command may exit 1 itself.
+      log.log("error", error.message);
+      return error instanceof LockPermissionError ? EXIT_NO_PERMISSION : EXIT_UNAVAILABLE;
     }
     throw error;
   }

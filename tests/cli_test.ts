@@ -1,7 +1,7 @@
 // The CLI from each runtime: run under a lock, busy/no-wait, signals, status.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import process from "node:process";
 import { tryLock } from "../mod.ts";
 import {
@@ -87,6 +87,24 @@ describe("the socketlock CLI", () => {
       assert.ok(held);
       await held.release();
     });
+
+    test(`run from ${rt} killed outright takes its command down with it (Linux)`, async () => {
+      if (process.platform !== "linux") return;
+      const d = await dir();
+      // The command would write after the lock holder (run) is gone: it must not.
+      const script = `echo started; sleep 1; echo too-late > ${d}/after`;
+      const run = cli(rt, ["run", "orphan", "--dir", d, "--", "sh", "-c", script]);
+      kids.push(run);
+      await run.waitFor("started");
+      process.kill(run.pid, "SIGKILL");
+      await run.done;
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      assert.deepEqual(
+        (await readdir(d)).filter((f) => f === "after"),
+        [],
+        "the command ran on without the lock",
+      );
+    });
   }
 
   test("status --json reports the holder while held and free afterwards", async () => {
@@ -134,7 +152,7 @@ describe("the socketlock CLI", () => {
         "true",
       ];
       const result = await spawnCommand(deno, args).done;
-      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.code, 77, result.stderr);
       assert.match(result.stderr, message);
       assert.doesNotMatch(result.stderr, /NotCapable/);
     }
@@ -144,7 +162,8 @@ describe("the socketlock CLI", () => {
     const d = await dir();
     const missing = await cli("node", ["run", "m", "--dir", d, "--", "/no/such/command"]).done;
     assert.equal(missing.code, 127);
-    assert.match(missing.stderr, /cannot run \/no\/such\/command/);
+    // Ours, or setpriv's (Linux: the command is started through it).
+    assert.match(missing.stderr, /(cannot run|failed to execute) \/no\/such\/command/);
     const usage = await cli("node", ["run", "m", "--dir", d]).done;
     assert.equal(usage.code, 64);
     assert.match(usage.stderr, /needs a command after --[\s\S]*Usage: socketlock run/);
@@ -152,7 +171,14 @@ describe("the socketlock CLI", () => {
     assert.equal(unknown.code, 64);
     assert.match(unknown.stderr, /Unknown option --bogus/);
     const bad = await cli("node", ["run", "../x", "--dir", d, "--", "true"]).done;
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 64);
     assert.match(bad.stderr, /Invalid lock name/);
+    const kind = await cli("node", ["status", "m", "--kind", "bogus"]).done;
+    assert.equal(kind.code, 64, "not 1, which status uses for held");
+    assert.match(kind.stderr, /Unknown --kind bogus/);
+    const blank = await cli("node", ["run", "m", "--dir", d, "--wait=", "--", "true"]).done;
+    assert.equal(blank.code, 64, "a blank --wait is not --no-wait");
+    const down = await cli("node", ["status", "m", "--server", "127.0.0.1:1"]).done;
+    assert.equal(down.code, 69, "an unreachable server is not a held lock");
   });
 });

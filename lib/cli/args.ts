@@ -52,7 +52,8 @@ export function parseArgs(
 export function millis(flag: string, value: string | true | undefined): number | undefined {
   if (value === undefined) return undefined;
   const ms = Number(value);
-  if (value === true || !Number.isFinite(ms) || ms < 0) {
+  // Number("") is 0: a blank value must not quietly mean "do not wait".
+  if (value === true || value.trim() === "" || !Number.isFinite(ms) || ms < 0) {
     throw new UsageError(`${flag} takes a number of milliseconds, e.g. ${flag} 5000.`);
   }
   return ms;

@@ -3,6 +3,7 @@
 
 import { runtime } from "../runtime/mod.ts";
 import { lock } from "../lock.ts";
+import { KINDS } from "../_kinds.ts";
 import type { HeldLock, LockKind, LockOptions } from "../types.ts";
 import { LockAbortedError, LockBusyError, LockTimeoutError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -19,7 +20,8 @@ export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS..
 
 Runs COMMAND while holding the lock NAME; exits with COMMAND's exit code.
 Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND; the lock is
-released when COMMAND ends, or by the OS if this process dies.
+released when COMMAND ends, or by the OS if this process dies (on Linux,
+COMMAND then dies too: it is started with a parent-death signal).
 
 Options:
   --kind KIND    lock kind (default: the library's default kind)
@@ -32,7 +34,8 @@ ${SERVER_FLAGS_HELP}
 
 Exit codes: COMMAND's own; ${EXIT_BUSY} if the lock is busy (--no-wait) or the
 wait timed out; ${EXIT_CANNOT_RUN} if COMMAND cannot be started; 64 on usage errors;
-128+N if COMMAND was killed by signal N.`;
+69 if the lock cannot be taken (a server down, ...); 77 on a permission
+problem; 128+N if COMMAND was killed by signal N.`;
 
 const SIGNAL_NUMBERS: Record<string, number> = {
   SIGHUP: 1,
@@ -53,10 +56,30 @@ const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions {
   const options: LockOptions = {};
   const kind = flags.get("--kind");
-  if (typeof kind === "string") options.kind = kind as LockKind;
+  if (typeof kind === "string") {
+    if (!KINDS.includes(kind as LockKind)) {
+      throw new UsageError(`Unknown --kind ${kind}. Use one of: ${KINDS.join(", ")}.`);
+    }
+    options.kind = kind as LockKind;
+  }
   const dir = flags.get("--dir");
   if (typeof dir === "string") options.dir = dir;
   return options;
+}
+
+// The lock lives in this process: were it killed outright (SIGKILL), the
+// command would go on without the lock. flock(1) hands its child the lock's
+// descriptor; we cannot, so on Linux the command is started through
+// setpriv(1) with a parent-death signal: it dies with us.
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"];
+
+async function diesWithUs(command: string, args: string[]): Promise<[string, string[]]> {
+  if (runtime.platform !== "linux") return [command, args];
+  for (const setpriv of SETPRIV) {
+    const found = await runtime.lstat(setpriv).then((s) => s.isFile, () => false);
+    if (found) return [setpriv, ["--pdeathsig", "KILL", "--", command, ...args]];
+  }
+  return [command, args];
 }
 
 /** While waiting for the lock, a signal cancels the wait. */
@@ -119,7 +142,7 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const [command, ...commandArgs] = parsed.rest;
   const stop: Array<() => void> = [];
   try {
-    const child = runtime.spawn(command, commandArgs);
+    const child = runtime.spawn(...await diesWithUs(command, commandArgs));
     for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.kill(sig)));
     const onLost = () => {
       log.log("error", `lock "${name}" was lost; stopping the command`);

@@ -9,7 +9,9 @@ import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flag
 /** Help text of `status`. */
 export const STATUS_HELP = `Usage: socketlock status NAME [options]
 
-Tells who holds the lock NAME. Exits 0 if it is free, 1 if it is held.
+Tells who holds the lock NAME. Exits 0 if it is free, 1 if it is held,
+64 on usage errors, 69 if it cannot tell (a server down, ...), 77 on a
+permission problem.
 
 Options:
   --kind KIND    lock kind (default: the library's default kind)
