@@ -3,6 +3,7 @@
 // rule, tokens, and logs.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import * as net from "node:net";
 import { chmod, rm, writeFile } from "node:fs/promises";
 import { LockClient } from "../mod.ts";
 import { type Child, childRuntimes, tempDir } from "./_processes.ts";
@@ -79,6 +80,19 @@ describe("socketlock serve", () => {
       proc.child.process.kill("SIGKILL");
     });
   }
+
+  test("serve on a port already in use says so and exits 69", async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (taken.address() as net.AddressInfo).port;
+      const result = await runCli("node", ["serve", "--port", String(port)]).done;
+      assert.equal(result.code, 69, result.stderr);
+      assert.match(result.stderr, new RegExp(`Port ${port} .*already in use.*--port`));
+    } finally {
+      taken.close();
+    }
+  });
 
   test("serve refuses a non-loopback host without --token-file or --insecure, saying so", async () => {
     const result = await runCli("node", ["serve", "--host", "0.0.0.0", "--port", "0"]).done;

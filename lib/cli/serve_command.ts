@@ -1,7 +1,7 @@
 // `socketlock serve`: the lock server, in the foreground, until SIGTERM or
 // SIGINT (graceful: stop accepting, tell clients, exit 0).
 
-import { runtime } from "../runtime/mod.ts";
+import { errorCode, runtime } from "../runtime/mod.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { LockError } from "../errors.ts";
 import { serve, type ServeOptions } from "../server/serve.ts";
@@ -127,7 +127,14 @@ export async function serveCommand(args: string[]): Promise<number> {
   const tokenFile = parsed.flags.get("--token-file");
   if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile, log);
 
-  const server = await serve(options);
+  const server = await serve(options).catch((error) => {
+    if (errorCode(error) !== "EADDRINUSE") throw error;
+    throw new LockError(
+      `Port ${options.port ?? DEFAULT_PORT} on ${options.host ?? "127.0.0.1"} is already in ` +
+        "use (another server?). Stop it, or pick another with --port.",
+      { cause: error },
+    );
+  });
   const { hostname, port: bound } = server.address;
   console.log(
     `socketlock server listening on ${
