@@ -537,7 +537,8 @@ function send(
   for (const arg of args) command[at++] = typeof arg === "string" ? arg : String(arg);
   let sent: Promise<unknown>;
   try {
-    sent = adapter.send(command);
+    // A hand-written adapter may return a plain value; ours return promises (kept as they are).
+    sent = Promise.resolve(adapter.send(command));
   } catch (error) {
     // An adapter that throws instead of rejecting.
     return Promise.reject(redisError(error, script.name, keys[0], adapter));
