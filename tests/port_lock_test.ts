@@ -96,6 +96,14 @@ describe("port kind in one process", () => {
     assert.equal(portLock.locked, false);
   });
 
+  test("two acquire() calls at once on one PortLock share one hold", async () => {
+    const portLock = new PortLock(unique("twice"), { timeout: 500, sleepTime: 5 });
+    await Promise.all([portLock.acquire(), portLock.acquire(), portLock.tryAcquire()]);
+    assert.equal(portLock.locked, true);
+    await portLock.release();
+    assert.equal(portLock.locked, false);
+  });
+
   test("acquire() times out with LockTimeoutError, like PortlockTimeout", async () => {
     const key = unique("timeout");
     const holder = portTarget({ ...runtime }, key);

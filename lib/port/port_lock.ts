@@ -52,6 +52,7 @@ export class PortLock implements AsyncDisposable {
   readonly sleepTime: number;
   #target: LockTarget;
   #slot: HeldSlot = { held: null };
+  #pending: Promise<HeldLock | null> | null = null;
 
   /**
    * Creates a lock on `key`; nothing is bound until it is acquired.
@@ -116,7 +117,27 @@ export class PortLock implements AsyncDisposable {
     timeout?: number,
     signal?: AbortSignal,
   ): Promise<HeldLock | null> {
+    // A call while another is under way joins it: queued behind this
+    // object's own slot, it would wait for a release that never comes.
+    while (this.#pending) {
+      const held = await this.#pending.catch(() => null);
+      if (held) return held;
+    }
     if (this.#slot.held) return this.#slot.held;
+    const pending = this.#take(wait, timeout, signal);
+    this.#pending = pending;
+    try {
+      return await pending;
+    } finally {
+      if (this.#pending === pending) this.#pending = null;
+    }
+  }
+
+  async #take(
+    wait: boolean,
+    timeout?: number,
+    signal?: AbortSignal,
+  ): Promise<HeldLock | null> {
     const result = await acquire({
       name: this.key,
       kind: "port",
