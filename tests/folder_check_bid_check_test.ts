@@ -161,6 +161,29 @@ describe("check-bid-check under forced interleavings", () => {
     assert.equal(world.files.has(`${FOLDER}/container.json`), false);
   });
 
+  test("a bid from another pid namespace only is judged by its beacon alone", async () => {
+    const { world, procs: [a, b] } = setup([415, 416]);
+    const put = (beacon: string) =>
+      world.files.set(`${FOLDER}/sidecar.json`, {
+        kind: "file",
+        // Its pid means nothing here (another pid namespace); its beacon does.
+        data: JSON.stringify({
+          PID: 999_999,
+          CREATED: 1,
+          host: "scripted-host",
+          ns: "7:1",
+          beacon,
+        }),
+        mode: 0o600,
+        mtimeMs: a.runtime.now(),
+      });
+    put(await isolateBeacon(b.runtime));
+    assert.equal((await folderTarget(a.runtime, "x", FOLDER).tryAcquire()).acquired, false);
+    put(`abstract:${crypto.randomUUID()}`);
+    const result = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(result.acquired, true, "a refused beacon proves it gone");
+  });
+
   test("start ticks decide over CREATED where a bid has them: a stepped wall clock moves CREATED", async () => {
     const { world, procs: [a] } = setup([421, 422]);
     const started = world.alive.get(422)!;

@@ -563,12 +563,27 @@ describe("stale socket locks in a real directory", () => {
     const port = await freePort();
     const { dir, name } = await withLockFile((n) => {
       const record = parseLockFile(staleText(n, port, 1, runtime.hostname()))!;
-      return formatLockFile({ ...record, ns: `${ours}0` }, false);
+      // Both namespaces differ: neither its pid nor its port can be checked.
+      const [pid, net] = ours.split(":");
+      return formatLockFile({ ...record, ns: `${pid}0:${net}0` }, false);
     });
     assert.equal(await tryLock(name, { dir, handshakeTimeout: 200 }), null);
     assert.equal(parseLockFile(await readFile(`${dir}/${name}.lock`, "utf8"))?.port, port);
     const info = await inspect(name, { dir });
     assert.equal(info?.pid, 999_999, "shown as held, by the recorded pid");
+  });
+
+  test("a lock file from another network namespace only is broken once its pid is gone, as that still proves it", async () => {
+    const ours = runtime.namespaceId();
+    if (ours === null) return; // not Linux, or Deno without -A: namespaces unknown
+    const [pid, net] = ours.split(":");
+    const { dir, name } = await withLockFile((n) => {
+      const record = parseLockFile(staleText(n, 1, 1, runtime.hostname()))!; // pid 999999: gone
+      return formatLockFile({ ...record, ns: `${pid}:${net}0` }, false);
+    });
+    const held = await tryLock(name, { dir, handshakeTimeout: 200 });
+    assert.ok(held, "a dead pid in our pid namespace proves the holder gone");
+    await held.release();
   });
 
   test("the breaker lock's name is secret: binding the one anyone can compute stalls no break", async () => {

@@ -8,6 +8,7 @@
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import type { FoundBid } from "./bid.ts";
 import { isBeaconAlive } from "./isolate_beacon.ts";
+import { foreignNamespaces } from "../_namespaces.ts";
 
 /**
  * How long an unreadable `.json` file is given before it is treated as
@@ -35,10 +36,14 @@ export async function challengeBid(
   const { bid } = found;
   if (!bid) return await isOldGarbage(runtime, found.path) ? "stale" : "unreadable";
   if (bid.host !== undefined && bid.host !== localHost) return "live";
-  // A container sharing the folder and the host name: its pids, or its
-  // beacons (abstract sockets are per network namespace), are not ours.
-  const namespaces = runtime.namespaceId();
-  if (bid.ns !== undefined && namespaces !== null && bid.ns !== namespaces) return "live";
+  // A container sharing the folder and the host name: its pids are not ours
+  // to check if its pid namespace differs, nor its beacon (an abstract
+  // socket) if its network namespace does. What is left still decides.
+  const foreign = foreignNamespaces(bid.ns, runtime.namespaceId());
+  if (foreign.pid) {
+    if (foreign.net || bid.beacon === undefined) return "live";
+    return await isBeaconAlive(runtime, bid.beacon) ? "live" : "stale";
+  }
   if (!runtime.isAlive(bid.PID)) return "stale";
   const started = await runtime.startTime(bid.PID);
   // null: gone since isAlive (stale), or a platform without start times, where
@@ -52,7 +57,9 @@ export async function challengeBid(
     return "stale";
   }
   // The process lives; the isolate (a worker) that bid may not.
-  if (bid.beacon !== undefined && !(await isBeaconAlive(runtime, bid.beacon))) return "stale";
+  if (bid.beacon !== undefined && !foreign.net && !(await isBeaconAlive(runtime, bid.beacon))) {
+    return "stale";
+  }
   return "live";
 }
 

@@ -48,7 +48,10 @@ export async function findLiveBid(
  * import { runtime } from "../runtime/mod.ts";
  * const folder = await Deno.makeTempDir();
  * const start = await runtime.startTime(runtime.pid);
- * const result = await checkBidCheck(runtime, folder, { PID: runtime.pid, CREATED: start ?? 0 });
+ * const result = await checkBidCheck(runtime, folder, {
+ *   PID: runtime.pid,
+ *   CREATED: start?.created ?? 0,
+ * });
  * console.log(result.acquired); // true
  * ```
  *

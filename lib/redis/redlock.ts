@@ -103,7 +103,7 @@ const runIds = new WeakMap<RedisAdapter, Promise<string | null>>();
 function runIdOf(adapter: RedisAdapter): Promise<string | null> {
   let id = runIds.get(adapter);
   if (!id) {
-    id = adapter.send(["INFO", "server"]).then((reply) => {
+    id = Promise.resolve().then(() => adapter.send(["INFO", "server"])).then((reply) => {
       const text = typeof reply === "string"
         ? reply
         : new TextDecoder().decode(reply as Uint8Array);

@@ -96,13 +96,19 @@ async function loadOrCreate(runtime: Runtime, dir: string): Promise<Uint8Array> 
  *
  * @param runtime The runtime adapter.
  * @param dir The lock directory (0700, checked by the caller).
+ * @param fresh Read the file again (it may have been replaced: the directory
+ *   was removed and made again), and keep what it holds now.
  * @returns The 32 key bytes.
  * @throws {LockPermissionError} If the key file is not a private key file of this user.
  */
-export function loadSecret(runtime: Runtime, dir: string): Promise<Uint8Array> {
+export function loadSecret(
+  runtime: Runtime,
+  dir: string,
+  fresh = false,
+): Promise<Uint8Array> {
   let byDir = cache.get(runtime);
   if (!byDir) cache.set(runtime, byDir = new Map());
-  let key = byDir.get(dir);
+  let key = fresh ? undefined : byDir.get(dir);
   if (!key) {
     key = loadOrCreate(runtime, dir);
     key.catch(() => byDir.delete(dir));

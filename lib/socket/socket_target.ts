@@ -12,6 +12,7 @@ import { LockPermissionError } from "../errors.ts";
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
+import { foreignNamespaces } from "../_namespaces.ts";
 import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
 import { checkLockFile, ensureLockDir, forgetLockDir } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
@@ -66,6 +67,10 @@ interface Keys {
 // Keys per key source (a directory's key file, or a seed), so that every
 // lock() call does not pay for importing and fingerprinting them again.
 const keyCache = new WeakMap<Runtime, Map<string, Promise<Keys>>>();
+
+function forgetKeys(runtime: Runtime, s: SocketSettings): void {
+  keyCache.get(runtime)?.delete(`dir:${s.dir}`);
+}
 
 function loadKeys(runtime: Runtime, s: SocketSettings): Promise<Keys> {
   if (s.compat) return Promise.resolve({ key: null, probe: probeAnswer(s.name, s.signatureSeed) });
@@ -199,14 +204,10 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // The directory's secret (whatever signatureSeed says) names the breaker
   // lock, so every process sharing the directory agrees on it and no other
   // user can bind it.
-  let breakerName: Promise<string> | null = null;
-  const breaker = () =>
-    breakerName ??= (s.compat ? Promise.resolve(null) : loadSecret(runtime, s.dir))
-      .then((secret) => breakerKey(runtime, s.name, secret))
-      .catch((error) => {
-        breakerName = null;
-        throw error;
-      });
+  // It is read afresh for each break (breaks are rare): a process that made
+  // the directory again after it was removed wrote a new key there.
+  const breaker = async () =>
+    breakerKey(runtime, s.name, s.compat ? null : await loadSecret(runtime, s.dir, true));
 
   async function readLock(): Promise<string | null> {
     // A symlink, FIFO or device where the lock file belongs is refused, not
@@ -295,6 +296,14 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       if (errorCode(error) !== "ENOENT" || s.compat) throw error;
       forgetLockDir(s.dir);
       await ensureLockDir(runtime, s.dir);
+      // Its key file went with it: a new one, which later processes will
+      // read too, answers our handshakes from now on.
+      if (s.signatureSeed === undefined) {
+        await loadSecret(runtime, s.dir, true);
+        forgetKeys(runtime, s);
+        keys = null;
+        k = await ready();
+      }
       return await create(k);
     }
   }
@@ -312,8 +321,10 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // file between our read and our rename, and we would retire the
   // newcomer's file. A shorter hold cannot have been broken so.
   async function releaseFile(text: string, heldSince: number): Promise<void> {
+    // Without the key (its file made unreadable), the release goes on
+    // without the breaker lock, as one that short would.
     const unlock = runtime.monotonic() - heldSince >= MIN_MAX_AGE_MS / 2
-      ? await holdBreakerLock(runtime, await breaker())
+      ? await breaker().then((key) => holdBreakerLock(runtime, key), () => null)
       : null;
     try {
       if ((await readIfExists(runtime, paths.file)) === text) {
@@ -385,18 +396,21 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     if (!record) return null;
     // The socket kind is for one host: a file from another host (a shared
     // file system) cannot be verified here, so it is never broken here. Nor
-    // can one from a container sharing the directory and the host name: its
-    // pid and its 127.0.0.1 are not ours.
+    // is one from a container sharing the directory and the host name, as
+    // far as its namespaces hide it: its 127.0.0.1 (then only its pid's
+    // death can prove it gone), or its pid (then only its port can).
     if (record.host && record.host !== runtime.hostname()) return busy(record, null);
-    const namespaces = runtime.namespaceId();
-    if (record.ns && namespaces && record.ns !== namespaces) return busy(record, null);
+    const foreign = foreignNamespaces(record.ns, runtime.namespaceId());
+    // Alive as far as we can tell: a pid in another namespace is not ours to check.
+    const alive = () => foreign.pid || runtime.isAlive(record.pid);
+    if (foreign.net) return alive() ? busy(record, null) : null;
     if (breakLive && s.maxAge !== undefined && runtime.now() - record.acquiredAt > s.maxAge) {
       return null;
     }
     // Written by a process with another key (signatureSeed): its answer
     // cannot be checked, so only its death counts.
     if (k.keyId && record.keyId && record.keyId !== k.keyId) {
-      return runtime.isAlive(record.pid) ? busy(record, null) : null;
+      return alive() ? busy(record, null) : null;
     }
     const known = verifiedFor(runtime, paths.file, text);
     if (known) return busy(record, known);
@@ -414,8 +428,8 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     }
     // A silent holder may be alive with a busy event loop (the kernel still
     // accepts for it): only a pid that is gone proves it dead.
-    if (verdict.silent && runtime.isAlive(record.pid)) return busy(record, null);
-    if (s.compat && runtime.isAlive(record.pid) && inGrace(text)) return busy(record, null);
+    if (verdict.silent && alive()) return busy(record, null);
+    if (s.compat && alive() && inGrace(text)) return busy(record, null);
     return null;
   }
 
