@@ -313,8 +313,13 @@ export class ClientCore implements KeeperHost, OpHost {
     probe.reply.then(
       () => {},
       () => {
-        // No answer in time: drop it; waits go on over a new connection.
-        if (!conn.closed) conn.close();
+        // No answer in time. Leases still ours by our clock keep the
+        // connection (a paused server may come back before they end: a
+        // drop would lose them); once none is, it is dropped, and waits go
+        // on over a new one. Meanwhile the next probe follows this one.
+        const now = this.runtime.monotonic();
+        const holding = [...this.#grants.values()].some((l) => l.active && l.validUntil > now);
+        if (!holding && !conn.closed) conn.close();
       },
     ).finally(() => {
       if (this.#probing === conn) this.#probing = null;

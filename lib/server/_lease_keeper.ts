@@ -28,13 +28,18 @@ export interface Lease {
 export const CLOCK_MARGIN = 0.01;
 
 /**
+ * The share of a queued wait (timed by the server's clock) kept back for
+ * clock rates: 100 ppm, twice a free-running quartz's drift. A wait may
+ * last hours, so the ttl's 1 % would eat a whole lease after 16 minutes.
+ */
+export const WAIT_RATE_MARGIN = 1e-4;
+
+/**
  * Our lease end for a lease of `ttl` ms that the server started no earlier
- * than `since`, plus `waited` ms by its clock (a queued acquire): a wait
- * counts short by the same margin, as a day's wait is long enough for
- * clock rates to matter.
+ * than `since`, plus `waited` ms by its clock (a queued acquire).
  */
 export function leaseEnd(since: number, ttl: number, waited = 0): number {
-  return since + (waited + ttl) * (1 - CLOCK_MARGIN);
+  return since + waited * (1 - WAIT_RATE_MARGIN) + ttl * (1 - CLOCK_MARGIN);
 }
 
 /** What a keeper needs from the client. */
@@ -107,9 +112,12 @@ export class LeaseKeeper {
   }
 
   #scheduleRenewal(): void {
+    // At a third of the ttl, or halfway through what is left if less is (a
+    // grant after a very long wait): never at the lease end itself.
+    const now = this.#host.runtime.monotonic();
     this.#renewal.at = Math.min(
-      this.#host.runtime.monotonic() + this.#lease.ttl / 3,
-      this.#lease.validUntil,
+      now + this.#lease.ttl / 3,
+      now + Math.max(0, this.#lease.validUntil - now) / 2,
     );
     scheduleOf(this.#host.runtime).add(this.#renewal);
   }
