@@ -156,6 +156,26 @@ describe("the socketlock CLI", () => {
       assert.match(result.stderr, message);
       assert.doesNotMatch(result.stderr, /NotCapable/);
     }
+    // --allow-run for the command alone: it still runs (without setpriv).
+    const scoped = await spawnCommand(deno, [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--allow-net",
+      "--allow-run=sh",
+      CLI,
+      "run",
+      `scoped-${crypto.randomUUID()}`,
+      "--dir",
+      d,
+      "--",
+      "sh",
+      "-c",
+      "exit 3",
+    ]).done;
+    assert.equal(scoped.code, 3, scoped.stderr);
   });
 
   test("a command that cannot be started exits 127, usage errors exit 64 with help", async () => {

@@ -74,12 +74,28 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"];
 
 async function diesWithUs(command: string, args: string[]): Promise<[string, string[]]> {
-  if (runtime.platform !== "linux") return [command, args];
+  const setpriv = await usableSetpriv();
+  return setpriv ? [setpriv, [...PDEATHSIG, "--", command, ...args]] : [command, args];
+}
+
+const PDEATHSIG = ["--pdeathsig", "KILL"];
+
+// A setpriv we may run (Deno may lack --allow-run for it) that knows
+// --pdeathsig (util-linux 2.33 and later): tried once, quietly, on `true`.
+async function usableSetpriv(): Promise<string | null> {
+  if (runtime.platform !== "linux") return null;
   for (const setpriv of SETPRIV) {
     const found = await runtime.lstat(setpriv).then((s) => s.isFile, () => false);
-    if (found) return [setpriv, ["--pdeathsig", "KILL", "--", command, ...args]];
+    if (!found) continue;
+    try {
+      const probe = runtime.spawn(setpriv, [...PDEATHSIG, "--", "true"], { quiet: true });
+      const { code } = await probe.exited;
+      return code === 0 ? setpriv : null;
+    } catch {
+      return null;
+    }
   }
-  return [command, args];
+  return null;
 }
 
 /** While waiting for the lock, a signal cancels the wait. */

@@ -51,8 +51,8 @@ function nodeTimer(fn: () => void, ms: number): Timer {
   };
 }
 
-function nodeSpawn(command: string, args: string[]): ChildProcess {
-  const child = spawnChild(command, args, { stdio: "inherit" });
+function nodeSpawn(command: string, args: string[], options?: { quiet?: boolean }): ChildProcess {
+  const child = spawnChild(command, args, { stdio: options?.quiet ? "ignore" : "inherit" });
   const exited = new Promise<{ code: number | null; signal: string | null }>(
     (resolve, reject) => {
       child.once("error", reject);

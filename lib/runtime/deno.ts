@@ -454,15 +454,12 @@ function tempDir(): string {
   return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
 }
 
-function spawn(command: string, args: string[]): ChildProcess {
+function spawn(command: string, args: string[], options?: { quiet?: boolean }): ChildProcess {
   let child: Deno.ChildProcess;
+  const stdio = options?.quiet ? "null" : "inherit";
   try {
-    child = new Deno.Command(command, {
-      args,
-      stdin: "inherit",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
+    child = new Deno.Command(command, { args, stdin: stdio, stdout: stdio, stderr: stdio })
+      .spawn();
   } catch (error) {
     // Like Node, report a failed start through `exited`.
     const failed = mapError(error, `--allow-run=${command}`, `start ${command}`);

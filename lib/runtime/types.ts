@@ -196,8 +196,8 @@ export interface Runtime {
   namespaceId(): string | null;
   /** The command-line arguments after the script. */
   args(): string[];
-  /** Starts a child with inherited stdio. */
-  spawn(command: string, args: string[]): ChildProcess;
+  /** Starts a child with inherited stdio (none with `quiet`). */
+  spawn(command: string, args: string[], options?: { quiet?: boolean }): ChildProcess;
   /** Listens for a signal; returns a function that stops listening. */
   onSignal(signal: "SIGINT" | "SIGTERM" | "SIGHUP", handler: () => void): () => void;
   /** Ends the process. */
