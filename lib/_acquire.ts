@@ -89,12 +89,15 @@ async function waitLocalSlot(
   let onAbort: (() => void) | undefined;
   let timedOut = false;
   const cancel = new Promise<void>((resolve) => {
-    if (Number.isFinite(deadline)) {
+    // Armed again if it fires early (a timeout longer than the longest timer).
+    const arm = () => {
       timer = runtime.setTimer(() => {
+        if (runtime.monotonic() < deadline) return arm();
         timedOut = true;
         resolve();
       }, deadline - runtime.monotonic());
-    }
+    };
+    if (Number.isFinite(deadline)) arm();
     onAbort = () => resolve();
     signal?.addEventListener("abort", onAbort, { once: true });
   });
