@@ -6,6 +6,7 @@ import type { Attempt, LockTarget } from "./_kind.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
 import { backoff, checkRetryOptions, checkTimeout } from "./_backoff.ts";
+import { timerAt } from "./_timer_at.ts";
 import { localHolder, releaseLocal, setLocalHolder, tryLocal, waitLocal } from "./_local_mutex.ts";
 import { LockAbortedError, LockTimeoutError } from "./errors.ts";
 
@@ -89,15 +90,12 @@ async function waitLocalSlot(
   let onAbort: (() => void) | undefined;
   let timedOut = false;
   const cancel = new Promise<void>((resolve) => {
-    // Armed again if it fires early (a timeout longer than the longest timer).
-    const arm = () => {
-      timer = runtime.setTimer(() => {
-        if (runtime.monotonic() < deadline) return arm();
+    if (Number.isFinite(deadline)) {
+      timer = timerAt(runtime, () => deadline, () => {
         timedOut = true;
         resolve();
-      }, deadline - runtime.monotonic());
-    };
-    if (Number.isFinite(deadline)) arm();
+      });
+    }
     onAbort = () => resolve();
     signal?.addEventListener("abort", onAbort, { once: true });
   });

@@ -19,6 +19,7 @@ import { LockLostError } from "../errors.ts";
 import type { Grant } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { type Due, scheduleOf } from "../_schedule.ts";
+import { timerAt } from "../_timer_at.ts";
 
 /** The share of the ttl a holder relies on after each confirmed renewal. */
 export const LEASE_FRACTION = 2 / 3;
@@ -197,15 +198,12 @@ export class Heartbeat {
 
   #armDeadline(): void {
     this.#deadlineTimer?.clear();
-    const { runtime } = this.#options;
-    const timer = runtime.setTimer(() => {
+    // Not before the deadline, early timers or not: a renewal that never
+    // settles would leave the signal unaborted for good.
+    const timer = timerAt(this.#options.runtime, () => this.#deadline, () => {
       this.#deadlineTimer = null;
       this.check();
-      // Timers may fire early by the monotonic clock (Node's by over 1 ms
-      // under load): until the deadline has passed, arm again, or a renewal
-      // that never settles would leave the signal unaborted for good.
-      if (!this.#stopped) this.#armDeadline();
-    }, this.#deadline - runtime.monotonic() + 1);
+    });
     timer.unref();
     this.#deadlineTimer = timer;
   }

@@ -7,6 +7,7 @@
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import { LockLostError } from "../errors.ts";
 import { type Due, scheduleOf } from "../_schedule.ts";
+import { timerAt } from "../_timer_at.ts";
 
 /**
  * Our end of a lease, on our monotonic clock. The server's end is later:
@@ -130,12 +131,7 @@ export class LeaseKeeper {
 
   #armDeadline(): void {
     this.#deadlineTimer?.clear();
-    const left = this.#lease.validUntil - this.#host.runtime.monotonic();
-    const timer = this.#host.runtime.setTimer(() => {
-      // Early (a lease longer than the longest timer): arm again.
-      if (this.#host.runtime.monotonic() < this.#lease.validUntil) this.#armDeadline();
-      else this.#expired();
-    }, Math.max(0, left));
+    const timer = timerAt(this.#host.runtime, () => this.#lease.validUntil, () => this.#expired());
     timer.unref();
     this.#deadlineTimer = timer;
   }
