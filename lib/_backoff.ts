@@ -56,10 +56,10 @@ export function checkNumberOption(
  *
  * @throws {LockError} Naming the option and what it must be.
  */
-export function checkTimeout(timeout: unknown, label = "timeout"): void {
+export function checkTimeout(timeout: unknown): void {
   if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0)) {
     throw new LockError(
-      `Option ${label} must be a number of ms >= 0 (omit it to wait as long as it takes), ` +
+      `Option timeout must be a number of ms >= 0 (omit it to wait as long as it takes), ` +
         `got ${String(timeout)}.`,
     );
   }

@@ -48,8 +48,9 @@ const WATCH_MS = 100;
  * After this long without a word from the server while requests wait (a
  * queued acquire may wait for hours), the client asks HEALTH; a server that
  * does not answer within as long again is taken for gone (a host powered
- * off, a partition: TCP would not notice), and the connection is dropped,
- * so that waits are sent again on a new one, or fail.
+ * off, a partition: TCP would not notice), and once no lease on the
+ * connection is still ours by our clock, the connection is dropped, so that
+ * waits are sent again on a new one, or fail.
  */
 export const PROBE_AFTER_MS = 5_000;
 

@@ -203,9 +203,9 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   const graceSince = new Map<string, number>();
   // The directory's secret (whatever signatureSeed says) names the breaker
   // lock, so every process sharing the directory agrees on it and no other
-  // user can bind it.
-  // It is read afresh for each break (breaks are rare): a process that made
-  // the directory again after it was removed wrote a new key there.
+  // user can bind it. It is read afresh for each break (breaks are rare): a
+  // process that made the directory again after it was removed wrote a new
+  // key there.
   const breaker = async () =>
     breakerKey(runtime, s.name, s.compat ? null : await loadSecret(runtime, s.dir, true));
 
