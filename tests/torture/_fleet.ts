@@ -30,7 +30,7 @@ export interface TortureRun {
   loops: number;
   /** Mean time between SIGKILLs of a random worker, in ms. */
   killEveryMs: number;
-  /** How many SIGSTOPs of a holder, and for how long each, in ms. */
+  /** How many SIGSTOPs of a holder that test something (see stop()), and how long each, in ms. */
   stops: number;
   stopMs: number;
   /** Lease kinds: see CheckerRules.leaseFloorMs. */
@@ -120,20 +120,30 @@ export async function runTorture(run: TortureRun): Promise<TortureResult> {
     spawnWorker(victim.runtime);
   };
 
+  let lastVictim: Worker | null = null;
   const stop = async () => {
-    const victim = holderOf([...workers].filter((w) => !w.busy));
+    // Not the last victim: just resumed, it may still be inside a section
+    // already taken over, and stopping it again would test nothing.
+    const victim = holderOf([...workers].filter((w) => !w.busy && w !== lastVictim));
     if (!victim) return false;
+    lastVictim = victim;
     victim.busy = true;
     stops++;
     signal(victim, "SIGSTOP");
     let at = performance.now();
     for (const id of ids(victim)) sequencer.record({ type: "stop", worker: id, at });
+    const takeovers = checker.takeovers;
     await sleep(run.stopMs);
+    // It counts only if it tested what it is for: the victim was still inside
+    // (its exit was not already on the way when it stopped) and, for lease
+    // kinds, someone took the lease over meanwhile. Otherwise it is retried.
+    const tested = ids(victim).some((id) => sequencer.inside.has(id)) &&
+      (run.leaseFloorMs === null || checker.takeovers > takeovers);
     signal(victim, "SIGCONT");
     at = performance.now();
     for (const id of ids(victim)) sequencer.record({ type: "cont", worker: id, at });
     victim.busy = false;
-    return true;
+    return tested;
   };
 
   const restart = async () => {
@@ -146,7 +156,7 @@ export async function runTorture(run: TortureRun): Promise<TortureResult> {
   };
 
   // Faults are spread over the run by progress: stop i happens once
-  // (i + 0.5) / stops of the sections are done, restarts likewise.
+  // (i + 0.3) / stops of the sections are done, restarts at (i + 0.6).
   const due = (count: number, offset: number) =>
     Array.from({ length: count }, (_, i) => ((i + offset) / count) * run.sections);
   const stopsDue = due(run.stops, 0.3);

@@ -167,6 +167,11 @@ export class HistoryChecker {
     return { accepted, superseded: worker?.superseded ?? false };
   }
 
+  /** Takeovers so far: entries while a holder's lease had run out. */
+  get takeovers(): number {
+    return this.#summary.takeovers;
+  }
+
   /** The figures so far, with a violation for each taken-over worker that never reported. */
   finish(): TortureSummary {
     for (const [id, state] of this.#workers) {
