@@ -1,7 +1,9 @@
 // The CLI from each runtime: run under a lock, busy/no-wait, signals, status.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { readdir, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:os";
 import process from "node:process";
 import { tryLock } from "../mod.ts";
 import {
@@ -15,6 +17,15 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
+
+/** True while `pid` runs (a zombie, waiting to be reaped, no longer does). */
+function isRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
 
 const CLI = new URL("../lib/cli.ts", import.meta.url).pathname;
 
@@ -88,22 +99,36 @@ describe("the socketlock CLI", () => {
       await held.release();
     });
 
-    test(`run from ${rt} killed outright takes its command down with it (Linux)`, async () => {
-      if (process.platform !== "linux") return;
+    test(`run from ${rt} killed outright takes its command down with it (Linux)`, {
+      skip: process.platform !== "linux" && "the parent-death signal is Linux's",
+    }, async () => {
       const d = await dir();
-      // The command would write after the lock holder (run) is gone: it must not.
-      const script = `echo started; sleep 1; echo too-late > ${d}/after`;
-      const run = cli(rt, ["run", "orphan", "--dir", d, "--", "sh", "-c", script]);
+      const run = cli(rt, [
+        "run",
+        "orphan",
+        "--dir",
+        d,
+        "--",
+        "sh",
+        "-c",
+        "echo started $$; exec sleep 30",
+      ]);
       kids.push(run);
       await run.waitFor("started");
+      let match: RegExpMatchArray | null = null;
+      for (let i = 0; i < 100 && !(match = run.stdout().match(/started (\d+)\n/)); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(match, `no pid in ${JSON.stringify(run.stdout())}`);
+      const shPid = Number(match[1]);
       process.kill(run.pid, "SIGKILL");
+      // The command (30 s of sleep; its own children are not covered) must go now.
+      const deadline = Date.now() + 10_000;
+      while (isRunning(shPid) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(isRunning(shPid), false, "the command ran on without the lock");
       await run.done;
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
-      assert.deepEqual(
-        (await readdir(d)).filter((f) => f === "after"),
-        [],
-        "the command ran on without the lock",
-      );
     });
   }
 
@@ -176,14 +201,51 @@ describe("the socketlock CLI", () => {
       "exit 3",
     ]).done;
     assert.equal(scoped.code, 3, scoped.stderr);
+    if (process.platform === "linux") {
+      assert.match(scoped.stderr, /setpriv may not be run .*--allow-run=.*setpriv/);
+    }
+    // No --allow-run at all: a permission problem (77), not "cannot run" (127).
+    const denied = await spawnCommand(deno, [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--allow-net",
+      CLI,
+      "run",
+      `denied-${crypto.randomUUID()}`,
+      "--dir",
+      d,
+      "--",
+      "sh",
+      "-c",
+      "exit 3",
+    ]).done;
+    assert.equal(denied.code, 77, denied.stderr);
+    assert.match(denied.stderr, /Deno needs --allow-run=sh/);
   });
 
-  test("a command that cannot be started exits 127, usage errors exit 64 with help", async () => {
+  test("a command not found exits 127, one not executable 126, one killed by signal N 128+N, usage errors 64 with help", async () => {
     const d = await dir();
     const missing = await cli("node", ["run", "m", "--dir", d, "--", "/no/such/command"]).done;
     assert.equal(missing.code, 127);
     // Ours, or setpriv's (Linux: the command is started through it).
     assert.match(missing.stderr, /(cannot run|failed to execute) \/no\/such\/command/);
+    await writeFile(`${d}/not-executable.sh`, "echo hi\n", { mode: 0o644 });
+    const notExecutable = await cli("node", [
+      "run",
+      "m",
+      "--dir",
+      d,
+      "--",
+      `${d}/not-executable.sh`,
+    ])
+      .done;
+    assert.equal(notExecutable.code, 126, notExecutable.stderr);
+    // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
+    const bus = await cli("node", ["run", "m", "--dir", d, "--", "sh", "-c", "kill -BUS $$"]).done;
+    assert.equal(bus.code, 128 + constants.signals.SIGBUS, bus.stderr);
     const usage = await cli("node", ["run", "m", "--dir", d]).done;
     assert.equal(usage.code, 64);
     assert.match(usage.stderr, /needs a command after --[\s\S]*Usage: socketlock run/);

@@ -1,19 +1,27 @@
 // `socketlock run NAME -- CMD ...`: flock(1)-style, the command runs while
 // the lock is held and its exit code becomes ours.
 
-import { runtime } from "../runtime/mod.ts";
+import { constants } from "node:os";
+import { errorCode, runtime } from "../runtime/mod.ts";
 import { lock } from "../lock.ts";
 import { KINDS } from "../_kinds.ts";
 import type { HeldLock, LockKind, LockOptions } from "../types.ts";
-import { LockAbortedError, LockBusyError, LockTimeoutError } from "../errors.ts";
+import {
+  LockAbortedError,
+  LockBusyError,
+  LockPermissionError,
+  LockTimeoutError,
+} from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
-/** Exit code when the command cannot be started, as shells use. */
+/** Exit code when the command is not found, as shells use. */
 export const EXIT_CANNOT_RUN = 127;
+/** Exit code when the command exists but cannot be executed, as shells use. */
+export const EXIT_NOT_EXECUTABLE = 126;
 
 /** Help text of `run`. */
 export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS...]
@@ -33,24 +41,17 @@ ${SERVER_FLAGS_HELP}
   -h, --help     show this help
 
 Exit codes: COMMAND's own; ${EXIT_BUSY} if the lock is busy (--no-wait) or the
-wait timed out; ${EXIT_CANNOT_RUN} if COMMAND cannot be started; 64 on usage errors;
-69 if the lock cannot be taken (a server down, ...); 77 on a permission
-problem; 128+N if COMMAND was killed by signal N.`;
+wait timed out; ${EXIT_CANNOT_RUN} if COMMAND is not found, ${EXIT_NOT_EXECUTABLE} if it cannot
+be executed; 64 on usage errors; 69 if the lock cannot be taken (a server
+down, ...); 77 on a permission problem; 128+N if COMMAND was killed by
+signal N.`;
 
-const SIGNAL_NUMBERS: Record<string, number> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGABRT: 6,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-};
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/** The number of signal `name` on this OS (SIGTERM → 15), or 0 if unknown. */
+function signalNumber(name: string): number {
+  return (constants.signals as Record<string, number>)[name] ?? 0;
+}
 
 /** Options shared by commands that name a lock. */
 export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions {
@@ -73,8 +74,12 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
 // setpriv(1) with a parent-death signal: it dies with us.
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"];
 
-async function diesWithUs(command: string, args: string[]): Promise<[string, string[]]> {
-  const setpriv = await usableSetpriv();
+async function diesWithUs(
+  command: string,
+  args: string[],
+  log: Logger,
+): Promise<[string, string[]]> {
+  const setpriv = await usableSetpriv(log);
   return setpriv ? [setpriv, [...PDEATHSIG, "--", command, ...args]] : [command, args];
 }
 
@@ -82,7 +87,7 @@ const PDEATHSIG = ["--pdeathsig", "KILL"];
 
 // A setpriv we may run (Deno may lack --allow-run for it) that knows
 // --pdeathsig (util-linux 2.33 and later): tried once, quietly, on `true`.
-async function usableSetpriv(): Promise<string | null> {
+async function usableSetpriv(log: Logger): Promise<string | null> {
   if (runtime.platform !== "linux") return null;
   for (const setpriv of SETPRIV) {
     const found = await runtime.lstat(setpriv).then((s) => s.isFile, () => false);
@@ -91,7 +96,14 @@ async function usableSetpriv(): Promise<string | null> {
       const probe = runtime.spawn(setpriv, [...PDEATHSIG, "--", "true"], { quiet: true });
       const { code } = await probe.exited;
       return code === 0 ? setpriv : null;
-    } catch {
+    } catch (error) {
+      if (error instanceof LockPermissionError) {
+        log.log(
+          "warn",
+          `${setpriv} may not be run (Deno: add --allow-run=${setpriv}, or -A), so if this ` +
+            "process is killed outright, the command runs on without the lock",
+        );
+      }
       return null;
     }
   }
@@ -114,7 +126,7 @@ async function takeLock(
       return EXIT_BUSY;
     }
     if (error instanceof LockAbortedError) {
-      return 128 + (SIGNAL_NUMBERS[String(abort.signal.reason)] ?? 2);
+      return 128 + signalNumber(String(abort.signal.reason));
     }
     throw error;
   } finally {
@@ -158,7 +170,7 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const [command, ...commandArgs] = parsed.rest;
   const stop: Array<() => void> = [];
   try {
-    const child = runtime.spawn(...await diesWithUs(command, commandArgs));
+    const child = runtime.spawn(...await diesWithUs(command, commandArgs, log));
     for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.kill(sig)));
     const onLost = () => {
       log.log("error", `lock "${name}" was lost; stopping the command`);
@@ -167,10 +179,12 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
     held.signal.addEventListener("abort", onLost, { once: true });
     stop.push(() => held.signal.removeEventListener("abort", onLost));
     const { code, signal } = await child.exited;
-    return code ?? 128 + (SIGNAL_NUMBERS[signal ?? ""] ?? 0);
+    return code ?? 128 + signalNumber(signal ?? "");
   } catch (error) {
+    // Deno without --allow-run for it: a permission problem, said as such (77).
+    if (error instanceof LockPermissionError) throw error;
     log.log("error", `cannot run ${command}: ${(error as Error).message}`);
-    return EXIT_CANNOT_RUN;
+    return errorCode(error) === "EACCES" ? EXIT_NOT_EXECUTABLE : EXIT_CANNOT_RUN;
   } finally {
     for (const off of stop) off();
     await held.release();
