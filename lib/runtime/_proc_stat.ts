@@ -43,7 +43,8 @@ export function namespaceIdOf(readLink: (path: string) => string): string | null
 
 /**
  * Reads a pid's start time through `readText`, caching the boot time.
- * Returns `null` when the process is gone or the platform has no `/proc`.
+ * Returns `null` when the process is gone (even while being read) or the
+ * platform has no `/proc`.
  */
 export function procStartTimeReader(
   readText: (path: string) => Promise<string>,
@@ -56,7 +57,8 @@ export function procStartTimeReader(
       if (bootTime === null) return null;
       return parseStartTime(await readText(`/proc/${pid}/stat`), bootTime);
     } catch (error) {
-      if (isNotFound(error)) return null;
+      // ESRCH: the process exited between open() and read() of its stat file.
+      if (isNotFound(error) || (error as { code?: unknown })?.code === "ESRCH") return null;
       throw error;
     }
   };

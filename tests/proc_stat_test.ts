@@ -1,0 +1,42 @@
+// Reading process start times from /proc: a process that exits while its
+// stat file is read is gone, not an error that reaches lock().
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { procStartTimeReader } from "../lib/runtime/_proc_stat.ts";
+
+const BOOT = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
+// Field 22 (start ticks) is 250: 2.5 s after boot. The name holds ") (" on purpose.
+const STAT = "4242 (a) (b) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 250 0 0";
+
+function failing(code: string) {
+  return Object.assign(new Error(`${code}: read`), { code });
+}
+
+function reader(pidStat: () => string) {
+  return procStartTimeReader(
+    (path) => Promise.resolve().then(() => path === "/proc/stat" ? BOOT : pidStat()),
+    (error) => (error as { code?: string }).code === "ENOENT",
+  );
+}
+
+describe("procStartTimeReader", () => {
+  test("reads the start in epoch seconds and ticks since boot", async () => {
+    assert.deepEqual(await reader(() => STAT)(4242), { created: 1700000002, ticks: 250 });
+  });
+
+  test("a process gone before the read (ENOENT) or during it (ESRCH) has no start time", async () => {
+    for (const code of ["ENOENT", "ESRCH"]) {
+      const read = reader(() => {
+        throw failing(code);
+      });
+      assert.equal(await read(4242), null, code);
+    }
+  });
+
+  test("any other failure is the caller's to see", async () => {
+    const read = reader(() => {
+      throw failing("EACCES");
+    });
+    await assert.rejects(read(4242), { code: "EACCES" });
+  });
+});
