@@ -96,6 +96,23 @@ function killAll() {
   }
 }
 process.on("exit", killAll);
+// A test process stopped by a signal (run.sh's timeout) takes them along too.
+for (const [signal, number] of [["SIGTERM", 15], ["SIGHUP", 1]] as const) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(128 + number);
+  });
+}
+
+/** unshare(1) flags for a network namespace of its own (and a user namespace unless root). */
+export const NEW_NET_NAMESPACE = [...(process.getuid?.() === 0 ? [] : ["-r"]), "-n"];
+
+/** Why `unshare flags` cannot run here, or null if it can. */
+export function unshareUnavailable(flags: string[]): string | null {
+  const probe = spawnSync("unshare", [...flags, "true"], { encoding: "utf8", timeout: 10_000 });
+  if (probe.error) return `unshare: ${probe.error.message}`;
+  return probe.status === 0 ? null : `unshare ${flags.join(" ")}: ${probe.stderr.trim()}`;
+}
 
 /** Starts `script` (a .ts file) under runtime `name` with `args`. */
 export function spawnScript(name: RuntimeName, script: string, args: string[] = []): Child {

@@ -74,12 +74,34 @@ export function pingRedis(port: number): Promise<boolean> {
   });
 }
 
+/** The pid of the redis-server on 127.0.0.1:`port`, from INFO, or null. */
+function redisPid(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    let reply = "";
+    const done = (pid: number | null) => {
+      socket.destroy();
+      resolve(pid);
+    };
+    socket.setTimeout(500, () => done(null));
+    socket.once("error", () => done(null));
+    socket.once("connect", () => socket.write("INFO server\r\n"));
+    socket.on("data", (chunk) => {
+      reply += chunk;
+      const match = reply.match(/process_id:(\d+)\r\n/);
+      if (match) done(Number(match[1]));
+    });
+  });
+}
+
 async function startOnce(
   binary: string,
   extra: string[],
   fixedPort?: number,
 ): Promise<RedisServer | null> {
   const port = fixedPort ?? await freePort();
+  // Another test's redis-server there would answer our PINGs for us.
+  if (fixedPort !== undefined && await pingRedis(port)) return null;
   const child = spawnCommand(binary, [
     "--port",
     String(port),
@@ -98,6 +120,8 @@ async function startOnce(
   const deadline = performance.now() + 10_000;
   while (performance.now() < deadline && !exited) {
     if (await pingRedis(port)) {
+      // It must be ours: one that took the port first answers too.
+      if (await redisPid(port) !== child.pid) break;
       return {
         port,
         child,

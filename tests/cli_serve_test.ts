@@ -6,7 +6,15 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import { chmod, rm, writeFile } from "node:fs/promises";
 import { LockClient } from "../mod.ts";
-import { type Child, childRuntimes, tempDir } from "./_processes.ts";
+import {
+  type Child,
+  childRuntimes,
+  NEW_NET_NAMESPACE,
+  scriptCommand,
+  spawnCommand,
+  tempDir,
+  unshareUnavailable,
+} from "./_processes.ts";
 import {
   abortedSignal,
   RawConnection,
@@ -15,6 +23,8 @@ import {
   signal,
   within,
 } from "./_server_helpers.ts";
+
+const CLI = new URL("../lib/cli.ts", import.meta.url).pathname;
 
 describe("socketlock serve", () => {
   const kids: Child[] = [];
@@ -52,7 +62,8 @@ describe("socketlock serve", () => {
       const dir = await tempDir();
       dirs.push(dir);
       // The command holds on until the test has looked at the lock.
-      const script = `echo inside; while [ ! -f ${dir}/go ]; do sleep 0.02; done; exit 3`;
+      const script =
+        `echo inside; i=0; while [ ! -f ${dir}/go ] && [ $i -lt 1500 ]; do i=$((i+1)); sleep 0.02; done; exit 3`;
       const run = runCli(rt, [
         "run",
         "cli-job",
@@ -98,14 +109,35 @@ describe("socketlock serve", () => {
     const result = await runCli("node", ["serve", "--host", "0.0.0.0", "--port", "0"]).done;
     assert.equal(result.code, 69);
     assert.match(result.stderr, /--token-file.*--insecure/s);
-    const insecure = await serveProcess("node", ["--host", "0.0.0.0", "--insecure"]);
-    kids.push(insecure.child);
-    const client = new LockClient({ port: insecure.port });
-    clients.push(client);
-    assert.equal(await client.health(), true);
-    signal(insecure.child.pid, "SIGINT");
+  });
+
+  test("serve --insecure binds a non-loopback host (in a network namespace of its own, so nothing is exposed)", async (t) => {
+    const reason = unshareUnavailable(NEW_NET_NAMESPACE);
+    if (reason) {
+      console.log(
+        `SKIPPED: serve --host 0.0.0.0 --insecure: no network namespace here (${reason})`,
+      );
+      t.skip(reason);
+      return;
+    }
+    const [cmd, base] = scriptCommand("node", CLI);
+    const insecure = spawnCommand("unshare", [
+      ...NEW_NET_NAMESPACE,
+      cmd,
+      ...base,
+      "serve",
+      "--host",
+      "0.0.0.0",
+      "--port",
+      "0",
+      "--insecure",
+    ]);
+    kids.push(insecure);
+    await insecure.waitFor("listening on 0.0.0.0:", 30_000);
+    // unshare execs the server: its pid is the server's.
+    signal(insecure.pid, "SIGINT");
     assert.equal(
-      (await within(insecure.child.done, 10_000, "the exit")).code,
+      (await within(insecure.done, 10_000, "the exit")).code,
       0,
       "SIGINT stops it gracefully too",
     );

@@ -178,7 +178,8 @@ for (const kind of KINDS) {
         const info = await inspect(name, opts);
         assert.equal(info?.kind, kind);
         assert.equal(info?.name, name);
-        assert.equal(held.info.pid, held.info.pid);
+        assert.equal(info?.pid, held.info.pid);
+        assert.equal(info?.token, held.token);
         assert.equal(held.signal.aborted, false);
       } finally {
         await held.release();

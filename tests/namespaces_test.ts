@@ -11,23 +11,23 @@ import { readdir, rm } from "node:fs/promises";
 import process from "node:process";
 import { inspect, tryLock } from "../mod.ts";
 import { detectRuntimeName } from "../lib/runtime/mod.ts";
-import { type Child, fixture, scriptCommand, spawnCommand, tempDir } from "./_processes.ts";
+import {
+  type Child,
+  fixture,
+  NEW_NET_NAMESPACE,
+  scriptCommand,
+  spawnCommand,
+  tempDir,
+  unshareUnavailable,
+} from "./_processes.ts";
 
 const [bin, binArgs] = scriptCommand(detectRuntimeName(), fixture("hold_lock.ts"));
-// Root makes namespaces directly; anyone else needs a user namespace too.
-const asRoot = process.getuid?.() === 0 ? [] : ["-r"];
-const NET = [...asRoot, "-n"];
+const asRoot = NEW_NET_NAMESPACE.slice(0, -1);
+const NET = NEW_NET_NAMESPACE;
 const PID = [...asRoot, "-p", "-f", "--mount-proc", "--kill-child"];
 
-/** Why `unshare flags` cannot run here, or null if it can. */
-function unavailable(flags: string[]): string | null {
-  const probe = spawnSync("unshare", [...flags, "true"], { encoding: "utf8", timeout: 10_000 });
-  if (probe.error) return `unshare: ${probe.error.message}`;
-  return probe.status === 0 ? null : `unshare ${flags.join(" ")}: ${probe.stderr.trim()}`;
-}
-
-const netReason = unavailable(NET);
-const pidReason = unavailable(PID);
+const netReason = unshareUnavailable(NET);
+const pidReason = unshareUnavailable(PID);
 const loReason = netReason ?? (spawnSync("ip", ["-V"]).error ? "no ip(8) to bring up lo" : null);
 
 describe("locks held from other namespaces", () => {

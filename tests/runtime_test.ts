@@ -461,8 +461,9 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
     await rejectsWithCode(runtime.connect(tcp(listener.port), 5_000), "ECONNREFUSED");
   });
 
-  test("an abstract unix name binds once, throws EADDRINUSE twice, echoes, and frees on close", async () => {
-    if (runtime.platform !== "linux") return;
+  test("an abstract unix name binds once, throws EADDRINUSE twice, echoes, and frees on close", {
+    skip: runtime.platform !== "linux" && "abstract unix names are Linux's",
+  }, async () => {
     const address: SocketAddress = {
       transport: "unix",
       path: `\0socketlock-test-${crypto.randomUUID()}`,
@@ -500,8 +501,9 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
     assert.equal(runtime.isAlive(-1), false);
   });
 
-  test("startTime() gives this process's start in epoch seconds and ticks since boot, and null for an exited child", async () => {
-    if (runtime.platform !== "linux") return;
+  test("startTime() gives this process's start in epoch seconds and ticks since boot, and null for an exited child", {
+    skip: runtime.platform !== "linux" && "read from Linux's /proc",
+  }, async () => {
     const started = await runtime.startTime(runtime.pid);
     assert.ok(started && Number.isInteger(started.created), JSON.stringify(started));
     const now = Date.now() / 1000;

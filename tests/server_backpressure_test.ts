@@ -114,12 +114,14 @@ describe("the lock server facing a client that does not read its replies", () =>
   test("a client that never reads and goes idle is dropped, releasing nothing it did not hold", async () => {
     const proc = await serveProcess(detectRuntimeName(), [
       "--idle-timeout",
-      "300",
+      "1500",
       "--max-output",
       "4096",
     ]);
     const local = new LockClient({ port: proc.port });
     try {
+      // A lock held meanwhile by another connection must come through untouched.
+      const kept = await local.acquire("kept", { ttl: 600_000 });
       const flood = await silentClient(proc.port);
       conns.push(flood.conn);
       const batch = new TextEncoder().encode("h HEALTH\n".repeat(10_000));
@@ -131,10 +133,12 @@ describe("the lock server facing a client that does not read its replies", () =>
         (async () => {
           while ((await local.stats()).connections > 1) await sleep(100);
         })(),
-        10_000,
+        15_000,
         "the silent connection's drop",
       );
       assert.equal(await local.health(), true);
+      assert.equal((await local.status("kept"))?.token, kept.token);
+      assert.equal((await local.stats()).held, 1);
     } finally {
       await local.close();
       proc.child.process.kill("SIGTERM");
