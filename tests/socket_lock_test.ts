@@ -307,6 +307,21 @@ describe("socket kind in one process", () => {
 });
 
 describe("socket kind building blocks", () => {
+  test("verifyHolder: only a refused connection proves death; EAGAIN and a timeout are silence, EMFILE is thrown", async () => {
+    const record = { pid: 1, port: 9, acquiredAt: 0, host: "", name: "x", id: "" };
+    const settings = { name: "x", key: importHmacKey(new Uint8Array(32)), probe: "", timeout: 100 };
+    const failing = (code: string) => ({
+      ...runtime,
+      connect: () => Promise.reject(Object.assign(new Error(code), { code })),
+    });
+    for (const [code, silent] of [["ECONNREFUSED", false], ["EAGAIN", true], ["ETIMEDOUT", true]]) {
+      const verdict = await verifyHolder(failing(code as string), record, settings);
+      assert.equal(verdict.live, false, String(code));
+      assert.equal(!verdict.live && verdict.silent, silent, String(code));
+    }
+    await assert.rejects(verifyHolder(failing("EMFILE"), record, settings), { code: "EMFILE" });
+  });
+
   test("the synchronous SHA-256 and HMAC agree with crypto.subtle", async () => {
     assert.equal(
       hex(sha256(new TextEncoder().encode("abc"))),

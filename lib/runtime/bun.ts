@@ -1,7 +1,13 @@
 // The Bun adapter: node: built-ins (which Bun implements natively) for files
 // and processes, Bun.listen/Bun.connect for sockets.
 
-import type { Connection, Listener, Runtime, SocketAddress } from "./types.ts";
+import {
+  type Connection,
+  errorCode,
+  type Listener,
+  type Runtime,
+  type SocketAddress,
+} from "./types.ts";
 import { nodeCommon } from "./_node_common.ts";
 
 interface BunSocket {
@@ -231,10 +237,34 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
   } catch (error) {
     // A connection completing after the timeout must not leak.
     connecting.then((socket) => socket.end(), () => {});
-    throw error;
+    throw errorCode(error) === "ECONNREFUSED" ? await confirmRefused(address, error) : error;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Bun reports every failed connect as ECONNREFUSED — a full backlog
+ * (EAGAIN) and no descriptors left (EMFILE) too — while callers take
+ * ECONNREFUSED as proof that nobody listens, and break a lock on it. So it
+ * is checked by binding the address: only if that succeeds is nobody
+ * there. Otherwise it is EAGAIN: not refused, cause unknown (bound by
+ * someone, or the bind failed too — Bun gives no code for EMFILE there).
+ */
+async function confirmRefused(address: SocketAddress, refused: unknown): Promise<unknown> {
+  let probe: Listener;
+  try {
+    probe = await listen(address, (conn) => conn.abort());
+  } catch (error) {
+    const why = errorCode(error) === "EADDRINUSE"
+      ? "the address is bound: busy, not refused"
+      : `binding it to check failed too (${(error as Error).message})`;
+    return Object.assign(new Error(`connect failed, and ${why}`, { cause: refused }), {
+      code: "EAGAIN",
+    });
+  }
+  await probe.close();
+  return refused;
 }
 
 /** The Bun implementation of {@link Runtime}. */

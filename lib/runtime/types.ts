@@ -161,7 +161,11 @@ export interface Runtime {
     address: SocketAddress,
     onConnection: (conn: Connection) => void,
   ): Promise<Listener>;
-  /** Connects; throws `ECONNREFUSED`, or `ETIMEDOUT` after `timeout` ms. */
+  /**
+   * Connects; throws `ETIMEDOUT` after `timeout` ms, and `ECONNREFUSED` only
+   * when nobody listens there (lock kinds take it as proof of death): a full
+   * backlog (`EAGAIN`) or no descriptors left (`EMFILE`) must not read so.
+   */
   connect(address: SocketAddress, timeout: number): Promise<Connection>;
 
   // -- processes --

@@ -111,6 +111,11 @@ async function open(
         reason: `port ${port} did not accept within ${timeout} ms`,
       };
     }
+    if (code === "EAGAIN") {
+      // Ephemeral ports used up, or (Bun) a connect failing on a bound port:
+      // proves nothing either way.
+      return { live: false, silent: true, reason: `port ${port} could not be reached (EAGAIN)` };
+    }
     if (code && DEAD.has(code)) {
       return { live: false, silent: false, reason: `port ${port} answered ${code}` };
     }
