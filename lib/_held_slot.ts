@@ -11,6 +11,8 @@ import { LockBusyError, LockError } from "./errors.ts";
 /** The lock an object holds, if any. */
 export interface HeldSlot {
   held: HeldLock | null;
+  /** True while an acquire() of the object is under way. */
+  acquiring?: boolean;
 }
 
 /** How a lock object takes its lock. */
@@ -44,20 +46,33 @@ export async function takeInto(
   if (slot.held) {
     throw new LockError(`${request.label} is already held by this object; release() it first.`);
   }
-  const { target } = request;
-  const result = await acquire({
-    name: request.name,
-    kind: request.kind,
-    target: typeof target === "function" ? await target() : target,
-    runtime: request.runtime,
-    wait: wait && timeout !== 0,
-    timeout,
-    signal,
-    retry: request.retry,
-  });
-  if (!result.held && wait) throw new LockBusyError(request.name, result.holder);
-  slot.held = result.held;
-  return result.held;
+  // Checked and set before the first await: a second acquire() meanwhile
+  // would otherwise queue behind the first and hold the lock again after
+  // its release, unnoticed.
+  if (slot.acquiring) {
+    throw new LockError(
+      `${request.label} is being acquired by this object already; await that acquire() first.`,
+    );
+  }
+  slot.acquiring = true;
+  try {
+    const { target } = request;
+    const result = await acquire({
+      name: request.name,
+      kind: request.kind,
+      target: typeof target === "function" ? await target() : target,
+      runtime: request.runtime,
+      wait: wait && timeout !== 0,
+      timeout,
+      signal,
+      retry: request.retry,
+    });
+    if (!result.held && wait) throw new LockBusyError(request.name, result.holder);
+    slot.held = result.held;
+    return result.held;
+  } finally {
+    slot.acquiring = false;
+  }
 }
 
 /** Releases what `slot` holds; nothing if it holds nothing. */

@@ -198,6 +198,22 @@ describe("socket kind in one process", () => {
     assert.equal(lockObject.held, null);
   });
 
+  test("a second acquire() on one SocketLock while the first is under way is refused, not queued", async () => {
+    const dir = await freshDir();
+    const lockObject = new SocketLock(unique("twice"), { dir });
+    const [first, second] = await Promise.allSettled([
+      lockObject.acquire({ timeout: 5_000 }),
+      lockObject.acquire({ timeout: 5_000 }),
+    ]);
+    assert.equal(first.status, "fulfilled");
+    assert.equal(second.status, "rejected");
+    assert.ok(second.reason instanceof LockError, String(second.reason));
+    assert.match(second.reason.message, /being acquired by this object already/);
+    await lockObject.release();
+    assert.equal(lockObject.held, null);
+    assert.equal(await inspect(lockObject.name, { dir }), null, "nobody holds it after release");
+  });
+
   test("bad names and options get clear errors", async () => {
     const dir = await freshDir();
     assert.throws(() => new SocketLock("../x"), InvalidLockNameError);
