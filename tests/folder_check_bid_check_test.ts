@@ -204,6 +204,23 @@ describe("check-bid-check under forced interleavings", () => {
     assert.equal(reused.acquired, true, "other ticks: the pid was reused");
   });
 
+  test("a bid whose writer could not read its own start time (CREATED 0, no ticks) is live while its pid is", async () => {
+    const { world, procs: [a] } = setup([431, 432]);
+    const put = (pid: number) =>
+      world.files.set(`${FOLDER}/holder.json`, {
+        kind: "file",
+        data: JSON.stringify({ PID: pid, CREATED: 0, host: "scripted-host" }),
+        mode: 0o600,
+        mtimeMs: a.runtime.now(),
+      });
+    put(432);
+    const live = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(live.acquired, false, "a live pid: nothing else to compare");
+    put(999_999);
+    const gone = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(gone.acquired, true, "its pid is gone");
+  });
+
   test("a bid's temp file left by a crash is removed once old; a fresh one is left to its writer", async () => {
     const { world, procs: [a] } = setup([511]);
     const temp = `${FOLDER}/.${crypto.randomUUID()}.tmp`;

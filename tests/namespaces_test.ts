@@ -8,7 +8,6 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readdir, rm } from "node:fs/promises";
-import process from "node:process";
 import { inspect, tryLock } from "../mod.ts";
 import { detectRuntimeName } from "../lib/runtime/mod.ts";
 import {
@@ -26,6 +25,14 @@ const asRoot = NEW_NET_NAMESPACE.slice(0, -1);
 const NET = NEW_NET_NAMESPACE;
 const PID = [...asRoot, "-p", "-f", "--mount-proc", "--kill-child"];
 
+// A mount namespace whose /proc shows no boot time (systemd's ProcSubset=pid).
+const HIDDEN_BOOT = [...asRoot, "-m", "--propagation", "private"];
+const hiddenBootReason = unshareUnavailable([
+  ...HIDDEN_BOOT,
+  "sh",
+  "-c",
+  "mount -t proc -o subset=pid proc /proc", // `true`, appended, is its $0
+]);
 const netReason = unshareUnavailable(NET);
 const pidReason = unshareUnavailable(PID);
 const loReason = netReason ?? (spawnSync("ip", ["-V"]).error ? "no ip(8) to bring up lo" : null);
@@ -54,6 +61,13 @@ describe("locks held from other namespaces", () => {
   const cases: [string, string[], string | null, "folder" | "socket", string?][] = [
     ["a folder lock held from another network namespace", NET, netReason, "folder"],
     ["a folder lock held from another pid namespace", PID, pidReason, "folder"],
+    [
+      "a folder lock held by a process that cannot read its own start time (/proc mounted subset=pid)",
+      HIDDEN_BOOT,
+      hiddenBootReason,
+      "folder",
+      "mount -t proc -o subset=pid proc /proc",
+    ],
     [
       "a socket lock held from another network namespace",
       NET,

@@ -12,10 +12,16 @@ function failing(code: string) {
   return Object.assign(new Error(`${code}: read`), { code });
 }
 
-function reader(pidStat: () => string) {
+const SELF = "77 (self) S 1 77 77 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 99 0 0";
+
+function reader(pidStat: () => string, ownPid = 77) {
   return procStartTimeReader(
-    (path) => Promise.resolve().then(() => path === "/proc/stat" ? BOOT : pidStat()),
+    (path) =>
+      Promise.resolve().then(() =>
+        path === "/proc/stat" ? BOOT : path === "/proc/self/stat" ? SELF : pidStat()
+      ),
     (error) => (error as { code?: string }).code === "ENOENT",
+    ownPid,
   );
 }
 
@@ -31,6 +37,10 @@ describe("procStartTimeReader", () => {
       });
       assert.equal(await read(4242), null, code);
     }
+  });
+
+  test("a /proc of another pid namespace (its /proc/self is not us) gives no start times", async () => {
+    assert.equal(await reader(() => STAT, 1)(4242), null);
   });
 
   test("any other failure is the caller's to see", async () => {

@@ -48,11 +48,16 @@ export async function challengeBid(
   const started = await runtime.startTime(bid.PID);
   // null: gone since isAlive (stale), or a platform without start times, where
   // a live pid is all we can go by. Ticks where the bid has them: CREATED
-  // moves with the wall clock (psutil's boot time does), ticks do not.
+  // moves with the wall clock (psutil's boot time does), ticks do not. A bid
+  // with neither (CREATED 0) was written by a process that could not read its
+  // own start time (a /proc without btime): nothing to compare; the pid and
+  // the beacon decide.
+  const unknownStart = bid.TICKS === undefined && bid.CREATED === 0;
   if (started === null) {
     if (!runtime.isAlive(bid.PID)) return "stale";
   } else if (
-    bid.TICKS !== undefined ? started.ticks !== bid.TICKS : started.created !== bid.CREATED
+    !unknownStart &&
+    (bid.TICKS !== undefined ? started.ticks !== bid.TICKS : started.created !== bid.CREATED)
   ) {
     return "stale";
   }

@@ -27,6 +27,7 @@ function settled<T>(op: () => T): Promise<T> {
 const readStartTime = procStartTimeReader(
   (path) => settled(() => readTextSync(path)),
   (error) => (error as { code?: string }).code === "ENOENT",
+  process.pid,
 );
 
 function toFileStat(s: import("node:fs").Stats): FileStat {

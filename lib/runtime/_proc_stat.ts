@@ -43,16 +43,21 @@ export function namespaceIdOf(readLink: (path: string) => string): string | null
 
 /**
  * Reads a pid's start time through `readText`, caching the boot time.
- * Returns `null` when the process is gone (even while being read) or the
- * platform has no `/proc`.
+ * Returns `null` when the process is gone (even while being read), the
+ * platform has no `/proc`, or the `/proc` mounted is not of our pid
+ * namespace (`/proc/self` is not `ownPid`): its entries are other processes.
  */
 export function procStartTimeReader(
   readText: (path: string) => Promise<string>,
   isNotFound: (error: unknown) => boolean,
+  ownPid: number,
 ): (pid: number) => Promise<ProcessStart | null> {
   let bootTime: number | null = null;
+  let procIsOurs: boolean | null = null;
   return async (pid) => {
     try {
+      procIsOurs ??= Number.parseInt(await readText("/proc/self/stat"), 10) === ownPid;
+      if (!procIsOurs) return null;
       bootTime ??= parseBootTime(await readText("/proc/stat"));
       if (bootTime === null) return null;
       return parseStartTime(await readText(`/proc/${pid}/stat`), bootTime);

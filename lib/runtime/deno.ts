@@ -428,6 +428,7 @@ const readStartTime = procStartTimeReader(
     ),
   (error) =>
     error instanceof Deno.errors.NotFound || (error as { code?: string }).code === "ENOENT",
+  Deno.pid,
 );
 
 const PLATFORMS: Record<string, string> = {
