@@ -41,6 +41,8 @@ const RETRYABLE = new Set([
   "ECONNABORTED",
   "EHOSTUNREACH",
   "ENETUNREACH",
+  // A full backlog on a unix socket; Bun's word for a connect it could not check.
+  "EAGAIN",
 ]);
 /** How often in-flight requests are checked against their deadlines. */
 const WATCH_MS = 100;
