@@ -116,17 +116,23 @@ export function lockManager(options: LockOptions = {}): WebLockManager {
     }
     if (!heldLock) return await callback(null);
     held.add(entry);
+    let result: T;
     try {
-      return await callback({
+      result = await callback({
         name,
         mode: "exclusive",
         token: heldLock.token,
         signal: heldLock.signal,
       });
-    } finally {
+    } catch (error) {
+      // The callback's error is the one to see; a failed release only adds to it.
       held.delete(entry);
-      await heldLock.release();
+      await heldLock.release().catch(() => {});
+      throw error;
     }
+    held.delete(entry);
+    await heldLock.release();
+    return result;
   }
 
   return {

@@ -4,12 +4,24 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { LockAbortedError, LockError, lockManager, tryLock } from "../mod.ts";
 import process from "node:process";
+import { Redis } from "ioredis";
 import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
+import { describeRedis, startRedisServer } from "./_redis_server.ts";
 
 const dir = await tempDir("socketlock-manager-");
 after(() => rm(dir, { recursive: true, force: true }));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` every 10 ms for at most `ms`; true once it held. */
+async function eventually(check: () => Promise<boolean>, ms = 5_000): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    if (await check()) return true;
+    await sleep(10);
+  }
+  return false;
+}
 
 describe("lockManager()", () => {
   const locks = lockManager({ dir });
@@ -54,10 +66,14 @@ describe("lockManager()", () => {
     const name = unique("query");
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
+    const counts = async () => {
+      const { held, pending } = await locks.query();
+      return [held, pending].map((list) => list.filter((e) => e.name === name).length).join(" ");
+    };
     const first = locks.request(name, () => gate);
-    await sleep(20);
+    assert.ok(await eventually(async () => (await counts()) === "1 0"), "the first one holds");
     const second = locks.request(name, () => "second");
-    await sleep(20);
+    assert.ok(await eventually(async () => (await counts()) === "1 1"), "the second one waits");
     const snapshot = await locks.query();
     assert.deepEqual(snapshot.held.filter((e) => e.name === name).length, 1);
     assert.deepEqual(snapshot.pending.filter((e) => e.name === name).length, 1);
@@ -107,5 +123,26 @@ describe("lockManager()", () => {
       locks.request("x", { steal: true }, () => {}),
       (error) => error instanceof LockError && /live holder/.test(error.message),
     );
+  });
+});
+
+describeRedis("lockManager() when the release fails", () => {
+  test("the callback's own error is what request() rejects with, not the failed release's", async () => {
+    const server = await startRedisServer();
+    const client = new Redis({ port: server.port, host: "127.0.0.1", lazyConnect: true });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      const manager = lockManager({ redis: client });
+      const error = await manager.request(`failing-${crypto.randomUUID()}`, () => {
+        // The release that follows cannot reach Redis.
+        client.disconnect();
+        throw new Error("the callback's own error");
+      }).catch((e) => e);
+      assert.equal((error as Error).message, "the callback's own error");
+    } finally {
+      client.disconnect();
+      await server.stop();
+    }
   });
 });
