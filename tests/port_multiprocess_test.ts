@@ -2,7 +2,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { inspect, lock, PortLock, tryLock } from "../mod.ts";
+import { inspect, lock, PortLock, type RetryOptions, tryLock } from "../mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
 import {
   type Child,
@@ -13,6 +13,27 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
+
+/**
+ * Runs `wait` as a waiter that only a wake-up can bring the lock: its backoff
+ * would first try again after a minute, and it gives up after `ms` by an
+ * abort, which (unlike a timeout) makes no last try at its end.
+ */
+async function wokenWithin<T>(
+  ms: number,
+  wait: (options: { retry: RetryOptions; signal: AbortSignal }) => Promise<T>,
+): Promise<T> {
+  const giveUp = new AbortController();
+  const timer = setTimeout(() => giveUp.abort(new Error(`not woken within ${ms} ms`)), ms);
+  try {
+    return await wait({
+      retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
+      signal: giveUp.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 describe("port kind across processes", () => {
   const dirs: string[] = [];
@@ -64,7 +85,12 @@ describe("port kind across processes", () => {
   });
 
   for (const rt of childRuntimes(2)) {
-    test(`a SIGKILLed ${rt} holder's lock goes to a waiter well under a second later`, async () => {
+    // Mostly the death wakes the waiter (the OS closes its watch
+    // connection), but the waiter may try again before the dying process
+    // has unbound the lock, find it bound, watch a connection closed without
+    // a greeting, and only find it free at its next poll: so the default
+    // backoff, and a bound loose enough for a loaded machine.
+    test(`a SIGKILLed ${rt} holder's lock is taken by a waiter within seconds`, async () => {
       const name = unique("crash");
       const holder = start(rt, fixture("socket_holder.ts"), [
         JSON.stringify({ kind: "port" }),
@@ -72,17 +98,17 @@ describe("port kind across processes", () => {
         "-1",
       ]);
       await holder.waitFor("held");
-      const waiting = lock(name, { kind: "port", timeout: 10_000 });
+      const waiting = lock(name, { kind: "port", timeout: 20_000 });
       await new Promise((resolve) => setTimeout(resolve, 100));
       const killedAt = performance.now();
       holder.process.kill("SIGKILL");
       const held = await waiting;
       const took = performance.now() - killedAt;
-      assert.ok(took < 500, `took ${took} ms`);
+      assert.ok(took < 5_000, `took ${took} ms`);
       await held.release();
     });
 
-    test(`a waiter gets a ${rt} holder's lock at its release, long before its first backoff ends`, async () => {
+    test(`a waiter gets a ${rt} holder's lock by a wake-up at its release, never by polling`, async () => {
       const name = unique("handoff");
       const holder = start(rt, fixture("socket_holder.ts"), [
         JSON.stringify({ kind: "port" }),
@@ -91,17 +117,8 @@ describe("port kind across processes", () => {
       ]);
       await holder.waitFor("held");
       const heldToken = Number(holder.stdout().trim().split(" ")[2]);
-      const started = performance.now();
-      const held = await lock(name, {
-        kind: "port",
-        timeout: 10_000,
-        retry: { minDelay: 3_000, maxDelay: 3_000, jitter: 0 },
-      });
-      const waited = performance.now() - started;
+      const held = await wokenWithin(10_000, (wake) => lock(name, { kind: "port", ...wake }));
       await holder.waitFor("released");
-      const releasedAt = Number(holder.stdout().split("released ")[1]);
-      assert.ok(waited < 1_500, `waited ${waited} ms`);
-      assert.ok(held.info.acquiredAt - releasedAt < 100, "handed over at the release");
       assert.ok(held.token > heldToken, "the token grew past the holder's");
       await held.release();
     });

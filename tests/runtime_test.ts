@@ -501,20 +501,24 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
     assert.equal(runtime.isAlive(-1), false);
   });
 
-  test("startTime() gives this process's start in epoch seconds and ticks since boot, and null for an exited child", {
-    skip: runtime.platform !== "linux" && "read from Linux's /proc",
-  }, async () => {
-    const started = await runtime.startTime(runtime.pid);
-    assert.ok(started && Number.isInteger(started.created), JSON.stringify(started));
-    const now = Date.now() / 1000;
-    assert.ok(started.created <= now && started.created > now - 3600, String(started.created));
-    const uptime = Number((await readFile("/proc/uptime", "utf8")).split(" ")[0]);
-    assert.ok(
-      Number.isInteger(started.ticks) && started.ticks > 0 && started.ticks <= uptime * 100 + 1,
-      String(started.ticks),
-    );
-    assert.equal(await runtime.startTime(await deadPid()), null);
-  });
+  test(
+    "startTime() gives this process's start in epoch seconds and ticks since boot, and null for an exited child",
+    {
+      skip: runtime.platform !== "linux" && "read from Linux's /proc",
+    },
+    async () => {
+      const started = await runtime.startTime(runtime.pid);
+      assert.ok(started && Number.isInteger(started.created), JSON.stringify(started));
+      const now = Date.now() / 1000;
+      assert.ok(started.created <= now && started.created > now - 3600, String(started.created));
+      const uptime = Number((await readFile("/proc/uptime", "utf8")).split(" ")[0]);
+      assert.ok(
+        Number.isInteger(started.ticks) && started.ticks > 0 && started.ticks <= uptime * 100 + 1,
+        String(started.ticks),
+      );
+      assert.equal(await runtime.startTime(await deadPid()), null);
+    },
+  );
 
   test("namespaceId() names this process's pid and network namespaces on Linux", () => {
     const id = runtime.namespaceId();

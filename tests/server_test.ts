@@ -131,16 +131,18 @@ describe("the lock server", () => {
 
   test("an unrenewed lease expires: its holder is told LOST, then the next waiter is granted", async () => {
     const holder = await raw();
+    // Before the ACQUIRE is sent, so before the server starts the lease: a
+    // lower bound that load can only make safer.
+    const start = performance.now();
     const granted = await holder.ask("ACQUIRE expiring 0 300");
     const token = granted.split(" ")[2];
     const waiter = await raw();
     waiter.send("w ACQUIRE expiring 5000\n");
     await waiter.waitLine(/^w QUEUED/);
-    const start = performance.now();
     const lost = await holder.waitLine(/^\* LOST /, 5_000);
     assert.equal(lost, `* LOST expiring ${token} expired`);
     const grant = await waiter.waitLine(/^w OK /, 5_000);
-    assert.ok(performance.now() - start >= 150, "not before the lease ran out");
+    assert.ok(performance.now() - start >= 290, "not before the lease ran out");
     assert.ok(Number(grant.split(" ")[2]) > Number(token));
     assert.match(await holder.ask(`RENEW expiring ${token}`), /ERR NOT_HOLDER/);
     assert.match(await holder.ask(`RELEASE expiring ${token}`), /ERR NOT_HOLDER/);
@@ -149,17 +151,21 @@ describe("the lock server", () => {
 
   test("renewing keeps a lease past its ttl, and a waiter gets the lock only after the release", async () => {
     const holder = await raw();
-    const token = (await holder.ask("ACQUIRE renewed 0 200")).split(" ")[2];
+    // A 1 s lease renewed every 300 ms: only a renewal late by 700 ms loses it.
+    const token = (await holder.ask("ACQUIRE renewed 0 1000")).split(" ")[2];
     const waiter = await raw();
-    waiter.send("w ACQUIRE renewed 5000\n");
-    for (let i = 0; i < 8; i++) {
-      await sleep(80);
-      assert.match(await holder.ask(`RENEW renewed ${token} 200`), new RegExp(` OK ${token} 200$`));
+    waiter.send("w ACQUIRE renewed 20000\n");
+    for (let i = 0; i < 5; i++) {
+      await sleep(300);
+      assert.match(
+        await holder.ask(`RENEW renewed ${token} 1000`),
+        new RegExp(` OK ${token} 1000$`),
+      );
     }
     assert.equal(
       waiter.lines().some((line) => /^w OK/.test(line)),
       false,
-      "still waiting after 640 ms",
+      "still waiting after 1.5 s, past the 1 s ttl",
     );
     assert.match(await holder.ask(`RELEASE renewed ${token}`), / OK$/);
     await waiter.waitLine(/^w OK /);

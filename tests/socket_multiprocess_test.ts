@@ -2,7 +2,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { inspect, lock, LockBusyError, tryLock } from "../mod.ts";
+import { inspect, lock, LockBusyError, type RetryOptions, tryLock } from "../mod.ts";
 import {
   type Child,
   childRuntimes,
@@ -12,6 +12,27 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
+
+/**
+ * Runs `wait` as a waiter that only a wake-up can bring the lock: its backoff
+ * would first try again after a minute, and it gives up after `ms` by an
+ * abort, which (unlike a timeout) makes no last try at its end.
+ */
+async function wokenWithin<T>(
+  ms: number,
+  wait: (options: { retry: RetryOptions; signal: AbortSignal }) => Promise<T>,
+): Promise<T> {
+  const giveUp = new AbortController();
+  const timer = setTimeout(() => giveUp.abort(new Error(`not woken within ${ms} ms`)), ms);
+  try {
+    return await wait({
+      retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
+      signal: giveUp.signal,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 describe("socket kind across processes", () => {
   const dirs: string[] = [];
@@ -91,7 +112,13 @@ describe("socket kind across processes", () => {
   });
 
   for (const rt of childRuntimes(0)) {
-    test(`a SIGKILLed ${rt} holder's lock goes to a waiter well under a second later`, async () => {
+    // Mostly the death wakes the waiter (the OS closes the connection the
+    // holder's handshake answered on), but the waiter may try again before
+    // the dying process has closed its listener too, meet a connection
+    // closed unanswered from a pid not reaped yet, and only find the death
+    // at its next poll: so the default backoff, and a bound loose enough
+    // for a loaded machine.
+    test(`a SIGKILLed ${rt} holder's lock is taken by a waiter within seconds`, async () => {
       const dir = await freshDir();
       const holder = start(rt, fixture("socket_holder.ts"), [
         JSON.stringify({ kind: "socket", dir }),
@@ -100,18 +127,18 @@ describe("socket kind across processes", () => {
       ]);
       await holder.waitFor("held");
       const deadToken = Number(holder.stdout().trim().split(" ")[2]);
-      const waiting = lock("crash", { kind: "socket", dir, timeout: 10_000 });
+      const waiting = lock("crash", { kind: "socket", dir, timeout: 20_000 });
       await new Promise((resolve) => setTimeout(resolve, 100));
       const killedAt = performance.now();
       holder.process.kill("SIGKILL");
       const held = await waiting;
       const took = performance.now() - killedAt;
-      assert.ok(took < 500, `took ${took} ms`);
+      assert.ok(took < 5_000, `took ${took} ms`);
       assert.ok(held.token > deadToken, "the token moved past the dead holder's");
       await held.release();
     });
 
-    test(`a waiter gets a ${rt} holder's lock at its release, long before its first backoff ends`, async () => {
+    test(`a waiter gets a ${rt} holder's lock by a wake-up at its release, never by polling`, async () => {
       const dir = await freshDir();
       const holder = start(rt, fixture("socket_holder.ts"), [
         JSON.stringify({ kind: "socket", dir }),
@@ -119,18 +146,13 @@ describe("socket kind across processes", () => {
         "400",
       ]);
       await holder.waitFor("held");
-      const started = performance.now();
-      // The first retry would come 3 s after the first try: only a wake-up beats it.
-      const held = await lock("handoff", {
-        dir,
-        timeout: 10_000,
-        retry: { minDelay: 3_000, maxDelay: 3_000, jitter: 0 },
-      });
-      const waited = performance.now() - started;
+      // A generous handshake timeout: a holder slowed by load must not look
+      // silent (then unwatched).
+      const held = await wokenWithin(
+        10_000,
+        (wake) => lock("handoff", { dir, handshakeTimeout: 5_000, ...wake }),
+      );
       await holder.waitFor("released");
-      const releasedAt = Number(holder.stdout().split("released ")[1]);
-      assert.ok(waited < 1_500, `waited ${waited} ms`);
-      assert.ok(held.info.acquiredAt - releasedAt < 100, "handed over at the release");
       await held.release();
     });
   }

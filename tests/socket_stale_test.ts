@@ -559,36 +559,44 @@ describe("stale socket locks in a real directory", () => {
 
   const ours = runtime.namespaceId();
   const noNamespaces = ours === null && "namespaces unknown: not Linux, or Deno without -A";
-  test("a lock file from other namespaces (a container sharing dir and host name) is never broken here", {
-    skip: noNamespaces,
-  }, async () => {
-    if (ours === null) return;
-    const port = await freePort();
-    const { dir, name } = await withLockFile((n) => {
-      const record = parseLockFile(staleText(n, port, 1, runtime.hostname()))!;
-      // Both namespaces differ: neither its pid nor its port can be checked.
-      const [pid, net] = ours.split(":");
-      return formatLockFile({ ...record, ns: `${pid}0:${net}0` }, false);
-    });
-    assert.equal(await tryLock(name, { dir, handshakeTimeout: 200 }), null);
-    assert.equal(parseLockFile(await readFile(`${dir}/${name}.lock`, "utf8"))?.port, port);
-    const info = await inspect(name, { dir });
-    assert.equal(info?.pid, 999_999, "shown as held, by the recorded pid");
-  });
+  test(
+    "a lock file from other namespaces (a container sharing dir and host name) is never broken here",
+    {
+      skip: noNamespaces,
+    },
+    async () => {
+      if (ours === null) return;
+      const port = await freePort();
+      const { dir, name } = await withLockFile((n) => {
+        const record = parseLockFile(staleText(n, port, 1, runtime.hostname()))!;
+        // Both namespaces differ: neither its pid nor its port can be checked.
+        const [pid, net] = ours.split(":");
+        return formatLockFile({ ...record, ns: `${pid}0:${net}0` }, false);
+      });
+      assert.equal(await tryLock(name, { dir, handshakeTimeout: 200 }), null);
+      assert.equal(parseLockFile(await readFile(`${dir}/${name}.lock`, "utf8"))?.port, port);
+      const info = await inspect(name, { dir });
+      assert.equal(info?.pid, 999_999, "shown as held, by the recorded pid");
+    },
+  );
 
-  test("a lock file from another network namespace only is broken once its pid is gone, as that still proves it", {
-    skip: noNamespaces,
-  }, async () => {
-    if (ours === null) return;
-    const [pid, net] = ours.split(":");
-    const { dir, name } = await withLockFile((n) => {
-      const record = parseLockFile(staleText(n, 1, 1, runtime.hostname()))!; // pid 999999: gone
-      return formatLockFile({ ...record, ns: `${pid}:${net}0` }, false);
-    });
-    const held = await tryLock(name, { dir, handshakeTimeout: 200 });
-    assert.ok(held, "a dead pid in our pid namespace proves the holder gone");
-    await held.release();
-  });
+  test(
+    "a lock file from another network namespace only is broken once its pid is gone, as that still proves it",
+    {
+      skip: noNamespaces,
+    },
+    async () => {
+      if (ours === null) return;
+      const [pid, net] = ours.split(":");
+      const { dir, name } = await withLockFile((n) => {
+        const record = parseLockFile(staleText(n, 1, 1, runtime.hostname()))!; // pid 999999: gone
+        return formatLockFile({ ...record, ns: `${pid}:${net}0` }, false);
+      });
+      const held = await tryLock(name, { dir, handshakeTimeout: 200 });
+      assert.ok(held, "a dead pid in our pid namespace proves the holder gone");
+      await held.release();
+    },
+  );
 
   test("the breaker lock's name is secret: binding the one anyone can compute stalls no break", async () => {
     const { dir, name } = await withLockFile((n) => staleText(n, 1, 1, runtime.hostname()));

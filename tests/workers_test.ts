@@ -78,7 +78,7 @@ for (const kind of KINDS as readonly LockKind[]) {
       assert.equal(Number(await readFile(file, "utf8")), 120);
     });
 
-    test("a worker holding the lock is terminated and the main thread acquires within a second", async () => {
+    test("a worker holding the lock is terminated and the main thread acquires within seconds", async () => {
       const { name, options, workerOptions } = await setup();
       const worker = await startWorker(WORKER, { mode: "hold", name, options: workerOptions });
       workers.push(worker);
@@ -93,12 +93,14 @@ for (const kind of KINDS as readonly LockKind[]) {
         assert.ok(holder.isolate, "the info names the holding isolate");
         assert.equal(holder.isolate, workerInfo.isolate);
       }
-      const waiting = lock(name, { ...options, timeout: 5_000 });
+      const waiting = lock(name, { ...options, timeout: 20_000 });
       const terminated = performance.now();
       await worker.terminate();
       const held = await waiting;
       const took = performance.now() - terminated;
-      assert.ok(took < 1_000, `took ${took} ms`);
+      // Loose, for a loaded machine: the lease kinds' 600 ms ttl, or the
+      // next poll finding the dead isolate gone, is far below it.
+      assert.ok(took < 5_000, `took ${took} ms`);
       await held.release();
     });
 

@@ -956,26 +956,30 @@ describe("lock directories owned by others or with loose permissions", () => {
     );
   }
   for (const kind of local) {
-    test(`a lock dir owned by another user (uid 65534) is refused for the ${kind} kind, saying whose it is and what to do`, {
-      skip: !root && "not root: a dir owned by another user cannot be made",
-    }, async () => {
-      const { parent } = await lockDirIn();
-      const dir = `${parent}/theirs`;
-      await mkdir(dir, { mode: 0o700 });
-      await chown(dir, 65534, 65534);
-      const error = await lock("x", { kind, dir, timeout: 0 }).catch((e) => e);
-      assert.ok(error instanceof LockPermissionError, String(error));
-      assert.ok(
-        error.message.includes(`Lock directory ${dir} is owned by uid 65534, not by you (uid 0)`),
-        error.message,
-      );
-      assert.match(
-        error.message,
-        /pass your own \{ dir \}, or remove it if it is yours by mistake/,
-      );
-      assert.deepEqual(await readdir(dir), [], "nothing was written into it");
-      assert.equal((await stat(dir)).uid, 65534);
-    });
+    test(
+      `a lock dir owned by another user (uid 65534) is refused for the ${kind} kind, saying whose it is and what to do`,
+      {
+        skip: !root && "not root: a dir owned by another user cannot be made",
+      },
+      async () => {
+        const { parent } = await lockDirIn();
+        const dir = `${parent}/theirs`;
+        await mkdir(dir, { mode: 0o700 });
+        await chown(dir, 65534, 65534);
+        const error = await lock("x", { kind, dir, timeout: 0 }).catch((e) => e);
+        assert.ok(error instanceof LockPermissionError, String(error));
+        assert.ok(
+          error.message.includes(`Lock directory ${dir} is owned by uid 65534, not by you (uid 0)`),
+          error.message,
+        );
+        assert.match(
+          error.message,
+          /pass your own \{ dir \}, or remove it if it is yours by mistake/,
+        );
+        assert.deepEqual(await readdir(dir), [], "nothing was written into it");
+        assert.equal((await stat(dir)).uid, 65534);
+      },
+    );
   }
 
   test("a lock dir path that is a regular file is refused with a message saying what to do", async () => {
