@@ -9,7 +9,7 @@ import { rm } from "node:fs/promises";
 import process from "node:process";
 import { tryLock } from "../mod.ts";
 import { type AddressInfo, createServer } from "node:net";
-import { detectRuntimeName, errorCode, runtime } from "../lib/runtime/mod.ts";
+import { detectRuntimeName, errorCode, runtime, type SocketAddress } from "../lib/runtime/mod.ts";
 import {
   type Child,
   fixture,
@@ -18,6 +18,16 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
+
+/** A TCP port free on 127.0.0.1 right now. */
+async function freeTcpPort(): Promise<number> {
+  const listener = await runtime.listen(
+    { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+    () => {},
+  );
+  await listener.close();
+  return listener.port;
+}
 
 /** More connections than any backlog here holds (Node 511, Bun 512, Deno 1024 at most). */
 const TRIES = 1_100;
@@ -72,6 +82,45 @@ describe("a holder that accepts nothing keeps its lock", () => {
       assert.notEqual(outcome, "error ECONNREFUSED", "a live listener was reported as refused");
     } finally {
       server.close();
+    }
+  });
+
+  test("checking a refusal never takes the address, even for a moment: a holder can bind it meanwhile", async () => {
+    const tag = `socketlock-test-refused-${crypto.randomUUID()}`;
+    const tcp: SocketAddress = {
+      transport: "tcp",
+      hostname: "127.0.0.1",
+      port: await freeTcpPort(),
+    };
+    // The fixture is handed the abstract name without its NUL (argv cannot hold one).
+    const addresses: [SocketAddress, SocketAddress][] = [[tcp, tcp]];
+    if (runtime.platform === "linux") {
+      addresses.push([{ transport: "unix", path: tag }, { transport: "unix", path: `\0${tag}` }]);
+    }
+    for (const [sent, address] of addresses) {
+      // Another process of this runtime connects in a loop: most are refused.
+      const looper = spawnScript(detectRuntimeName(), fixture("connect_loop.ts"), [
+        JSON.stringify(sent),
+        "2000",
+      ]);
+      children.push(looper);
+      await looper.waitFor("looping", 30_000);
+      let binds = 0;
+      const taken: string[] = [];
+      const until = performance.now() + 1_500;
+      while (performance.now() < until) {
+        try {
+          const listener = await runtime.listen(address, (conn) => conn.abort());
+          await listener.close();
+          binds++;
+        } catch (error) {
+          taken.push(String(errorCode(error)));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      await looper.done;
+      assert.deepEqual(taken, [], `${taken.length} of ${binds + taken.length} binds failed`);
+      assert.match(looper.stdout(), /done \d+/);
     }
   });
 

@@ -8,6 +8,8 @@ import {
   type Runtime,
   type SocketAddress,
 } from "./types.ts";
+import { Buffer } from "node:buffer";
+import { closeSync, openSync, readSync } from "node:fs";
 import { nodeCommon } from "./_node_common.ts";
 
 interface BunSocket {
@@ -247,24 +249,83 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
  * Bun reports every failed connect as ECONNREFUSED — a full backlog
  * (EAGAIN) and no descriptors left (EMFILE) too — while callers take
  * ECONNREFUSED as proof that nobody listens, and break a lock on it. So it
- * is checked by binding the address: only if that succeeds is nobody
- * there. Otherwise it is EAGAIN: not refused, cause unknown (bound by
- * someone, or the bind failed too — Bun gives no code for EMFILE there).
+ * is checked: in Linux's socket tables, or where they cannot be read, by
+ * binding the address (which holds it for a moment). Only if nothing
+ * listens is it refused; otherwise it is EAGAIN: busy, or cause unknown.
  */
 async function confirmRefused(address: SocketAddress, refused: unknown): Promise<unknown> {
+  const busy = (why: string) =>
+    Object.assign(new Error(`connect failed, and ${why}`, { cause: refused }), { code: "EAGAIN" });
+  const listening = listensPerProc(address);
+  if (listening !== null) return listening ? busy("something listens there") : refused;
   let probe: Listener;
   try {
     probe = await listen(address, (conn) => conn.abort());
   } catch (error) {
-    const why = errorCode(error) === "EADDRINUSE"
-      ? "the address is bound: busy, not refused"
-      : `binding it to check failed too (${(error as Error).message})`;
-    return Object.assign(new Error(`connect failed, and ${why}`, { cause: refused }), {
-      code: "EAGAIN",
-    });
+    // Bun gives no code for EMFILE here.
+    return busy(
+      errorCode(error) === "EADDRINUSE"
+        ? "the address is bound"
+        : `binding it to check failed too (${(error as Error).message})`,
+    );
   }
   await probe.close();
   return refused;
+}
+
+// /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path", an
+// abstract name's NULs shown as "@"; /proc/net/tcp{,6}: "sl local rem st ...".
+const UNIX_ROW = /^\s*[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) [0-9A-F]+ [0-9A-F]+ +\d+ (.*)$/;
+const TCP_ROW = /^\s*\d+: [0-9A-F]+:([0-9A-F]{4}) [0-9A-F]+:[0-9A-F]{4} ([0-9A-F]{2}) /;
+const ACCEPTING = 0x10000; // __SO_ACCEPTCON: a listening unix socket
+const TCP_LISTEN = "0A";
+
+/**
+ * Whether a socket listens on `address`, from Linux's tables of this network
+ * namespace, or null where they cannot be read. A TCP listener on the port
+ * at any local address counts: erring towards "listening" only ever makes a
+ * refusal count as silence.
+ */
+function listensPerProc(address: SocketAddress): boolean | null {
+  try {
+    if (address.transport === "unix") {
+      const path = address.path.replaceAll("\0", "@");
+      return readProcTable("/proc/net/unix").split("\n").some((row) => {
+        const match = UNIX_ROW.exec(row);
+        return match !== null && match[2] === path &&
+          (Number.parseInt(match[1], 16) & ACCEPTING) !== 0;
+      });
+    }
+    return ["/proc/net/tcp", "/proc/net/tcp6"].some((table) =>
+      readProcTable(table).split("\n").some((row) => {
+        const match = TCP_ROW.exec(row);
+        return match !== null && match[2] === TCP_LISTEN &&
+          Number.parseInt(match[1], 16) === address.port;
+      })
+    );
+  } catch {
+    return null;
+  }
+}
+
+/** A /proc table whole ("" if absent: IPv6 off); its reads may come short before the end. */
+function readProcTable(path: string): string {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    if (errorCode(error) === "ENOENT" && path.endsWith("6")) return "";
+    throw error;
+  }
+  try {
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(65_536);
+    let n: number;
+    while ((n = readSync(fd, buffer)) > 0) chunks.push(buffer.slice(0, n));
+    return new TextDecoder().decode(Buffer.concat(chunks));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The Bun implementation of {@link Runtime}. */
