@@ -55,42 +55,49 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** Whether a redis-server on 127.0.0.1:`port` answers PING within 500 ms. */
-export function pingRedis(port: number): Promise<boolean> {
+/**
+ * Sends an inline command to 127.0.0.1:`port` and resolves what `parse`
+ * makes of the reply so far, once it is not undefined; null on an error or
+ * after 500 ms.
+ */
+function askRedis<T>(
+  port: number,
+  command: string,
+  parse: (reply: string) => T | undefined,
+): Promise<T | null> {
   return new Promise((resolve) => {
     const socket = connect({ host: "127.0.0.1", port });
     let reply = "";
-    const done = (ok: boolean) => {
+    const done = (value: T | null) => {
       socket.destroy();
-      resolve(ok);
+      resolve(value);
     };
-    socket.setTimeout(500, () => done(false));
-    socket.once("error", () => done(false));
-    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.setTimeout(500, () => done(null));
+    socket.once("error", () => done(null));
+    socket.once("connect", () => socket.write(`${command}\r\n`));
     socket.on("data", (chunk) => {
       reply += chunk;
-      if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
+      const value = parse(reply);
+      if (value !== undefined) done(value);
     });
   });
 }
 
+/** Whether a redis-server on 127.0.0.1:`port` answers PING within 500 ms. */
+export async function pingRedis(port: number): Promise<boolean> {
+  const pong = await askRedis(
+    port,
+    "PING",
+    (reply) => reply.includes("\r\n") ? reply.startsWith("+PONG") : undefined,
+  );
+  return pong === true;
+}
+
 /** The pid of the redis-server on 127.0.0.1:`port`, from INFO, or null. */
 function redisPid(port: number): Promise<number | null> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: "127.0.0.1", port });
-    let reply = "";
-    const done = (pid: number | null) => {
-      socket.destroy();
-      resolve(pid);
-    };
-    socket.setTimeout(500, () => done(null));
-    socket.once("error", () => done(null));
-    socket.once("connect", () => socket.write("INFO server\r\n"));
-    socket.on("data", (chunk) => {
-      reply += chunk;
-      const match = reply.match(/process_id:(\d+)\r\n/);
-      if (match) done(Number(match[1]));
-    });
+  return askRedis(port, "INFO server", (reply) => {
+    const match = reply.match(/process_id:(\d+)\r\n/);
+    return match ? Number(match[1]) : undefined;
   });
 }
 

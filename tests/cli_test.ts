@@ -181,47 +181,34 @@ describe("the socketlock CLI", () => {
       assert.match(result.stderr, message);
       assert.doesNotMatch(result.stderr, /NotCapable/);
     }
+    // Every flag the run needs but --allow-run, which is given as `allowRun`.
+    const runExit3 = (allowRun: string[]) =>
+      spawnCommand(deno, [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-sys",
+        "--allow-net",
+        ...allowRun,
+        CLI,
+        "run",
+        `perm-${crypto.randomUUID()}`,
+        "--dir",
+        d,
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+      ]).done;
     // --allow-run for the command alone: it still runs (without setpriv).
-    const scoped = await spawnCommand(deno, [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "--allow-net",
-      "--allow-run=sh",
-      CLI,
-      "run",
-      `scoped-${crypto.randomUUID()}`,
-      "--dir",
-      d,
-      "--",
-      "sh",
-      "-c",
-      "exit 3",
-    ]).done;
+    const scoped = await runExit3(["--allow-run=sh"]);
     assert.equal(scoped.code, 3, scoped.stderr);
     if (process.platform === "linux") {
       assert.match(scoped.stderr, /setpriv may not be run .*--allow-run=.*setpriv/);
     }
     // No --allow-run at all: a permission problem (77), not "cannot run" (127).
-    const denied = await spawnCommand(deno, [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "--allow-net",
-      CLI,
-      "run",
-      `denied-${crypto.randomUUID()}`,
-      "--dir",
-      d,
-      "--",
-      "sh",
-      "-c",
-      "exit 3",
-    ]).done;
+    const denied = await runExit3([]);
     assert.equal(denied.code, 77, denied.stderr);
     assert.match(denied.stderr, /Deno needs --allow-run=sh/);
   });

@@ -6,6 +6,7 @@ import { FolderLock, InvalidLockNameError, LockTimeoutError } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
 import { type Child, fixture, spawnCommand, spawnScript, tempDir } from "./_processes.ts";
+import { NO_POLLING, wokenWithin } from "./_waiting.ts";
 
 describe("FolderLock", () => {
   const dirs: string[] = [];
@@ -47,9 +48,7 @@ describe("FolderLock", () => {
   test("a waiter that meets a bid made a moment ago still wakes on its release, not at its next poll", async () => {
     const path = await folder();
     // Polling would try again only after a minute.
-    const lock = new FolderLock(path, {
-      retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
-    });
+    const lock = new FolderLock(path, { retry: NO_POLLING });
     assert.equal(await lock.tryAcquire(), true); // creates the folder
     await lock.release();
     // Another process's bid, as young as a contender's for the next 35 ms
@@ -67,11 +66,7 @@ describe("FolderLock", () => {
         acquiredAt: Date.now() + 30,
       }),
     );
-    // Given up by an abort, which (unlike a timeout) makes no last try at
-    // its end: only a wake-up can bring the lock.
-    const giveUp = new AbortController();
-    const timer = setTimeout(() => giveUp.abort(new Error("not woken within 10 s")), 10_000);
-    const waiting = lock.acquire({ signal: giveUp.signal }).finally(() => clearTimeout(timer));
+    const waiting = wokenWithin(10_000, ({ signal }) => lock.acquire({ signal }));
     await new Promise((resolve) => setTimeout(resolve, 100));
     await rm(bid);
     await waiting;

@@ -15,6 +15,7 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
+import { wokenWithin } from "./_waiting.ts";
 
 describe("folder kind across processes", () => {
   const dirs: string[] = [];
@@ -77,20 +78,15 @@ describe("folder kind across processes", () => {
       const target = folderTarget(runtime, "wake", folder);
       let tries = 0;
       const counted = { ...target, tryAcquire: () => (tries++, target.tryAcquire()) };
-      // Only a wake-up can bring the lock: polling would try again after a
-      // minute, and the wait is given up by an abort, which (unlike a
-      // timeout) makes no last try at its end.
-      const giveUp = new AbortController();
-      const timer = setTimeout(() => giveUp.abort(new Error("not woken within 10 s")), 10_000);
-      const waiting = acquire({
-        name: "wake",
-        kind: "folder",
-        target: counted,
-        runtime,
-        wait: true,
-        signal: giveUp.signal,
-        retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
-      }).finally(() => clearTimeout(timer));
+      const waiting = wokenWithin(10_000, (wake) =>
+        acquire({
+          name: "wake",
+          kind: "folder",
+          target: counted,
+          runtime,
+          wait: true,
+          ...wake,
+        }));
       // Other waiters' bids, and junk, come and go meanwhile.
       for (let i = 0; i < 20; i++) {
         await writeFile(`${folder}/other-${i}.json`, "{}");

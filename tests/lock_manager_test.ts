@@ -7,21 +7,12 @@ import process from "node:process";
 import { Redis } from "ioredis";
 import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
 import { describeRedis, startRedisServer } from "./_redis_server.ts";
+import { eventually } from "./_waiting.ts";
 
 const dir = await tempDir("socketlock-manager-");
 after(() => rm(dir, { recursive: true, force: true }));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `check` every 10 ms for at most `ms`; true once it held. */
-async function eventually(check: () => Promise<boolean>, ms = 5_000): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
-    if (await check()) return true;
-    await sleep(10);
-  }
-  return false;
-}
 
 describe("lockManager()", () => {
   const locks = lockManager({ dir });

@@ -8,6 +8,7 @@ import { Redis } from "ioredis";
 import { createClient } from "redis";
 import { lock, RedisLock, tryLock } from "../mod.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { NO_POLLING } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -31,7 +32,7 @@ async function exercise(client: unknown, peer: Redis): Promise<void> {
   const waiting = lock(name, {
     redis: client,
     timeout: 20_000,
-    retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
+    retry: NO_POLLING,
   });
   await sleep(300);
   const releasedAt = performance.now();

@@ -22,6 +22,7 @@ import {
   startRedisServer,
   startRestartableRedisServer,
 } from "./_redis_server.ts";
+import { NO_POLLING } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -321,7 +322,7 @@ describeRedis("Redis kind", () => {
     // would find the lock handed to it as well. So the hand-off is shown to
     // come from the kind's own wake-up, loosely timed for a loaded machine;
     // which of the two it was, timing cannot tell.
-    const retry = { minDelay: 60_000, maxDelay: 60_000, jitter: 0 };
+    const retry = NO_POLLING;
     let releasedAt = 0;
     const waiting = lock(name, { redis: client(), retry, timeout: 20_000 }).then((h) => {
       return { held: h, at: performance.now() };

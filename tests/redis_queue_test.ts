@@ -18,19 +18,10 @@ import { ACQUIRE, CANCEL, RELEASE, runScript } from "../lib/redis/scripts.ts";
 import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { type Child, fixture, spawnScript } from "./_processes.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { eventually } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
-
-/** Polls `check` every 10 ms for at most `ms`; true once it held. */
-async function eventually(check: () => Promise<boolean>, ms = 5_000): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
-    if (await check()) return true;
-    await sleep(10);
-  }
-  return false;
-}
 
 describeRedis("Redis kind's wait queue", () => {
   let server: RedisServer;

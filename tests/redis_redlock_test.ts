@@ -14,6 +14,7 @@ import {
   startRedisServer,
   startRestartableRedisServer,
 } from "./_redis_server.ts";
+import { wokenWithin } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -73,13 +74,7 @@ describeRedis("Redlock over three redis-servers", () => {
     // than the sleep, the subscription going live) brings the lock, as the
     // backoff would try again after a minute and the wait is given up by an
     // abort, which (unlike a timeout) makes no last try at its end.
-    const giveUp = new AbortController();
-    const timer = setTimeout(() => giveUp.abort(new Error("not woken within 10 s")), 10_000);
-    const waiting = lock(name, {
-      redis: other,
-      signal: giveUp.signal,
-      retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
-    }).finally(() => clearTimeout(timer));
+    const waiting = wokenWithin(10_000, (wake) => lock(name, { redis: other, ...wake }));
     await sleep(300);
     await held.release();
     const next = await waiting;

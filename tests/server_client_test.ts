@@ -27,16 +27,7 @@ import {
   sleep,
   within,
 } from "./_server_helpers.ts";
-
-/** Polls `check` every 10 ms for at most `ms`; true once it held. */
-async function eventually(check: () => boolean, ms = 5_000): Promise<boolean> {
-  const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
-    if (check()) return true;
-    await sleep(10);
-  }
-  return false;
-}
+import { eventually } from "./_waiting.ts";
 
 describe("LockClient", () => {
   let server: LockServer;

@@ -8,6 +8,7 @@ import { runtime } from "../lib/runtime/mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
 import { resolveSocketSettings } from "../lib/socket/socket_settings.ts";
 import { type Child, fixture, spawnScript, tempDir } from "./_processes.ts";
+import { wokenWithin } from "./_waiting.ts";
 
 describe("compat with Python socketlock", () => {
   const dirs: string[] = [];
@@ -138,18 +139,13 @@ describe("compat with Python socketlock", () => {
     ]);
     kids.push(holder);
     await holder.waitFor("held");
-    // Only a wake-up can bring the lock: polling would try again after a
-    // minute, and the wait is given up by an abort, which (unlike a
-    // timeout) makes no last try at its end.
-    const giveUp = new AbortController();
-    const timer = setTimeout(() => giveUp.abort(new Error("not woken within 10 s")), 10_000);
-    const held = await lock(name, {
-      dir,
-      compat: "socketlock",
-      handshakeTimeout: 5_000, // a loaded holder must not look silent (then unwatched)
-      signal: giveUp.signal,
-      retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
-    }).finally(() => clearTimeout(timer));
+    const held = await wokenWithin(10_000, (wake) =>
+      lock(name, {
+        dir,
+        compat: "socketlock",
+        handshakeTimeout: 5_000, // a loaded holder must not look silent (then unwatched)
+        ...wake,
+      }));
     await held.release();
   });
 });

@@ -2,7 +2,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import { inspect, lock, LockBusyError, type RetryOptions, tryLock } from "../mod.ts";
+import { inspect, lock, LockBusyError, tryLock } from "../mod.ts";
 import {
   type Child,
   childRuntimes,
@@ -12,27 +12,7 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
-
-/**
- * Runs `wait` as a waiter that only a wake-up can bring the lock: its backoff
- * would first try again after a minute, and it gives up after `ms` by an
- * abort, which (unlike a timeout) makes no last try at its end.
- */
-async function wokenWithin<T>(
-  ms: number,
-  wait: (options: { retry: RetryOptions; signal: AbortSignal }) => Promise<T>,
-): Promise<T> {
-  const giveUp = new AbortController();
-  const timer = setTimeout(() => giveUp.abort(new Error(`not woken within ${ms} ms`)), ms);
-  try {
-    return await wait({
-      retry: { minDelay: 60_000, maxDelay: 60_000, jitter: 0 },
-      signal: giveUp.signal,
-    });
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { wokenWithin } from "./_waiting.ts";
 
 describe("socket kind across processes", () => {
   const dirs: string[] = [];

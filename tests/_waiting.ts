@@ -1,0 +1,37 @@
+// Waiting in tests without a stopwatch that flakes under load: for a state
+// (polled, with a deadline), or for a lock that only a wake-up can bring.
+import type { RetryOptions } from "../mod.ts";
+
+/** A backoff whose first retry comes after a minute: within a test, never. */
+export const NO_POLLING: RetryOptions = { minDelay: 60_000, maxDelay: 60_000, jitter: 0 };
+
+/**
+ * Runs `wait` as a waiter that only a wake-up can bring the lock: its backoff
+ * would first try again after a minute, and it gives up after `ms` by an
+ * abort, which (unlike a timeout) makes no last try at its end.
+ */
+export async function wokenWithin<T>(
+  ms: number,
+  wait: (options: { retry: RetryOptions; signal: AbortSignal }) => Promise<T>,
+): Promise<T> {
+  const giveUp = new AbortController();
+  const timer = setTimeout(() => giveUp.abort(new Error(`not woken within ${ms} ms`)), ms);
+  try {
+    return await wait({ retry: NO_POLLING, signal: giveUp.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` every 10 ms for at most `ms`; true once it held. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 5_000,
+): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return false;
+}
