@@ -133,7 +133,7 @@ export async function withLock<T>(
   try {
     result = await fn(held);
   } catch (error) {
-    // The section's error is the one to see; a failed release only adds to it.
+    // The section's error is the one to see; a release failing after it is dropped.
     await held.release().catch(() => {});
     throw error;
   }

@@ -125,7 +125,7 @@ export function lockManager(options: LockOptions = {}): WebLockManager {
         signal: heldLock.signal,
       });
     } catch (error) {
-      // The callback's error is the one to see; a failed release only adds to it.
+      // The callback's error is the one to see; a release failing after it is dropped.
       held.delete(entry);
       await heldLock.release().catch(() => {});
       throw error;

@@ -124,6 +124,21 @@ describe("a holder that accepts nothing keeps its lock", () => {
     }
   });
 
+  test("a listener of the same port on another local address does not make a refusal look busy", {
+    skip: runtime.platform !== "linux" && "binds 127.0.0.2, which Linux's loopback has",
+  }, async () => {
+    const other = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.2", resolve));
+    try {
+      const port = (other.address() as AddressInfo).port;
+      const error = await runtime.connect({ transport: "tcp", hostname: "127.0.0.1", port }, 5_000)
+        .then((conn) => (conn.abort(), null), (e) => e);
+      assert.equal(errorCode(error), "ECONNREFUSED", String(error));
+    } finally {
+      other.close();
+    }
+  });
+
   test("a connect to a unix socket whose backlog is full is never reported as refused", {
     skip: runtime.platform !== "linux" && "abstract unix names are Linux's",
   }, async () => {

@@ -9,7 +9,7 @@ import {
   type SocketAddress,
 } from "./types.ts";
 import { Buffer } from "node:buffer";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import { nodeCommon } from "./_node_common.ts";
 
 interface BunSocket {
@@ -248,14 +248,25 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
 /**
  * Bun reports every failed connect as ECONNREFUSED — a full backlog
  * (EAGAIN) and no descriptors left (EMFILE) too — while callers take
- * ECONNREFUSED as proof that nobody listens, and break a lock on it. So it
- * is checked: in Linux's socket tables, or where they cannot be read, by
- * binding the address (which holds it for a moment). Only if nothing
- * listens is it refused; otherwise it is EAGAIN: busy, or cause unknown.
+ * ECONNREFUSED on a loopback port or an abstract name as proof that nobody
+ * listens, and break a lock on it. There it is checked: in Linux's socket
+ * tables, or where they cannot be read, by binding the address (which holds
+ * it for a moment). Only if nothing listens is it refused; otherwise it is
+ * EAGAIN: busy, or cause unknown.
  */
 async function confirmRefused(address: SocketAddress, refused: unknown): Promise<unknown> {
   const busy = (why: string) =>
     Object.assign(new Error(`connect failed, and ${why}`, { cause: refused }), { code: "EAGAIN" });
+  if (address.transport === "tcp" && !isLoopback(address.hostname)) return refused;
+  if (address.transport === "unix" && !address.path.startsWith("\0")) {
+    // A socket file's row shows the path as bound (maybe relative), and none
+    // at all from another network namespace: no telling; nor bound over.
+    return existsSync(address.path)
+      ? busy("a socket file is there")
+      : Object.assign(new Error(`no socket at ${address.path}`, { cause: refused }), {
+        code: "ENOENT",
+      });
+  }
   const listening = listensPerProc(address);
   if (listening !== null) return listening ? busy("something listens there") : refused;
   let probe: Listener;
@@ -273,34 +284,58 @@ async function confirmRefused(address: SocketAddress, refused: unknown): Promise
   return refused;
 }
 
+function isLoopback(hostname: string): boolean {
+  return /^127\./.test(hostname) || hostname === "::1" || hostname === "localhost";
+}
+
 // /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path", an
-// abstract name's NULs shown as "@"; /proc/net/tcp{,6}: "sl local rem st ...".
+// abstract name's NULs shown as "@"; /proc/net/tcp{,6}: "sl local rem st ...",
+// addresses as the kernel's 32-bit words in hex.
 const UNIX_ROW = /^\s*[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) [0-9A-F]+ [0-9A-F]+ +\d+ (.*)$/;
-const TCP_ROW = /^\s*\d+: [0-9A-F]+:([0-9A-F]{4}) [0-9A-F]+:[0-9A-F]{4} ([0-9A-F]{2}) /;
+const TCP_ROW = /^\s*\d+: ([0-9A-F]+):([0-9A-F]{4}) [0-9A-F]+:[0-9A-F]{4} ([0-9A-F]{2}) /;
 const ACCEPTING = 0x10000; // __SO_ACCEPTCON: a listening unix socket
 const TCP_LISTEN = "0A";
+const ANY_V4 = "00000000";
+const ANY_V6 = "0".repeat(32);
+const V4_MAPPED = "0000000000000000FFFF0000";
 
 /**
- * Whether a socket listens on `address`, from Linux's tables of this network
- * namespace, or null where they cannot be read. A TCP listener on the port
- * at any local address counts: erring towards "listening" only ever makes a
- * refusal count as silence.
+ * The local addresses, as /proc/net/tcp{,6} show them, whose listeners take
+ * a connection to IPv4 `hostname`: it, the wildcard, and both as IPv6; null
+ * (any address) for a name that is no IPv4 literal — erring towards
+ * "listening" only ever makes a refusal count as silence.
+ */
+function acceptingAddresses(hostname: string): Set<string> | null {
+  const octets = hostname.split(".").map(Number);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) {
+    return null;
+  }
+  const word = octets.map((o) => o.toString(16).toUpperCase().padStart(2, "0")).reverse().join("");
+  return new Set([word, ANY_V4, ANY_V6, V4_MAPPED + word, V4_MAPPED + ANY_V4]);
+}
+
+/**
+ * Whether a socket listens on `address` (a loopback port, an abstract name),
+ * from Linux's tables of this network namespace, or null where they cannot
+ * be read.
  */
 function listensPerProc(address: SocketAddress): boolean | null {
   try {
     if (address.transport === "unix") {
       const path = address.path.replaceAll("\0", "@");
-      return readProcTable("/proc/net/unix").split("\n").some((row) => {
+      return readProcTable("/proc/net/unix", "Num ").some((row) => {
         const match = UNIX_ROW.exec(row);
         return match !== null && match[2] === path &&
           (Number.parseInt(match[1], 16) & ACCEPTING) !== 0;
       });
     }
+    const accepting = acceptingAddresses(address.hostname);
     return ["/proc/net/tcp", "/proc/net/tcp6"].some((table) =>
-      readProcTable(table).split("\n").some((row) => {
+      readProcTable(table, "  sl ").some((row) => {
         const match = TCP_ROW.exec(row);
-        return match !== null && match[2] === TCP_LISTEN &&
-          Number.parseInt(match[1], 16) === address.port;
+        return match !== null && match[3] === TCP_LISTEN &&
+          Number.parseInt(match[2], 16) === address.port &&
+          (accepting === null || accepting.has(match[1]));
       })
     );
   } catch {
@@ -308,24 +343,31 @@ function listensPerProc(address: SocketAddress): boolean | null {
   }
 }
 
-/** A /proc table whole ("" if absent: IPv6 off); its reads may come short before the end. */
-function readProcTable(path: string): string {
+/**
+ * The rows of a /proc table (none if it is absent: IPv6 off). Its reads may
+ * come short before the end. Without its `header` (an emulated /proc), it
+ * tells nothing: that throws.
+ */
+function readProcTable(path: string, header: string): string[] {
   let fd: number;
   try {
     fd = openSync(path, "r");
   } catch (error) {
-    if (errorCode(error) === "ENOENT" && path.endsWith("6")) return "";
+    if (errorCode(error) === "ENOENT" && path.endsWith("6")) return [];
     throw error;
   }
+  let text: string;
   try {
     const chunks: Uint8Array[] = [];
     const buffer = new Uint8Array(65_536);
     let n: number;
     while ((n = readSync(fd, buffer)) > 0) chunks.push(buffer.slice(0, n));
-    return new TextDecoder().decode(Buffer.concat(chunks));
+    text = new TextDecoder().decode(Buffer.concat(chunks));
   } finally {
     closeSync(fd);
   }
+  if (!text.startsWith(header)) throw new Error(`${path} has no table`);
+  return text.split("\n");
 }
 
 /** The Bun implementation of {@link Runtime}. */

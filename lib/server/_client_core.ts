@@ -41,7 +41,7 @@ const RETRYABLE = new Set([
   "ECONNABORTED",
   "EHOSTUNREACH",
   "ENETUNREACH",
-  // A full backlog on a unix socket; Bun's word for a connect it could not check.
+  // Bun's word for a connect that failed while something listens there.
   "EAGAIN",
 ]);
 /** How often in-flight requests are checked against their deadlines. */

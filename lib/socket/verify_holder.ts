@@ -112,8 +112,8 @@ async function open(
       };
     }
     if (code === "EAGAIN") {
-      // Ephemeral ports used up, or (Bun) a connect failing on a bound port:
-      // proves nothing either way.
+      // Bun's word for a connect that failed while something listens (a full
+      // backlog, no descriptors left): proves nothing either way.
       return { live: false, silent: true, reason: `port ${port} could not be reached (EAGAIN)` };
     }
     if (code && DEAD.has(code)) {
