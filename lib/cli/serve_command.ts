@@ -135,13 +135,9 @@ export async function serveCommand(args: string[]): Promise<number> {
       { cause: error },
     );
   });
-  const { hostname, port: bound } = server.address;
-  console.log(
-    `socketlock server listening on ${
-      hostname.includes(":") ? `[${hostname}]` : hostname
-    }:${bound}`,
-  );
-  const signal = await new Promise<string>((resolve) => {
+  // Signals are heard before the address is printed: whoever waits for that
+  // line may stop the server right after it.
+  const stopped = new Promise<string>((resolve) => {
     const stops = (["SIGTERM", "SIGINT"] as const).map((sig) =>
       runtime.onSignal(sig, () => {
         for (const stop of stops) stop();
@@ -149,6 +145,13 @@ export async function serveCommand(args: string[]): Promise<number> {
       })
     );
   });
+  const { hostname, port: bound } = server.address;
+  console.log(
+    `socketlock server listening on ${
+      hostname.includes(":") ? `[${hostname}]` : hostname
+    }:${bound}`,
+  );
+  const signal = await stopped;
   log.log("info", "shutting down", { signal });
   await server.close();
   return 0;
