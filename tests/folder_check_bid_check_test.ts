@@ -17,6 +17,21 @@ function setup(pids: number[]): { world: World; procs: SimulatedProcess[] } {
   return { world, procs: pids.map((pid) => world.process(pid)) };
 }
 
+/** Writes a bid file `name` into FOLDER holding `fields`, last modified at `mtimeMs`. */
+function placeBid(
+  world: World,
+  name: string,
+  fields: Record<string, unknown>,
+  mtimeMs: number,
+): void {
+  world.files.set(`${FOLDER}/${name}`, {
+    kind: "file",
+    data: JSON.stringify(fields),
+    mode: 0o600,
+    mtimeMs,
+  });
+}
+
 const bids = (world: World) =>
   [...world.files.keys()].filter((p) => p.startsWith(`${FOLDER}/`) && p.endsWith(".json"));
 
@@ -104,14 +119,12 @@ describe("check-bid-check under forced interleavings", () => {
   test("a bid of a live process whose isolate's beacon is gone (a terminated worker) is stale", async () => {
     const { world, procs: [a, b] } = setup([311, 312]);
     const started = world.alive.get(311)!;
-    const bid = (beacon: string) =>
-      JSON.stringify({ PID: 311, CREATED: started, host: "scripted-host", beacon });
-    const put = (name: string, data: string) =>
-      world.files.set(`${FOLDER}/${name}`, { kind: "file", data, mode: 0o600, mtimeMs: 0 });
-    put("live-worker.json", bid(await isolateBeacon(a.runtime)));
+    const put = (name: string, beacon: string) =>
+      placeBid(world, name, { PID: 311, CREATED: started, host: "scripted-host", beacon }, 0);
+    put("live-worker.json", await isolateBeacon(a.runtime));
     const blocked = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
     assert.equal(blocked.acquired, false, "a listening beacon keeps the bid live");
-    put("dead-worker.json", bid(`abstract:${crypto.randomUUID()}`));
+    put("dead-worker.json", `abstract:${crypto.randomUUID()}`);
     world.files.delete(`${FOLDER}/live-worker.json`);
     const result = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
     assert.equal(
@@ -124,12 +137,12 @@ describe("check-bid-check under forced interleavings", () => {
 
   test("a bid from another host is never judged by local pids", async () => {
     const { world, procs: [a] } = setup([401]);
-    world.files.set(`${FOLDER}/remote.json`, {
-      kind: "file",
-      data: JSON.stringify({ PID: 999_999, CREATED: 1, host: "elsewhere" }),
-      mode: 0o600,
-      mtimeMs: a.runtime.now(),
-    });
+    placeBid(
+      world,
+      "remote.json",
+      { PID: 999_999, CREATED: 1, host: "elsewhere" },
+      a.runtime.now(),
+    );
     const result = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
     assert.equal(result.acquired, false);
     assert.ok(world.files.has(`${FOLDER}/remote.json`));
@@ -137,20 +150,15 @@ describe("check-bid-check under forced interleavings", () => {
 
   test("a bid from other namespaces (a container sharing folder and host name) is never judged here", async () => {
     const { world, procs: [a] } = setup([411]);
+    // A pid that is not ours and a beacon that does not answer here.
     const put = (ns: string) =>
-      world.files.set(`${FOLDER}/container.json`, {
-        kind: "file",
-        // A pid that is not ours and a beacon that does not answer here.
-        data: JSON.stringify({
-          PID: 999_999,
-          CREATED: 1,
-          host: "scripted-host",
-          ns,
-          beacon: `abstract:${crypto.randomUUID()}`,
-        }),
-        mode: 0o600,
-        mtimeMs: a.runtime.now(),
-      });
+      placeBid(world, "container.json", {
+        PID: 999_999,
+        CREATED: 1,
+        host: "scripted-host",
+        ns,
+        beacon: `abstract:${crypto.randomUUID()}`,
+      }, a.runtime.now());
     put("7:7");
     const result = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
     assert.equal(result.acquired, false);
@@ -163,20 +171,15 @@ describe("check-bid-check under forced interleavings", () => {
 
   test("a bid from another pid namespace only is judged by its beacon alone", async () => {
     const { world, procs: [a, b] } = setup([415, 416]);
+    // Its pid means nothing here (another pid namespace); its beacon does.
     const put = (beacon: string) =>
-      world.files.set(`${FOLDER}/sidecar.json`, {
-        kind: "file",
-        // Its pid means nothing here (another pid namespace); its beacon does.
-        data: JSON.stringify({
-          PID: 999_999,
-          CREATED: 1,
-          host: "scripted-host",
-          ns: "7:1",
-          beacon,
-        }),
-        mode: 0o600,
-        mtimeMs: a.runtime.now(),
-      });
+      placeBid(world, "sidecar.json", {
+        PID: 999_999,
+        CREATED: 1,
+        host: "scripted-host",
+        ns: "7:1",
+        beacon,
+      }, a.runtime.now());
     put(await isolateBeacon(b.runtime));
     assert.equal((await folderTarget(a.runtime, "x", FOLDER).tryAcquire()).acquired, false);
     put(`abstract:${crypto.randomUUID()}`);
@@ -188,12 +191,12 @@ describe("check-bid-check under forced interleavings", () => {
     const { world, procs: [a] } = setup([421, 422]);
     const started = world.alive.get(422)!;
     const put = (fields: Record<string, number>) =>
-      world.files.set(`${FOLDER}/holder.json`, {
-        kind: "file",
-        data: JSON.stringify({ PID: 422, host: "scripted-host", ...fields }),
-        mode: 0o600,
-        mtimeMs: a.runtime.now(),
-      });
+      placeBid(
+        world,
+        "holder.json",
+        { PID: 422, host: "scripted-host", ...fields },
+        a.runtime.now(),
+      );
     // CREATED as computed before a 3 s clock step; the ticks are exact.
     put({ CREATED: started - 3, TICKS: started * 100 });
     const live = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
@@ -207,12 +210,12 @@ describe("check-bid-check under forced interleavings", () => {
   test("a bid whose writer could not read its own start time (CREATED 0, no ticks) is live while its pid is", async () => {
     const { world, procs: [a] } = setup([431, 432]);
     const put = (pid: number) =>
-      world.files.set(`${FOLDER}/holder.json`, {
-        kind: "file",
-        data: JSON.stringify({ PID: pid, CREATED: 0, host: "scripted-host" }),
-        mode: 0o600,
-        mtimeMs: a.runtime.now(),
-      });
+      placeBid(
+        world,
+        "holder.json",
+        { PID: pid, CREATED: 0, host: "scripted-host" },
+        a.runtime.now(),
+      );
     put(432);
     const live = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
     assert.equal(live.acquired, false, "a live pid: nothing else to compare");
