@@ -22,14 +22,20 @@ const scratch = new Uint8Array(16 * 1024);
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
 
-/** Reads a whole file as UTF-8 (a FIFO reads as whatever is there, without blocking). */
-export function readTextSync(path: string): string {
+/**
+ * Reads a whole file as UTF-8 (a FIFO reads as whatever is there, without
+ * blocking). `untilEnd`: read on until a read returns nothing, as a /proc
+ * table needs (its reads come short before the end); a regular file ends at
+ * its first short read.
+ */
+export function readTextSync(path: string, untilEnd = false): string {
   const fd = fs.openSync(path, READ_FLAGS);
   try {
     let n = fs.readSync(fd, scratch, 0, scratch.length, null);
-    // Fewer bytes than asked: the end of a regular file.
-    if (n < scratch.length) return decoder.decode(scratch.subarray(0, n));
-    const parts = [scratch.slice()];
+    if (n < scratch.length && (!untilEnd || n === 0)) {
+      return decoder.decode(scratch.subarray(0, n));
+    }
+    const parts = [scratch.slice(0, n)];
     while ((n = fs.readSync(fd, scratch, 0, scratch.length, null)) > 0) {
       parts.push(scratch.slice(0, n));
     }

@@ -8,9 +8,9 @@ import {
   type Runtime,
   type SocketAddress,
 } from "./types.ts";
-import { Buffer } from "node:buffer";
-import { closeSync, existsSync, openSync, readSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { nodeCommon } from "./_node_common.ts";
+import { readTextSync } from "./_sync_files.ts";
 
 interface BunSocket {
   data: BunConnection;
@@ -349,22 +349,12 @@ function listensPerProc(address: SocketAddress): boolean | null {
  * tells nothing: that throws.
  */
 function readProcTable(path: string, header: string): string[] {
-  let fd: number;
+  let text: string;
   try {
-    fd = openSync(path, "r");
+    text = readTextSync(path, true);
   } catch (error) {
     if (errorCode(error) === "ENOENT" && path.endsWith("6")) return [];
     throw error;
-  }
-  let text: string;
-  try {
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(65_536);
-    let n: number;
-    while ((n = readSync(fd, buffer)) > 0) chunks.push(buffer.slice(0, n));
-    text = new TextDecoder().decode(Buffer.concat(chunks));
-  } finally {
-    closeSync(fd);
   }
   if (!text.startsWith(header)) throw new Error(`${path} has no table`);
   return text.split("\n");
