@@ -9,6 +9,7 @@ import type { HeldLock, LockInfo, LockOptions } from "./types.ts";
 import { acquire } from "./_acquire.ts";
 import { driverFor, kindOf } from "./_kinds.ts";
 import { localHolder } from "./_local_mutex.ts";
+import { releaseAfter } from "./_release_after.ts";
 import { LockBusyError, LockError } from "./errors.ts";
 import { validateLockName } from "./names.ts";
 
@@ -129,16 +130,7 @@ export async function withLock<T>(
     );
   }
   const held = await lock(name, options);
-  let result: T;
-  try {
-    result = await fn(held);
-  } catch (error) {
-    // The section's error is the one to see; a release failing after it is dropped.
-    await held.release().catch(() => {});
-    throw error;
-  }
-  await held.release();
-  return result;
+  return await releaseAfter(held, () => fn(held));
 }
 
 /**

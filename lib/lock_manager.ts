@@ -10,6 +10,7 @@ import { runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockOptions } from "./types.ts";
 import { LockError } from "./errors.ts";
 import { lock, tryLock } from "./lock.ts";
+import { releaseAfter } from "./_release_after.ts";
 
 /** What a granted request's callback receives, as in the Web Locks API. */
 export interface WebLock {
@@ -116,23 +117,20 @@ export function lockManager(options: LockOptions = {}): WebLockManager {
     }
     if (!heldLock) return await callback(null);
     held.add(entry);
-    let result: T;
-    try {
-      result = await callback({
-        name,
-        mode: "exclusive",
-        token: heldLock.token,
-        signal: heldLock.signal,
-      });
-    } catch (error) {
-      // The callback's error is the one to see; a release failing after it is dropped.
-      held.delete(entry);
-      await heldLock.release().catch(() => {});
-      throw error;
-    }
-    held.delete(entry);
-    await heldLock.release();
-    return result;
+    const webLock: WebLock = {
+      name,
+      mode: "exclusive",
+      token: heldLock.token,
+      signal: heldLock.signal,
+    };
+    return await releaseAfter(heldLock, async () => {
+      try {
+        return await callback(webLock);
+      } finally {
+        // Out of query()'s held list before the release, as a Web lock is.
+        held.delete(entry);
+      }
+    });
   }
 
   return {
