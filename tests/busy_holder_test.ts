@@ -13,21 +13,12 @@ import { detectRuntimeName, errorCode, runtime, type SocketAddress } from "../li
 import {
   type Child,
   fixture,
+  freePort,
   scriptCommand,
   spawnCommand,
   spawnScript,
   tempDir,
 } from "./_processes.ts";
-
-/** A TCP port free on 127.0.0.1 right now. */
-async function freeTcpPort(): Promise<number> {
-  const listener = await runtime.listen(
-    { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-    () => {},
-  );
-  await listener.close();
-  return listener.port;
-}
 
 /** More connections than any backlog here holds (Node 511, Bun 512, Deno 1024 at most). */
 const TRIES = 1_100;
@@ -90,7 +81,7 @@ describe("a holder that accepts nothing keeps its lock", () => {
     const tcp: SocketAddress = {
       transport: "tcp",
       hostname: "127.0.0.1",
-      port: await freeTcpPort(),
+      port: await freePort(),
     };
     // The fixture is handed the abstract name without its NUL (argv cannot hold one).
     const addresses: [SocketAddress, SocketAddress][] = [[tcp, tcp]];
