@@ -4,6 +4,7 @@
 import {
   type Connection,
   errorCode,
+  isLoopback,
   type Listener,
   type Runtime,
   type SocketAddress,
@@ -282,10 +283,6 @@ async function confirmRefused(address: SocketAddress, refused: unknown): Promise
   }
   await probe.close();
   return refused;
-}
-
-function isLoopback(hostname: string): boolean {
-  return /^127\./.test(hostname) || hostname === "::1" || hostname === "localhost";
 }
 
 // /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path", an

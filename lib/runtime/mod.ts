@@ -18,7 +18,7 @@ export type {
   SocketAddress,
   Timer,
 } from "./types.ts";
-export { errorCode } from "./types.ts";
+export { errorCode, isLoopback } from "./types.ts";
 
 /** Which runtime this module is running in. */
 export function detectRuntimeName(): "deno" | "bun" | "node" {

@@ -219,6 +219,24 @@ export interface Runtime {
   setTimer(fn: () => void, ms: number): Timer;
 }
 
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|\[::1\]|localhost)$/i;
+
+/**
+ * True if `host` names this machine's loopback: only it can connect there.
+ *
+ * @example Loopback or not
+ * ```ts
+ * import { isLoopback } from "./types.ts";
+ * console.log(isLoopback("127.0.0.1"), isLoopback("0.0.0.0")); // true false
+ * ```
+ *
+ * @param host A host name or address literal.
+ * @returns Whether it is a loopback one.
+ */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.test(host);
+}
+
 /**
  * The Node-style error code of an error thrown by a {@link Runtime} call.
  *

@@ -6,7 +6,12 @@
  * @module
  */
 
-import { type Connection, type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
+import {
+  type Connection,
+  isLoopback,
+  type Runtime,
+  runtime as defaultRuntime,
+} from "../runtime/mod.ts";
 import { LockError } from "../errors.ts";
 import { LockTable } from "./lock_table.ts";
 import { FencingTokens } from "../_fencing_tokens.ts";
@@ -83,13 +88,6 @@ export interface LockServer extends AsyncDisposable {
 }
 
 type Session = LineSession | DistlockdSession;
-
-const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|\[::1\]|localhost)$/i;
-
-/** True if `host` only accepts connections from this machine. */
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.test(host);
-}
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
