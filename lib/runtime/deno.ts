@@ -165,6 +165,10 @@ function wrapConn(conn: Deno.Conn): Connection {
     closed = true;
     queue = [];
     buffered = 0;
+    // The FIN goes out now: close() alone leaves the socket open while a
+    // read is pending, until Deno next gets round to cancelling it — 10 ms
+    // and more in an idle process, all of it added to a waiter's hand-off.
+    conn.closeWrite().catch(() => {});
     try {
       conn.close();
     } catch {
