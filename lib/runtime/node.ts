@@ -49,6 +49,12 @@ function wrapSocket(socket: net.Socket): Connection {
     },
     close() {
       if (socket.destroyed) return;
+      // With everything written handed to the OS, close now: end() sends the
+      // FIN only on libuv's next turn, so a holder that lets go and then runs
+      // (or blocks) woke its waiters only once it next yielded. destroy()
+      // closes the descriptor at once, and the OS sends what it holds, then
+      // the FIN (as end() then destroy() below does, one turn later).
+      if (socket.writableLength === 0 && !socket.connecting) return void socket.destroy();
       // end() flushes queued writes; destroy once flushed so the peer sees EOF
       // at once even if it keeps its side open.
       socket.end(() => socket.destroy());

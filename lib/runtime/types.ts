@@ -42,7 +42,11 @@ export interface Connection {
   onClose(handler: () => void): void;
   /** Queues bytes to send; ordering is kept. Errors close the connection. */
   write(data: Uint8Array): void;
-  /** Closes after queued writes are flushed. Idempotent. */
+  /**
+   * Closes after queued writes are flushed. Idempotent. With nothing queued,
+   * the peer sees the close at once, not when this process next yields: a
+   * holder that lets go and then blocks must still wake its waiters.
+   */
   close(): void;
   /** Lets the process exit while this connection is open. */
   unref(): void;
