@@ -166,6 +166,9 @@ export class ClientCore implements KeeperHost, OpHost {
   /** Closes the connection; held leases are lost (the server releases them). */
   close(): void {
     this.#closed = true;
+    // The server releases them the moment it reads our FIN, which can be
+    // before this side sees its own close event: they are lost now.
+    this.#loseAll("the LockClient was closed, and the server released it");
     this.#conn?.close();
     for (const op of [...this.#inflight]) op.fail(new LockError("The LockClient was closed."));
   }
@@ -272,16 +275,20 @@ export class ClientCore implements KeeperHost, OpHost {
   #dropped(conn: ClientConnection): void {
     if (this.#conn === conn) this.#conn = null;
     // The server released everything this connection held.
-    for (const lease of [...this.#grants.values()]) {
-      this.#grants.delete(lease.name);
-      if (lease.keeper) {
-        lease.keeper.lost("the connection to the lock server closed, and the server released it");
-      } else lease.active = false;
-    }
+    this.#loseAll("the connection to the lock server closed, and the server released it");
     for (const op of [...this.#inflight]) {
       if (op.conn !== conn) continue;
       op.conn = null;
       if (op.dropped()) this.#dispatch(op);
+    }
+  }
+
+  /** Every lease held counts as lost (their signals abort), for `why`. */
+  #loseAll(why: string): void {
+    for (const lease of [...this.#grants.values()]) {
+      this.#grants.delete(lease.name);
+      if (lease.keeper) lease.keeper.lost(why);
+      else lease.active = false;
     }
   }
 

@@ -95,6 +95,15 @@ export class LeaseKeeper {
     (this.#controller ??= new AbortController()).abort(new LockLostError(lease.name, why));
   }
 
+  /**
+   * The lease was released by other code than its holder's: stops renewing
+   * and aborts the signal, so the holder learns it no longer holds it.
+   */
+  revoke(why: string): void {
+    this.stop();
+    (this.#controller ??= new AbortController()).abort(new LockLostError(this.#lease.name, why));
+  }
+
   /** The lease was renewed by hand: its end, and so the next renewal, moved. */
   rescheduled(): void {
     if (this.#stopped) return;

@@ -170,7 +170,8 @@ export class LockClient implements AsyncDisposable {
   }
 
   /**
-   * Releases `name` if this client holds it.
+   * Releases `name` if this client holds it. If {@link LockClient.lock}
+   * took it, that lock's `held.signal` aborts with a `LockLostError`.
    *
    * @example Release, and learn whether the lease was still ours
    * ```ts
@@ -186,7 +187,10 @@ export class LockClient implements AsyncDisposable {
    */
   release(name: string): Promise<boolean> {
     const lease = this.#core.grantOf(name);
-    return lease ? this.#core.release(lease) : Promise.resolve(false);
+    if (!lease) return Promise.resolve(false);
+    // Taken by lock(): its holder must not go on believing it holds it.
+    lease.keeper?.revoke("it was released by LockClient.release()");
+    return this.#core.release(lease);
   }
 
   /**

@@ -1,0 +1,66 @@
+// A LockClient that gives a lease up by other means than its HeldLock
+// (closing the client, release(name)) must abort that lock's held.signal at
+// once: the server grants the name to the next waiter right away, and a
+// holder that still believes it holds it is a second holder.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { LockClient, LockLostError, serve } from "../mod.ts";
+import { RawConnection, serveProcess, signal, within } from "./_server_helpers.ts";
+
+describe("LockClient: leases given up by close() or release(name)", () => {
+  test("LockClient.close() aborts held.signal at once: the server grants the name on the FIN", async () => {
+    // The server is another process, so it hands the name over while this
+    // one is still busy after close() and has not seen its own close event.
+    const server = await serveProcess("node");
+    const a = new LockClient({ port: server.port });
+    let b: RawConnection | null = null;
+    try {
+      const held = await a.lock("closing", { ttl: 30_000 });
+      b = await RawConnection.open(server.port);
+      await b.ask("HELLO 1 b");
+      b.send("w1 ACQUIRE closing forever 30000\n");
+      await b.waitLine(/^w1 QUEUED/);
+      await a.close();
+      const until = Date.now() + 300;
+      while (Date.now() < until) {
+        // busy: the work that follows close() in the same turn
+      }
+      const checkedAt = Date.now();
+      const stillBelieved = !held.signal.aborted;
+      await within(b.waitLine(/^w1 OK/), 5_000, "b granted");
+      const status = JSON.parse((await b.ask("STATUS closing")).split(" ").slice(2).join(" "));
+      const grantedToB = status.holder.client !== undefined &&
+        status.holder.acquiredAt <= checkedAt;
+      assert.ok(
+        !(stillBelieved && grantedToB),
+        `a's held.signal was not aborted at ${checkedAt} although b was granted at ${status.holder.acquiredAt}`,
+      );
+      assert.equal(stillBelieved, false, "close() must abort held.signal before it returns");
+    } finally {
+      await a.close();
+      b?.close();
+      signal(server.child.pid, "SIGKILL");
+      await server.child.done;
+    }
+  });
+
+  test("LockClient.release(name) of a name taken by lock() aborts that lock's held.signal", async () => {
+    await using server = await serve({ port: 0 });
+    const a = new LockClient({ port: server.address.port });
+    const b = new LockClient({ port: server.address.port });
+    try {
+      const held = await a.lock("by-name", { ttl: 30_000 });
+      const other = b.acquire("by-name", { ttl: 30_000 });
+      assert.equal(await a.release("by-name"), true);
+      const lease = await within(other, 5_000, "b granted");
+      assert.ok(lease.token > held.token);
+      assert.equal(held.signal.aborted, true, "b holds the name: a's holder must know");
+      assert.ok(held.signal.reason instanceof LockLostError);
+      assert.equal(await b.release("by-name"), true);
+      await held.release(); // frees the in-process slot; the lease is gone already
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
