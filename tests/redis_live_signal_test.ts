@@ -1,0 +1,82 @@
+// A safety probe of the Redis kind against a real redis-server: holders on
+// five clients take one name over and over — hand-offs to queued waiters,
+// holders that stall past their lease, forceReleaseIfStale(0) hammered all
+// along — and at every step, a holder whose signal is not aborted must be
+// the owner Redis names, and no two holders with live signals overlap.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { type HeldLock, lock, RedisLock } from "../mod.ts";
+import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+// Stalls the event loop, as a busy or paused holder would.
+function stall(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* busy */ }
+}
+
+describeRedis("Redis kind: live signals match Redis", () => {
+  let server: RedisServer;
+  const clients: Redis[] = [];
+  let raw: Redis;
+  function client(): Redis {
+    const c = new Redis({ port: server.port, host: "127.0.0.1" });
+    clients.push(c);
+    return c;
+  }
+  before(async () => {
+    server = await startRedisServer();
+    raw = client();
+  });
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await server?.stop();
+  });
+
+  test("with hand-offs, stalled holders and forceReleaseIfStale(0), a live signal always means Redis names that holder", async () => {
+    const name = unique("live");
+    const key = `socketlock:${name}`;
+    const ttl = 300;
+    const inside = new Set<HeldLock>();
+    const violations: string[] = [];
+    let sections = 0;
+    const stop = performance.now() + 3_000;
+    const breaker = new RedisLock(client(), name, { ttl });
+    const hammer = (async () => {
+      while (performance.now() < stop) {
+        await breaker.forceReleaseIfStale(0);
+        await sleep(1);
+      }
+    })();
+    const worker = async (i: number) => {
+      const c = client();
+      for (let round = 0; round < 1_000 && performance.now() < stop; round++) {
+        const held = await lock(name, { redis: c, ttl, timeout: 5_000 }).catch(() => null);
+        if (!held) continue;
+        sections++;
+        for (const other of inside) {
+          if (!other.signal.aborted && !held.signal.aborted) violations.push(`overlap (${i})`);
+        }
+        inside.add(held);
+        for (let step = 0; step < 3; step++) {
+          const live = !held.signal.aborted;
+          const value = await raw.get(key);
+          const owner = value ? JSON.parse(value).owner : null;
+          if (live && !held.signal.aborted && owner !== held.info.owner) {
+            violations.push(`live signal while Redis names ${owner} (${i})`);
+          }
+          if (Math.random() < 0.05) stall(ttl * (0.5 + Math.random()));
+          else await sleep(Math.random() * 5);
+        }
+        inside.delete(held);
+        await held.release();
+      }
+    };
+    await Promise.all([0, 1, 2, 3, 4].map(worker));
+    await hammer;
+    assert.ok(sections > 10, `only ${sections} sections ran`);
+    assert.deepEqual(violations, []);
+  });
+});
