@@ -57,6 +57,9 @@ export function formatRatio(ratio: number): string {
   return `${ratio >= 10 ? ratio.toFixed(0) : ratio.toFixed(1)}×`;
 }
 
+/** How the two server throughput rows' clients connect. */
+const SERVER_CLIENTS = ["(a LockClient each)", "(lock(name, { server }))"];
+
 const missing: Verdict = { met: null, value: "not measured" };
 
 /** The p50 targets of issue 4 in µs, by result row and runtime (also drawn on the chart). */
@@ -150,10 +153,16 @@ export const GOALS: Goal[] = [
     label: "server, 10 clients each on its own name",
     target: "≥ 50,000 acquire+release pairs/s",
     reference: "distlockd 26,800 pairs/s",
+    // Met by either way of being a client; the cell shows both.
     check(find) {
-      const r = find("server.throughput_own");
-      if (!r || r.opsPerSec === null) return missing;
-      return { met: r.opsPerSec >= 50_000, value: `${formatRate(r.opsPerSec)} pairs/s` };
+      const rows = [find("server.throughput_own"), find("server.throughput_own_api")];
+      if (rows.every((r) => !r || r.opsPerSec === null)) return missing;
+      return {
+        met: rows.some((r) => r && r.opsPerSec !== null && r.opsPerSec >= 50_000),
+        value: rows.map((r, i) =>
+          `${r?.opsPerSec ? formatRate(r.opsPerSec) : "—"} pairs/s ${SERVER_CLIENTS[i]}`
+        ).join("; "),
+      };
     },
   },
   {
@@ -162,11 +171,17 @@ export const GOALS: Goal[] = [
     target: "≥ 30,000 pairs/s, p99 acquire ≤ 5 ms",
     reference: "",
     check(find) {
-      const r = find("server.throughput_shared");
-      if (!r || r.opsPerSec === null) return missing;
+      const rows = [find("server.throughput_shared"), find("server.throughput_shared_api")];
+      if (rows.every((r) => !r || r.opsPerSec === null)) return missing;
       return {
-        met: r.opsPerSec >= 30_000 && r.p99Us <= 5_000,
-        value: `${formatRate(r.opsPerSec)} pairs/s, p99 ${formatUs(r.p99Us)}`,
+        met: rows.some((r) =>
+          r && r.opsPerSec !== null && r.opsPerSec >= 30_000 && r.p99Us <= 5_000
+        ),
+        value: rows.map((r, i) =>
+          r?.opsPerSec
+            ? `${formatRate(r.opsPerSec)} pairs/s, p99 ${formatUs(r.p99Us)} ${SERVER_CLIENTS[i]}`
+            : `— ${SERVER_CLIENTS[i]}`
+        ).join("; "),
       };
     },
   },

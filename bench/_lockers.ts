@@ -35,6 +35,7 @@ export type LockerKind =
   | "folder"
   | "port"
   | "server"
+  | "server-api"
   | "redis"
   | "proper-lockfile"
   | "redlock"
@@ -223,7 +224,22 @@ async function serverLocker(port: number): Promise<Locker> {
 }
 
 /**
- * A locker of `kind`, each with its own connection where the kind has one.
+ * The server kind through the unified API, `lock(name, { server })`: every
+ * such locker in a process shares that process's one connection to the
+ * server, as every lock() call of an application does.
+ */
+function serverApiLocker(port: number): Locker {
+  const options: LockOptions = { server: `127.0.0.1:${port}` };
+  return {
+    lock: (name) => lock(name, options),
+    tryLock: (name) => tryLock(name, options),
+    close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * A locker of `kind`, each with its own connection where the kind has one
+ * (`server-api` shares one per process).
  *
  * @param kind Our kind or a peer.
  * @param setup Where to find the directory, the server and Redis.
@@ -241,6 +257,9 @@ export async function makeLocker(kind: LockerKind, setup: LockerSetup): Promise<
     case "server":
       if (!setup.serverPort) throw new Error("no lock server port given");
       return await serverLocker(setup.serverPort);
+    case "server-api":
+      if (!setup.serverPort) throw new Error("no lock server port given");
+      return serverApiLocker(setup.serverPort);
   }
   if (!setup.redis) throw new Error("no redis-server (run through bench/run.sh)");
   const client = redisClient(setup.redis);

@@ -33,6 +33,7 @@ function loadProcesses(ctx: BenchContext): Promise<ChildLink[]> {
  * @param nameCount Distinct names; client i uses name i mod nameCount.
  * @param id Result id.
  * @param operation Row label.
+ * @param rowKind The kind column of the row (default: `kind`).
  */
 export async function measureThroughput(
   ctx: BenchContext,
@@ -41,6 +42,7 @@ export async function measureThroughput(
   nameCount: number,
   id: string,
   operation: string,
+  rowKind: string = kind,
 ): Promise<void> {
   const names = Array.from({ length: nameCount }, (_, i) => ctx.unique(`${kind}-load${i}`));
   const loads = await loadProcesses(ctx);
@@ -66,7 +68,7 @@ export async function measureThroughput(
     const measured = await measureWindows(window, ctx.budget);
     ctx.record(
       id,
-      kind,
+      rowKind,
       operation,
       measured,
       `ops/s = acquire+release pairs/s; p50/p99 = acquire latency; ${LOAD_PROCESSES} load processes`,

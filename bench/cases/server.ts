@@ -1,7 +1,9 @@
 // The server kind (distlockd's successor): a lock server in another process
 // of this runtime (serve({ port: 0 })), clients with LockClient. Measured:
 // acquire+release, contended detection, hand-off, and throughput with 10
-// clients each on its own name and 100 clients over 10 names.
+// clients each on its own name and 100 clients over 10 names — each client
+// a LockClient with its own connection, and again through lock(name,
+// { server }), whose calls in one process share one connection.
 
 import type { BenchCase } from "../_case.ts";
 import { startChild } from "../_children.ts";
@@ -16,6 +18,14 @@ const ROWS: [string, string][] = [
   ["server.handoff", "hand-off to a waiting process"],
   ["server.throughput_own", "throughput, 10 clients each on its own name"],
   ["server.throughput_shared", "throughput, 100 clients × 10 names"],
+  [
+    "server.throughput_own_api",
+    "throughput, 10 clients each on its own name, lock(name, { server }) (one connection per process)",
+  ],
+  [
+    "server.throughput_shared_api",
+    "throughput, 100 clients × 10 names, lock(name, { server }) (one connection per process)",
+  ],
 ];
 
 export const server: BenchCase = {
@@ -37,5 +47,9 @@ export const server: BenchCase = {
     await measureHandoff(ctx, "server", locker, "the server tells the waiter");
     await measureThroughput(ctx, "server", 10, 10, ROWS[3][0], ROWS[3][1]);
     await measureThroughput(ctx, "server", 100, 10, ROWS[4][0], ROWS[4][1]);
+    // The same loads through the unified API: a process's lock() calls share
+    // one connection, so replies and requests travel in batches.
+    await measureThroughput(ctx, "server-api", 10, 10, ROWS[5][0], ROWS[5][1], "server");
+    await measureThroughput(ctx, "server-api", 100, 10, ROWS[6][0], ROWS[6][1], "server");
   },
 };
