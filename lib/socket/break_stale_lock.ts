@@ -109,13 +109,14 @@ export function breakerKey(
   return key;
 }
 
-/** How long a release waits for a breaker to finish before going on without the lock, ms. */
+/** How long a release waits for a breaker to finish before leaving its file to be broken, ms. */
 const RELEASE_WAIT_MS = 200;
 
 /**
  * Takes the breaker lock `key` for a release: breakers hold it only for a
- * re-read and a rename, so it is retried for a moment; if it stays taken,
- * the release goes on without it (null), as before there was one.
+ * re-read and a rename, so it is retried for a moment; if it stays taken
+ * (null), the releaser must not touch its file: the breaker may be about to
+ * remove whatever file is in place.
  *
  * @param runtime The runtime adapter.
  * @param key The breaker lock's key ({@link breakerKey}).

@@ -323,9 +323,14 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   async function releaseFile(text: string, heldSince: number): Promise<void> {
     // Without the key (its file made unreadable), the release goes on
     // without the breaker lock, as one that short would.
-    const unlock = runtime.monotonic() - heldSince >= MIN_MAX_AGE_MS / 2
-      ? await breaker().then((key) => holdBreakerLock(runtime, key), () => null)
+    const key = runtime.monotonic() - heldSince >= MIN_MAX_AGE_MS / 2
+      ? await breaker().catch(() => null)
       : null;
+    const unlock = key === null ? null : await holdBreakerLock(runtime, key);
+    // A breaker keeps it: it may have re-read our file as stale and be about
+    // to remove whatever is there. Our file stays; once we stop answering,
+    // the next contender breaks it under the breaker lock.
+    if (key !== null && !unlock) return;
     try {
       if ((await readIfExists(runtime, paths.file)) === text) {
         await retireLockFile(runtime, paths);

@@ -1,0 +1,152 @@
+// A release racing a maxAge break, forced with the scripted runtime: no two
+// holders of one name ever exist at once. Then bad input in a real
+// directory: a name at the length limit, a huge garbage lock file.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { rm, writeFile } from "node:fs/promises";
+import { tryLock } from "../mod.ts";
+import type { Attempt, Grant } from "../lib/_kind.ts";
+import { randomHex } from "../lib/socket/handshake.ts";
+import { lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
+import type { SocketSettings } from "../lib/socket/socket_settings.ts";
+import { socketTarget } from "../lib/socket/socket_target.ts";
+import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
+import { tempDir } from "./_processes.ts";
+
+const DIR = "/locks";
+
+function settings(name: string, extra: Partial<SocketSettings> = {}): SocketSettings {
+  return { name, dir: DIR, compat: false, handshakeTimeout: 1_000, ...extra };
+}
+
+// Every gate a scenario closes is opened when it ends, pass or fail, so a
+// paused contender never keeps the test run alive.
+const gates: (() => void)[] = [];
+
+function interleaving(name: string, body: () => Promise<void>): void {
+  test(name, async () => {
+    try {
+      await body();
+    } finally {
+      for (const open of gates.splice(0)) open();
+    }
+  });
+}
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+function within<T>(promise: Promise<T>, what: string, ms = 5_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out waiting until ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Pauses `sim` the first time `matches(op, path)` holds, until released. */
+function pauseAt(sim: SimulatedProcess, matches: (op: string, path: string) => boolean) {
+  const g = gate();
+  gates.push(g.open);
+  let reached!: () => void;
+  const arrived = new Promise<void>((resolve) => (reached = resolve));
+  let hit = false;
+  sim.hook = async (op, path) => {
+    if (hit || !matches(op, path)) return;
+    hit = true;
+    reached();
+    await g.wait();
+  };
+  return { arrived, go: g.open };
+}
+
+/** Ends whatever an attempt holds open; returns its grant, if any. */
+function settle(attempt: Attempt): Grant | null {
+  if (attempt.acquired) return attempt.grant;
+  attempt.cancelWake?.();
+  return null;
+}
+
+function holderPid(world: World, file: string): number | undefined {
+  const entry = world.files.get(file);
+  return entry ? parseLockFile(entry.data)?.pid : undefined;
+}
+
+describe("socket kind: maxAge breaks racing a release", () => {
+  interleaving(
+    "a maxAge breaker stalled under the breaker lock past the release's wait: the release leaves the file, so no newcomer's file is removed",
+    async () => {
+      const name = `stall-${randomHex(4)}`;
+      const world = createWorld();
+      const [old, breaker, newcomer, late] = [101, 102, 103, 104].map((pid) => world.process(pid));
+      await old.runtime.mkdir(DIR, 0o700);
+      const paths = lockPaths(DIR, name, false);
+      const oldGrant = settle(await socketTarget(old.runtime, settings(name)).tryAcquire())!;
+      // Held long enough that its release takes the breaker lock.
+      await new Promise((resolve) => setTimeout(resolve, 550));
+
+      // The breaker judged the old lock too old, re-read it under the breaker
+      // lock (identical), and stalls (a stopped or starved process) before
+      // reading `.last` and removing the file.
+      const stalled = pauseAt(breaker, (op, path) => op === "readFile" && path === paths.last);
+      const breaking = socketTarget(breaker.runtime, settings(name, { maxAge: 5 })).tryAcquire();
+      await within(stalled.arrived, "the breaker holds the breaker lock, file re-read");
+
+      // The old holder releases while the breaker lock stays taken.
+      await within(oldGrant.release(), "the old holder's release returns");
+      const newGrant = settle(await socketTarget(newcomer.runtime, settings(name)).tryAcquire());
+
+      stalled.go();
+      const brokeGrant = settle(await within(breaking, "the breaker's try ends"));
+      const holders = [newGrant, brokeGrant].filter((g) => g !== null);
+      assert.ok(holders.length <= 1, `${holders.length} holders at once`);
+      if (holders.length === 1) {
+        assert.equal(holderPid(world, paths.file), holders[0]!.info.pid, "the holder's file");
+      }
+      const lateGrant = settle(await socketTarget(late.runtime, settings(name)).tryAcquire());
+      assert.equal(
+        holders.length + (lateGrant ? 1 : 0),
+        1,
+        "exactly one holder in the end",
+      );
+      const final = (holders[0] ?? lateGrant)!;
+      assert.ok(final.token > oldGrant.token, `token ${final.token} > ${oldGrant.token}`);
+      await final.release();
+    },
+  );
+});
+
+describe("socket kind: bad input in a real directory", () => {
+  test("a name of 200 UTF-8 bytes locks, excludes, breaks a stale file and chains tokens", async () => {
+    const dir = await tempDir();
+    try {
+      const name = "é".repeat(100); // 200 bytes: the longest name
+      const first = await tryLock(name, { dir });
+      assert.ok(first);
+      assert.equal(await tryLock(name, { dir }), null);
+      await first.release();
+      // A garbage file left where the lock belongs is broken and the lock taken.
+      await writeFile(lockPaths(dir, name, false).file, "{garbage", { mode: 0o600 });
+      const second = await tryLock(name, { dir });
+      assert.ok(second);
+      assert.ok(second.token > first.token, `${second.token} > ${first.token}`);
+      await second.release();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a huge garbage lock file is broken, not parsed as a holder", async () => {
+    const dir = await tempDir();
+    try {
+      const file = lockPaths(dir, "huge", false).file;
+      await writeFile(file, `{"pid":1,"port":1,"x":"${"x".repeat(4 << 20)}`, { mode: 0o600 });
+      const held = await tryLock("huge", { dir });
+      assert.ok(held);
+      assert.equal(await tryLock("huge", { dir }), null);
+      await held.release();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
