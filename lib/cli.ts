@@ -16,7 +16,7 @@
  * @module
  */
 
-import { runtime } from "./runtime/mod.ts";
+import { errorCode, runtime } from "./runtime/mod.ts";
 import { InvalidLockNameError, LockError, LockPermissionError } from "./errors.ts";
 import { createLogger } from "./log.ts";
 import { UsageError } from "./cli/args.ts";
@@ -94,6 +94,13 @@ export async function main(args: string[]): Promise<number> {
       // Not 1: `status` says "held" with 1, and a command may exit 1 itself.
       log.log("error", error.message);
       return error instanceof LockPermissionError ? EXIT_NO_PERMISSION : EXIT_UNAVAILABLE;
+    }
+    // A system error no kind translated (an unwritable --dir, ...): the user
+    // needs its message and an exit code, not a stack trace.
+    const code = errorCode(error) ?? "";
+    if (/^E[A-Z]+$/.test(code)) {
+      log.log("error", (error as Error).message);
+      return ["EACCES", "EPERM", "EROFS"].includes(code) ? EXIT_NO_PERMISSION : EXIT_UNAVAILABLE;
     }
     throw error;
   }

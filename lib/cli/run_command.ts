@@ -22,6 +22,10 @@ export const EXIT_BUSY = 75;
 export const EXIT_CANNOT_RUN = 127;
 /** Exit code when the command exists but cannot be executed, as shells use. */
 export const EXIT_NOT_EXECUTABLE = 126;
+/** Exit code when the lock was lost while COMMAND ran: EX_UNAVAILABLE, as when it cannot be taken. */
+export const EXIT_LOST = 69;
+/** How long COMMAND may take to stop after SIGTERM once the lock is lost, before SIGKILL. */
+const LOST_GRACE_MS = 2_000;
 
 /** Help text of `run`. */
 export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS...]
@@ -43,8 +47,9 @@ ${SERVER_FLAGS_HELP}
 Exit codes: COMMAND's own; ${EXIT_BUSY} if the lock is busy (--no-wait) or the
 wait timed out; ${EXIT_CANNOT_RUN} if COMMAND is not found, ${EXIT_NOT_EXECUTABLE} if it cannot
 be executed; 64 on usage errors; 69 if the lock cannot be taken (a server
-down, ...); 77 on a permission problem; 128+N if COMMAND was killed by
-signal N.`;
+down, ...) or was lost while COMMAND ran (COMMAND then gets SIGTERM, and
+SIGKILL ${LOST_GRACE_MS / 1000} s later); 77 on a permission problem; 128+N if COMMAND was
+killed by signal N.`;
 
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
@@ -58,8 +63,16 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
   const options: LockOptions = {};
   const kind = flags.get("--kind");
   if (typeof kind === "string") {
-    if (!KINDS.includes(kind as LockKind)) {
-      throw new UsageError(`Unknown --kind ${kind}. Use one of: ${KINDS.join(", ")}.`);
+    // "redis" needs a client object, which a command line cannot pass.
+    const usable: readonly LockKind[] = KINDS.filter((k) => k !== "redis");
+    if (kind === "redis") {
+      throw new UsageError(
+        `The CLI cannot use --kind redis: it needs a Redis client, which only the library ` +
+          `API takes (lock(name, { redis: client })). Use one of: ${usable.join(", ")}.`,
+      );
+    }
+    if (!usable.includes(kind as LockKind)) {
+      throw new UsageError(`Unknown --kind ${kind}. Use one of: ${usable.join(", ")}.`);
     }
     options.kind = kind as LockKind;
   }
@@ -172,13 +185,21 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   try {
     const child = runtime.spawn(...await diesWithUs(command, commandArgs, log));
     for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.kill(sig)));
+    let lost = false;
     const onLost = () => {
+      lost = true;
       log.log("error", `lock "${name}" was lost; stopping the command`);
       child.kill("SIGTERM");
+      // Another holder may already be running: a command that ignores
+      // SIGTERM gets time to clean up, not to go on.
+      const force = runtime.setTimer(() => child.kill("SIGKILL"), LOST_GRACE_MS);
+      stop.push(() => force.clear());
     };
     held.signal.addEventListener("abort", onLost, { once: true });
     stop.push(() => held.signal.removeEventListener("abort", onLost));
     const { code, signal } = await child.exited;
+    // Not the command's own code: a script must not take a run that went on unlocked for a success.
+    if (lost) return EXIT_LOST;
     return code ?? 128 + signalNumber(signal ?? "");
   } catch (error) {
     // Deno without --allow-run for it: a permission problem, said as such (77).
