@@ -115,6 +115,8 @@ export function createWorld(): World {
           );
         },
         namespaceId: () => "1:1",
+        // Simulated files are never held open by anyone.
+        fileInUse: () => Promise.resolve(false),
         async mkdir(path, mode) {
           await step("mkdir", path);
           const parts = path.split("/").filter(Boolean);

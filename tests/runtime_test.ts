@@ -4,6 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn as spawnChild } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -519,6 +520,22 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
       assert.equal(await runtime.startTime(await deadPid()), null);
     },
   );
+
+  test("fileInUse() is true while a process has the file open, false once none has", {
+    skip: runtime.platform !== "linux" && "reads /proc",
+  }, async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, "bid.json");
+      const fd = openSync(path, "w");
+      try {
+        assert.equal(await runtime.fileInUse(path), true);
+      } finally {
+        closeSync(fd);
+      }
+      assert.equal(await runtime.fileInUse(path), false);
+      assert.equal(await runtime.fileInUse(join(dir, "missing.json")), false);
+    });
+  });
 
   test("namespaceId() names this process's pid and network namespaces on Linux", () => {
     const id = runtime.namespaceId();

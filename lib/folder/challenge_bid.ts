@@ -11,9 +11,12 @@ import { isBeaconAlive } from "./isolate_beacon.ts";
 import { foreignNamespaces } from "../_namespaces.ts";
 
 /**
- * How long an unreadable `.json` file is given before it is treated as
+ * How long an unreadable `.json` file is given before it may be treated as
  * garbage: Python's lockfolder writes bids in place, so a reader can see an
- * empty file for the moment it takes to write one.
+ * empty file for the moment it takes to write one. Past this, it is garbage
+ * only if no process has it open: a writer stalled mid-write (stopped,
+ * swapped out, its clock stepped) would otherwise write its bid into an
+ * unlinked file and hold unseen.
  */
 export const GARBAGE_GRACE_MS = 5_000;
 
@@ -71,7 +74,9 @@ export async function challengeBid(
 async function isOldGarbage(runtime: Runtime, path: string): Promise<boolean> {
   try {
     const stat = await runtime.lstat(path);
-    return runtime.now() - stat.mtimeMs > GARBAGE_GRACE_MS;
+    if (runtime.now() - stat.mtimeMs <= GARBAGE_GRACE_MS) return false;
+    // Where nobody can tell whether it is open (no /proc), it stays.
+    return (await runtime.fileInUse(path)) === false;
   } catch (error) {
     if (errorCode(error) === "ENOENT") return false;
     throw error;

@@ -6,6 +6,7 @@ import { spawn as spawnChild } from "node:child_process";
 import { hostname as osHostname, tmpdir } from "node:os";
 import process from "node:process";
 import type { ChildProcess, FileStat, Runtime, Timer } from "./types.ts";
+import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
@@ -120,6 +121,8 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
     }
   },
   startTime: (pid) => process.platform === "linux" ? readStartTime(pid) : Promise.resolve(null),
+  fileInUse: (path) =>
+    Promise.resolve(process.platform === "linux" ? fileInUseSync(path, process.pid) : null),
   namespaceId: () =>
     namespaces === undefined
       ? namespaces = process.platform === "linux" ? namespaceIdOf(fs.readlinkSync) : null

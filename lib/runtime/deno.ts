@@ -13,6 +13,7 @@ import type {
   SocketAddress,
   Timer,
 } from "./types.ts";
+import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
@@ -588,6 +589,8 @@ export const denoRuntime: Runtime = {
     }
   },
   startTime: (pid) => Deno.build.os === "linux" ? readStartTime(pid) : Promise.resolve(null),
+  fileInUse: (path) =>
+    Promise.resolve(Deno.build.os === "linux" ? fileInUseSync(path, Deno.pid) : null),
   namespaceId: () => namespaces === undefined ? namespaces = readNamespaceId() : namespaces,
   args: () => [...Deno.args],
   spawn,

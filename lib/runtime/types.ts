@@ -196,6 +196,11 @@ export interface Runtime {
    */
   startTime(pid: number): Promise<ProcessStart | null>;
   /**
+   * Whether any process has the file at `path` open (Linux: from
+   * `/proc/<pid>/fd`); `null` where that cannot be told.
+   */
+  fileInUse(path: string): Promise<boolean | null>;
+  /**
    * The pid and network namespaces this process lives in (Linux:
    * `"<pid ns inode>:<net ns inode>"`), or `null` where there are none or
    * they cannot be read. Pids, start times and loopback addresses recorded by
