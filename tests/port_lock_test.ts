@@ -11,10 +11,10 @@ import {
   PortLock,
   tryLock,
 } from "../mod.ts";
-import { runtime } from "../lib/runtime/mod.ts";
+import { type Connection, runtime, type SocketAddress } from "../lib/runtime/mod.ts";
 import type { Attempt, Grant } from "../lib/_kind.ts";
 import { abstractName, basePort, MAX_PORT_KEY_BYTES } from "../lib/port/port_name.ts";
-import { portTarget } from "../lib/port/port_target.ts";
+import { portModeFor, portTarget } from "../lib/port/port_target.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
 
 const unique = (prefix: string) => `${prefix}-${randomHex(6)}`;
@@ -39,6 +39,35 @@ async function occupy(port: number): Promise<net.Server | null> {
     });
     server.listen({ port, host: "127.0.0.1", exclusive: true }, () => resolve(server));
   });
+}
+
+/**
+ * A port waiter that notes when its watch has heard the holder's greeting: a
+ * release before that (a loaded machine) would leave nothing to wake it.
+ */
+function greetingWaiter(key: string) {
+  let heard = false;
+  const waiter = portTarget({
+    ...runtime,
+    connect: async (address, timeout) => {
+      const conn = await runtime.connect(address, timeout);
+      const onData = conn.onData.bind(conn);
+      conn.onData = (handler) =>
+        onData((chunk) => {
+          handler(chunk);
+          heard = true;
+        });
+      return conn;
+    },
+  }, key);
+  /** Resolves true once greeted, false after 5 s without. */
+  const greeted = async () => {
+    for (let i = 0; i < 500 && !heard; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return heard;
+  };
+  return { waiter, greeted };
 }
 
 describe("k3portlock's addresses", () => {
@@ -182,31 +211,13 @@ describe("port kind in one process", () => {
     const key = unique("wake");
     const holder = portTarget({ ...runtime }, key);
     const grant = settle(await holder.tryAcquire())!;
-    // Notes when the waiter's watch has heard the holder's greeting: a
-    // release before that (a loaded machine) would leave nothing to wake it.
-    let greeted = false;
-    const waiter = portTarget({
-      ...runtime,
-      connect: async (address, timeout) => {
-        const conn = await runtime.connect(address, timeout);
-        const onData = conn.onData.bind(conn);
-        conn.onData = (handler) =>
-          onData((chunk) => {
-            handler(chunk);
-            greeted = true;
-          });
-        return conn;
-      },
-    }, key);
+    const { waiter, greeted } = greetingWaiter(key);
     const attempt = await waiter.tryAcquire();
     assert.equal(attempt.acquired, false);
     if (attempt.acquired) return;
     let wokenEarly = false;
     const woken = attempt.wake!.then(() => (wokenEarly = true));
-    for (let i = 0; i < 500 && !greeted; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.ok(greeted, "the waiter heard the holder's greeting");
+    assert.ok(await greeted(), "the waiter heard the holder's greeting");
     assert.equal(wokenEarly, false, "not woken while the lock is held");
     await grant.release();
     // The wake promise is all there is (no polling here): it resolving at all
@@ -222,6 +233,53 @@ describe("port kind in one process", () => {
     assert.ok(next.token > grant.token, "the waiter's token outgrows the holder it saw");
     await next.release();
   });
+
+  test(
+    "a waiter's token outgrows the token its holder announced, even one from a clock an hour ahead",
+    {
+      skip: portModeFor(runtime) !== "abstract" &&
+        "the fake holder binds the Linux abstract socket",
+    },
+    async () => {
+      const key = unique("floor");
+      const ahead = Date.now() * 1000 + 3_600_000_000; // µs, an hour ahead
+      // Another process's holder, as a waiter sees it: bound, greeting every
+      // connection with its token.
+      const conns = new Set<Connection>();
+      const holder = await runtime.listen(
+        { transport: "unix", path: abstractName(key) } as SocketAddress,
+        (conn) => {
+          conns.add(conn);
+          conn.write(new TextEncoder().encode(`PORTLOCK_HELD ${ahead}\n`));
+        },
+      );
+      const { waiter, greeted } = greetingWaiter(key);
+      try {
+        const attempt = await waiter.tryAcquire();
+        assert.equal(attempt.acquired, false, "the fake holder has the lock");
+        if (attempt.acquired) return;
+        const woken = attempt.wake!; // reading it opens the watch
+        assert.ok(await greeted(), "the waiter heard the holder's greeting");
+        await holder.close();
+        for (const conn of conns) conn.close();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          woken,
+          new Promise((_, reject) =>
+            timer = setTimeout(() => reject(new Error("not woken")), 10_000)
+          ),
+        ]).finally(() => clearTimeout(timer));
+        attempt.cancelWake?.();
+        const next = settle(await waiter.tryAcquire());
+        assert.ok(next, "free once the holder let go");
+        assert.ok(next.token > ahead, `${next.token} > ${ahead}`);
+        await next.release();
+      } finally {
+        await holder.close();
+        for (const conn of conns) conn.close();
+      }
+    },
+  );
 
   test("lock() with kind port hands over between two waiters in one process in FIFO order", async () => {
     const key = unique("fifo");

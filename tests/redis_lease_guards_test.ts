@@ -5,15 +5,16 @@
 // larger token than the last holder's, and a waiter that hears its grant
 // only after the hand-off's claim time ran out does not hold a lock Redis
 // has let go.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { lock, tryLock } from "../mod.ts";
 import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
 import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { EXTEND } from "../lib/redis/scripts.ts";
-import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { describeRedis } from "./_redis_server.ts";
+import { redisSuite } from "./_redis_suite.ts";
 import { eventually } from "./_waiting.ts";
 
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -64,31 +65,20 @@ async function delayingProxy(port: number) {
 }
 
 describeRedis("Redis kind: leases and tokens under late replies and lost counters", () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
-  let raw: Redis;
-  function client(port = server.port): Redis {
-    const c = new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 1 });
+  const suite = redisSuite({ maxRetriesPerRequest: 1 });
+  const client = (port?: number) => {
+    const c = suite.client(port === undefined ? {} : { port });
     c.on("error", () => {});
-    clients.push(c);
     return c;
-  }
-  before(async () => {
-    server = await startRedisServer();
-    raw = client();
-  });
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await server?.stop();
-  });
+  };
 
   test("a renewal confirmed late counts from when it was sent: once forceReleaseIfStale lets another holder in, the old holder's signal has aborted", async () => {
     const name = unique("late-renewal");
     const key = `socketlock:${name}`;
-    const proxy = await delayingProxy(server.port);
+    const proxy = await delayingProxy(suite.server.port);
     try {
       // The renewal must reach Redis as one EVALSHA, not a NOSCRIPT and an EVAL.
-      await raw.script("LOAD", EXTEND.source);
+      await suite.raw.script("LOAD", EXTEND.source);
       // ttl 3 s: a 2 s lease, renewed every second.
       const held = await lock(name, { redis: client(proxy.port), ttl: 3_000 });
       // The first renewal reaches Redis at once; its reply comes 600 ms
@@ -97,8 +87,9 @@ describeRedis("Redis kind: leases and tokens under late replies and lost counter
       const breaker = adaptRedisClient(client());
       let other = null;
       for (let i = 0; i < 2_000 && other === null; i++) {
-        if (await forceReleaseIfStale(breaker, key, 0)) other = await tryLock(name, { redis: raw });
-        else await new Promise((resolve) => setTimeout(resolve, 5));
+        if (await forceReleaseIfStale(breaker, key, 0)) {
+          other = await tryLock(name, { redis: suite.raw });
+        } else await new Promise((resolve) => setTimeout(resolve, 5));
       }
       assert.ok(other, "forceReleaseIfStale never broke the silent holder's lock");
       // Redis applied the renewal after the holder sent it, and breaks the
@@ -119,11 +110,11 @@ describeRedis("Redis kind: leases and tokens under late replies and lost counter
     const holder = await lock(name, { redis: client() });
     const next = lock(name, { redis: client(), timeout: 10_000 });
     assert.ok(
-      await eventually(async () => (await raw.zcard(`socketlock:${name}:queue`)) === 1),
+      await eventually(async () => (await suite.raw.zcard(`socketlock:${name}:queue`)) === 1),
       "the waiter queued",
     );
     // The counter alone is gone (evicted under maxmemory, or deleted).
-    assert.equal(await raw.del(`socketlock:${name}:token`), 1);
+    assert.equal(await suite.raw.del(`socketlock:${name}:token`), 1);
     await holder.release();
     const handed = await next;
     assert.ok(
@@ -152,12 +143,12 @@ describeRedis("Redis kind: leases and tokens under late replies and lost counter
     }) as Redis["duplicate"];
     const next = lock(name, { redis: waiterClient, ttl: 300, timeout: 10_000 });
     assert.ok(
-      await eventually(async () => (await raw.zcard(`socketlock:${name}:queue`)) === 1),
+      await eventually(async () => (await suite.raw.zcard(`socketlock:${name}:queue`)) === 1),
       "the waiter queued",
     );
     await holder.release();
     const held = await next;
-    const value = await raw.get(key);
+    const value = await suite.raw.get(key);
     const believed = !held.signal.aborted;
     assert.ok(
       !believed || (value !== null && JSON.parse(value).owner === held.info.owner),

@@ -3,11 +3,11 @@
 // holders that stall past their lease, forceReleaseIfStale(0) hammered all
 // along — and at every step, a holder whose signal is not aborted must be
 // the owner Redis names, and no two holders with live signals overlap.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { type HeldLock, lock, RedisLock } from "../mod.ts";
-import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { describeRedis } from "./_redis_server.ts";
+import { redisSuite } from "./_redis_suite.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -18,22 +18,8 @@ function stall(ms: number): void {
 }
 
 describeRedis("Redis kind: live signals match Redis", () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
-  let raw: Redis;
-  function client(): Redis {
-    const c = new Redis({ port: server.port, host: "127.0.0.1" });
-    clients.push(c);
-    return c;
-  }
-  before(async () => {
-    server = await startRedisServer();
-    raw = client();
-  });
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await server?.stop();
-  });
+  const suite = redisSuite();
+  const client = () => suite.client();
 
   test("with hand-offs, stalled holders and forceReleaseIfStale(0), a live signal always means Redis names that holder", async () => {
     const name = unique("live");
@@ -62,7 +48,7 @@ describeRedis("Redis kind: live signals match Redis", () => {
         inside.add(held);
         for (let step = 0; step < 3; step++) {
           const live = !held.signal.aborted;
-          const value = await raw.get(key);
+          const value = await suite.raw.get(key);
           const owner = value ? JSON.parse(value).owner : null;
           if (live && !held.signal.aborted && owner !== held.info.owner) {
             violations.push(`live signal while Redis names ${owner} (${i})`);

@@ -1,7 +1,7 @@
 // The Redis kind within one process, against a real redis-server: the
 // stored value, exclusion, owner-only release, heartbeat, loss, staleness,
 // fencing, pub/sub wake-up, and clear errors.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { within } from "./_server_helpers.ts";
 import { Redis } from "ioredis";
@@ -17,11 +17,11 @@ import {
 import type { RedisAdapter } from "../mod.ts";
 import {
   describeRedis,
-  type RedisServer,
   restartRedisServer,
   startRedisServer,
   startRestartableRedisServer,
 } from "./_redis_server.ts";
+import { redisSuite } from "./_redis_suite.ts";
 import { NO_POLLING } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -30,31 +30,20 @@ const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
 const MICROS_2020 = 1_577_836_800_000_000;
 
 describeRedis("Redis kind", () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
-  let raw: Redis;
-  function client(): Redis {
-    const c = new Redis({ port: server.port, host: "127.0.0.1" });
-    clients.push(c);
-    return c;
-  }
-  before(async () => {
-    server = await startRedisServer();
-    raw = client();
-  });
-  after(async () => {
-    for (const c of clients) c.disconnect();
-    await server?.stop();
-  });
+  const suite = redisSuite();
+  const client = () => suite.client();
 
   test("lock() with { redis } stores JSON with owner, pid, host, token and a TTL, and release deletes it", async () => {
     const name = unique("value");
     const held = await lock(name, { redis: client(), ttl: 5_000 });
     assert.equal(held.kind, "redis");
-    const stored = JSON.parse((await raw.get(`socketlock:${name}`))!);
+    const stored = JSON.parse((await suite.raw.get(`socketlock:${name}`))!);
     assert.equal(stored.owner, held.info.owner);
     assert.equal(stored.pid, held.info.pid);
-    assert.ok(/^\{"owner":"/.test((await raw.get(`socketlock:${name}`))!), "the owner comes first");
+    assert.ok(
+      /^\{"owner":"/.test((await suite.raw.get(`socketlock:${name}`))!),
+      "the owner comes first",
+    );
     assert.equal(stored.host, held.info.host);
     assert.equal(stored.token, held.token);
     assert.equal(stored.ttl, 5_000);
@@ -62,10 +51,10 @@ describeRedis("Redis kind", () => {
       Math.abs(stored.acquiredAt - Date.now()) < 5_000,
       "acquiredAt is the server's epoch ms",
     );
-    const pttl = await raw.pttl(`socketlock:${name}`);
+    const pttl = await suite.raw.pttl(`socketlock:${name}`);
     assert.ok(pttl > 0 && pttl <= 5_000, `pttl ${pttl}`);
     await held.release();
-    assert.equal(await raw.exists(`socketlock:${name}`), 0);
+    assert.equal(await suite.raw.exists(`socketlock:${name}`), 0);
     assert.equal(held.signal.aborted, false, "a released lock was not lost");
   });
 
@@ -109,11 +98,11 @@ describeRedis("Redis kind", () => {
     for (const token of tokens) {
       assert.ok(Number.isSafeInteger(token) && token > MICROS_2020, `token ${token}`);
     }
-    assert.equal(await raw.get(`socketlock:${name}:token`), String(tokens.at(-1)));
+    assert.equal(await suite.raw.get(`socketlock:${name}:token`), String(tokens.at(-1)));
     // A counter run ahead of the clock (another tool, or a clock that
     // stepped back) still counts on by one.
     const ahead = tokens.at(-1)! + 10_000_000_000;
-    await raw.set(`socketlock:${name}:token`, String(ahead));
+    await suite.raw.set(`socketlock:${name}:token`, String(ahead));
     const held = await lock(name, { redis: clientsUsed[0] });
     assert.equal(held.token, ahead + 1);
     await held.release();
@@ -149,7 +138,7 @@ describeRedis("Redis kind", () => {
     const first = new RedisLock(client(), name, { ttl: 600 });
     await first.acquire();
     const lostSignal = first.signal!;
-    await raw.pexpire(key, 1); // as if the holder had stalled past its ttl
+    await suite.raw.pexpire(key, 1); // as if the holder had stalled past its ttl
     await sleep(10);
     const second = new RedisLock(client(), name, { ttl: 5_000 });
     assert.equal(await second.tryAcquire(), true);
@@ -221,7 +210,7 @@ describeRedis("Redis kind", () => {
     assert.equal(info?.owner, l.held!.info.owner);
     assert.equal(info?.token, l.token);
     assert.ok((info?.expiresIn as number) > 0);
-    assert.ok(await raw.exists(`LOCK:${name}`));
+    assert.ok(await suite.raw.exists(`LOCK:${name}`));
     const other = new RedisLock(client(), name, { key: `LOCK:${name}` });
     assert.equal(await other.tryAcquire(), false);
     assert.equal(await other.isMine(), false);
@@ -229,7 +218,7 @@ describeRedis("Redis kind", () => {
     await l.release();
     assert.equal(await other.tryAcquire(), true);
     await other[Symbol.asyncDispose]();
-    assert.equal(await raw.exists(`LOCK:${name}`), 0);
+    assert.equal(await suite.raw.exists(`LOCK:${name}`), 0);
   });
 
   test("forceReleaseIfStale() never deletes a lock whose holder is still renewing", async () => {
@@ -266,7 +255,7 @@ describeRedis("Redis kind", () => {
     // A holder that took the lock with ttl 60 s and stopped renewing `idle`
     // ms ago: every renewal resets the expiry to the ttl, so it has ttl - idle left.
     const dead = (idle: number) =>
-      raw.set(
+      suite.raw.set(
         key,
         JSON.stringify({
           owner: "crashed",
@@ -291,26 +280,26 @@ describeRedis("Redis kind", () => {
     await dead(50_000);
     assert.equal(await l.forceReleaseIfStale(55_000), false, "idle 50 s is under staleMs");
     assert.equal(await l.forceReleaseIfStale(30_000), true);
-    assert.equal(await raw.exists(key), 0);
+    assert.equal(await suite.raw.exists(key), 0);
     assert.equal(await l.forceReleaseIfStale(30_000), false, "nothing left to release");
     await dead(50_000);
-    await raw.persist(key); // an operator removed the expiry: not ours to judge
+    await suite.raw.persist(key); // an operator removed the expiry: not ours to judge
     assert.equal(await l.forceReleaseIfStale(0), false);
-    await raw.del(key);
+    await suite.raw.del(key);
   });
 
   test("a value another tool wrote on the key (AppLocker's uuid) is respected, never released or judged stale", async () => {
     const name = unique("foreign");
     const key = `LOCK:${name}`;
-    await raw.set(key, "9f1c2d3e4b5a69788796a5b4c3d2e1f0", "PX", 60_000);
+    await suite.raw.set(key, "9f1c2d3e4b5a69788796a5b4c3d2e1f0", "PX", 60_000);
     const l = new RedisLock(client(), name, { key });
     assert.equal(await l.tryAcquire(), false);
     const error = await l.acquire({ timeout: 0 }).catch((e) => e);
     assert.ok(error instanceof LockBusyError);
     assert.equal(error.holder?.foreign, true);
     assert.equal(await l.forceReleaseIfStale(0), false);
-    assert.equal(await raw.get(key), "9f1c2d3e4b5a69788796a5b4c3d2e1f0");
-    await raw.del(key);
+    assert.equal(await suite.raw.get(key), "9f1c2d3e4b5a69788796a5b4c3d2e1f0");
+    await suite.raw.del(key);
   });
 
   test("a release hands the lock to a queued waiter at once, never at its backoff's next try", async () => {
@@ -338,16 +327,12 @@ describeRedis("Redis kind", () => {
 
   test("with ioredis' keyPrefix, waiters listen on the prefixed channels the releases publish on", async () => {
     const name = unique("prefixed");
-    const prefixed = () => {
-      const c = new Redis({ port: server.port, host: "127.0.0.1", keyPrefix: "app:" });
-      clients.push(c);
-      return c;
-    };
+    const prefixed = () => suite.client({ keyPrefix: "app:" });
     const held = await lock(name, { redis: prefixed() });
-    assert.ok(await raw.exists(`app:socketlock:${name}`), "the key carries the prefix");
+    assert.ok(await suite.raw.exists(`app:socketlock:${name}`), "the key carries the prefix");
     const waiting = lock(name, { redis: prefixed(), timeout: 10_000 });
     await sleep(300);
-    const channels = await raw.pubsub("CHANNELS", `app:socketlock:${name}:released*`);
+    const channels = await suite.raw.pubsub("CHANNELS", `app:socketlock:${name}:released*`);
     assert.ok((channels as string[]).length > 0, "the waiter listens on a prefixed channel");
     await held.release();
     await (await waiting).release();
@@ -386,41 +371,45 @@ describeRedis("Redis kind", () => {
 
   test("a key holding another type, or a counter that is not a number, gives a LockProtocolError saying what to do", async () => {
     const name = unique("wrongtype");
-    await raw.lpush(`socketlock:${name}`, "x");
+    await suite.raw.lpush(`socketlock:${name}`, "x");
     const error = await lock(name, { redis: client(), timeout: 0 }).catch((e) => e);
     assert.ok(error instanceof LockProtocolError, String(error));
     assert.match(error.message, /WRONGTYPE/);
     assert.match(error.message, /choose another key/);
     const other = unique("counter");
-    await raw.set(`socketlock:${other}:token`, "not-a-number");
+    await suite.raw.set(`socketlock:${other}:token`, "not-a-number");
     const counterError = await lock(other, { redis: client(), timeout: 0 }).catch((e) => e);
     assert.ok(counterError instanceof LockProtocolError, String(counterError));
     assert.match(counterError.message, /fencing counter/);
-    assert.equal(await raw.exists(`socketlock:${other}`), 0, "nothing was left behind");
+    assert.equal(await suite.raw.exists(`socketlock:${other}`), 0, "nothing was left behind");
   });
 
   test("a Redis that refuses the scripts (ACL without +@scripting, out of memory) gives a LockProtocolError naming the fix", async () => {
-    await raw.call("ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "&*", "+@all", "-@scripting");
-    const limited = new Redis({
-      port: server.port,
-      host: "127.0.0.1",
-      username: "noscripts",
-      password: "pw",
-    });
-    clients.push(limited);
+    await suite.raw.call(
+      "ACL",
+      "SETUSER",
+      "noscripts",
+      "on",
+      ">pw",
+      "~*",
+      "&*",
+      "+@all",
+      "-@scripting",
+    );
+    const limited = suite.client({ username: "noscripts", password: "pw" });
     const denied = await lock(unique("acl"), { redis: limited, timeout: 0 }).catch((e) => e);
     assert.ok(denied instanceof LockProtocolError, String(denied));
     assert.match(denied.message, /NOPERM/);
     assert.match(denied.message, /\+@scripting/);
 
-    await raw.config("SET", "maxmemory", "1");
+    await suite.raw.config("SET", "maxmemory", "1");
     try {
       const oom = await lock(unique("oom"), { redis: client(), timeout: 0 }).catch((e) => e);
       assert.ok(oom instanceof LockProtocolError, String(oom));
       assert.match(oom.message, /OOM/);
       assert.match(oom.message, /maxmemory/);
     } finally {
-      await raw.config("SET", "maxmemory", "0");
+      await suite.raw.config("SET", "maxmemory", "0");
     }
   });
 

@@ -2,9 +2,8 @@
 // served in arrival order, a release hands the lock to one waiter, a
 // holder that takes the lock again at once cannot keep a waiter out, and
 // waiters that give up or die leave no one stuck behind them.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import {
   type HeldLock,
   lock,
@@ -17,34 +16,22 @@ import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter
 import { ACQUIRE, CANCEL, RELEASE, runScript } from "../lib/redis/scripts.ts";
 import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { type Child, fixture, spawnScript } from "./_processes.ts";
-import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import { describeRedis } from "./_redis_server.ts";
+import { redisSuite } from "./_redis_suite.ts";
 import { eventually } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
 
 describeRedis("Redis kind's wait queue", () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
   const kids: Child[] = [];
-  let raw: Redis;
-  function client(): Redis {
-    const c = new Redis({ port: server.port, host: "127.0.0.1" });
-    clients.push(c);
-    return c;
-  }
-  const queued = (name: string) => raw.zcard(`socketlock:${name}:queue`);
-  const queueKeys = (name: string) =>
-    raw.exists(`socketlock:${name}:queue`, `socketlock:${name}:waiters`);
-  before(async () => {
-    server = await startRedisServer();
-    raw = client();
-  });
-  after(async () => {
+  const suite = redisSuite({}, () => {
     for (const kid of kids) kid.process.kill("SIGKILL");
-    for (const c of clients) c.disconnect();
-    await server?.stop();
   });
+  const client = () => suite.client();
+  const queued = (name: string) => suite.raw.zcard(`socketlock:${name}:queue`);
+  const queueKeys = (name: string) =>
+    suite.raw.exists(`socketlock:${name}:queue`, `socketlock:${name}:waiters`);
 
   test("waiters on different clients get the lock in the order they came, each from the release before", async () => {
     const name = unique("fifo");
@@ -65,7 +52,7 @@ describeRedis("Redis kind's wait queue", () => {
       const count = order.length + waiting.length;
       assert.ok(await eventually(async () => (await queued(name)) >= count), `${label} queued`);
     }
-    const info = await new RedisLock(raw, name).info();
+    const info = await new RedisLock(suite.raw, name).info();
     assert.equal(info?.waiters, 4);
     await holder.release();
     await Promise.all(waiting);
@@ -131,7 +118,10 @@ describeRedis("Redis kind's wait queue", () => {
   test("a waiter killed while queued is skipped once its place runs out, not waited for until a ttl", async () => {
     const name = unique("dead");
     const holder = await lock(name, { redis: client() });
-    const child = spawnScript("node", fixture("redis_waiter.ts"), [String(server.port), name]);
+    const child = spawnScript("node", fixture("redis_waiter.ts"), [
+      String(suite.server.port),
+      name,
+    ]);
     kids.push(child);
     await child.waitFor("waiting");
     assert.ok(await eventually(async () => (await queued(name)) === 1, 10_000), "child queued");
@@ -154,7 +144,10 @@ describeRedis("Redis kind's wait queue", () => {
     const name = unique("claim");
     const key = `socketlock:${name}`;
     const holder = await lock(name, { redis: client() });
-    const child = spawnScript("node", fixture("redis_waiter.ts"), [String(server.port), name]);
+    const child = spawnScript("node", fixture("redis_waiter.ts"), [
+      String(suite.server.port),
+      name,
+    ]);
     kids.push(child);
     await child.waitFor("waiting");
     assert.ok(await eventually(async () => (await queued(name)) === 1, 10_000), "child queued");
@@ -167,10 +160,10 @@ describeRedis("Redis kind's wait queue", () => {
     // can only lengthen what is measured.
     const startedAt = performance.now();
     await holder.release();
-    const handed = JSON.parse((await raw.get(key))!);
+    const handed = JSON.parse((await suite.raw.get(key))!);
     assert.equal(handed.claim, 2_000, "handed over for the claim time");
-    assert.ok((await raw.pttl(key)) <= 2_000);
-    assert.equal(await forceReleaseIfStale(adaptRedisClient(raw), key, 0), false);
+    assert.ok((await suite.raw.pttl(key)) <= 2_000);
+    assert.equal(await forceReleaseIfStale(adaptRedisClient(suite.raw), key, 0), false);
     const held = await next;
     const took = performance.now() - startedAt;
     assert.notEqual(held.info.owner, handed.owner);
@@ -188,14 +181,16 @@ describeRedis("Redis kind's wait queue", () => {
     assert.ok(await eventually(async () => (await queued(name)) === 1), "queued");
     await holder.release();
     const held = await next;
-    assert.ok(await eventually(async () => !(await raw.get(key))!.includes('"claim"'), 3_000));
-    assert.ok((await raw.pttl(key)) > 25_000, "renewed to the full ttl");
+    assert.ok(
+      await eventually(async () => !(await suite.raw.get(key))!.includes('"claim"'), 3_000),
+    );
+    assert.ok((await suite.raw.pttl(key)) > 25_000, "renewed to the full ttl");
     assert.equal(held.signal.aborted, false);
     await sleep(1_500); // past the claim lease the holder first relied on
     assert.equal(held.signal.aborted, false);
-    assert.equal(JSON.parse((await raw.get(key))!).owner, held.info.owner);
+    assert.equal(JSON.parse((await suite.raw.get(key))!).owner, held.info.owner);
     await held.release();
-    assert.equal(await raw.exists(key), 0);
+    assert.equal(await suite.raw.exists(key), 0);
   });
 
   test("a lock handed to a waiter as it gives up is passed on to the next waiter", async () => {
@@ -203,7 +198,7 @@ describeRedis("Redis kind's wait queue", () => {
     const key = `socketlock:${name}`;
     const keys = [key, `${key}:token`, `${key}:queue`, `${key}:waiters`];
     const channel = `${key}:released`;
-    const adapter = adaptRedisClient(raw);
+    const adapter = adaptRedisClient(suite.raw);
     const holder = await lock(name, { redis: client() });
     const queue = (owner: string, clientId: string) =>
       runScript(adapter, ACQUIRE, keys, [
@@ -224,16 +219,16 @@ describeRedis("Redis kind's wait queue", () => {
     await sub.subscribe(`${channel}:aa`, `${channel}:bb`);
     await sleep(20); // the first waiter's turn has come
     await holder.release();
-    assert.equal(JSON.parse((await raw.get(key))!).owner, owners[0], "handed to the first");
+    assert.equal(JSON.parse((await suite.raw.get(key))!).owner, owners[0], "handed to the first");
     await sleep(20);
     // The first waiter gives up just as it was handed the lock.
     assert.equal(await runScript(adapter, CANCEL, keys, [owners[0]]), 1);
-    assert.equal(JSON.parse((await raw.get(key))!).owner, owners[1], "passed to the second");
+    assert.equal(JSON.parse((await suite.raw.get(key))!).owner, owners[1], "passed to the second");
     assert.ok(await eventually(() => Promise.resolve(heard.length === 2)));
     assert.match(heard[0], new RegExp(`^aa granted ${owners[0]} \\d+ \\d+$`));
     assert.match(heard[1], new RegExp(`^bb granted ${owners[1]} \\d+ \\d+$`));
     assert.equal(await runScript(adapter, RELEASE, keys, [owners[1]]), 1);
-    assert.equal(await raw.exists(key), 0);
+    assert.equal(await suite.raw.exists(key), 0);
     assert.equal(await queueKeys(name), 0);
   });
 
@@ -265,8 +260,12 @@ describeRedis("Redis kind's wait queue", () => {
     const holder = await lock(name, { redis: client() });
     const waiting = lock(name, { redis: client(), timeout: 5_000 });
     assert.ok(await eventually(async () => (await queued(name)) === 1), "the waiter queued");
-    const [seconds] = await raw.time();
-    await raw.hset(`socketlock:${name}:waiters`, "@run", String(Number(seconds) * 1000 + 60_000));
+    const [seconds] = await suite.raw.time();
+    await suite.raw.hset(
+      `socketlock:${name}:waiters`,
+      "@run",
+      String(Number(seconds) * 1000 + 60_000),
+    );
     await holder.release();
     assert.equal(await tryLock(name, { redis: client() }), null, "the release went to the waiter");
     await (await waiting).release();

@@ -5,72 +5,20 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rm, writeFile } from "node:fs/promises";
 import { tryLock } from "../mod.ts";
-import type { Attempt, Grant } from "../lib/_kind.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
-import { lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
-import type { SocketSettings } from "../lib/socket/socket_settings.ts";
+import { lockPaths } from "../lib/socket/lock_file.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
-import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
+import { createWorld } from "./_scripted_runtime.ts";
+import {
+  DIR,
+  holderPid,
+  interleaving,
+  pauseAt,
+  settings,
+  settle,
+  within,
+} from "./_socket_scenarios.ts";
 import { tempDir } from "./_processes.ts";
-
-const DIR = "/locks";
-
-function settings(name: string, extra: Partial<SocketSettings> = {}): SocketSettings {
-  return { name, dir: DIR, compat: false, handshakeTimeout: 1_000, ...extra };
-}
-
-// Every gate a scenario closes is opened when it ends, pass or fail, so a
-// paused contender never keeps the test run alive.
-const gates: (() => void)[] = [];
-
-function interleaving(name: string, body: () => Promise<void>): void {
-  test(name, async () => {
-    try {
-      await body();
-    } finally {
-      for (const open of gates.splice(0)) open();
-    }
-  });
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-function within<T>(promise: Promise<T>, what: string, ms = 5_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out waiting until ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** Pauses `sim` the first time `matches(op, path)` holds, until released. */
-function pauseAt(sim: SimulatedProcess, matches: (op: string, path: string) => boolean) {
-  const g = gate();
-  gates.push(g.open);
-  let reached!: () => void;
-  const arrived = new Promise<void>((resolve) => (reached = resolve));
-  let hit = false;
-  sim.hook = async (op, path) => {
-    if (hit || !matches(op, path)) return;
-    hit = true;
-    reached();
-    await g.wait();
-  };
-  return { arrived, go: g.open };
-}
-
-/** Ends whatever an attempt holds open; returns its grant, if any. */
-function settle(attempt: Attempt): Grant | null {
-  if (attempt.acquired) return attempt.grant;
-  attempt.cancelWake?.();
-  return null;
-}
-
-function holderPid(world: World, file: string): number | undefined {
-  const entry = world.files.get(file);
-  return entry ? parseLockFile(entry.data)?.pid : undefined;
-}
 
 describe("socket kind: maxAge breaks racing a release", () => {
   interleaving(

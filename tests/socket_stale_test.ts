@@ -6,19 +6,25 @@ import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import * as net from "node:net";
 import { inspect, lock, LockPermissionError, SocketLock, tryLock } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
-import type { Attempt, Grant } from "../lib/_kind.ts";
 import type { SocketAddress } from "../lib/runtime/mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
 import { breakerKey } from "../lib/socket/break_stale_lock.ts";
 import { holdPortKey } from "../lib/port/port_target.ts";
 import { formatLockFile, lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
 import { loadSecret } from "../lib/socket/secret.ts";
-import type { SocketSettings } from "../lib/socket/socket_settings.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
-import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
+import { createWorld, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
+import {
+  DIR,
+  holderPid,
+  interleaving,
+  pauseAt,
+  settings,
+  settle,
+  tracked,
+  within,
+} from "./_socket_scenarios.ts";
 import { childRuntimes, fixture, freePort, spawnScript, tempDir } from "./_processes.ts";
-
-const DIR = "/locks";
 
 async function deadPort(): Promise<number> {
   const server = net.createServer();
@@ -48,56 +54,6 @@ async function staleWorld(name: string): Promise<{ world: World; file: string; s
   const stale = staleText(name, await deadPort());
   world.files.set(file, { kind: "file", data: stale, mode: 0o600, mtimeMs: 0 });
   return { world, file, stale };
-}
-
-function settings(name: string, extra: Partial<SocketSettings> = {}): SocketSettings {
-  return { name, dir: DIR, compat: false, handshakeTimeout: 1_000, ...extra };
-}
-
-// Every gate a scenario closes, so a failing scenario never leaves a paused
-// contender (and the test run) hanging: interleaving() opens them all.
-const gates: (() => void)[] = [];
-function tracked() {
-  const g = gate();
-  gates.push(g.open);
-  return g;
-}
-
-/** `promise`, or a rejection naming `what` after `ms`: a scenario never waits forever. */
-function within<T>(promise: Promise<T>, what: string, ms = 5_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out waiting until ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A scenario test whose paused contenders are let go however it ends. */
-function interleaving(name: string, body: () => Promise<void>): void {
-  test(name, async () => {
-    try {
-      await body();
-    } finally {
-      for (const open of gates.splice(0)) open();
-    }
-  });
-}
-
-/** Pauses `sim` the first time `matches(op, path)` holds, until released. */
-function pauseAt(sim: SimulatedProcess, matches: (op: string, path: string) => boolean) {
-  const g = tracked();
-  let reached!: () => void;
-  const arrived = new Promise<void>((resolve) => (reached = resolve));
-  let hit = false;
-  sim.hook = async (op, path) => {
-    if (hit || !matches(op, path)) return;
-    hit = true;
-    reached();
-    await g.wait();
-  };
-  return { arrived, go: g.open };
 }
 
 /** Pauses `sim` just before it tries to take the breaker lock, until released. */
@@ -134,18 +90,6 @@ function pauseBeforeConnecting(sim: SimulatedProcess) {
     return await connect(address, timeout);
   };
   return { arrived, go: g.open };
-}
-
-/** Ends whatever an attempt holds open; returns its grant, if any. */
-function settle(attempt: Attempt): Grant | null {
-  if (attempt.acquired) return attempt.grant;
-  attempt.cancelWake?.();
-  return null;
-}
-
-function holderPid(world: World, file: string): number | undefined {
-  const entry = world.files.get(file);
-  return entry ? parseLockFile(entry.data)?.pid : undefined;
 }
 
 describe("stale socket locks under forced interleavings", () => {
