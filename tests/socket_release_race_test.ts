@@ -64,6 +64,48 @@ describe("socket kind: maxAge breaks racing a release", () => {
   );
 });
 
+describe("socket kind: a release after the wall clock stepped forward", () => {
+  interleaving(
+    "a short hold released after a forward clock step takes the breaker lock: a maxAge break cannot slip between its read and its rename",
+    async () => {
+      const name = `step-${randomHex(4)}`;
+      const world = createWorld();
+      const sims = [111, 112, 113, 114].map((pid) => world.process(pid));
+      const [holder, breaker, newcomer, late] = sims;
+      await holder.runtime.mkdir(DIR, 0o700);
+      const paths = lockPaths(DIR, name, false);
+      const grant = settle(await socketTarget(holder.runtime, settings(name)).tryAcquire())!;
+      // The host's clock steps 10 s forward (NTP at boot, a VM resumed): by
+      // the wall clock the lock is 10 s old, by the monotonic one a moment.
+      for (const sim of sims) sim.runtime.now = () => Date.now() + 10_000;
+
+      // The holder releases; it is paused once it has read its file and is
+      // about to rename it to `.last`.
+      const renaming = pauseAt(holder, (op, path) => op === "rename" && path === paths.file);
+      const releasing = grant.release();
+      await within(renaming.arrived, "the holder read its file and is about to rename it");
+
+      // Meanwhile a maxAge breaker judges the lock too old, and a newcomer
+      // tries; then the release goes on, and a latecomer tries.
+      const broke = settle(
+        await within(
+          socketTarget(breaker.runtime, settings(name, { maxAge: 1_000 })).tryAcquire(),
+          "the breaker's try ends",
+        ),
+      );
+      const came = settle(await socketTarget(newcomer.runtime, settings(name)).tryAcquire());
+      renaming.go();
+      await within(releasing, "the release returns");
+      const later = settle(await socketTarget(late.runtime, settings(name)).tryAcquire());
+      const holders = [broke, came, later].filter((g) => g !== null);
+      assert.equal(holders.length, 1, `${holders.length} holders at once`);
+      assert.equal(holderPid(world, paths.file), holders[0]!.info.pid, "the holder's file");
+      assert.ok(holders[0]!.token > grant.token);
+      await holders[0]!.release();
+    },
+  );
+});
+
 describe("socket kind: bad input in a real directory", () => {
   test("a name of 200 UTF-8 bytes locks, excludes, breaks a stale file and chains tokens", async () => {
     const dir = await tempDir();

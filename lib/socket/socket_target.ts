@@ -279,7 +279,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
       async release() {
         try {
-          await releaseFile(text, heldSince);
+          await releaseFile(text, heldSince, record.acquiredAt);
         } finally {
           await served.stop();
         }
@@ -319,13 +319,14 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // maxAge breaker (of any process) to have broken it releases under the
   // breaker lock: else a breaker could break it and a newcomer create its
   // file between our read and our rename, and we would retire the
-  // newcomer's file. A shorter hold cannot have been broken so.
-  async function releaseFile(text: string, heldSince: number): Promise<void> {
+  // newcomer's file. A shorter hold cannot have been broken so. Breakers
+  // judge age by the wall clock (the file's acquiredAt), so a hold counts as
+  // long by either clock: one stepped forward makes a young lock look old.
+  async function releaseFile(text: string, heldSince: number, acquiredAt: number): Promise<void> {
+    const held = Math.max(runtime.monotonic() - heldSince, runtime.now() - acquiredAt);
     // Without the key (its file made unreadable), the release goes on
     // without the breaker lock, as one that short would.
-    const key = runtime.monotonic() - heldSince >= MIN_MAX_AGE_MS / 2
-      ? await breaker().catch(() => null)
-      : null;
+    const key = held >= MIN_MAX_AGE_MS / 2 ? await breaker().catch(() => null) : null;
     const unlock = key === null ? null : await holdBreakerLock(runtime, key);
     // A breaker keeps it: it may have re-read our file as stale and be about
     // to remove whatever is there. Our file stays; once we stop answering,
