@@ -215,39 +215,36 @@ describe("the socketlock CLI", () => {
 
   test("a command not found exits 127, one not executable 126, one killed by signal N 128+N, usage errors 64 with help", async () => {
     const d = await dir();
-    const missing = await cli("node", ["run", "m", "--dir", d, "--", "/no/such/command"]).done;
+    await writeFile(`${d}/not-executable.sh`, "echo hi\n", { mode: 0o644 });
+    // All at once (each is a process of its own), each on a name of its own.
+    const [missing, notExecutable, bus, usage, unknown, bad, kind, blank, down] = await Promise.all(
+      [
+        ["run", "m1", "--dir", d, "--", "/no/such/command"],
+        ["run", "m2", "--dir", d, "--", `${d}/not-executable.sh`],
+        // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
+        ["run", "m3", "--dir", d, "--", "sh", "-c", "kill -BUS $$"],
+        ["run", "m4", "--dir", d],
+        ["run", "m5", "--bogus", "--", "true"],
+        ["run", "../x", "--dir", d, "--", "true"],
+        ["status", "m6", "--kind", "bogus"],
+        ["run", "m7", "--dir", d, "--wait=", "--", "true"],
+        ["status", "m8", "--server", "127.0.0.1:1"],
+      ].map((args) => cli("node", args).done),
+    );
     assert.equal(missing.code, 127);
     // Ours, or setpriv's (Linux: the command is started through it).
     assert.match(missing.stderr, /(cannot run|failed to execute) \/no\/such\/command/);
-    await writeFile(`${d}/not-executable.sh`, "echo hi\n", { mode: 0o644 });
-    const notExecutable = await cli("node", [
-      "run",
-      "m",
-      "--dir",
-      d,
-      "--",
-      `${d}/not-executable.sh`,
-    ])
-      .done;
     assert.equal(notExecutable.code, 126, notExecutable.stderr);
-    // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
-    const bus = await cli("node", ["run", "m", "--dir", d, "--", "sh", "-c", "kill -BUS $$"]).done;
     assert.equal(bus.code, 128 + constants.signals.SIGBUS, bus.stderr);
-    const usage = await cli("node", ["run", "m", "--dir", d]).done;
     assert.equal(usage.code, 64);
     assert.match(usage.stderr, /needs a command after --[\s\S]*Usage: socketlock run/);
-    const unknown = await cli("node", ["run", "m", "--bogus", "--", "true"]).done;
     assert.equal(unknown.code, 64);
     assert.match(unknown.stderr, /Unknown option --bogus/);
-    const bad = await cli("node", ["run", "../x", "--dir", d, "--", "true"]).done;
     assert.equal(bad.code, 64);
     assert.match(bad.stderr, /Invalid lock name/);
-    const kind = await cli("node", ["status", "m", "--kind", "bogus"]).done;
     assert.equal(kind.code, 64, "not 1, which status uses for held");
     assert.match(kind.stderr, /Unknown --kind bogus/);
-    const blank = await cli("node", ["run", "m", "--dir", d, "--wait=", "--", "true"]).done;
     assert.equal(blank.code, 64, "a blank --wait is not --no-wait");
-    const down = await cli("node", ["status", "m", "--server", "127.0.0.1:1"]).done;
     assert.equal(down.code, 69, "an unreachable server is not a held lock");
   });
 });

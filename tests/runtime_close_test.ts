@@ -82,8 +82,8 @@ describe(`runtime adapter (${runtime.name}): closing takes effect before the pro
       // The child closes its side, then blocks its event loop before it prints.
       await within(seen.closed, WITHIN_3S_BLOCK, "the close to arrive while the child blocks");
       assert.ok(!child.output().includes("unblocked"), "the FIN came only after the block");
-      await child.printed("unblocked", 10_000);
     } finally {
+      // Killed mid-block: what it does once unblocked proves nothing more.
       child.kill();
     }
   });
@@ -111,7 +111,6 @@ describe(`runtime adapter (${runtime.name}): closing takes effect before the pro
       assert.ok(!child.output().includes("unblocked"), "the effects came only after the block");
       assert.ok(again.acquired, "the address is free once release() resolved");
       await again.grant.release();
-      await child.printed("unblocked", 10_000);
     } finally {
       conn?.abort();
       child.kill();
