@@ -3,10 +3,8 @@
 // file and writing it leaves the same empty file as one that crashed there.
 
 import * as fs from "node:fs";
-
-function codeOf(error: unknown): unknown {
-  return (error as { code?: unknown })?.code;
-}
+import { isOwnProc } from "./_proc_stat.ts";
+import { errorCode } from "./types.ts";
 
 /**
  * True if a process has `path` open, false if none does, `null` where that
@@ -23,9 +21,9 @@ export function fileInUseSync(path: string, ownPid: number): boolean | null {
   try {
     target = fs.realpathSync(path);
     owner = fs.lstatSync(target).uid;
-    if (Number.parseInt(fs.readFileSync("/proc/self/stat", "utf8"), 10) !== ownPid) return null;
+    if (!isOwnProc(fs.readFileSync("/proc/self/stat", "utf8"), ownPid)) return null;
   } catch (error) {
-    if (codeOf(error) === "ENOENT" && fs.existsSync("/proc/self/fd")) return false;
+    if (errorCode(error) === "ENOENT" && fs.existsSync("/proc/self/fd")) return false;
     return null;
   }
   let pids: string[];
@@ -40,7 +38,7 @@ export function fileInUseSync(path: string, ownPid: number): boolean | null {
     try {
       fds = fs.readdirSync(`/proc/${pid}/fd`);
     } catch (error) {
-      const code = codeOf(error);
+      const code = errorCode(error);
       if (code === "ENOENT" || code === "ESRCH") continue; // it exited
       // Not ours to read. Whoever writes a file in place created it, so only
       // a process running as its owner can be its writer.

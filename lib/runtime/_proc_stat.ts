@@ -42,6 +42,15 @@ export function namespaceIdOf(readLink: (path: string) => string): string | null
 }
 
 /**
+ * Whether the `/proc` mounted is of our pid namespace: its `/proc/self/stat`
+ * (given as `selfStat`) names `ownPid`. Otherwise its entries are other
+ * processes than the pids we know.
+ */
+export function isOwnProc(selfStat: string, ownPid: number): boolean {
+  return Number.parseInt(selfStat, 10) === ownPid;
+}
+
+/**
  * Reads a pid's start time through `readText`, caching the boot time.
  * Returns `null` when the process is gone (even while being read), the
  * platform has no `/proc`, or the `/proc` mounted is not of our pid
@@ -56,7 +65,7 @@ export function procStartTimeReader(
   let procIsOurs: boolean | null = null;
   return async (pid) => {
     try {
-      procIsOurs ??= Number.parseInt(await readText("/proc/self/stat"), 10) === ownPid;
+      procIsOurs ??= isOwnProc(await readText("/proc/self/stat"), ownPid);
       if (!procIsOurs) return null;
       bootTime ??= parseBootTime(await readText("/proc/stat"));
       if (bootTime === null) return null;

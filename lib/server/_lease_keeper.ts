@@ -92,7 +92,7 @@ export class LeaseKeeper {
     const lease = this.#lease;
     lease.active = false;
     this.#host.forget(lease);
-    (this.#controller ??= new AbortController()).abort(new LockLostError(lease.name, why));
+    this.#abort(why);
   }
 
   /**
@@ -101,6 +101,10 @@ export class LeaseKeeper {
    */
   revoke(why: string): void {
     this.stop();
+    this.#abort(why);
+  }
+
+  #abort(why: string): void {
     (this.#controller ??= new AbortController()).abort(new LockLostError(this.#lease.name, why));
   }
 
