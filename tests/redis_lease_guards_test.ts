@@ -7,7 +7,6 @@
 // has let go.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import type { Redis } from "ioredis";
 import { lock, tryLock } from "../mod.ts";
 import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
@@ -15,6 +14,7 @@ import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { EXTEND } from "../lib/redis/scripts.ts";
 import { describeRedis } from "./_redis_server.ts";
 import { redisSuite } from "./_redis_suite.ts";
+import { relayProxy } from "./_relay_proxy.ts";
 import { eventually } from "./_waiting.ts";
 
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -30,11 +30,8 @@ function stall(ms: number): void {
  * cuts the link (every byte dropped both ways, connections kept open).
  */
 async function delayingProxy(port: number) {
-  const sockets = new Set<net.Socket>();
   const state = { delayMs: 0, cut: false };
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, "127.0.0.1");
-    sockets.add(client).add(upstream);
+  const proxy = await relayProxy(port, (client, upstream) => {
     client.on("data", (chunk) => state.cut || upstream.write(chunk));
     upstream.on("data", (chunk) => {
       if (state.cut) return;
@@ -45,23 +42,8 @@ async function delayingProxy(port: number) {
         state.cut = true;
       }, state.delayMs);
     });
-    for (const socket of [client, upstream]) {
-      socket.on("error", () => {});
-      socket.on("close", () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    state,
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...proxy, state };
 }
 
 describeRedis("Redis kind: leases and tokens under late replies and lost counters", () => {

@@ -6,10 +6,11 @@
 // it holds a name and waits for it again must not be granted it back.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
+import type { Socket } from "node:net";
 import { LockClient, LockLostError, serve } from "../mod.ts";
 import { LockTable, Owner } from "../lib/server/lock_table.ts";
 import { abortedSignal, within } from "./_server_helpers.ts";
+import { relayProxy } from "./_relay_proxy.ts";
 import { eventually } from "./_waiting.ts";
 
 /**
@@ -20,12 +21,11 @@ import { eventually } from "./_waiting.ts";
  * client's request lines.
  */
 async function proxyTo(port: number) {
-  const sockets = new Set<net.Socket>();
   const state = { delayMs: 0, cut: false, dropTags: new Set<string>() };
   const sent: string[] = [];
   let toClient: (text: string) => void = () => {};
   let toServer: (text: string) => void = () => {};
-  const lines = (socket: net.Socket, each: (line: string) => void) => {
+  const lines = (socket: Socket, each: (line: string) => void) => {
     let rest = "";
     socket.on("data", (chunk) => {
       const parts = (rest + chunk.toString("utf8")).split("\n");
@@ -33,9 +33,7 @@ async function proxyTo(port: number) {
       for (const line of parts) each(line);
     });
   };
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, "127.0.0.1");
-    sockets.add(client).add(upstream);
+  const proxy = await relayProxy(port, (client, upstream) => {
     toClient = (text) => client.write(text);
     toServer = (text) => upstream.write(text);
     lines(client, (line) => {
@@ -48,25 +46,13 @@ async function proxyTo(port: number) {
       if (state.delayMs === 0) return void client.write(`${line}\n`);
       setTimeout(() => state.cut || client.write(`${line}\n`), state.delayMs);
     });
-    for (const socket of [client, upstream]) {
-      socket.on("error", () => {});
-      socket.on("close", () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
-    port: (server.address() as net.AddressInfo).port,
+    ...proxy,
     state,
     sent,
     toClient: (text: string) => toClient(text),
     toServer: (text: string) => toServer(text),
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
   };
 }
 

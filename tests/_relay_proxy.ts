@@ -1,0 +1,48 @@
+// A loopback TCP relay for tests that must delay, drop or inject what
+// travels between a client and a real server (a lock server, Redis).
+
+import * as net from "node:net";
+
+/** A running relay. */
+export interface RelayProxy {
+  /** The loopback port clients connect to. */
+  readonly port: number;
+  /** Closes every relayed connection and stops listening. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on a free loopback port and, for each client, connects to
+ * `127.0.0.1:port`. `relay` wires the two sockets' data: nothing passes
+ * unless it does. Either side closing closes both; errors only close.
+ *
+ * @param port The server's port.
+ * @param relay Called once per connection with its two sockets.
+ * @returns The relay, once it listens.
+ */
+export async function relayProxy(
+  port: number,
+  relay: (client: net.Socket, upstream: net.Socket) => void,
+): Promise<RelayProxy> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    sockets.add(client).add(upstream);
+    relay(client, upstream);
+    for (const socket of [client, upstream]) {
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
