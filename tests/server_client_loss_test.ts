@@ -4,8 +4,38 @@
 // holder that still believes it holds it is a second holder.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import type * as net from "node:net";
 import { LockClient, LockLostError, serve } from "../mod.ts";
+import { type Connection, type Runtime, runtime } from "../lib/runtime/mod.ts";
+import { ClientCore } from "../lib/server/_client_core.ts";
+import { serverTarget } from "../lib/server/server_target.ts";
+import { relayProxy } from "./_relay_proxy.ts";
 import { RawConnection, serveProcess, signal, within } from "./_server_helpers.ts";
+
+/**
+ * The runtime, except that connections never report their close: the client
+ * behaves as in a process too busy to see its close event yet.
+ */
+function withoutCloseEvents(): Runtime {
+  const withheld = (conn: Connection): Connection => ({
+    onData: (handler) => conn.onData(handler),
+    onClose: () => {},
+    write: (data) => conn.write(data),
+    close: () => conn.close(),
+    unref: () => conn.unref(),
+    get bufferedAmount() {
+      return conn.bufferedAmount;
+    },
+    onDrain: (handler) => conn.onDrain(handler),
+    pause: () => conn.pause(),
+    resume: () => conn.resume(),
+    abort: () => conn.abort(),
+  });
+  return {
+    ...runtime,
+    connect: async (address, timeout) => withheld(await runtime.connect(address, timeout)),
+  };
+}
 
 describe("LockClient: leases given up by close() or release(name)", () => {
   test("LockClient.close() aborts held.signal at once: the server grants the name on the FIN", async () => {
@@ -61,6 +91,40 @@ describe("LockClient: leases given up by close() or release(name)", () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  test("a reply it cannot read drops the connection and aborts held.signal at once, not on the close event", async () => {
+    await using server = await serve({ port: 0 });
+    let toClient: net.Socket | null = null;
+    let clientClosed!: () => void;
+    const closedByClient = new Promise<void>((resolve) => (clientClosed = resolve));
+    const proxy = await relayProxy(server.address.port, (client, upstream) => {
+      toClient = client;
+      client.on("data", (data) => upstream.write(data));
+      upstream.on("data", (data) => client.write(data));
+      client.on("end", clientClosed);
+    });
+    const core = new ClientCore({
+      hostname: "127.0.0.1",
+      port: proxy.port,
+      connectTimeout: 5_000,
+      runtime: withoutCloseEvents(),
+    });
+    try {
+      const attempt = await serverTarget(core, "garbled", {}).tryAcquire();
+      assert.ok(attempt.acquired);
+      const lost = attempt.grant.lost!;
+      assert.equal(lost.aborted, false);
+      toClient!.write("this is no reply\n");
+      // The client closed its end: the server may grant the name to the next
+      // waiter now, so the holder must already know.
+      await within(closedByClient, 5_000, "the client drops the connection");
+      assert.equal(lost.aborted, true, "dropped without aborting held.signal: two holders");
+      assert.ok(lost.reason instanceof LockLostError);
+    } finally {
+      core.close();
+      await proxy.close();
     }
   });
 });

@@ -205,19 +205,32 @@ export class ClientConnection {
     });
   }
 
-  /** Closes the connection (queued requests are flushed first). */
+  /**
+   * Closes the connection (queued requests are flushed first). It counts as
+   * ended at once, not when the close event comes: the server releases our
+   * leases the moment it reads the FIN, while this process may be too busy
+   * to see its own close event for a while.
+   */
   close(): void {
     if (this.#closed) return;
     this.#out.flush();
     this.#conn.close();
+    this.#ended();
+  }
+
+  /** Drops the connection without sending what is queued: the server is not to be trusted. */
+  #drop(): void {
+    this.#conn.close();
+    this.#ended();
   }
 
   readonly #onLine = (line: string) => {
+    if (this.#closed) return; // the rest of a chunk that held a line we could not trust
     let reply: Reply;
     try {
       reply = parseReply(line);
     } catch {
-      this.#conn.close(); // not our server: nothing it says can be trusted
+      this.#drop(); // not our server: nothing it says can be trusted
       return;
     }
     if (reply.tag === "*") {
@@ -228,11 +241,11 @@ export class ClientConnection {
     try {
       if (handler && handler.onReply(reply)) this.#pending.delete(reply.tag);
     } catch {
-      this.#conn.close(); // a reply we cannot read: nothing after it can be trusted
+      this.#drop(); // a reply we cannot read: nothing after it can be trusted
     }
   };
 
-  readonly #onTooLong = () => this.#conn.close();
+  readonly #onTooLong = () => this.#drop();
 
   #ended(): void {
     if (this.#closed) return;

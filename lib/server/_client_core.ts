@@ -169,8 +169,8 @@ export class ClientCore implements KeeperHost, OpHost {
     // The server releases them the moment it reads our FIN, which can be
     // before this side sees its own close event: they are lost now.
     this.#loseAll("the LockClient was closed, and the server released it");
-    this.#conn?.close();
     for (const op of [...this.#inflight]) op.fail(new LockError("The LockClient was closed."));
+    this.#conn?.close();
   }
 
   #simple(line: string, retry: boolean): Promise<Reply> {
