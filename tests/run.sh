@@ -42,13 +42,15 @@ run() { # name, command...
   local plain; plain=$(sed 's/\x1b\[[0-9;]*m//g' "$logs/$name.log")
   local pass fail
   case $name in
-    # Deno counts each describe() as one test with steps: count the steps.
-    # Deno reports each describe() as one test with steps: count the leaves
-    # (a result whose "name ..." header was printed before is a parent).
-    deno) read -r pass fail < <(awk '/ \.\.\.$/ { open[$0] = 1; next }
-            / \.\.\. (ok|FAILED)/ { name = $0; sub(/ \.\.\. (ok|FAILED).*/, " ...", name)
-              if (name in open) next; if ($0 ~ / \.\.\. ok/) p++; else f++ }
-            END { print p + 0, f + 0 }' <<<"$plain") ;;
+    # Deno --parallel prints each result as "file => describe ... step ... ok":
+    # count the leaves (a result whose name heads another's is a parent).
+    deno) read -r pass fail < <(awk 'function up(s,  i, j) { j = 0
+              while ((i = index(substr(s, j + 1), " ... ")) > 0) j += i + 4
+              return j ? substr(s, 1, j - 5) : "" }
+            / \.\.\. (ok|FAILED)/ { name = $0; sub(/ \.\.\. (ok|FAILED).*/, "", name)
+              ok[name] = ($0 ~ / \.\.\. ok/); for (p = up(name); p != ""; p = up(p)) parent[p] = 1 }
+            END { for (n in ok) if (!(n in parent)) { if (ok[n]) pass++; else fail++ }
+              print pass + 0, fail + 0 }' <<<"$plain") ;;
     bun)  pass=$(grep -oE '^ *[0-9]+ pass$' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
           fail=$(grep -oE '^ *[0-9]+ fail$' <<<"$plain" | tail -1 | grep -oE '[0-9]+') ;;
     node|torture) pass=$(grep -oE '^ℹ pass [0-9]+' <<<"$plain" | tail -1 | grep -oE '[0-9]+')
@@ -76,9 +78,9 @@ show_failures() { # name
   esac | head -120
 }
 if [ "${#files[@]}" -gt 0 ]; then
-  run deno "$SOCKETLOCK_DENO" test -A --no-check "${files[@]}"
-  run bun "$SOCKETLOCK_BUN" test --timeout 120000 "${files[@]/#/./}"
-  run node "$SOCKETLOCK_NODE" --test --test-timeout=120000 "${files[@]}"
+  run deno env DENO_JOBS=2 "$SOCKETLOCK_DENO" test -A --no-check --parallel "${files[@]}"
+  run bun "$SOCKETLOCK_BUN" test --parallel=2 --timeout 120000 "${files[@]/#/./}"
+  run node "$SOCKETLOCK_NODE" --test --test-concurrency=2 --test-timeout=120000 "${files[@]}"
 fi
 if [ "${#tortures[@]}" -gt 0 ]; then
   run torture "$SOCKETLOCK_NODE" --test --test-timeout=300000 "${tortures[@]}"
