@@ -21,13 +21,6 @@
 export type WallClock = () => number;
 
 /**
- * Epoch milliseconds with sub-millisecond precision: tokens of two hand-offs
- * within one millisecond, in two processes that never saw each other's
- * token, still differ.
- */
-export const preciseWallClock: WallClock = () => performance.timeOrigin + performance.now();
-
-/**
  * A source of fencing tokens: strictly increasing within the process and,
  * being tied to the wall clock, across restarts of the server.
  *

@@ -22,7 +22,8 @@ import {
 import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { abstractName, basePort, PORT_COUNT, validatePortKey } from "./port_name.ts";
-import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
+import { FencingTokens } from "../_fencing_tokens.ts";
+import { preciseWallClock } from "../_precise_wall_clock.ts";
 
 /** How the lock is bound: k3portlock uses an abstract socket on Linux only. */
 export type PortMode = "abstract" | "tcp";

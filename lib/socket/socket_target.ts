@@ -13,7 +13,8 @@ import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import { foreignNamespaces } from "../_namespaces.ts";
-import { FencingTokens, preciseWallClock } from "../_fencing_tokens.ts";
+import { FencingTokens } from "../_fencing_tokens.ts";
+import { preciseWallClock } from "../_precise_wall_clock.ts";
 import { checkLockFile, ensureLockDir, forgetLockDir } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import {

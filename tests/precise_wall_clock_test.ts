@@ -1,0 +1,75 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { calibratedWallClock, preciseWallClock } from "../lib/_precise_wall_clock.ts";
+
+/**
+ * A simulated host: real time advances a little with every read of either
+ * clock; the wall clock shows it truncated to the millisecond (as Date.now()
+ * does), the monotonic one shows it minus an offset that a test can step.
+ */
+function simulatedHost(offset: number) {
+  const host = {
+    real: 1_700_000_000_000.25,
+    offset,
+    wall: () => Math.floor(host.real += 0.0013),
+    monotonic: () => (host.real += 0.0013) - host.offset,
+  };
+  return host;
+}
+
+describe("preciseWallClock", () => {
+  test("agrees with the real time to within microseconds, whatever the process's time origin", () => {
+    const host = simulatedHost(1_699_999_000_000.7);
+    const clock = calibratedWallClock(host.wall, host.monotonic);
+    for (let i = 0; i < 1000; i++) {
+      const before = host.real;
+      const reading = clock();
+      assert.ok(
+        reading >= before - 0.01 && reading <= host.real,
+        `${reading} vs ${before}..${host.real}`,
+      );
+    }
+  });
+
+  test("measures its offset again when the wall clock is stepped or slewed either way", () => {
+    const host = simulatedHost(1_699_999_000_000.7);
+    const clock = calibratedWallClock(host.wall, host.monotonic);
+    clock();
+    for (const step of [3, -3, 0.4, -0.4, 0.05, 250]) {
+      // The wall clock moves; the monotonic one does not.
+      host.real += step;
+      host.offset += step;
+      // Every reading stays within the millisecond the wall clock shows...
+      for (let i = 0; i < 12; i++) {
+        const before = host.real;
+        const reading = clock();
+        assert.ok(
+          reading >= Math.floor(before) && reading < host.real + 1,
+          `after a ${step} ms step`,
+        );
+        host.real += 0.1;
+      }
+      // ...and once readings have spanned a millisecond, it is exact again.
+      const before = host.real;
+      const reading = clock();
+      assert.ok(reading >= before - 0.01 && reading <= host.real, `${step} ms step not caught up`);
+    }
+  });
+
+  test("gives its best at once when a stub clock never turns", () => {
+    const clock = calibratedWallClock(() => 5_000, () => 1);
+    assert.equal(clock(), 5_000);
+  });
+
+  test("stays within the millisecond Date.now() shows", () => {
+    for (let i = 0; i < 10_000; i++) {
+      const before = Date.now();
+      const reading = preciseWallClock();
+      const after = Date.now();
+      assert.ok(
+        reading >= before && reading < after + 1.1,
+        `${reading} outside ${before}..${after + 1}`,
+      );
+    }
+  });
+});
