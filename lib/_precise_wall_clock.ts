@@ -2,7 +2,7 @@
 //
 // `performance.timeOrigin + performance.now()` does not: each process fixes
 // its time origin once, at start-up, and in processes started on a busy
-// machine it was measurably off (0.1–0.2 ms here; a torture run's port-kind
+// machine it was measurably off (up to 0.7 ms ahead here; a torture run's port-kind
 // tokens came out up to 3 ms out of order) for their whole life. Date.now()
 // reads the one system clock, but only to the millisecond. So the offset
 // between the wall clock and the monotonic one is measured here: right
