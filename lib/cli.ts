@@ -23,6 +23,7 @@ import { UsageError } from "./cli/args.ts";
 import { RUN_HELP, runCommand } from "./cli/run_command.ts";
 import { STATUS_HELP, statusCommand } from "./cli/status_command.ts";
 import { SERVE_HELP, serveCommand } from "./cli/serve_command.ts";
+import { VERSION } from "./version.ts";
 
 /** Exit code on usage errors: EX_USAGE. */
 const EXIT_USAGE = 64;
@@ -38,7 +39,7 @@ Commands:
   status NAME [options]                 show who holds the lock NAME
   serve [options]                       run a lock server (--server HOST:PORT reaches it)
 
-Run "socketlock COMMAND --help" for a command's options.`;
+Run "socketlock COMMAND --help" for a command's options, "socketlock --version" for the version.`;
 
 /**
  * Runs the CLI with `args` (without the program name) and returns the exit
@@ -64,6 +65,10 @@ export async function main(args: string[]): Promise<number> {
         return await statusCommand(rest);
       case "serve":
         return await serveCommand(rest);
+      case "-V":
+      case "--version":
+        console.log(`socketlock ${VERSION}`);
+        return 0;
       case undefined:
       case "-h":
       case "--help":

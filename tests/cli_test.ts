@@ -213,24 +213,27 @@ describe("the socketlock CLI", () => {
     assert.match(denied.stderr, /Deno needs --allow-run=sh/);
   });
 
-  test("a command not found exits 127, one not executable 126, one killed by signal N 128+N, usage errors 64 with help", async () => {
+  test("a command not found exits 127, one not executable 126, one killed by signal N 128+N, usage errors 64 with help; --version prints the version", async () => {
     const d = await dir();
     await writeFile(`${d}/not-executable.sh`, "echo hi\n", { mode: 0o644 });
     // All at once (each is a process of its own), each on a name of its own.
-    const [missing, notExecutable, bus, usage, unknown, bad, kind, blank, down] = await Promise.all(
-      [
-        ["run", "m1", "--dir", d, "--", "/no/such/command"],
-        ["run", "m2", "--dir", d, "--", `${d}/not-executable.sh`],
-        // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
-        ["run", "m3", "--dir", d, "--", "sh", "-c", "kill -BUS $$"],
-        ["run", "m4", "--dir", d],
-        ["run", "m5", "--bogus", "--", "true"],
-        ["run", "../x", "--dir", d, "--", "true"],
-        ["status", "m6", "--kind", "bogus"],
-        ["run", "m7", "--dir", d, "--wait=", "--", "true"],
-        ["status", "m8", "--server", "127.0.0.1:1"],
-      ].map((args) => cli("node", args).done),
-    );
+    const [missing, notExecutable, bus, usage, unknown, bad, kind, blank, down, version] =
+      await Promise
+        .all(
+          [
+            ["run", "m1", "--dir", d, "--", "/no/such/command"],
+            ["run", "m2", "--dir", d, "--", `${d}/not-executable.sh`],
+            // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
+            ["run", "m3", "--dir", d, "--", "sh", "-c", "kill -BUS $$"],
+            ["run", "m4", "--dir", d],
+            ["run", "m5", "--bogus", "--", "true"],
+            ["run", "../x", "--dir", d, "--", "true"],
+            ["status", "m6", "--kind", "bogus"],
+            ["run", "m7", "--dir", d, "--wait=", "--", "true"],
+            ["status", "m8", "--server", "127.0.0.1:1"],
+            ["--version"],
+          ].map((args) => cli("node", args).done),
+        );
     assert.equal(missing.code, 127);
     // Ours, or setpriv's (Linux: the command is started through it).
     assert.match(missing.stderr, /(cannot run|failed to execute) \/no\/such\/command/);
@@ -246,5 +249,8 @@ describe("the socketlock CLI", () => {
     assert.match(kind.stderr, /Unknown --kind bogus/);
     assert.equal(blank.code, 64, "a blank --wait is not --no-wait");
     assert.equal(down.code, 69, "an unreachable server is not a held lock");
+    assert.equal(version.code, 0);
+    const published = JSON.parse(readFileSync(new URL("../jsr.json", import.meta.url), "utf8"));
+    assert.equal(version.stdout, `socketlock ${published.version}\n`);
   });
 });
