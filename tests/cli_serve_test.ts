@@ -179,9 +179,17 @@ describe("socketlock serve", () => {
   });
 
   test("serve rejects bad options with usage errors (exit 64)", async () => {
-    for (const args of [["--port", "http"], ["--max-line", "0"], ["extra"]]) {
-      const result = await runCli("node", ["serve", ...args]).done;
-      assert.equal(result.code, 64, args.join(" "));
+    const cases = [
+      ["--port", "http"],
+      ["--max-line", "0"],
+      ["--max-connections", "1.5"],
+      ["--idle-timeout", " "],
+      ["extra"],
+    ];
+    // Started together: each is a process start-up, and they share nothing.
+    const results = await Promise.all(cases.map((args) => runCli("node", ["serve", ...args]).done));
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.code, 64, cases[i].join(" "));
       assert.match(result.stderr, /Usage: socketlock serve/);
     }
   });

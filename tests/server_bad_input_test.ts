@@ -6,7 +6,7 @@
 // runtime running this file, so its memory can be read from /proc.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { LockClient, serve } from "../mod.ts";
+import { LockClient, LockError, serve } from "../mod.ts";
 import { detectRuntimeName } from "../lib/runtime/mod.ts";
 import { DistlockdCommand, encodeDistlockdRequest } from "../lib/server/distlockd_frames.ts";
 import type { Child } from "./_processes.ts";
@@ -208,6 +208,22 @@ describe("the lock server at its connection limit", () => {
     } finally {
       for (const conn of conns) conn.close();
       await server.close();
+    }
+  });
+});
+
+describe("serve() options", () => {
+  test("limits that count things must be whole numbers of at least 1, with a LockError naming the option", async () => {
+    for (
+      const bad of [{ maxConnections: 1.5 }, { maxConnections: 0.5 }, { maxLineBytes: 0 }, {
+        maxOutputBytes: Number.NaN,
+      }, { idleTimeout: 0 }]
+    ) {
+      await assert.rejects(serve({ port: 0, ...bad }), (error: Error) => {
+        assert.ok(error instanceof LockError);
+        assert.match(error.message, new RegExp(`serve\\(\\): ${Object.keys(bad)[0]} must be`));
+        return true;
+      });
     }
   });
 });

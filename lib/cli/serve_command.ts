@@ -49,6 +49,9 @@ const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
   "--max-output": "maxOutputBytes",
 };
 
+/** The limit flags given in milliseconds. */
+const MS_FLAGS = new Set(["--ttl", "--max-ttl", "--idle-timeout"]);
+
 /** Reads a token file: its content without trailing whitespace. */
 export async function readTokenFile(path: string, log?: Logger): Promise<string> {
   let text: string;
@@ -117,9 +120,16 @@ export async function serveCommand(args: string[]): Promise<number> {
     const raw = parsed.flags.get(flag);
     if (raw === undefined) continue;
     const value = Number(raw);
-    if (raw === true || !Number.isFinite(value) || value <= 0) {
+    // Milliseconds may be fractional; counts and sizes may not.
+    const ms = MS_FLAGS.has(flag);
+    if (
+      raw === true || raw.trim() === "" || !Number.isFinite(value) || value <= 0 ||
+      (!ms && !Number.isSafeInteger(value))
+    ) {
       throw new UsageError(
-        `${flag} takes a number above 0, e.g. ${flag} ${raw === true ? 1000 : 5000}.`,
+        `${flag} takes ${
+          ms ? "a number of milliseconds" : "a whole number"
+        } above 0, e.g. ${flag} ${ms ? 5000 : 1000}.`,
       );
     }
     (options as Record<string, unknown>)[key] = value;

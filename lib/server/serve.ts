@@ -97,6 +97,15 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return value;
 }
 
+/** A count or size limit: a whole number, at least 1 (1.5 connections means nothing). */
+function wholeNumber(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new LockError(`serve(): ${name} must be a whole number of at least 1, got ${value}.`);
+  }
+  return value;
+}
+
 /**
  * Starts a lock server.
  *
@@ -138,7 +147,9 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
   }
   const limits: Required<ServerLimits> = { ...DEFAULT_LIMITS };
   for (const key of Object.keys(DEFAULT_LIMITS) as (keyof ServerLimits)[]) {
-    limits[key] = Math.floor(positive(key, options[key], DEFAULT_LIMITS[key]));
+    limits[key] = key === "idleTimeout"
+      ? positive(key, options[key], DEFAULT_LIMITS[key])
+      : wholeNumber(key, options[key], DEFAULT_LIMITS[key]);
   }
   const maxTtl = positive("maxTtl", options.maxTtl, 3_600_000);
   const log = options.logger ?? { log() {} };
