@@ -1,7 +1,7 @@
 // The CLI from each runtime: run under a lock, busy/no-wait, signals, status.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { constants } from "node:os";
 import process from "node:process";
@@ -17,6 +17,7 @@ import {
   spawnScript,
   tempDir,
 } from "./_processes.ts";
+import { eventually } from "./_waiting.ts";
 
 /** True while `pid` runs (a zombie, waiting to be reaped, no longer does). */
 function isRunning(pid: number): boolean {
@@ -98,6 +99,69 @@ describe("the socketlock CLI", () => {
       assert.ok(held);
       await held.release();
     });
+
+    test(`Ctrl-C on the terminal reaches a command run from ${rt} once, not twice (Linux)`, {
+      skip: process.platform !== "linux" && "the foreground group is read from /proc",
+    }, async () => {
+      const d = await dir();
+      const count = `${d}/sigints`;
+      const [cmd, base] = scriptCommand(rt, CLI);
+      // run is the foreground job of a terminal of its own; the command counts its SIGINTs.
+      const result = await spawnCommand("python3", [
+        fixture("ctrl_c_in_pty.py"),
+        count,
+        cmd,
+        ...base,
+        "run",
+        "ctrl-c",
+        "--dir",
+        d,
+        "--",
+        "python3",
+        fixture("count_sigint.py"),
+        count,
+      ]).done;
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(
+        readFileSync(count, "utf8"),
+        "1",
+        "the terminal's SIGINT, and no forwarded copy",
+      );
+    });
+
+    test(
+      `a SIGINT sent to run from ${rt} outside any terminal is forwarded to the command (Linux)`,
+      {
+        skip: process.platform !== "linux" && "the foreground group is read from /proc",
+      },
+      async () => {
+        const d = await dir();
+        const count = `${d}/sigints`;
+        const [cmd, base] = scriptCommand(rt, CLI);
+        // setsid: no controlling terminal, whatever the test runner has.
+        const run = spawnCommand("setsid", [
+          cmd,
+          ...base,
+          "run",
+          "kill-int",
+          "--dir",
+          d,
+          "--",
+          "python3",
+          fixture("count_sigint.py"),
+          count,
+        ]);
+        kids.push(run);
+        assert.ok(
+          await eventually(() => existsSync(`${count}.ready`), 20_000),
+          "the command started",
+        );
+        process.kill(run.pid, "SIGINT");
+        const result = await run.done;
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(readFileSync(count, "utf8"), "1", "forwarded once");
+      },
+    );
 
     test(`run from ${rt} killed outright takes its command down with it (Linux)`, {
       skip: process.platform !== "linux" && "the parent-death signal is Linux's",

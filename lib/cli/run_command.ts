@@ -15,6 +15,7 @@ import {
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
+import { inTerminalForeground } from "./_terminal.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
@@ -31,7 +32,9 @@ const LOST_GRACE_MS = 2_000;
 export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS...]
 
 Runs COMMAND while holding the lock NAME; exits with COMMAND's exit code.
-Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND; the lock is
+Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND (SIGINT and
+SIGHUP only when they cannot have come from the terminal, which sends them
+to COMMAND itself: Ctrl-C reaches COMMAND once); the lock is
 released when COMMAND ends, or by the OS if this process dies (on Linux,
 COMMAND then dies too: it is started with a parent-death signal).
 
@@ -184,7 +187,13 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const stop: Array<() => void> = [];
   try {
     const child = runtime.spawn(...await diesWithUs(command, commandArgs, log));
-    for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.kill(sig)));
+    for (const sig of FORWARDED) {
+      stop.push(runtime.onSignal(sig, async () => {
+        // From the terminal, the command got it too (it is in our group).
+        if (sig !== "SIGTERM" && await inTerminalForeground()) return;
+        child.kill(sig);
+      }));
+    }
     let lost = false;
     const onLost = () => {
       lost = true;
