@@ -61,13 +61,13 @@ describe("preciseWallClock", () => {
     assert.equal(clock(), 5_000);
   });
 
-  test("stays within the millisecond Date.now() shows", () => {
+  test("stays within the millisecond Date.now() shows, give or take the 10 µs V8's two clocks differ", () => {
     for (let i = 0; i < 10_000; i++) {
       const before = Date.now();
       const reading = preciseWallClock();
       const after = Date.now();
       assert.ok(
-        reading >= before && reading < after + 1.1,
+        reading >= before - 0.01 && reading < after + 1.01,
         `${reading} outside ${before}..${after + 1}`,
       );
     }
