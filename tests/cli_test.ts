@@ -163,6 +163,46 @@ describe("the socketlock CLI", () => {
       },
     );
 
+    test(
+      `run from ${rt} outside a terminal, killed outright, takes the command's own children down too (Linux)`,
+      {
+        skip: process.platform !== "linux" && "the parent-death signal is Linux's",
+      },
+      async () => {
+        const d = await dir();
+        const pidFile = `${d}/background.pid`;
+        const [cmd, base] = scriptCommand(rt, CLI);
+        // setsid: no controlling terminal (as under cron, CI or a service manager).
+        const run = spawnCommand("setsid", [
+          cmd,
+          ...base,
+          "run",
+          "tree",
+          "--dir",
+          d,
+          "--",
+          "sh",
+          "-c",
+          // The child's output goes elsewhere: its open pipes would keep run.done pending.
+          `sleep 60 >/dev/null 2>&1 & echo $! > ${pidFile}; wait`,
+        ]);
+        kids.push(run);
+        assert.ok(await eventually(() => existsSync(pidFile), 20_000), "the command started");
+        let background = 0;
+        assert.ok(await eventually(() => (background = Number(readFileSync(pidFile, "utf8"))) > 0));
+        assert.ok(isRunning(background));
+        process.kill(run.pid, "SIGKILL");
+        assert.ok(
+          await eventually(() => !isRunning(background), 10_000),
+          "the command's child ran on without the lock",
+        );
+        await run.done;
+        // And the lock is free for the next run.
+        const next = await cli(rt, ["run", "tree", "--dir", d, "--no-wait", "--", "true"]).done;
+        assert.equal(next.code, 0, next.stderr);
+      },
+    );
+
     test(`run from ${rt} killed outright takes its command down with it (Linux)`, {
       skip: process.platform !== "linux" && "the parent-death signal is Linux's",
     }, async () => {
@@ -186,7 +226,7 @@ describe("the socketlock CLI", () => {
       assert.ok(match, `no pid in ${JSON.stringify(run.stdout())}`);
       const shPid = Number(match[1]);
       process.kill(run.pid, "SIGKILL");
-      // The command (30 s of sleep; its own children are not covered) must go now.
+      // The command (30 s of sleep) must go now.
       const deadline = Date.now() + 10_000;
       while (isRunning(shPid) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -299,8 +339,11 @@ describe("the socketlock CLI", () => {
           ].map((args) => cli("node", args).done),
         );
     assert.equal(missing.code, 127);
-    // Ours, or setpriv's (Linux: the command is started through it).
-    assert.match(missing.stderr, /(cannot run|failed to execute) \/no\/such\/command/);
+    // Ours, or setpriv's or timeout's (Linux: the command is started through them).
+    assert.match(
+      missing.stderr,
+      /(cannot run|failed to execute|failed to run command) .?\/no\/such\/command/,
+    );
     assert.equal(notExecutable.code, 126, notExecutable.stderr);
     assert.equal(bus.code, 128 + constants.signals.SIGBUS, bus.stderr);
     assert.equal(usage.code, 64);

@@ -15,7 +15,7 @@ import {
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
-import { inTerminalForeground } from "./_terminal.ts";
+import { startCommand } from "./_command_tree.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
@@ -35,8 +35,9 @@ Runs COMMAND while holding the lock NAME; exits with COMMAND's exit code.
 Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND (SIGINT and
 SIGHUP only when they cannot have come from the terminal, which sends them
 to COMMAND itself: Ctrl-C reaches COMMAND once); the lock is
-released when COMMAND ends, or by the OS if this process dies (on Linux,
-COMMAND then dies too: it is started with a parent-death signal).
+released when COMMAND ends, or by the OS if this process dies. On Linux,
+COMMAND then dies too (it is started with a parent-death signal), and so
+do the processes it started, unless run is in a terminal's foreground.
 
 Options:
   --kind KIND    lock kind (default: the library's default kind)
@@ -82,48 +83,6 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
   const dir = flags.get("--dir");
   if (typeof dir === "string") options.dir = dir;
   return options;
-}
-
-// The lock lives in this process: were it killed outright (SIGKILL), the
-// command would go on without the lock. flock(1) hands its child the lock's
-// descriptor; we cannot, so on Linux the command is started through
-// setpriv(1) with a parent-death signal: it dies with us.
-const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"];
-
-async function diesWithUs(
-  command: string,
-  args: string[],
-  log: Logger,
-): Promise<[string, string[]]> {
-  const setpriv = await usableSetpriv(log);
-  return setpriv ? [setpriv, [...PDEATHSIG, "--", command, ...args]] : [command, args];
-}
-
-const PDEATHSIG = ["--pdeathsig", "KILL"];
-
-// A setpriv we may run (Deno may lack --allow-run for it) that knows
-// --pdeathsig (util-linux 2.33 and later): tried once, quietly, on `true`.
-async function usableSetpriv(log: Logger): Promise<string | null> {
-  if (runtime.platform !== "linux") return null;
-  for (const setpriv of SETPRIV) {
-    const found = await runtime.lstat(setpriv).then((s) => s.isFile, () => false);
-    if (!found) continue;
-    try {
-      const probe = runtime.spawn(setpriv, [...PDEATHSIG, "--", "true"], { quiet: true });
-      const { code } = await probe.exited;
-      return code === 0 ? setpriv : null;
-    } catch (error) {
-      if (error instanceof LockPermissionError) {
-        log.log(
-          "warn",
-          `${setpriv} may not be run (Deno: add --allow-run=${setpriv}, or -A), so if this ` +
-            "process is killed outright, the command runs on without the lock",
-        );
-      }
-      return null;
-    }
-  }
-  return null;
 }
 
 /** While waiting for the lock, a signal cancels the wait. */
@@ -186,22 +145,16 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const [command, ...commandArgs] = parsed.rest;
   const stop: Array<() => void> = [];
   try {
-    const child = runtime.spawn(...await diesWithUs(command, commandArgs, log));
-    for (const sig of FORWARDED) {
-      stop.push(runtime.onSignal(sig, async () => {
-        // From the terminal, the command got it too (it is in our group).
-        if (sig !== "SIGTERM" && await inTerminalForeground()) return;
-        child.kill(sig);
-      }));
-    }
+    const child = await startCommand(command, commandArgs, log);
+    for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.forward(sig)));
     let lost = false;
     const onLost = () => {
       lost = true;
       log.log("error", `lock "${name}" was lost; stopping the command`);
-      child.kill("SIGTERM");
+      child.signal("SIGTERM");
       // Another holder may already be running: a command that ignores
       // SIGTERM gets time to clean up, not to go on.
-      const force = runtime.setTimer(() => child.kill("SIGKILL"), LOST_GRACE_MS);
+      const force = runtime.setTimer(() => child.kill(), LOST_GRACE_MS);
       stop.push(() => force.clear());
     };
     held.signal.addEventListener("abort", onLost, { once: true });

@@ -1,0 +1,126 @@
+// How `run` starts its command so that it does not run on without the lock.
+//
+// The lock lives in the `run` process. flock(1) hands its child the lock's
+// descriptor; we cannot, so on Linux the command is started through
+// setpriv(1) with a parent-death signal:
+//
+// - Outside a terminal's foreground (cron, CI, a service, a background job),
+//   through setpriv --pdeathsig ALRM and timeout(1) -s KILL 0 (no time
+//   limit): timeout puts the command in a process group of its own and, on
+//   ALRM, SIGKILLs that whole group. If `run` is killed outright, the
+//   command and every process it started die with it. Signals are passed to
+//   timeout, which relays them to the group.
+// - In a terminal's foreground, where the command must stay in our process
+//   group to read the terminal and get its Ctrl-C, through setpriv
+//   --pdeathsig KILL: the command dies with us, the processes it started do
+//   not. SIGINT and SIGHUP from the terminal reach it directly, so we do not
+//   send them again.
+
+import { runtime } from "../runtime/mod.ts";
+import type { ChildProcess } from "../runtime/mod.ts";
+import { LockPermissionError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { inTerminalForeground } from "./_terminal.ts";
+
+/** A signal `run` passes on. */
+export type PassedSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
+
+/** The command `run` started, and how to reach it. */
+export interface CommandTree {
+  /** Resolves when the command ends: its exit code, or the signal that ended it. */
+  readonly exited: ChildProcess["exited"];
+  /** Sends the command a signal `run` received, unless the terminal sent it the same. */
+  forward(signal: PassedSignal): Promise<void>;
+  /** Sends the command a signal. */
+  signal(signal: PassedSignal): void;
+  /** Kills the command outright, with the processes it started where it is in a group of its own. */
+  kill(): void;
+}
+
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"];
+const TIMEOUT = ["/usr/bin/timeout", "/bin/timeout"];
+
+/**
+ * Starts `command` with `args` (inherited stdio) so that it dies with this
+ * process where the OS allows (see the module comment).
+ *
+ * @param command The program.
+ * @param args Its arguments.
+ * @param log Where a missing Deno permission is warned about.
+ * @returns The running command.
+ */
+export async function startCommand(
+  command: string,
+  args: string[],
+  log: Logger,
+): Promise<CommandTree> {
+  const grouped = !(await inTerminalForeground());
+  const [setpriv, timeout] = await Promise.all([
+    findProgram(SETPRIV),
+    grouped ? findProgram(TIMEOUT) : null,
+  ]);
+  if (setpriv && timeout) {
+    const wrap = ["--pdeathsig", "ALRM", "--", timeout, "-s", "KILL", "--", "0"];
+    if (await usable(setpriv, wrap, log)) {
+      const child = runtime.spawn(setpriv, [...wrap, command, ...args]);
+      return {
+        exited: child.exited,
+        forward: (signal) => Promise.resolve(child.kill(signal)),
+        signal: (signal) => child.kill(signal),
+        // timeout turns ALRM into SIGKILL for the whole group (and SIGKILL would only kill timeout).
+        kill: () => child.kill("SIGALRM"),
+      };
+    }
+  }
+  const wrap = ["--pdeathsig", "KILL", "--"];
+  const child = setpriv && await usable(setpriv, wrap, log)
+    ? runtime.spawn(setpriv, [...wrap, command, ...args])
+    : runtime.spawn(command, args);
+  return {
+    exited: child.exited,
+    async forward(signal) {
+      // In our group: from the terminal, the command got it too.
+      if (signal !== "SIGTERM" && await inTerminalForeground()) return;
+      child.kill(signal);
+    },
+    signal: (signal) => child.kill(signal),
+    kill: () => child.kill("SIGKILL"),
+  };
+}
+
+async function findProgram(paths: string[]): Promise<string | null> {
+  if (runtime.platform !== "linux") return null;
+  for (const path of paths) {
+    if (await runtime.lstat(path).then((s) => s.isFile, () => false)) return path;
+  }
+  return null;
+}
+
+// Whether `setpriv wrap... true` runs (Deno may lack --allow-run for them;
+// setpriv knows --pdeathsig from util-linux 2.33): tried once per wrapping.
+const probes = new Map<string, Promise<boolean>>();
+
+function usable(setpriv: string, wrap: string[], log: Logger): Promise<boolean> {
+  const key = [setpriv, ...wrap].join(" ");
+  let probe = probes.get(key);
+  if (!probe) {
+    probe = (async () => {
+      try {
+        const { code } = await runtime.spawn(setpriv, [...wrap, "true"], { quiet: true }).exited;
+        return code === 0;
+      } catch (error) {
+        if (error instanceof LockPermissionError) {
+          const programs = [setpriv, ...wrap.filter((arg) => arg.startsWith("/"))].join(",");
+          log.log(
+            "warn",
+            `${programs} may not be run (Deno: add --allow-run=${programs}, or -A), so if this ` +
+              "process is killed outright, the command runs on without the lock",
+          );
+        }
+        return false;
+      }
+    })();
+    probes.set(key, probe);
+  }
+  return probe;
+}
