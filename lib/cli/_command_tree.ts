@@ -4,17 +4,17 @@
 // descriptor; we cannot, so on Linux the command is started through
 // setpriv(1) with a parent-death signal:
 //
-// - Outside a terminal's foreground (cron, CI, a service, a background job),
-//   through setpriv --pdeathsig ALRM and timeout(1) -s KILL 0 (no time
-//   limit): timeout puts the command in a process group of its own and, on
-//   ALRM, SIGKILLs that whole group. If `run` is killed outright, the
-//   command and every process it started die with it. Signals are passed to
-//   timeout, which relays them to the group.
-// - In a terminal's foreground, where the command must stay in our process
-//   group to read the terminal and get its Ctrl-C, through setpriv
-//   --pdeathsig KILL: the command dies with us, the processes it started do
-//   not. SIGINT and SIGHUP from the terminal reach it directly, so we do not
-//   send them again.
+// - Known to be outside a terminal's foreground (cron, CI, a service, a
+//   background job), through setpriv --pdeathsig ALRM and timeout(1) -s
+//   KILL 0 (no time limit): timeout puts the command in a process group of
+//   its own and, on ALRM, SIGKILLs that whole group. If `run` is killed
+//   outright, the command and every process it started die with it.
+//   Signals are passed to timeout, which relays them to the group.
+// - Otherwise (in a terminal's foreground, or where /proc cannot tell),
+//   where the command must stay in our process group to read the terminal
+//   and get its Ctrl-C, through setpriv --pdeathsig KILL: the command dies
+//   with us, the processes it started do not. SIGINT and SIGHUP from the
+//   terminal reach it directly, so we do not send them again.
 
 import { runtime } from "../runtime/mod.ts";
 import type { ChildProcess } from "../runtime/mod.ts";
@@ -54,7 +54,9 @@ export async function startCommand(
   args: string[],
   log: Logger,
 ): Promise<CommandTree> {
-  const grouped = !(await inTerminalForeground());
+  // Where it cannot be told, the command stays in our group: a command
+  // that cannot read its terminal would stop, which is worse.
+  const grouped = await inTerminalForeground() === false;
   const [setpriv, timeout] = await Promise.all([
     findProgram(SETPRIV),
     grouped ? findProgram(TIMEOUT) : null,
@@ -80,7 +82,7 @@ export async function startCommand(
     exited: child.exited,
     async forward(signal) {
       // In our group: from the terminal, the command got it too.
-      if (signal !== "SIGTERM" && await inTerminalForeground()) return;
+      if (signal !== "SIGTERM" && await inTerminalForeground() === true) return;
       child.kill(signal);
     },
     signal: (signal) => child.kill(signal),

@@ -21,13 +21,13 @@ export function inForegroundGroup(stat: string): boolean {
 }
 
 /**
- * True if this process is in its terminal's foreground process group (Linux;
- * false where `/proc` cannot be read, and then signals are forwarded).
+ * Whether this process is in its terminal's foreground process group, or
+ * `null` where `/proc` cannot be read (not Linux; Deno without -A).
  */
-export async function inTerminalForeground(): Promise<boolean> {
+export async function inTerminalForeground(): Promise<boolean | null> {
   try {
     return inForegroundGroup(await runtime.readFile("/proc/self/stat"));
   } catch {
-    return false;
+    return null;
   }
 }
