@@ -5,7 +5,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type * as net from "node:net";
-import { LockClient, LockLostError, serve } from "../mod.ts";
+import { lock, LockClient, LockLostError, serve } from "../mod.ts";
 import { type Connection, type Runtime, runtime } from "../lib/runtime/mod.ts";
 import { ClientCore } from "../lib/server/_client_core.ts";
 import { serverTarget } from "../lib/server/server_target.ts";
@@ -124,6 +124,30 @@ describe("LockClient: leases given up by close() or release(name)", () => {
       assert.ok(lost.reason instanceof LockLostError);
     } finally {
       core.close();
+      await proxy.close();
+    }
+  });
+
+  test("a grant followed, in the same read, by a reply it cannot read gives a holder whose signal is already aborted", async () => {
+    await using server = await serve({ port: 0 });
+    let injected = false;
+    const proxy = await relayProxy(server.address.port, (client, upstream) => {
+      client.on("data", (data) => upstream.write(data));
+      upstream.on("data", (data: Buffer) => {
+        // The grant and a garbled line arrive together.
+        if (!injected && /\bOK \d+ \d+ \d+\n/.test(data.toString())) {
+          injected = true;
+          client.write(Buffer.concat([data, Buffer.from("this is no reply\n")]));
+        } else client.write(data);
+      });
+    });
+    try {
+      const held = await lock("garbled-grant", { server: `127.0.0.1:${proxy.port}`, ttl: 30_000 });
+      assert.ok(injected);
+      assert.equal(held.signal.aborted, true, "its connection is gone, and with it the lease");
+      assert.ok(held.signal.reason instanceof LockLostError);
+      await held.release();
+    } finally {
       await proxy.close();
     }
   });

@@ -70,6 +70,12 @@ export class LeaseKeeper {
   constructor(host: KeeperHost, lease: Lease) {
     this.#host = host;
     this.#lease = lease;
+    // Lost between its grant and now (the connection dropped while the
+    // reply that granted it was being read): the holder must learn it at once.
+    if (!lease.active) {
+      this.revoke("the connection to the lock server closed, and the server released it");
+      return;
+    }
     this.#scheduleRenewal();
   }
 
