@@ -130,15 +130,17 @@ describe("the socketlock CLI", () => {
     });
 
     test(
-      `a SIGINT sent to run from ${rt} outside any terminal is forwarded to the command (Linux)`,
+      `signals sent to run from ${rt} outside any terminal reach the command once each (Linux)`,
       {
-        skip: process.platform !== "linux" && "the foreground group is read from /proc",
+        skip: process.platform !== "linux" && "the terminal state is read from /proc",
       },
       async () => {
         const d = await dir();
-        const count = `${d}/sigints`;
+        const count = `${d}/signals`;
         const [cmd, base] = scriptCommand(rt, CLI);
-        // setsid: no controlling terminal, whatever the test runner has.
+        // setsid: no controlling terminal, whatever the test runner has. The
+        // counter is Node's, which counts every delivery (a relay that sends
+        // a signal both to the command and to its group shows as 2).
         const run = spawnCommand("setsid", [
           cmd,
           ...base,
@@ -147,8 +149,8 @@ describe("the socketlock CLI", () => {
           "--dir",
           d,
           "--",
-          "python3",
-          fixture("count_sigint.py"),
+          runtimeBinary("node"),
+          fixture("count_signals.ts"),
           count,
         ]);
         kids.push(run);
@@ -157,9 +159,54 @@ describe("the socketlock CLI", () => {
           "the command started",
         );
         process.kill(run.pid, "SIGINT");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        process.kill(run.pid, "SIGHUP");
         const result = await run.done;
         assert.equal(result.code, 0, result.stderr);
-        assert.equal(readFileSync(count, "utf8"), "1", "forwarded once");
+        assert.deepEqual(JSON.parse(readFileSync(count, "utf8")), {
+          SIGINT: 1,
+          SIGTERM: 0,
+          SIGHUP: 1,
+        });
+      },
+    );
+
+    test(
+      `run from ${rt} outside a terminal: the command dies with timeout if only timeout is killed (Linux)`,
+      {
+        skip: process.platform !== "linux" && "the parent-death signal is Linux's",
+      },
+      async () => {
+        const d = await dir();
+        const pidFile = `${d}/command.pid`;
+        const [cmd, base] = scriptCommand(rt, CLI);
+        const run = spawnCommand("setsid", [
+          cmd,
+          ...base,
+          "run",
+          "middle",
+          "--dir",
+          d,
+          "--",
+          "sh",
+          "-c",
+          `echo $$ > ${pidFile}; exec sleep 60 >/dev/null 2>&1`,
+        ]);
+        kids.push(run);
+        assert.ok(await eventually(() => existsSync(pidFile), 20_000), "the command started");
+        let command = 0;
+        assert.ok(await eventually(() => (command = Number(readFileSync(pidFile, "utf8"))) > 0));
+        const parent = Number(
+          readFileSync(`/proc/${command}/stat`, "utf8").split(") ")[1].split(" ")[1],
+        );
+        assert.equal(readFileSync(`/proc/${parent}/comm`, "utf8").trim(), "timeout");
+        process.kill(parent, "SIGKILL");
+        assert.ok(
+          await eventually(() => !isRunning(command), 10_000),
+          "the command ran on without the lock",
+        );
+        const result = await run.done;
+        assert.equal(result.code, 128 + constants.signals.SIGKILL);
       },
     );
 

@@ -4,15 +4,17 @@
 // descriptor; we cannot, so on Linux the command is started through
 // setpriv(1) with a parent-death signal:
 //
-// - Known to be outside a terminal's foreground (cron, CI, a service, a
-//   background job), through setpriv --pdeathsig ALRM and timeout(1) -s
-//   KILL 0 (no time limit): timeout puts the command in a process group of
-//   its own and, on ALRM, SIGKILLs that whole group. If `run` is killed
-//   outright, the command and every process it started die with it.
-//   Signals are passed to timeout, which relays them to the group.
-// - Otherwise (in a terminal's foreground, or where /proc cannot tell),
-//   where the command must stay in our process group to read the terminal
-//   and get its Ctrl-C, through setpriv --pdeathsig KILL: the command dies
+// - With no controlling terminal (cron, CI, a service), through setpriv
+//   --pdeathsig ALRM, timeout(1) -s KILL 0 (no time limit) and setpriv
+//   --pdeathsig KILL: timeout puts the command in a process group of its
+//   own and, on ALRM, SIGKILLs that whole group. So if `run` is killed
+//   outright, the command and every process it started die with it (and
+//   the command dies with timeout, should timeout alone be killed).
+//   Signals go to the command itself: timeout would relay them to the
+//   command twice (once to it, once to its group) and drop repeats.
+// - With a terminal, or where /proc cannot tell, the command stays in our
+//   process group, so that job control, terminal input and Ctrl-C work as
+//   for any command: through setpriv --pdeathsig KILL, so the command dies
 //   with us, the processes it started do not. SIGINT and SIGHUP from the
 //   terminal reach it directly, so we do not send them again.
 
@@ -20,7 +22,8 @@ import { runtime } from "../runtime/mod.ts";
 import type { ChildProcess } from "../runtime/mod.ts";
 import { LockPermissionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { inTerminalForeground } from "./_terminal.ts";
+import process from "node:process";
+import { terminalState } from "./_terminal.ts";
 
 /** A signal `run` passes on. */
 export type PassedSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
@@ -56,33 +59,54 @@ export async function startCommand(
 ): Promise<CommandTree> {
   // Where it cannot be told, the command stays in our group: a command
   // that cannot read its terminal would stop, which is worse.
-  const grouped = await inTerminalForeground() === false;
+  const grouped = (await terminalState())?.controlling === false;
   const [setpriv, timeout] = await Promise.all([
     findProgram(SETPRIV),
     grouped ? findProgram(TIMEOUT) : null,
   ]);
+  const diesWithParent = ["--pdeathsig", "KILL", "--"];
   if (setpriv && timeout) {
-    const wrap = ["--pdeathsig", "ALRM", "--", timeout, "-s", "KILL", "--", "0"];
+    const wrap = [
+      "--pdeathsig",
+      "ALRM",
+      "--",
+      timeout,
+      "-s",
+      "KILL",
+      "--",
+      "0",
+      setpriv,
+      ...diesWithParent,
+    ];
     if (await usable(setpriv, wrap, log)) {
       const child = runtime.spawn(setpriv, [...wrap, command, ...args]);
+      const signal = async (name: PassedSignal) => {
+        const pid = await childOf(child.pid);
+        // Not started yet: timeout relays it (it started within microseconds).
+        if (pid === null) return child.kill(name);
+        try {
+          process.kill(pid, name);
+        } catch {
+          // ended meanwhile
+        }
+      };
       return {
         exited: child.exited,
-        forward: (signal) => Promise.resolve(child.kill(signal)),
-        signal: (signal) => child.kill(signal),
+        forward: signal,
+        signal: (name) => void signal(name),
         // timeout turns ALRM into SIGKILL for the whole group (and SIGKILL would only kill timeout).
         kill: () => child.kill("SIGALRM"),
       };
     }
   }
-  const wrap = ["--pdeathsig", "KILL", "--"];
-  const child = setpriv && await usable(setpriv, wrap, log)
-    ? runtime.spawn(setpriv, [...wrap, command, ...args])
+  const child = setpriv && await usable(setpriv, diesWithParent, log)
+    ? runtime.spawn(setpriv, [...diesWithParent, command, ...args])
     : runtime.spawn(command, args);
   return {
     exited: child.exited,
     async forward(signal) {
       // In our group: from the terminal, the command got it too.
-      if (signal !== "SIGTERM" && await inTerminalForeground() === true) return;
+      if (signal !== "SIGTERM" && (await terminalState())?.foreground === true) return;
       child.kill(signal);
     },
     signal: (signal) => child.kill(signal),
@@ -90,10 +114,23 @@ export async function startCommand(
   };
 }
 
+/** The pid of `pid`'s (only) child, or null if it has none yet or /proc cannot tell. */
+async function childOf(pid: number): Promise<number | null> {
+  try {
+    const first = Number(
+      (await runtime.readFile(`/proc/${pid}/task/${pid}/children`)).trim().split(" ")[0],
+    );
+    return Number.isSafeInteger(first) && first > 0 ? first : null;
+  } catch {
+    return null;
+  }
+}
+
 async function findProgram(paths: string[]): Promise<string | null> {
   if (runtime.platform !== "linux") return null;
   for (const path of paths) {
-    if (await runtime.lstat(path).then((s) => s.isFile, () => false)) return path;
+    // A link too (uutils coreutils installs them); the probe run tells if it works.
+    if (await runtime.lstat(path).then((s) => s.isFile || s.isSymlink, () => false)) return path;
   }
   return null;
 }

@@ -1,32 +1,42 @@
-// Whether this process is in its terminal's foreground process group. A
-// terminal sends Ctrl-C's SIGINT (and a hangup's SIGHUP) to that whole
+// Whether this process has a controlling terminal, and is in its
+// foreground process group. A terminal sends Ctrl-C's SIGINT (and a hangup's SIGHUP) to that whole
 // group, so the command `run` started there gets them already: forwarding
 // them too would deliver each twice, and to many programs a second Ctrl-C
 // means "stop now, skip the clean-up".
 
 import { runtime } from "../runtime/mod.ts";
 
-/**
- * True if a `/proc/<pid>/stat` line shows its process in the foreground
- * group of its controlling terminal: the process group (field 5) is the
- * terminal's foreground group (field 8; -1 without a terminal). Fields are
- * counted after the last `)`, as the command name may hold any character.
- */
-export function inForegroundGroup(stat: string): boolean {
-  const end = stat.lastIndexOf(")");
-  if (end < 0) return false;
-  const fields = stat.slice(end + 2).split(" ");
-  const group = Number(fields[2]);
-  return Number.isSafeInteger(group) && group > 0 && group === Number(fields[5]);
+/** Where a process stands towards its controlling terminal. */
+export interface TerminalState {
+  /** It has a controlling terminal (field 7, tty_nr, is not 0). */
+  controlling: boolean;
+  /** Its process group (field 5) is the terminal's foreground group (field 8). */
+  foreground: boolean;
 }
 
 /**
- * Whether this process is in its terminal's foreground process group, or
- * `null` where `/proc` cannot be read (not Linux; Deno without -A).
+ * Reads a `/proc/<pid>/stat` line. Fields are counted after the last `)`,
+ * as the command name may hold any character.
+ *
+ * @param stat The line.
+ * @returns The terminal state, or `null` if the line cannot be read.
  */
-export async function inTerminalForeground(): Promise<boolean | null> {
+export function terminalStateOf(stat: string): TerminalState | null {
+  const end = stat.lastIndexOf(")");
+  if (end < 0) return null;
+  const fields = stat.slice(end + 2).split(" ");
+  const [group, tty, foreground] = [fields[2], fields[4], fields[5]].map(Number);
+  if (![group, tty, foreground].every(Number.isSafeInteger) || group <= 0) return null;
+  return { controlling: tty !== 0, foreground: group === foreground };
+}
+
+/**
+ * This process's terminal state, or `null` where `/proc` cannot be read
+ * (not Linux; Deno without -A).
+ */
+export async function terminalState(): Promise<TerminalState | null> {
   try {
-    return inForegroundGroup(await runtime.readFile("/proc/self/stat"));
+    return terminalStateOf(await runtime.readFile("/proc/self/stat"));
   } catch {
     return null;
   }

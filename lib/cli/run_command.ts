@@ -36,8 +36,8 @@ Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND (SIGINT and
 SIGHUP only when they cannot have come from the terminal, which sends them
 to COMMAND itself: Ctrl-C reaches COMMAND once); the lock is
 released when COMMAND ends, or by the OS if this process dies. On Linux,
-COMMAND then dies too (it is started with a parent-death signal), and so
-do the processes it started, unless run is in a terminal's foreground.
+COMMAND then dies too (it is started with a parent-death signal), and,
+when run has no controlling terminal, so do the processes it started.
 
 Options:
   --kind KIND    lock kind (default: the library's default kind)
