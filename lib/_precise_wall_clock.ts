@@ -13,8 +13,10 @@
 export type ClockSource = () => number;
 
 /** How long a calibration may wait for the millisecond to turn, in ms and in reads. */
-const CALIBRATION_LIMIT_MS = 2;
+const CALIBRATION_LIMIT_MS = 3;
 const CALIBRATION_LIMIT_READS = 100_000;
+/** The most time between two reads around a tick for the tick to count, in ms. */
+const TICK_WINDOW_MS = 0.02;
 /**
  * How far a reading may stray from Date.now()'s millisecond before the
  * offset is measured again, in ms: V8's Date.now() and performance.now()
@@ -42,23 +44,33 @@ const TOLERANCE_MS = 0.01;
 export function calibratedWallClock(wall: ClockSource, monotonic: ClockSource): () => number {
   let offset: number | null = null;
   const calibrate = (): number => {
-    const first = wall();
-    const limit = monotonic() + CALIBRATION_LIMIT_MS;
+    let shown = wall();
+    let since = monotonic();
+    const limit = since + CALIBRATION_LIMIT_MS;
     for (let reads = 1;; reads++) {
       const now = wall();
       const mono = monotonic();
+      // The tick came after the previous wall read (monotonic `since`) and
+      // before `mono`: good if those are close. If the process lost the CPU
+      // in between, the next tick is waited for instead.
+      if (now !== shown && mono - since <= TICK_WINDOW_MS) return now - mono;
       // A clock that does not turn within the limit (a stub) gives its best.
-      if (now !== first || mono > limit || reads >= CALIBRATION_LIMIT_READS) return now - mono;
+      if (mono > limit || reads >= CALIBRATION_LIMIT_READS) return now - mono;
+      shown = now;
+      since = mono;
     }
   };
   return () => {
-    offset ??= calibrate();
-    const before = wall();
-    const reading = monotonic() + offset;
-    // The real time of the reading lies in [before, after + 1).
-    if (reading >= before - TOLERANCE_MS && reading < wall() + 1 + TOLERANCE_MS) return reading;
-    offset = calibrate();
-    return monotonic() + offset;
+    // The reading after a calibration is checked too; a third try is taken as it is.
+    for (let tries = 1;; tries++) {
+      offset ??= calibrate();
+      const before = wall();
+      const reading = monotonic() + offset;
+      // The real time of the reading lies in [before, after + 1).
+      const inside = reading >= before - TOLERANCE_MS && reading < wall() + 1 + TOLERANCE_MS;
+      if (inside || tries >= 3) return reading;
+      offset = null;
+    }
   };
 }
 

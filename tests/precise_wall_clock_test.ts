@@ -56,6 +56,26 @@ describe("preciseWallClock", () => {
     }
   });
 
+  test("a calibration preempted between its two reads is caught before its first reading", () => {
+    const host = simulatedHost(1_699_999_000_000.7);
+    let last: number | null = null;
+    let preempted = false;
+    const clock = calibratedWallClock(() => {
+      const now = host.wall();
+      // The process loses the CPU for 0.6 ms right after it saw the tick.
+      if (last !== null && now !== last && !preempted) {
+        preempted = true;
+        host.real += 0.6;
+      }
+      last = now;
+      return now;
+    }, host.monotonic);
+    const reading = clock();
+    assert.ok(preempted);
+    // Read a few simulated reads ago: within 10 µs of the real time now.
+    assert.ok(reading <= host.real && reading >= host.real - 0.01, `${reading} vs ${host.real}`);
+  });
+
   test("gives its best at once when a stub clock never turns", () => {
     const clock = calibratedWallClock(() => 5_000, () => 1);
     assert.equal(clock(), 5_000);

@@ -101,7 +101,9 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 function wholeNumber(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new LockError(`serve(): ${name} must be a whole number of at least 1, got ${value}.`);
+    throw new LockError(
+      `serve(): ${name} must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${value}.`,
+    );
   }
   return value;
 }
