@@ -35,6 +35,12 @@ function cli(rt: RuntimeName, args: string[]): Child {
   return spawnCommand(cmd, [...base, ...args]);
 }
 
+/** The CLI with no controlling terminal (as under cron, CI or a service), whatever the runner has. */
+function cliWithoutTerminal(rt: RuntimeName, args: string[]): Child {
+  const [cmd, base] = scriptCommand(rt, CLI);
+  return spawnCommand("setsid", [cmd, ...base, ...args]);
+}
+
 describe("the socketlock CLI", () => {
   const dirs: string[] = [];
   const kids: Child[] = [];
@@ -137,13 +143,9 @@ describe("the socketlock CLI", () => {
       async () => {
         const d = await dir();
         const count = `${d}/signals`;
-        const [cmd, base] = scriptCommand(rt, CLI);
-        // setsid: no controlling terminal, whatever the test runner has. The
-        // counter is Node's, which counts every delivery (a relay that sends
+        // The counter is Node's, which counts every delivery (a relay that sends
         // a signal both to the command and to its group shows as 2).
-        const run = spawnCommand("setsid", [
-          cmd,
-          ...base,
+        const run = cliWithoutTerminal(rt, [
           "run",
           "kill-int",
           "--dir",
@@ -179,10 +181,7 @@ describe("the socketlock CLI", () => {
       async () => {
         const d = await dir();
         const pidFile = `${d}/command.pid`;
-        const [cmd, base] = scriptCommand(rt, CLI);
-        const run = spawnCommand("setsid", [
-          cmd,
-          ...base,
+        const run = cliWithoutTerminal(rt, [
           "run",
           "middle",
           "--dir",
@@ -218,11 +217,7 @@ describe("the socketlock CLI", () => {
       async () => {
         const d = await dir();
         const pidFile = `${d}/background.pid`;
-        const [cmd, base] = scriptCommand(rt, CLI);
-        // setsid: no controlling terminal (as under cron, CI or a service manager).
-        const run = spawnCommand("setsid", [
-          cmd,
-          ...base,
+        const run = cliWithoutTerminal(rt, [
           "run",
           "tree",
           "--dir",
