@@ -184,6 +184,7 @@ describe("socketlock serve", () => {
       ["--max-line", "0"],
       ["--max-connections", "1.5"],
       ["--idle-timeout", " "],
+      ["--ttl", "10000", "--max-ttl", "5"],
       ["extra"],
     ];
     // Started together: each is a process start-up, and they share nothing.

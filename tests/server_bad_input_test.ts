@@ -226,4 +226,18 @@ describe("serve() options", () => {
       });
     }
   });
+
+  test("a ttl above maxTtl is refused, naming both; a default ttl above it is cut to it", async () => {
+    await assert.rejects(
+      serve({ port: 0, ttl: 10_000, maxTtl: 5 }),
+      /ttl \(10000 ms\) is above maxTtl \(5 ms\)/,
+    );
+    await using server = await serve({ port: 0, maxTtl: 5_000 });
+    const conn = await RawConnection.open(server.address.port);
+    try {
+      assert.match(await conn.ask("ACQUIRE capped"), / OK \d+ 5000\b/);
+    } finally {
+      conn.close();
+    }
+  });
 });

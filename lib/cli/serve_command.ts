@@ -134,6 +134,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     }
     (options as Record<string, unknown>)[key] = value;
   }
+  if (options.ttl !== undefined && options.ttl > (options.maxTtl ?? 3_600_000)) {
+    throw new UsageError(`--ttl ${options.ttl} is above --max-ttl ${options.maxTtl ?? 3_600_000}.`);
+  }
   const tokenFile = parsed.flags.get("--token-file");
   if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile, log);
 

@@ -154,6 +154,12 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       : wholeNumber(key, options[key], DEFAULT_LIMITS[key]);
   }
   const maxTtl = positive("maxTtl", options.maxTtl, 3_600_000);
+  // Only a default lease longer than maxTtl is cut to it; one given is a mistake.
+  if (options.ttl !== undefined && options.ttl > maxTtl) {
+    throw new LockError(
+      `serve(): ttl (${options.ttl} ms) is above maxTtl (${maxTtl} ms); lower ttl or raise maxTtl.`,
+    );
+  }
   const log = options.logger ?? { log() {} };
   const ctx: ServerContext = {
     runtime,
