@@ -25,8 +25,11 @@ import type { Logger } from "../log.ts";
 import process from "node:process";
 import { terminalState } from "./_terminal.ts";
 
+/** The signals `run` passes on to the command (and that cancel its wait for the lock). */
+export const PASSED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
 /** A signal `run` passes on. */
-export type PassedSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
+export type PassedSignal = (typeof PASSED_SIGNALS)[number];
 
 /** The command `run` started, and how to reach it. */
 export interface CommandTree {

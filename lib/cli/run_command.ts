@@ -15,7 +15,7 @@ import {
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
-import { startCommand } from "./_command_tree.ts";
+import { PASSED_SIGNALS, startCommand } from "./_command_tree.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
@@ -55,8 +55,6 @@ down, ...) or was lost while COMMAND ran (COMMAND then gets SIGTERM, and
 SIGKILL ${LOST_GRACE_MS / 1000} s later); 77 on a permission problem; 128+N if COMMAND was
 killed by signal N.`;
 
-const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-
 /** The number of signal `name` on this OS (SIGTERM → 15), or 0 if unknown. */
 function signalNumber(name: string): number {
   return (constants.signals as Record<string, number>)[name] ?? 0;
@@ -92,7 +90,7 @@ async function takeLock(
   log: Logger,
 ): Promise<HeldLock | number> {
   const abort = new AbortController();
-  const stop = FORWARDED.map((sig) => runtime.onSignal(sig, () => abort.abort(sig)));
+  const stop = PASSED_SIGNALS.map((sig) => runtime.onSignal(sig, () => abort.abort(sig)));
   try {
     return await lock(name, { ...options, signal: abort.signal });
   } catch (error) {
@@ -146,7 +144,7 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const stop: Array<() => void> = [];
   try {
     const child = await startCommand(command, commandArgs, log);
-    for (const sig of FORWARDED) stop.push(runtime.onSignal(sig, () => child.forward(sig)));
+    for (const sig of PASSED_SIGNALS) stop.push(runtime.onSignal(sig, () => child.forward(sig)));
     let lost = false;
     const onLost = () => {
       lost = true;

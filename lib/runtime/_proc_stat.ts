@@ -12,14 +12,22 @@ export function parseBootTime(procStat: string): number | null {
 }
 
 /**
+ * The fields of a `/proc/<pid>/stat` line after the command name, from
+ * field 3 (the state) on, or `null` if the line has no name. The name may
+ * hold spaces and parentheses, so the fields start after the last `)`.
+ */
+export function statFields(pidStat: string): string[] | null {
+  const end = pidStat.lastIndexOf(")");
+  return end < 0 ? null : pidStat.slice(end + 2).split(" ");
+}
+
+/**
  * Start time from a `/proc/<pid>/stat` line: field 22 (ticks since boot),
- * and in whole epoch seconds. The command name may hold spaces and
- * parentheses, so fields are counted after the last `)`.
+ * and in whole epoch seconds.
  */
 export function parseStartTime(pidStat: string, bootTime: number): ProcessStart | null {
-  const end = pidStat.lastIndexOf(")");
-  if (end < 0) return null;
-  const fields = pidStat.slice(end + 2).split(" ");
+  const fields = statFields(pidStat);
+  if (!fields) return null;
   const ticks = Number(fields[19]);
   if (!Number.isSafeInteger(ticks)) return null;
   return { created: Math.floor(bootTime + ticks / CLOCK_TICKS), ticks };
