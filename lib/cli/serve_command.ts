@@ -6,6 +6,7 @@ import { createLogger, type Logger } from "../log.ts";
 import { LockError } from "../errors.ts";
 import { serve, type ServeOptions } from "../server/serve.ts";
 import { DEFAULT_PORT } from "../server/server_address.ts";
+import { DEFAULT_MAX_TTL, DEFAULT_TTL } from "../server/_server_context.ts";
 import { parseArgs, UsageError } from "./args.ts";
 
 /** Help text of `serve`. */
@@ -22,8 +23,8 @@ Options:
   --port PORT            TCP port (default ${DEFAULT_PORT}; 0 picks a free one)
   --token-file FILE      shared secret: clients must prove they know it (HMAC)
   --insecure             allow a non-loopback --host without a token
-  --ttl MS               default lease length (default 10000)
-  --max-ttl MS           longest lease granted (default 3600000)
+  --ttl MS               default lease length (default ${DEFAULT_TTL})
+  --max-ttl MS           longest lease granted (default ${DEFAULT_MAX_TTL})
   --max-line BYTES       longest request line (default 4096)
   --max-name BYTES       longest lock name (default 256)
   --max-connections N    most open connections (default 10000)
@@ -134,8 +135,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     }
     (options as Record<string, unknown>)[key] = value;
   }
-  if (options.ttl !== undefined && options.ttl > (options.maxTtl ?? 3_600_000)) {
-    throw new UsageError(`--ttl ${options.ttl} is above --max-ttl ${options.maxTtl ?? 3_600_000}.`);
+  // serve() refuses it too, but as a LockError (exit 69): this is a usage error.
+  const maxTtl = options.maxTtl ?? DEFAULT_MAX_TTL;
+  if (options.ttl !== undefined && options.ttl > maxTtl) {
+    throw new UsageError(`--ttl ${options.ttl} is above --max-ttl ${maxTtl}.`);
   }
   const tokenFile = parsed.flags.get("--token-file");
   if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile, log);

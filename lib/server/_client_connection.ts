@@ -214,8 +214,7 @@ export class ClientConnection {
   close(): void {
     if (this.#closed) return;
     this.#out.flush();
-    this.#conn.close();
-    this.#ended();
+    this.#drop();
   }
 
   /** Drops the connection without sending what is queued: the server is not to be trusted. */

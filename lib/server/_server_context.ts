@@ -31,6 +31,11 @@ export interface ServerLimits {
   maxOutputBytes?: number;
 }
 
+/** The default lease length, ms (as distlockd). */
+export const DEFAULT_TTL = 10_000;
+/** The default longest lease granted, ms. */
+export const DEFAULT_MAX_TTL = 3_600_000;
+
 /** The defaults of {@link ServerLimits}. */
 export const DEFAULT_LIMITS: Required<ServerLimits> = {
   maxLineBytes: 4096,

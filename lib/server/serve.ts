@@ -18,6 +18,8 @@ import { FencingTokens } from "../_fencing_tokens.ts";
 import { importAuthKey } from "./auth.ts";
 import {
   DEFAULT_LIMITS,
+  DEFAULT_MAX_TTL,
+  DEFAULT_TTL,
   type ServerContext,
   type ServerLimits,
   statsOf,
@@ -153,7 +155,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       ? positive(key, options[key], DEFAULT_LIMITS[key])
       : wholeNumber(key, options[key], DEFAULT_LIMITS[key]);
   }
-  const maxTtl = positive("maxTtl", options.maxTtl, 3_600_000);
+  const maxTtl = positive("maxTtl", options.maxTtl, DEFAULT_MAX_TTL);
   // Only a default lease longer than maxTtl is cut to it; one given is a mistake.
   if (options.ttl !== undefined && options.ttl > maxTtl) {
     throw new LockError(
@@ -172,7 +174,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       new FencingTokens(() => runtime.now()),
     ),
     limits,
-    ttl: Math.min(positive("ttl", options.ttl, 10_000), maxTtl),
+    ttl: Math.min(positive("ttl", options.ttl, DEFAULT_TTL), maxTtl),
     maxTtl,
     key: options.token === undefined ? null : await importAuthKey(options.token),
     log,
