@@ -47,8 +47,9 @@ const cache = new WeakMap<RedisAdapter, Map<string, Cached>>();
 // A busy name's lock() calls reuse its target — keys, value head, script
 // arguments — instead of building them every time. Safe to share: one
 // acquisition of a target runs at a time (the in-process queue, keyed by
-// client and key, lets one through), and a target keeps no state between
-// acquisitions.
+// client and key, lets one through), and between acquisitions a target
+// keeps only whether this process came back after a release (for a run of
+// quick acquisitions; see _run_grace.ts), which the next lock() call must see.
 function cachedTarget(
   runtime: Runtime,
   adapter: RedisAdapter,

@@ -19,9 +19,11 @@ import {
   EXTEND,
   FORCE_RELEASE_IF_STALE,
   INSPECT,
+  PASS_ON,
   RELEASE,
   runScript,
 } from "./scripts.ts";
+import { runGrace } from "./_run_grace.ts";
 import { seenIfLive, watchIfLive, watchReleases } from "./_release_listener.ts";
 import {
   claimMs,
@@ -191,6 +193,8 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
   let waiting: Waiting | null = null;
 
   const cancel = (owner: string) => runScript(adapter, CANCEL, keyList, [owner]).catch(() => {});
+  // A failed pass-on costs only time: the first waiter's own timer ends the run.
+  const grace = runGrace(() => void runScript(adapter, PASS_ON, keyList, []).catch(() => {}));
 
   // leaveQueue: the waiter gives up (or a try failed) and may be queued,
   // or even have been handed the lock meanwhile.
@@ -223,11 +227,14 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
         replyNumber(await runScript(adapter, EXTEND, [keys.lock], [owner, ttlArg])) === 1
           ? "renewed"
           : "gone",
-      release: () =>
-        runScript(adapter, RELEASE, keyList, [
+      release: async () => {
+        const released = await runScript(adapter, RELEASE, keyList, [
           owner,
           String(Math.floor(runtime.monotonic() - heldSince)),
-        ]),
+        ]);
+        if (replyNumber(released) === 2) grace.leftFree();
+        return released;
+      },
     });
     return { acquired: true, grant };
   }
@@ -301,6 +308,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
   }
 
   async function tryAcquire(willWait = true): Promise<Attempt> {
+    grace.tried();
     let w = waiting;
     // Before the first try: what our channel had seen, if it is subscribed.
     let seenBefore = -1;

@@ -53,10 +53,13 @@ export interface LuaScript {
  * coming back at once — a busy loop) may take the lock again, instead of
  * waiting for a hand-off between processes every time. After that, every
  * release hands the lock to the first waiter. A holder that kept the lock
- * longer hands it over at once. So each waiter ahead of a waiter costs it
- * at most this long, one holding and one hand-off. (Go's sync.Mutex, in
- * one process, stops letting newcomers overtake once a waiter has waited
- * 1 ms; between processes a hand-off itself takes about that long.)
+ * longer hands it over at once, and so does one that has not tried again
+ * by its event loop's next turn ({@link PASS_ON}: a holder that goes on to
+ * other work does not keep waiters from a free lock). So each waiter ahead
+ * of a waiter costs it at most this long, one holding and one hand-off.
+ * (Go's sync.Mutex, in one process, stops letting newcomers overtake once
+ * a waiter has waited 1 ms; between processes a hand-off itself takes about
+ * that long.)
  */
 export const PATIENCE_MS = 5;
 
@@ -260,11 +263,13 @@ return {0, current, redis.call('PTTL', KEYS[1]), place, redis.call('GET', KEYS[2
  * it on: to the first live waiter, unless a run of quick acquisitions is
  * under way or this release starts one (see {@link PATIENCE_MS}) — then the
  * lock stays free, and the first waiter is told when its turn comes
- * (`free <owner> <ms>`), should no one take the lock by then.
+ * (`free <owner> <ms>`), should no one take the lock by then; the releaser
+ * passes it on with {@link PASS_ON} if it does not come back at once.
  * KEYS: lock, counter, queue, places. ARGV: owner, and how long the owner
  * held the lock in ms, by its own clock (default: since `acquiredAt`; a
  * lock handed over by pub/sub is in use only once the message arrived).
- * Returns 1 if released, 0 if not ours.
+ * Returns 1 if released, 2 if released and left free for a run while
+ * waiters are queued, 0 if not ours.
  */
 export const RELEASE: LuaScript = {
   name: "release",
@@ -282,7 +287,7 @@ end
 local run = tonumber(redis.call('HGET', KEYS[4], '@run'))
 if run and nowMs >= run and nowMs - run < ${PATIENCE_MS} then
   redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
-  return 1
+  return 2
 end
 local heldFor = tonumber(ARGV[2]) or nowMs - (tonumber(string.match(current, '"acquiredAt":(%d+)')) or 0)
 if not run and heldFor < ${PATIENCE_MS} then
@@ -294,9 +299,28 @@ if not run and heldFor < ${PATIENCE_MS} then
       string.format('free %s %d', head, ${PATIENCE_MS}))
   end
   redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
-  return 1
+  return 2
 end
 ` + QUEUE + `
+passOn(nowMs, nowUs)
+return 1
+`,
+};
+
+/**
+ * Ends a run of quick acquisitions early: hands the lock, if it is free, to
+ * the first live waiter. Sent by a releaser that left the lock free for a
+ * run (RELEASE returned 2) and did not try again by its event loop's next
+ * turn, so a waiter does not wait out the rest of {@link PATIENCE_MS} for a
+ * lock no one is about to take.
+ * KEYS: lock, counter, queue, places. Returns 1 if the lock was free and
+ * waiters were queued (it went to the first live one, if any), else 0.
+ */
+export const PASS_ON: LuaScript = {
+  name: "passOn",
+  source: EFFECTS + `
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+` + NOW + QUEUE + `
 passOn(nowMs, nowUs)
 return 1
 `,

@@ -1,0 +1,169 @@
+// A run of quick acquisitions lasts only while its releaser comes back: a
+// holder that released within PATIENCE_MS and then went on to other work
+// hands the free lock to the first waiter by PASS_ON, instead of leaving it
+// free until the waiter's own timer ends the run. The waiter here is a
+// place written straight into Redis' queue, with no process behind it: only
+// the releaser can hand it the lock, so nothing but PASS_ON can pass.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { lock } from "../mod.ts";
+import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
+import { ACQUIRE, type LuaScript, PASS_ON, RELEASE, runScript } from "../lib/redis/scripts.ts";
+import { describeRedis } from "./_redis_server.ts";
+import { redisSuite } from "./_redis_suite.ts";
+import { eventually } from "./_waiting.ts";
+import { runGrace } from "../lib/redis/_run_grace.ts";
+
+const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
+
+async function shaOf(script: LuaScript): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(script.source));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+test("runGrace passes the lock on after a release only if no try followed before the next turn", async () => {
+  let passed = 0;
+  const grace = runGrace(() => passed++);
+  grace.leftFree();
+  await nextTurn();
+  assert.equal(passed, 1, "no try: passed on");
+
+  grace.leftFree();
+  await Promise.resolve();
+  grace.tried(); // a loop's next lock(), in promise callbacks
+  await nextTurn();
+  assert.equal(passed, 1, "came back: the run goes on");
+
+  grace.leftFree();
+  grace.leftFree(); // two releases before the turn ends: one pass-on
+  await nextTurn();
+  assert.equal(passed, 2);
+
+  grace.leftFree();
+  grace.tried();
+  grace.leftFree(); // came back, then left it free again without trying
+  await nextTurn();
+  assert.equal(passed, 3);
+});
+
+describeRedis("Redis kind's runs of quick acquisitions", () => {
+  const suite = redisSuite();
+
+  const keysOf = (name: string) => {
+    const key = `socketlock:${name}`;
+    return [key, `${key}:token`, `${key}:queue`, `${key}:waiters`];
+  };
+
+  /** Queues `owner` as a waiter of client `clientId`, its place live for 10 s. */
+  const queueWaiter = (name: string, owner: string, clientId: string) =>
+    runScript(adaptRedisClient(suite.raw), ACQUIRE, keysOf(name), [
+      owner,
+      "30000",
+      `{"owner":"${owner}","pid":1,"host":"h","ttl":30000,"lease":20000`,
+      "10000",
+      "",
+      clientId,
+      "30000",
+    ]);
+
+  const ownerOf = async (name: string) => {
+    const value = await suite.raw.get(keysOf(name)[0]);
+    return value === null ? null : JSON.parse(value).owner;
+  };
+
+  /** An adapter over a new client that records the replies to RELEASE and the PASS_ONs sent. */
+  const recording = async () => {
+    const base = adaptRedisClient(suite.client());
+    const [release, passOn] = [await shaOf(RELEASE), await shaOf(PASS_ON)];
+    const releases: unknown[] = [];
+    let passOns = 0;
+    const adapter: RedisAdapter = {
+      ...base,
+      async send(args) {
+        const reply = await base.send(args);
+        if (args[1] === release) releases.push(reply);
+        if (args[1] === passOn) passOns++;
+        return reply;
+      },
+    };
+    return { adapter, releases, passOns: () => passOns };
+  };
+
+  test("a holder that released quickly and does not come back hands the lock to the waiter at once", async () => {
+    // A release left the lock free for a run (RELEASE said 2) in most tries;
+    // on a loaded machine the hold may pass 5 ms and hand over directly.
+    let runs = 0;
+    for (let attempt = 0; attempt < 5 && runs === 0; attempt++) {
+      const name = unique("grace");
+      const { adapter, releases, passOns } = await recording();
+      const holder = await lock(name, { redis: adapter });
+      const waiter = crypto.randomUUID();
+      const queued = await queueWaiter(name, waiter, "aa") as unknown[];
+      assert.equal(queued[0], 0, "the waiter queued behind the holder");
+      await holder.release();
+      assert.ok(
+        await eventually(async () => (await ownerOf(name)) === waiter, 5_000),
+        `the lock went to the waiter (release said ${String(releases[0])})`,
+      );
+      if (releases[0] === 2) {
+        runs++;
+        assert.equal(passOns(), 1, "handed over by the releaser's PASS_ON");
+      }
+      await runScript(adaptRedisClient(suite.raw), RELEASE, keysOf(name), [waiter]);
+    }
+    assert.ok(runs > 0, "no try left the lock free for a run: the machine was too slow");
+  });
+
+  test("a holder taking the lock again at once keeps its run: no PASS_ON while it loops", async () => {
+    const name = unique("loop");
+    const { adapter, releases, passOns } = await recording();
+    const holder = await lock(name, { redis: adapter });
+    // A waiter that, handed the lock when the run ends, keeps it 20 ms.
+    await runScript(adaptRedisClient(suite.raw), ACQUIRE, keysOf(name), [
+      crypto.randomUUID(),
+      "30000",
+      `{"owner":"waiter","pid":1,"host":"h","ttl":30000,"lease":20000`,
+      "10000",
+      "",
+      "cc",
+      "20",
+    ]);
+    await holder.release();
+    for (let i = 0; i < 30; i++) {
+      await (await lock(name, { redis: adapter, timeout: 10_000 })).release();
+    }
+    // Each release was followed by the next lock() call in promise callbacks,
+    // before the event loop's next turn; only the last may pass the lock on.
+    const inRun = releases.filter((reply) => reply === 2).length;
+    assert.ok(passOns() <= 1, `${passOns()} PASS_ONs after ${inRun} releases in a run`);
+  });
+
+  test("PASS_ON hands a free lock to the first live waiter, and leaves a held lock alone", async () => {
+    const name = unique("passon");
+    const keys = keysOf(name);
+    const adapter = adaptRedisClient(suite.raw);
+    assert.equal(await runScript(adapter, PASS_ON, keys, []), 0, "no lock, no queue");
+
+    const holder = await lock(name, { redis: suite.client() });
+    const waiter = crypto.randomUUID();
+    await queueWaiter(name, waiter, "bb");
+    assert.equal(await runScript(adapter, PASS_ON, keys, []), 0, "held: not passed on");
+    assert.equal(await ownerOf(name), holder.info.owner);
+
+    // The holder's lock expires (as if it died): free, with a waiter queued.
+    await suite.raw.del(keys[0]);
+    const heard: string[] = [];
+    const sub = suite.client();
+    sub.on("message", (_channel: string, message: string) => heard.push(message));
+    await sub.subscribe(`${keys[0]}:released:bb`);
+    assert.equal(await runScript(adapter, PASS_ON, keys, []), 1);
+    assert.equal(await ownerOf(name), waiter);
+    assert.ok(await eventually(() => Promise.resolve(heard.length === 1)));
+    assert.match(heard[0], new RegExp(`^granted ${waiter} \\d+ \\d+$`));
+    assert.equal(await runScript(adapter, RELEASE, keys, [waiter]), 1);
+    assert.equal(await suite.raw.exists(keys[2], keys[3]), 0, "the queue is gone");
+    await holder.release(); // long gone: a no-op
+  });
+});
