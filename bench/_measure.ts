@@ -7,6 +7,8 @@
 // - measureWindows: a load runs for a window and returns its op count and
 //   per-op latencies (throughput with many clients).
 
+import { preciseWallClock } from "../lib/_precise_wall_clock.ts";
+
 /** How long and how often to measure. */
 export interface Budget {
   /** Warm-up time before the first repeat, ms. */
@@ -220,7 +222,11 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Wall-clock time in µs with sub-ms resolution, comparable across processes. */
+/**
+ * Wall-clock time in µs with sub-ms resolution, comparable across processes:
+ * the library's calibrated clock, since `performance.timeOrigin` can be a
+ * fraction of a ms off in processes started in a burst.
+ */
 export function wallMicros(): number {
-  return (performance.timeOrigin + performance.now()) * 1000;
+  return preciseWallClock() * 1000;
 }

@@ -42,8 +42,8 @@ export async function measureHandoff(
   note?: string,
 ): Promise<void> {
   const holder = await ctx.holder();
-  // Both stamps come from performance.timeOrigin + now(); correct for an
-  // offset between the two processes only where one is measurable.
+  // Both stamps come from each process's calibrated wall clock; correct for
+  // an offset between the two processes only where one is measurable.
   const clock = await clockOffset(holder);
   const offset = Math.abs(clock.offsetUs) > clock.uncertaintyUs ? clock.offsetUs : 0;
   const name = ctx.unique(`${kind}-handoff`);
