@@ -12,8 +12,8 @@ import { setImmediate } from "node:timers";
 export interface RunGrace {
   /** An attempt on the lock is starting (the process came back). */
   tried(): void;
-  /** A release left the lock free for a run while waiters were queued. */
-  leftFree(): void;
+  /** A release left the lock free for the run `run` while waiters were queued. */
+  leftFree(run: string): void;
 }
 
 /**
@@ -22,26 +22,29 @@ export interface RunGrace {
  * event loop's next turn (a macrotask: a loop that awaits `release()` and
  * then calls `lock()` again does so in promise callbacks, before it).
  *
- * @param passOn Hands the lock to the first waiter (errors are its own).
+ * @param passOn Ends the run `run`, handing the lock to the first waiter
+ *   (errors are its own).
  */
-export function runGrace(passOn: () => void): RunGrace {
+export function runGrace(passOn: (run: string) => void): RunGrace {
   let tries = 0;
   let triesAtRelease = -1;
+  let lastRun = "";
   let pending = false;
 
   function check(): void {
     pending = false;
     if (tries !== triesAtRelease) return; // came back: the run goes on
     triesAtRelease = -1;
-    passOn();
+    passOn(lastRun);
   }
 
   return {
     tried() {
       tries++;
     },
-    leftFree() {
+    leftFree(run) {
       triesAtRelease = tries;
+      lastRun = run;
       if (pending) return;
       pending = true;
       // Not unref'd: it holds a process for one turn at most, and Deno runs

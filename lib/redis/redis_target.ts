@@ -194,7 +194,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
 
   const cancel = (owner: string) => runScript(adapter, CANCEL, keyList, [owner]).catch(() => {});
   // A failed pass-on costs only time: the first waiter's own timer ends the run.
-  const grace = runGrace(() => void runScript(adapter, PASS_ON, keyList, []).catch(() => {}));
+  const grace = runGrace((run) => void runScript(adapter, PASS_ON, keyList, [run]).catch(() => {}));
 
   // leaveQueue: the waiter gives up (or a try failed) and may be queued,
   // or even have been handed the lock meanwhile.
@@ -232,7 +232,9 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
           owner,
           String(Math.floor(runtime.monotonic() - heldSince)),
         ]);
-        if (replyNumber(released) === 2) grace.leftFree();
+        if (Array.isArray(released) && replyNumber(released[0]) === 2) {
+          grace.leftFree(replyString(released[1]) ?? "");
+        }
         return released;
       },
     });

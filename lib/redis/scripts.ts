@@ -268,8 +268,8 @@ return {0, current, redis.call('PTTL', KEYS[1]), place, redis.call('GET', KEYS[2
  * KEYS: lock, counter, queue, places. ARGV: owner, and how long the owner
  * held the lock in ms, by its own clock (default: since `acquiredAt`; a
  * lock handed over by pub/sub is in use only once the message arrived).
- * Returns 1 if released, 2 if released and left free for a run while
- * waiters are queued, 0 if not ours.
+ * Returns 1 if released, `{2, run}` if released and left free for the run
+ * `run` (its start, as stored) while waiters are queued, 0 if not ours.
  */
 export const RELEASE: LuaScript = {
   name: "release",
@@ -284,14 +284,16 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
   return 1
 end
 ` + NOW + `
-local run = tonumber(redis.call('HGET', KEYS[4], '@run'))
+local stamp = redis.call('HGET', KEYS[4], '@run')
+local run = tonumber(stamp)
 if run and nowMs >= run and nowMs - run < ${PATIENCE_MS} then
   redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
-  return 2
+  return {2, stamp}
 end
 local heldFor = tonumber(ARGV[2]) or nowMs - (tonumber(string.match(current, '"acquiredAt":(%d+)')) or 0)
 if not run and heldFor < ${PATIENCE_MS} then
-  redis.call('HSET', KEYS[4], '@run', string.format('%d', nowMs))
+  stamp = string.format('%d', nowMs)
+  redis.call('HSET', KEYS[4], '@run', stamp)
   local first = redis.call('HGET', KEYS[4], '@first')
   local head, client = string.match(first or '', '^(%S+) (%x+)$')
   if head then
@@ -299,7 +301,7 @@ if not run and heldFor < ${PATIENCE_MS} then
       string.format('free %s %d', head, ${PATIENCE_MS}))
   end
   redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
-  return 2
+  return {2, stamp}
 end
 ` + QUEUE + `
 passOn(nowMs, nowUs)
@@ -312,14 +314,18 @@ return 1
  * the first live waiter. Sent by a releaser that left the lock free for a
  * run (RELEASE returned 2) and did not try again by its event loop's next
  * turn, so a waiter does not wait out the rest of {@link PATIENCE_MS} for a
- * lock no one is about to take.
- * KEYS: lock, counter, queue, places. Returns 1 if the lock was free and
- * waiters were queued (it went to the first live one, if any), else 0.
+ * lock no one is about to take. Only that run is ended: a pass-on sent late
+ * (a busy event loop) leaves a later run, another holder's, alone.
+ * KEYS: lock, counter, queue, places. ARGV: the run, as RELEASE returned it.
+ * Returns 1 if the lock was free and that run still on (the lock went to
+ * the first live waiter, if any), else 0.
  */
 export const PASS_ON: LuaScript = {
   name: "passOn",
   source: EFFECTS + `
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HGET', KEYS[4], '@run') ~= ARGV[1] then
+  return 0
+end
 ` + NOW + QUEUE + `
 passOn(nowMs, nowUs)
 return 1
