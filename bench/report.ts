@@ -1,9 +1,10 @@
 // Merges the runtimes' JSON results into one Markdown report: the table
 // (kind × operation × runtime: p50, p99, ops/s), the goals of issue 4 with
 // ✅/❌, the ratios against each peer and floor, and the machine it ran on.
-// Prints it, and writes bench/RESULTS.md and bench/chart.svg.
+// Prints it, and writes bench/RESULTS.md and bench/chart.svg (not with
+// --print-only: a partial run must not replace the full results).
 //
-// Usage: deno run -A bench/report.ts results/*.json
+// Usage: deno run -A bench/report.ts [--print-only] results/*.json
 
 import process from "node:process";
 import { readFile, writeFile } from "node:fs/promises";
@@ -42,12 +43,13 @@ function row(cells: string[]): string {
   return `| ${cells.map((c) => c.replace(/\|/g, "\\|")).join(" | ")} |`;
 }
 
+const printOnly = process.argv.includes("--print-only");
 const files: RunFile[] = [];
-for (const path of process.argv.slice(2)) {
+for (const path of process.argv.slice(2).filter((arg) => arg !== "--print-only")) {
   files.push(JSON.parse(await readFile(path, "utf8")) as RunFile);
 }
 if (files.length === 0) {
-  console.error("usage: report.ts <results.json>...");
+  console.error("usage: report.ts [--print-only] <results.json>...");
   process.exit(64);
 }
 files.sort((a, b) => ORDER.indexOf(a.runtime) - ORDER.indexOf(b.runtime));
@@ -191,6 +193,10 @@ md.push(
 
 const text = md.join("\n") + "\n";
 console.log(text);
+if (printOnly) {
+  console.log("a partial run (--only): bench/RESULTS.md and bench/chart.svg are left as they were");
+  process.exit(0);
+}
 const here = new URL(".", import.meta.url).pathname;
 await writeFile(`${here}RESULTS.md`, text);
 

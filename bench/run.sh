@@ -3,6 +3,7 @@
 # one machine), with a private redis-server for the Redis cases, then prints
 # the Markdown table and writes bench/RESULTS.md and bench/chart.svg.
 # Usage: bash bench/run.sh [--full] [--only case,case]   (deno task bench)
+# With --only, the table is printed and bench/RESULTS.md and chart.svg are kept.
 # SOCKETLOCK_BENCH_DIR=/dev/shm puts the lock directory on another file system.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,5 +69,8 @@ echo
 shopt -s nullglob
 files=("$work"/*.json)
 if [ "${#files[@]}" -eq 0 ]; then echo "!! no runtime produced results"; exit 1; fi
-"$SOCKETLOCK_DENO" run -A bench/report.ts "${files[@]}" || status=1
+# A partial run (--only) prints its table but keeps the committed results.
+report_args=()
+for arg in "$@"; do [ "$arg" = "--only" ] && report_args=(--print-only); done
+"$SOCKETLOCK_DENO" run -A bench/report.ts "${report_args[@]}" "${files[@]}" || status=1
 exit $status
