@@ -6,6 +6,7 @@
  */
 
 import type { LockInfo } from "./types.ts";
+import { describeHolder } from "./_describe_holder.ts";
 
 /**
  * The base class of every error this library raises.
@@ -31,16 +32,6 @@ export class LockError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
-}
-
-function describeHolder(holder: LockInfo | null): string {
-  if (!holder) return "by another holder";
-  const parts = [`by pid ${holder.pid}`];
-  if (holder.host) parts.push(`on host ${holder.host}`);
-  if (holder.acquiredAt) {
-    parts.push(`since ${new Date(holder.acquiredAt).toISOString()}`);
-  }
-  return `${parts.join(" ")} (kind: ${holder.kind})`;
 }
 
 /**

@@ -80,11 +80,15 @@ describe("the socketlock CLI", () => {
       const result = await run.done;
       assert.equal(result.code, 75, result.stderr);
       assert.match(result.stderr, new RegExp(`held by pid ${holder.pid}`));
+      // What to type next names the same lock: its directory too.
+      assert.ok(result.stderr.includes(`socketlock status busy --dir ${d}`), result.stderr);
+      assert.match(result.stderr, /--wait MS/);
       const waited = cli(rt, ["run", "busy", "--dir", d, "--wait", "100", "--", "true"]);
       kids.push(waited);
       const timedOut = await waited.done;
       assert.equal(timedOut.code, 75);
-      assert.match(timedOut.stderr, /Timed out after 100 ms/);
+      assert.match(timedOut.stderr, /timed out after 100 ms/);
+      assert.ok(timedOut.stderr.includes(`socketlock status busy --dir ${d}`), timedOut.stderr);
     });
 
     test(`SIGTERM to run from ${rt} reaches the command, and the lock is released`, async () => {
@@ -363,29 +367,45 @@ describe("the socketlock CLI", () => {
     const d = await dir();
     await writeFile(`${d}/not-executable.sh`, "echo hi\n", { mode: 0o644 });
     // All at once (each is a process of its own), each on a name of its own.
-    const [missing, notExecutable, bus, usage, unknown, bad, kind, blank, down, version] =
-      await Promise
-        .all(
-          [
-            ["run", "m1", "--dir", d, "--", "/no/such/command"],
-            ["run", "m2", "--dir", d, "--", `${d}/not-executable.sh`],
-            // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
-            ["run", "m3", "--dir", d, "--", "sh", "-c", "kill -BUS $$"],
-            ["run", "m4", "--dir", d],
-            ["run", "m5", "--bogus", "--", "true"],
-            ["run", "../x", "--dir", d, "--", "true"],
-            ["status", "m6", "--kind", "bogus"],
-            ["run", "m7", "--dir", d, "--wait=", "--", "true"],
-            ["status", "m8", "--server", "127.0.0.1:1"],
-            ["--version"],
-          ].map((args) => cli("node", args).done),
-        );
+    const [
+      missing,
+      notExecutable,
+      bus,
+      usage,
+      unknown,
+      bad,
+      kind,
+      blank,
+      down,
+      version,
+      noServer,
+      missingInPath,
+    ] = await Promise
+      .all(
+        [
+          ["run", "m1", "--dir", d, "--", "/no/such/command"],
+          ["run", "m2", "--dir", d, "--", `${d}/not-executable.sh`],
+          // SIGBUS: 7 on Linux, 10 on macOS; either way beyond the common few.
+          ["run", "m3", "--dir", d, "--", "sh", "-c", "kill -BUS $$"],
+          ["run", "m4", "--dir", d],
+          ["run", "m5", "--bogus", "--", "true"],
+          ["run", "../x", "--dir", d, "--", "true"],
+          ["status", "m6", "--kind", "bogus"],
+          ["run", "m7", "--dir", d, "--wait=", "--", "true"],
+          ["status", "m8", "--server", "127.0.0.1:1"],
+          ["--version"],
+          ["run", "m9", "--kind", "server", "--", "true"],
+          ["run", "m10", "--dir", d, "--", "no-such-command-socketlock"],
+        ].map((args) => cli("node", args).done),
+      );
     assert.equal(missing.code, 127);
-    // Ours, or setpriv's or timeout's (Linux: the command is started through them).
-    assert.match(
-      missing.stderr,
-      /(cannot run|failed to execute|failed to run command) .?\/no\/such\/command/,
-    );
+    // Said by run itself, before taking the lock: not by the setpriv that starts commands.
+    assert.match(missing.stderr, /cannot run \/no\/such\/command: command not found/);
+    assert.equal(missingInPath.code, 127);
+    assert.match(missingInPath.stderr, /cannot run no-such-command-socketlock: command not found/);
+    assert.match(notExecutable.stderr, /cannot run .*not-executable\.sh: permission denied/);
+    assert.equal(noServer.code, 64, noServer.stderr);
+    assert.match(noServer.stderr, /--kind server needs --server HOST:PORT/);
     assert.equal(notExecutable.code, 126, notExecutable.stderr);
     assert.equal(bus.code, 128 + constants.signals.SIGBUS, bus.stderr);
     assert.equal(usage.code, 64);

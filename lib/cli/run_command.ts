@@ -16,6 +16,8 @@ import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
 import { PASSED_SIGNALS, startCommand } from "./_command_tree.ts";
+import { describeHolder } from "../_describe_holder.ts";
+import { commandProblem } from "./_find_command.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
@@ -83,10 +85,48 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
   return options;
 }
 
+/** $PATH, or null if it is unset or may not be read (Deno without --allow-env). */
+function pathOrNull(): string | null {
+  try {
+    return runtime.env("PATH") ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** A flag value as a shell word. */
+function shellWord(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Why `run` gave up, and what to type next: the library's own messages
+ * point at its API, while a CLI user needs --wait and the status command
+ * with the flags that name this same lock.
+ */
+function busyMessage(
+  error: LockBusyError | LockTimeoutError,
+  name: string,
+  flags: Map<string, string | true>,
+): string {
+  let status = `socketlock status ${shellWord(name)}`;
+  for (const flag of ["--kind", "--dir", ...SERVER_FLAGS]) {
+    const value = flags.get(flag);
+    if (typeof value === "string") status += ` ${flag} ${shellWord(value)}`;
+  }
+  const held = describeHolder(error.holder);
+  return error instanceof LockTimeoutError
+    ? `timed out after ${error.timeout} ms waiting for lock "${name}", held ${held}. ` +
+      `Wait longer with --wait MS, or see who holds it: ${status}`
+    : `lock "${name}" is held ${held}. Wait for it with --wait MS (or without --no-wait), ` +
+      `or see who holds it: ${status}`;
+}
+
 /** While waiting for the lock, a signal cancels the wait. */
 async function takeLock(
   name: string,
   options: LockOptions,
+  flags: Map<string, string | true>,
   log: Logger,
 ): Promise<HeldLock | number> {
   const abort = new AbortController();
@@ -95,7 +135,7 @@ async function takeLock(
     return await lock(name, { ...options, signal: abort.signal });
   } catch (error) {
     if (error instanceof LockBusyError || error instanceof LockTimeoutError) {
-      log.log("error", error.message);
+      log.log("error", busyMessage(error, name, flags));
       return EXIT_BUSY;
     }
     if (error instanceof LockAbortedError) {
@@ -136,11 +176,16 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
     ? 0
     : millis("--wait", parsed.flags.get("--wait"));
   const verbose = parsed.flags.has("-v");
+  const [command, ...commandArgs] = parsed.rest;
+  const problem = commandProblem(command, pathOrNull(), runtime.executableState);
+  if (problem) {
+    log.log("error", `cannot run ${command}: ${problem.reason}`);
+    return problem.code;
+  }
 
-  const held = await takeLock(name, options, log);
+  const held = await takeLock(name, options, parsed.flags, log);
   if (typeof held === "number") return held;
   if (verbose) log.log("info", `lock "${name}" taken`, { kind: held.kind, token: held.token });
-  const [command, ...commandArgs] = parsed.rest;
   const stop: Array<() => void> = [];
   try {
     const child = await startCommand(command, commandArgs, log);

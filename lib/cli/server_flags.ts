@@ -2,6 +2,7 @@
 // --token-file FILE.
 
 import type { LockOptions } from "../types.ts";
+import { UsageError } from "./args.ts";
 import { readTokenFile } from "./serve_command.ts";
 
 /** The server flags that take a value. */
@@ -12,13 +13,22 @@ export const SERVER_FLAGS_HELP =
   `  --server HOST:PORT  use the lock server there (socketlock serve; kind "server")
   --token-file FILE  the server's shared secret, if it has one`;
 
-/** Adds `server` and `token` to `options` from the parsed flags. */
+/**
+ * Adds `server` and `token` to `options` from the parsed flags.
+ *
+ * @throws {UsageError} If `--kind server` is given without `--server`.
+ */
 export async function applyServerFlags(
   options: LockOptions,
   flags: Map<string, string | true>,
 ): Promise<void> {
   const server = flags.get("--server");
   if (typeof server === "string") options.server = server;
+  else if (options.kind === "server") {
+    throw new UsageError(
+      '--kind server needs --server HOST:PORT (a lock server started with "socketlock serve").',
+    );
+  }
   const tokenFile = flags.get("--token-file");
   if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile);
 }

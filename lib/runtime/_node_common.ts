@@ -10,6 +10,7 @@ import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
+import { executableStateSync } from "./_executable.ts";
 
 // File operations are synchronous system calls handed back as settled
 // promises. A lock operation is a handful of metadata calls on small files in
@@ -90,6 +91,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
   rename: (from, to) => settled(() => fs.renameSync(from, to)),
   link: (from, to) => settled(() => fs.linkSync(from, to)),
   lstat: (path) => settled(() => toFileStat(fs.lstatSync(path))),
+  executableState: executableStateSync,
   watchDir: (path, onChange) => {
     let watcher: fs.FSWatcher;
     try {

@@ -19,6 +19,7 @@ import { timerDelay } from "./_timer_delay.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
 // cannot) and raises NotCapable for a missing flag just as Deno.* does.
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
+import { executableStateSync } from "./_executable.ts";
 import { LockPermissionError } from "../errors.ts";
 
 // Deno 2 already sets `code` on OS errors; this fills it in where a version
@@ -538,6 +539,11 @@ export const denoRuntime: Runtime = {
   rename: (from, to) => fsSync(() => Deno.renameSync(from, to), from, to),
   link: (from, to) => fsSync(() => Deno.linkSync(from, to), from, to),
   lstat: (path) => fsSync(() => toFileStat(Deno.lstatSync(path)), path),
+  // Without read permission for it, looking would prompt in a terminal.
+  executableState: (path) =>
+    Deno.permissions.querySync({ name: "read", path }).state === "granted"
+      ? executableStateSync(path)
+      : "unknown",
   watchDir: (path, onChange) => {
     let watcher: Deno.FsWatcher;
     try {

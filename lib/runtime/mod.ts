@@ -11,6 +11,7 @@ export type {
   ChildProcess,
   Connection,
   DirWatch,
+  ExecutableState,
   FileStat,
   Listener,
   ProcessStart,

@@ -10,6 +10,14 @@
  * @module
  */
 
+/**
+ * What exec would make of a path: "yes" (an executable file), "no" (there,
+ * but not a file or not executable), "missing", or "unknown" (this process
+ * may not look: Deno without read permission for it, where asking would
+ * prompt).
+ */
+export type ExecutableState = "yes" | "no" | "missing" | "unknown";
+
 /** What `lstat` reports about a path, without following symlinks. */
 export interface FileStat {
   /** A regular file. */
@@ -149,6 +157,11 @@ export interface Runtime {
   link(from: string, to: string): Promise<void>;
   /** Stats a path without following symlinks. */
   lstat(path: string): Promise<FileStat>;
+  /**
+   * Whether `path` is a file this process may execute (following symlinks),
+   * without asking for any permission: "unknown" where it may not look.
+   */
+  executableState(path: string): ExecutableState;
   /**
    * Watches a directory (not its subdirectories): `onChange` gets the entry
    * name of each creation, removal or rename the OS reports. Best effort —
