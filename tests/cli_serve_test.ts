@@ -105,9 +105,9 @@ describe("socketlock serve", () => {
     }
   });
 
-  test("serve refuses a non-loopback host without --token-file or --insecure, saying so", async () => {
+  test("serve refuses a non-loopback host without --token-file or --insecure, saying so (usage, 64)", async () => {
     const result = await runCli("node", ["serve", "--host", "0.0.0.0", "--port", "0"]).done;
-    assert.equal(result.code, 69);
+    assert.equal(result.code, 64);
     assert.match(result.stderr, /--token-file.*--insecure/s);
   });
 
@@ -179,7 +179,12 @@ describe("socketlock serve", () => {
   });
 
   test("serve rejects bad options with usage errors (exit 64)", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const empty = `${dir}/token`;
+    await writeFile(empty, "\n", { mode: 0o600 });
     const cases = [
+      ["--token-file", empty],
       ["--port", "http"],
       ["--max-line", "0"],
       ["--max-connections", "1.5"],

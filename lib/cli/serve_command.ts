@@ -4,7 +4,7 @@
 import { errorCode, runtime } from "../runtime/mod.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { LockError } from "../errors.ts";
-import { serve, type ServeOptions } from "../server/serve.ts";
+import { serve, ServeOptionError, type ServeOptions } from "../server/serve.ts";
 import { DEFAULT_PORT } from "../server/server_address.ts";
 import { DEFAULT_MAX_TTL, DEFAULT_TTL } from "../server/_server_context.ts";
 import { parseArgs, UsageError } from "./args.ts";
@@ -65,7 +65,7 @@ export async function readTokenFile(path: string, log?: Logger): Promise<string>
   }
   const token = text.replace(/\s+$/, "");
   if (!token) {
-    throw new LockError(`The token file ${path} is empty; put a long random secret in it.`);
+    throw new UsageError(`The token file ${path} is empty; put a long random secret in it.`);
   }
   try {
     const stat = await runtime.lstat(path);
@@ -135,15 +135,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     }
     (options as Record<string, unknown>)[key] = value;
   }
-  // serve() refuses it too, but as a LockError (exit 69): this is a usage error.
-  const maxTtl = options.maxTtl ?? DEFAULT_MAX_TTL;
-  if (options.ttl !== undefined && options.ttl > maxTtl) {
-    throw new UsageError(`--ttl ${options.ttl} is above --max-ttl ${maxTtl}.`);
-  }
   const tokenFile = parsed.flags.get("--token-file");
   if (typeof tokenFile === "string") options.token = await readTokenFile(tokenFile, log);
 
   const server = await serve(options).catch((error) => {
+    // Options serve() cannot work with were given on the command line: usage (64).
+    if (error instanceof ServeOptionError) throw new UsageError(error.message);
     if (errorCode(error) !== "EADDRINUSE") throw error;
     throw new LockError(
       `Port ${options.port ?? DEFAULT_PORT} on ${options.host ?? "127.0.0.1"} is already in ` +

@@ -91,10 +91,17 @@ export interface LockServer extends AsyncDisposable {
 
 type Session = LineSession | DistlockdSession;
 
+/**
+ * An option {@link serve} cannot work with (out of range, or a non-loopback
+ * host without a token). A {@link LockError}; its own class only so the CLI
+ * can tell a usage error (exit 64) from a server that cannot start.
+ */
+export class ServeOptionError extends LockError {}
+
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) {
-    throw new LockError(`serve(): ${name} must be a positive number, got ${value}.`);
+    throw new ServeOptionError(`serve(): ${name} must be a positive number, got ${value}.`);
   }
   return value;
 }
@@ -103,7 +110,7 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 function wholeNumber(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < 1) {
-    throw new LockError(
+    throw new ServeOptionError(
       `serve(): ${name} must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${value}.`,
     );
   }
@@ -140,14 +147,16 @@ const AUTH_DEADLINE_MS = 10_000;
 export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Promise<LockServer> {
   const host = options.host ?? "127.0.0.1";
   if (!isLoopback(host) && options.token === undefined && !options.insecure) {
-    throw new LockError(
+    throw new ServeOptionError(
       `Refusing to serve locks on ${host} without authentication: anyone who can reach it could ` +
         `take and release locks. Pass a shared secret (--token-file FILE / token) or, on a trusted ` +
         `network, --insecure.`,
     );
   }
   if (options.token !== undefined && options.token.length === 0) {
-    throw new LockError("The server token is empty; put a long random secret in the token file.");
+    throw new ServeOptionError(
+      "The server token is empty; put a long random secret in the token file.",
+    );
   }
   const limits: Required<ServerLimits> = { ...DEFAULT_LIMITS };
   for (const key of Object.keys(DEFAULT_LIMITS) as (keyof ServerLimits)[]) {
@@ -158,7 +167,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
   const maxTtl = positive("maxTtl", options.maxTtl, DEFAULT_MAX_TTL);
   // Only a default lease longer than maxTtl is cut to it; one given is a mistake.
   if (options.ttl !== undefined && options.ttl > maxTtl) {
-    throw new LockError(
+    throw new ServeOptionError(
       `serve(): ttl (${options.ttl} ms) is above maxTtl (${maxTtl} ms); lower ttl or raise maxTtl.`,
     );
   }
