@@ -228,8 +228,15 @@ describe("port kind in one process", () => {
       new Promise((_, reject) => timer = setTimeout(() => reject(new Error("not woken")), 10_000)),
     ]).finally(() => clearTimeout(timer));
     attempt.cancelWake?.();
-    const next = settle(await waiter.tryAcquire());
-    assert.ok(next);
+    // Taken on the first try almost always; Deno has been seen (once, under
+    // load) to free a closed listener's address a moment after its close()
+    // settled, and lock() then simply tries again: so may this test, briefly.
+    let next: Grant | null = null;
+    for (let i = 0; i < 50 && !next; i++) {
+      next = settle(await waiter.tryAcquire());
+      if (!next) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.ok(next, "the waiter takes the lock once it was woken");
     assert.ok(next.token > grant.token, "the waiter's token outgrows the holder it saw");
     await next.release();
   });
