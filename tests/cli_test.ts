@@ -12,6 +12,7 @@ import {
   fixture,
   runtimeBinary,
   type RuntimeName,
+  RUNTIMES,
   scriptCommand,
   spawnCommand,
   spawnScript,
@@ -361,6 +362,18 @@ describe("the socketlock CLI", () => {
     const denied = await runExit3([]);
     assert.equal(denied.code, 77, denied.stderr);
     assert.match(denied.stderr, /Deno needs --allow-run=sh/);
+  });
+
+  test("run's check of its command agrees with exec in every runtime: a file with only the others' execute bit runs for root, not for its non-root owner", async () => {
+    const d = await dir();
+    // Deno's node:fs accessSync judges by the owner's or the others' bits
+    // (no groups, no root): root, who may exec this file, was refused (126).
+    await writeFile(`${d}/others-x.sh`, "exit 0\n", { mode: 0o645 });
+    const expected = process.getuid?.() === 0 ? 0 : 126;
+    for (const rt of RUNTIMES) {
+      const result = await cli(rt, ["run", `x-${rt}`, "--dir", d, "--", `${d}/others-x.sh`]).done;
+      assert.equal(result.code, expected, `${rt}: ${result.stderr}`);
+    }
   });
 
   test("a command not found exits 127, one not executable 126, one killed by signal N 128+N, usage errors 64 with help; --version prints the version", async () => {

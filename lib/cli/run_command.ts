@@ -85,15 +85,6 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
   return options;
 }
 
-/** $PATH, or null if it is unset or may not be read (Deno without --allow-env). */
-function pathOrNull(): string | null {
-  try {
-    return runtime.env("PATH") ?? null;
-  } catch {
-    return null;
-  }
-}
-
 /** A flag value as a shell word. */
 function shellWord(value: string): string {
   return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
@@ -177,7 +168,7 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
     : millis("--wait", parsed.flags.get("--wait"));
   const verbose = parsed.flags.has("-v");
   const [command, ...commandArgs] = parsed.rest;
-  const problem = commandProblem(command, pathOrNull(), runtime.executableState);
+  const problem = commandProblem(command, runtime.searchPath(), runtime.executableState);
   if (problem) {
     log.log("error", `cannot run ${command}: ${problem.reason}`);
     return problem.code;

@@ -17,3 +17,24 @@ export function executableStateSync(path: string): ExecutableState {
     return "unknown";
   }
 }
+
+/**
+ * The state of `path` by stat and its mode bits alone, for Deno: its
+ * node:fs accessSync is not access(2) but lstat and the owner's or the
+ * others' bits (no groups, no root, and Deno.uid() asks for --allow-sys), so
+ * a group-executable file would be refused that exec runs. Only what exec
+ * refuses for everyone is "no"; whether this user may is left to exec.
+ */
+export function executableStateByMode(path: string): ExecutableState {
+  try {
+    const stat = statSync(path);
+    return stat.isFile() && (stat.mode & 0o111) !== 0 ? "yes" : "no";
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return "missing";
+    // EACCES (a directory on the way without search permission): exec
+    // gets it too and goes on searching; so does the lookup.
+    if (code === "EACCES") return "no";
+    return "unknown";
+  }
+}

@@ -92,6 +92,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
   link: (from, to) => settled(() => fs.linkSync(from, to)),
   lstat: (path) => settled(() => toFileStat(fs.lstatSync(path))),
   executableState: executableStateSync,
+  searchPath: () => process.env.PATH ?? null,
   watchDir: (path, onChange) => {
     let watcher: fs.FSWatcher;
     try {

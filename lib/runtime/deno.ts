@@ -19,7 +19,7 @@ import { timerDelay } from "./_timer_delay.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
 // cannot) and raises NotCapable for a missing flag just as Deno.* does.
 import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
-import { executableStateSync } from "./_executable.ts";
+import { executableStateByMode } from "./_executable.ts";
 import { LockPermissionError } from "../errors.ts";
 
 // Deno 2 already sets `code` on OS errors; this fills it in where a version
@@ -542,8 +542,13 @@ export const denoRuntime: Runtime = {
   // Without read permission for it, looking would prompt in a terminal.
   executableState: (path) =>
     Deno.permissions.querySync({ name: "read", path }).state === "granted"
-      ? executableStateSync(path)
+      ? executableStateByMode(path)
       : "unknown",
+  // Reading it without --allow-env for it would prompt in a terminal.
+  searchPath: () =>
+    Deno.permissions.querySync({ name: "env", variable: "PATH" }).state === "granted"
+      ? Deno.env.get("PATH") ?? null
+      : null,
   watchDir: (path, onChange) => {
     let watcher: Deno.FsWatcher;
     try {

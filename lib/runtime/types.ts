@@ -163,6 +163,11 @@ export interface Runtime {
    */
   executableState(path: string): ExecutableState;
   /**
+   * $PATH, or null if it is unset or may not be read without asking for a
+   * permission (Deno without --allow-env for it, where reading would prompt).
+   */
+  searchPath(): string | null;
+  /**
    * Watches a directory (not its subdirectories): `onChange` gets the entry
    * name of each creation, removal or rename the OS reports. Best effort —
    * events may be merged or missed, so a caller also polls. Close it when
