@@ -10,6 +10,7 @@ import {
   type Child,
   childRuntimes,
   NEW_NET_NAMESPACE,
+  RUNTIMES,
   scriptCommand,
   spawnCommand,
   tempDir,
@@ -176,6 +177,19 @@ describe("socketlock serve", () => {
       lines.some((line) => line.message === "lock server listening" && line.auth === "hmac"),
     );
     assert.ok(!result.stderr.includes("cli-secret"));
+  });
+
+  test("serve on a host it cannot listen on exits 69 saying so, from every runtime", async () => {
+    // Bun and Deno give a failed lookup no error code: it escaped as a crash (exit 1).
+    const results = await Promise.all(
+      RUNTIMES.map((rt) =>
+        runCli(rt, ["serve", "--host", "a..b", "--insecure", "--port", "0"]).done
+      ),
+    );
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.code, 69, `${RUNTIMES[i]}: ${result.stderr}`);
+      assert.match(result.stderr, /Cannot listen on a\.\.b:0: .*Check --host/);
+    }
   });
 
   test("serve rejects bad options with usage errors (exit 64)", async () => {

@@ -141,10 +141,18 @@ export async function serveCommand(args: string[]): Promise<number> {
   const server = await serve(options).catch((error) => {
     // Options serve() cannot work with were given on the command line: usage (64).
     if (error instanceof ServeOptionError) throw new UsageError(error.message);
-    if (errorCode(error) !== "EADDRINUSE") throw error;
+    if (error instanceof LockError) throw error;
+    const where = `${options.host ?? "127.0.0.1"}:${options.port ?? DEFAULT_PORT}`;
+    if (errorCode(error) === "EADDRINUSE") {
+      throw new LockError(
+        `Port ${options.port ?? DEFAULT_PORT} on ${options.host ?? "127.0.0.1"} is already in ` +
+          "use (another server?). Stop it, or pick another with --port.",
+        { cause: error },
+      );
+    }
+    // Bun and Deno give an unknown --host (a failed lookup, ...) no error code.
     throw new LockError(
-      `Port ${options.port ?? DEFAULT_PORT} on ${options.host ?? "127.0.0.1"} is already in ` +
-        "use (another server?). Stop it, or pick another with --port.",
+      `Cannot listen on ${where}: ${(error as Error).message}. Check --host and --port.`,
       { cause: error },
     );
   });
