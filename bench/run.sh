@@ -8,6 +8,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Node resolves the peers (proper-lockfile, redlock, redis-semaphore, ioredis)
+# from node_modules only; a fresh clone has none.
+if [ ! -d node_modules ]; then
+  echo "== installing benchmark dependencies (npm ci)"
+  npm ci --no-audit --no-fund || exit 1
+fi
+
 echo "== resolving runtimes (npx -y deno@2 / bun@1 / node@24)"
 SOCKETLOCK_DENO=${SOCKETLOCK_DENO:-$(npx -y deno@2 eval 'console.log(Deno.execPath())')} || exit 1
 SOCKETLOCK_BUN=${SOCKETLOCK_BUN:-$(npx -y bun@1 -e 'console.log(process.execPath)')} || exit 1
