@@ -4,7 +4,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { chmod, rm, writeFile } from "node:fs/promises";
+import { chmod, readFile, rm, writeFile } from "node:fs/promises";
 import { LockClient } from "../mod.ts";
 import {
   type Child,
@@ -189,6 +189,31 @@ describe("socketlock serve", () => {
     for (const [i, result] of results.entries()) {
       assert.equal(result.code, 69, `${RUNTIMES[i]}: ${result.stderr}`);
       assert.match(result.stderr, /Cannot listen on a\.\.b:0: .*Check --host/);
+    }
+  });
+
+  test("serve on a port it may not bind (below 1024, no CAP_NET_BIND_SERVICE) exits 77, a permission problem, from every runtime", async (t) => {
+    const start = await readFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8")
+      .then(Number, () => 1024);
+    if (start <= 80) {
+      t.skip(`any user may bind port 80 here (ip_unprivileged_port_start=${start})`);
+      return;
+    }
+    // Root drops the capability for the child; anyone else lacks it already.
+    const drop = process.getuid?.() === 0
+      ? ["setpriv", "--bounding-set", "-net_bind_service", "--inh-caps", "-net_bind_service"]
+      : [];
+    const results = await Promise.all(RUNTIMES.map((rt) => {
+      const [cmd, base] = scriptCommand(rt, CLI);
+      const argv = [...drop, cmd, ...base, "serve", "--port", "80"];
+      const child = spawnCommand(argv[0], argv.slice(1));
+      kids.push(child); // a server that did bind is killed at the end
+      return within(child.done, 20_000, `${rt}: serve --port 80 exiting`);
+    }));
+    for (const [i, result] of results.entries()) {
+      // 69 would tell a script to retry; the fallback for lookups made it that.
+      assert.equal(result.code, 77, `${RUNTIMES[i]}: ${result.stderr}`);
+      assert.match(result.stderr, /Cannot listen on 127\.0\.0\.1:80: .*--port/);
     }
   });
 

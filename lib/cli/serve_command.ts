@@ -3,7 +3,7 @@
 
 import { errorCode, runtime } from "../runtime/mod.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { LockError } from "../errors.ts";
+import { LockError, LockPermissionError } from "../errors.ts";
 import { serve, ServeOptionError, type ServeOptions } from "../server/serve.ts";
 import { DEFAULT_PORT } from "../server/server_address.ts";
 import { DEFAULT_MAX_TTL, DEFAULT_TTL } from "../server/_server_context.ts";
@@ -147,6 +147,15 @@ export async function serveCommand(args: string[]): Promise<number> {
       throw new LockError(
         `Port ${options.port ?? DEFAULT_PORT} on ${options.host ?? "127.0.0.1"} is already in ` +
           "use (another server?). Stop it, or pick another with --port.",
+        { cause: error },
+      );
+    }
+    // A port below 1024 without root or CAP_NET_BIND_SERVICE, a sandbox, ...:
+    // a permission problem (77), as before the fallback below existed.
+    if (["EACCES", "EPERM"].includes(errorCode(error) ?? "")) {
+      throw new LockPermissionError(
+        `Cannot listen on ${where}: ${(error as Error).message}. A port below 1024 needs ` +
+          "root or CAP_NET_BIND_SERVICE; pick another with --port.",
         { cause: error },
       );
     }
