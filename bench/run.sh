@@ -9,8 +9,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # Node resolves the peers (proper-lockfile, redlock, redis-semaphore, ioredis)
-# from node_modules only; a fresh clone has none.
-if [ ! -d node_modules ]; then
+# from node_modules only; a fresh clone has none, and a lock file changed
+# since the last install (npm writes node_modules/.package-lock.json) needs a
+# new one.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== installing benchmark dependencies (npm ci)"
   npm ci --no-audit --no-fund || exit 1
 fi
