@@ -36,7 +36,11 @@ Options:
                          (default 262144)
   -v                     log every connection, grant, release and expiry
   --json                 log JSON lines
-  -h, --help             show this help`;
+  -h, --help             show this help
+
+Exit codes: 0 after SIGTERM or SIGINT; 64 on bad options (also a non-loopback
+--host without --token-file or --insecure, an empty token file); 69 if it
+cannot start (the port is taken, ...); 77 on a permission problem.`;
 
 const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
   "--ttl": "ttl",
