@@ -28,10 +28,10 @@ export function commandProblem(
   searchPath: string | null,
   stateOf: (path: string) => ExecutableState,
 ): CommandProblem | null {
-  if (!command.includes("/") && searchPath === null) return null;
   const candidates = command.includes("/")
     ? [command]
-    : searchPath!.split(":").map((dir) => `${dir || "."}/${command}`);
+    : searchPath?.split(":").map((dir) => `${dir || "."}/${command}`);
+  if (!candidates) return null;
   let found = false;
   for (const candidate of candidates) {
     const state = stateOf(candidate);

@@ -4,17 +4,26 @@
 import { accessSync, constants, statSync } from "node:fs";
 import type { ExecutableState } from "./types.ts";
 
-/** The state of `path` by stat and access(X_OK); "unknown" for any other failure. */
+/**
+ * What a failed stat or access says: EACCES (not executable, or a directory
+ * on the way without search permission: exec goes on searching) is "no",
+ * a missing path "missing", anything else "unknown".
+ */
+function stateOfError(error: unknown): ExecutableState {
+  const code = (error as { code?: string }).code;
+  if (code === "EACCES") return "no";
+  if (code === "ENOENT" || code === "ENOTDIR") return "missing";
+  return "unknown";
+}
+
+/** The state of `path` by stat and access(X_OK). */
 export function executableStateSync(path: string): ExecutableState {
   try {
     if (!statSync(path).isFile()) return "no";
     accessSync(path, constants.X_OK);
     return "yes";
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "EACCES") return "no";
-    if (code === "ENOENT" || code === "ENOTDIR") return "missing";
-    return "unknown";
+    return stateOfError(error);
   }
 }
 
@@ -30,11 +39,6 @@ export function executableStateByMode(path: string): ExecutableState {
     const stat = statSync(path);
     return stat.isFile() && (stat.mode & 0o111) !== 0 ? "yes" : "no";
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return "missing";
-    // EACCES (a directory on the way without search permission): exec
-    // gets it too and goes on searching; so does the lookup.
-    if (code === "EACCES") return "no";
-    return "unknown";
+    return stateOfError(error);
   }
 }
