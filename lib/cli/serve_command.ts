@@ -146,11 +146,13 @@ export async function serveCommand(args: string[]): Promise<number> {
     // Options serve() cannot work with were given on the command line: usage (64).
     if (error instanceof ServeOptionError) throw new UsageError(error.message);
     if (error instanceof LockError) throw error;
-    const where = `${options.host ?? "127.0.0.1"}:${options.port ?? DEFAULT_PORT}`;
+    const host = options.host ?? "127.0.0.1";
+    const port = options.port ?? DEFAULT_PORT;
+    const where = `${host}:${port}`;
     if (errorCode(error) === "EADDRINUSE") {
       throw new LockError(
-        `Port ${options.port ?? DEFAULT_PORT} on ${options.host ?? "127.0.0.1"} is already in ` +
-          "use (another server?). Stop it, or pick another with --port.",
+        `Port ${port} on ${host} is already in use (another server?). Stop it, or pick another ` +
+          "with --port.",
         { cause: error },
       );
     }
