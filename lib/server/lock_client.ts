@@ -180,7 +180,8 @@ export class LockClient implements AsyncDisposable {
    * await client.acquire("jobs", { ttl: 5_000 });
    * console.log(await client.release("jobs")); // true
    * console.log(await client.release("jobs")); // false: not held any more
-   * ```   *
+   * ```
+   *
    * @param name The lock's name.
    * @returns true if it was held and is now released; false if this client
    *   did not hold it (any more: its lease may have expired).
@@ -203,7 +204,8 @@ export class LockClient implements AsyncDisposable {
    * await client.acquire("import", { ttl: 10_000 });
    * await client.renew("import", 60_000);
    * await client.release("import");
-   * ```   *
+   * ```
+   *
    * @param name The lock's name.
    * @param ttl The new lease length in ms (default: the current one).
    * @returns The renewed lease.
@@ -236,7 +238,8 @@ export class LockClient implements AsyncDisposable {
    *   await new Promise((resolve) => setTimeout(resolve, 1_000)); // lead
    *   break;
    * }
-   * ```   *
+   * ```
+   *
    * @param name The lock's name.
    * @param options Wait, lease length, abort signal, backoff.
    * @returns The held lock; release it, or let `await using` do it.
@@ -271,7 +274,8 @@ export class LockClient implements AsyncDisposable {
    * import { LockClient } from "jsr:@x/socketlock/server";
    * const holder = await new LockClient({ port: 8888 }).status("nightly");
    * console.log(holder ? `pid ${holder.pid} on ${holder.host}` : "free");
-   * ```   *
+   * ```
+   *
    * @returns The holder (pid and host as the holder's client reported them), or null.
    */
   async status(name: string): Promise<LockInfo | null> {
@@ -287,7 +291,8 @@ export class LockClient implements AsyncDisposable {
    * import { LockClient } from "jsr:@x/socketlock/server";
    * const { held, waiting, opsPerSecond } = await new LockClient({ port: 8888 }).stats();
    * console.log(held, waiting, opsPerSecond);
-   * ```   *
+   * ```
+   *
    * @throws {LockError} If the server cannot be reached.
    */
   async stats(): Promise<ServerStats> {
@@ -303,7 +308,8 @@ export class LockClient implements AsyncDisposable {
    * ```ts
    * import { LockClient } from "jsr:@x/socketlock/server";
    * console.log(await new LockClient({ port: 8888 }).health());
-   * ```   *
+   * ```
+   *
    * @returns true if it answered HEALTH; false if it cannot be reached.
    */
   async health(): Promise<boolean> {
