@@ -273,34 +273,48 @@ export interface HeartbeatGrantOptions extends Omit<HeartbeatOptions, "onLost"> 
  * heartbeat and deletes the lock once.
  */
 export function heartbeatGrant(options: HeartbeatGrantOptions): Grant {
-  let releasing: Promise<void> | null = null;
-  let lost = false;
-  const heartbeat = new Heartbeat({
-    runtime: options.runtime,
-    name: options.name,
-    ttl: options.ttl,
-    lease: options.lease,
-    sentAt: options.sentAt,
-    firstLease: options.firstLease,
-    renew: options.renew,
-    onLost: () => {
-      lost = true;
-      options.release().catch(() => {});
-    },
-  });
-  return {
-    token: options.token,
-    info: options.info,
-    // Read only if the holder reads held.signal: made then.
-    get lost() {
-      return heartbeat.signal;
-    },
-    release: () => {
-      heartbeat.stop();
-      if (lost) return Promise.resolve();
-      return releasing ??= options.release().then(() => {});
-    },
-  };
+  return new HeartbeatGrant(options);
+}
+
+// A class, whose getter every grant shares: a getter written in an object
+// literal gives each grant a hidden class of its own (see ../_lazy_wake.ts).
+class HeartbeatGrant implements Grant {
+  readonly token: number;
+  readonly info: LockInfo;
+  #options: HeartbeatGrantOptions;
+  #heartbeat: Heartbeat;
+  #releasing: Promise<void> | null = null;
+  #lost = false;
+
+  constructor(options: HeartbeatGrantOptions) {
+    this.token = options.token;
+    this.info = options.info;
+    this.#options = options;
+    this.#heartbeat = new Heartbeat({
+      runtime: options.runtime,
+      name: options.name,
+      ttl: options.ttl,
+      lease: options.lease,
+      sentAt: options.sentAt,
+      firstLease: options.firstLease,
+      renew: options.renew,
+      onLost: () => {
+        this.#lost = true;
+        options.release().catch(() => {});
+      },
+    });
+  }
+
+  // Read only if the holder reads held.signal: made then.
+  get lost(): AbortSignal {
+    return this.#heartbeat.signal;
+  }
+
+  release(): Promise<void> {
+    this.#heartbeat.stop();
+    if (this.#lost) return Promise.resolve();
+    return this.#releasing ??= this.#options.release().then(() => {});
+  }
 }
 
 function describe(error: unknown): string {

@@ -163,6 +163,18 @@ export function wakeOnRelease(
   };
 }
 
+const WAITING = Symbol("waiting");
+
+// What every try that left its caller queued shares: the holder's getter,
+// read only if the wait ends without the lock. On a prototype rather than
+// in the literal, which would give every try a hidden class of its own (see
+// ../_lazy_wake.ts).
+const waitingAttempt = {
+  get holder(): LockInfo | null {
+    return (this as unknown as { [WAITING]: Waiting })[WAITING].holder;
+  },
+};
+
 /**
  * A Redis lock target over one client. A caller that waits queues in
  * Redis; a release hands the lock to the first live waiter and tells only
@@ -289,10 +301,9 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     waiting = w;
     const wake = w.wake();
     return {
+      __proto__: waitingAttempt,
+      [WAITING]: w,
       acquired: false,
-      get holder() {
-        return w.holder;
-      },
       wake: wake.promise,
       // By a grant, the lock left free for us, or our place due for renewal.
       wakesItself: true,
@@ -306,7 +317,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
           if (!w.retrying && waiting === w) endWaiting(w, true);
         });
       },
-    };
+    } as unknown as Attempt;
   }
 
   async function tryAcquire(willWait = true): Promise<Attempt> {
