@@ -22,6 +22,7 @@ import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
 import { isolateBeacon } from "./isolate_beacon.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
+import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
 function infoFromBid(name: string, folder: string, found: FoundBid): LockInfo {
   const bid = found.bid!;
@@ -132,13 +133,11 @@ function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid):
   const settle = made === undefined ? 0 : CONTENDER_MS - (runtime.now() - made);
   let watch: DirWatch | null = null;
   let timer: Timer | null = null;
-  let wake: Promise<void> | undefined;
-  return {
-    acquired: false,
-    holder: infoFromBid(name, folder, holder),
-    // Read only by a caller that waits (tryLock() never does).
-    get wake() {
-      return wake ??= new Promise<void>((resolve) => {
+  return lazyWakeAttempt(
+    infoFromBid(name, folder, holder),
+    // Made only for a caller that waits (tryLock() never does).
+    () =>
+      new Promise<void>((resolve) => {
         const arm = () => {
           timer = null;
           watch = runtime.watchDir?.(folder, (changed) => changed === bidName && resolve()) ??
@@ -150,13 +149,12 @@ function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid):
         // The waiting loop's own backoff timer keeps the process alive.
         timer = runtime.setTimer(arm, settle + Math.random() * CONTENDER_MS);
         timer.unref();
-      });
-    },
-    cancelWake: () => {
+      }),
+    () => {
       timer?.clear();
       watch?.close();
     },
-  };
+  );
 }
 
 const startTimes = new WeakMap<Runtime, Promise<ProcessStart | null>>();

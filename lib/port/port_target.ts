@@ -24,6 +24,7 @@ import type { LockInfo } from "../types.ts";
 import { abstractName, basePort, PORT_COUNT, validatePortKey } from "./port_name.ts";
 import { FencingTokens } from "../_fencing_tokens.ts";
 import { preciseWallClock } from "../_precise_wall_clock.ts";
+import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
 /** How the lock is bound: k3portlock uses an abstract socket on Linux only. */
 export type PortMode = "abstract" | "tcp";
@@ -269,17 +270,14 @@ export function portTarget(
       });
       if (!listeners) {
         for (const conn of conns) conn.close(); // accepted by a minority we gave back
+        // Opened only when the caller waits: tryLock() pays no connect.
         let watch: ReturnType<typeof watchHolder> | null = null;
-        return {
-          acquired: false,
-          holder: null,
-          // Opened only when the caller waits: tryLock() pays no connect.
-          get wake() {
-            watch ??= watchHolder(runtime, targets, (t) => seenToken = Math.max(seenToken, t));
-            return watch.wake;
-          },
-          cancelWake: () => watch?.cancel(),
-        };
+        return lazyWakeAttempt(
+          null,
+          () =>
+            (watch = watchHolder(runtime, targets, (t) => seenToken = Math.max(seenToken, t))).wake,
+          () => watch?.cancel(),
+        );
       }
       const token = held = tokens.next(seenToken);
       return {

@@ -8,11 +8,12 @@
  */
 
 import type { Runtime } from "../runtime/mod.ts";
-import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
+import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { LockError } from "../errors.ts";
 import { validateLockName } from "../names.ts";
 import { type AcquireAnswer, ClientCore, type ClientLease, holderInfo } from "./_client_core.ts";
+import type { LeaseKeeper } from "./_lease_keeper.ts";
 import { encodeName } from "./protocol.ts";
 import { parseServerAddress } from "./server_address.ts";
 
@@ -24,21 +25,34 @@ export interface ServerTargetOptions {
   ttl?: number;
 }
 
+// A class, whose getter every grant shares: a getter written in an object
+// literal gives each grant a hidden class of its own (see ../_lazy_wake.ts).
+class ServerGrant implements Grant {
+  readonly token: number;
+  readonly info: LockInfo;
+  #core: ClientCore;
+  #lease: ClientLease;
+  #keeper: LeaseKeeper;
+
+  constructor(core: ClientCore, lease: ClientLease) {
+    this.token = lease.token;
+    this.info = lease.info;
+    this.#core = core;
+    this.#lease = lease;
+    this.#keeper = core.keep(lease);
+  }
+
+  get lost(): AbortSignal {
+    return this.#keeper.signal;
+  }
+
+  async release(): Promise<void> {
+    await this.#core.release(this.#lease);
+  }
+}
+
 function granted(core: ClientCore, lease: ClientLease): Attempt {
-  const keeper = core.keep(lease);
-  return {
-    acquired: true,
-    grant: {
-      token: lease.token,
-      info: lease.info,
-      get lost() {
-        return keeper.signal;
-      },
-      release: async () => {
-        await core.release(lease);
-      },
-    },
-  };
+  return { acquired: true, grant: new ServerGrant(core, lease) };
 }
 
 /**

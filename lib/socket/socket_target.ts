@@ -42,6 +42,7 @@ import { serveHolder, warmHolderServer } from "./holder_server.ts";
 import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
 import { breakerKey, breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
 import { MIN_MAX_AGE_MS, resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
+import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
 const MAX_ROUNDS = 4;
@@ -346,16 +347,13 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     const holder = infoOf(record, s, paths);
     if (verified) {
       let cool: (() => void) | null = null;
-      let wake: Promise<void> | null = null;
       let released: (() => void) | null = null;
-      return {
-        acquired: false,
+      return lazyWakeAttempt(
         holder,
-        // Read only by a caller that waits (tryLock() never does).
-        get wake() {
+        () => {
           // Our own listener opens now, not after the hand-off.
-          cool ??= warmHolderServer(runtime);
-          return wake ??= new Promise<void>((resolve) => {
+          cool = warmHolderServer(runtime);
+          return new Promise<void>((resolve) => {
             released = () => {
               // The holder let go (or died): the next try creates first
               // rather than reading a file most likely gone.
@@ -367,24 +365,20 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
           });
         },
         // The connection stays open for the next try.
-        cancelWake: () => {
+        () => {
           if (released) verified.onClose.delete(released);
           cool?.();
         },
-      };
+      );
     }
     if (!s.compat) return { acquired: false, holder };
+    // Opened only when the caller waits, so tryLock() pays no connect.
     let watch: ReturnType<typeof watchCompatHolder> | null = null;
-    return {
-      acquired: false,
+    return lazyWakeAttempt(
       holder,
-      // Opened only when the caller waits, so tryLock() pays no connect.
-      get wake() {
-        watch ??= watchCompatHolder(runtime, record.port, s.handshakeTimeout);
-        return watch.wake;
-      },
-      cancelWake: () => watch?.cancel(),
-    };
+      () => (watch = watchCompatHolder(runtime, record.port, s.handshakeTimeout)).wake,
+      () => watch?.cancel(),
+    );
   }
 
   function inGrace(text: string): boolean {
