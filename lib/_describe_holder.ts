@@ -1,16 +1,20 @@
 // How a holder is named in messages ("by pid 12 on host h since ... (kind:
 // socket)"): by the errors' messages, and by the CLI, which says what to do
-// next in its own terms.
+// next in its own terms and whose status command adds the fencing token.
 
 import type { LockInfo } from "./types.ts";
 
-/** "by pid P on host H since T (kind: K)", or "by another holder" if unknown. */
-export function describeHolder(holder: LockInfo | null): string {
+/**
+ * "by pid P on host H since T (kind: K)", or "by another holder" if unknown;
+ * `withToken` adds the holder's fencing token: "(kind: K, token N)".
+ */
+export function describeHolder(holder: LockInfo | null, withToken = false): string {
   if (!holder) return "by another holder";
   const parts = [`by pid ${holder.pid}`];
   if (holder.host) parts.push(`on host ${holder.host}`);
   if (holder.acquiredAt) {
     parts.push(`since ${new Date(holder.acquiredAt).toISOString()}`);
   }
-  return `${parts.join(" ")} (kind: ${holder.kind})`;
+  const token = withToken && holder.token !== undefined ? `, token ${holder.token}` : "";
+  return `${parts.join(" ")} (kind: ${holder.kind}${token})`;
 }

@@ -293,6 +293,15 @@ describe("the socketlock CLI", () => {
     const report = JSON.parse(held.stdout);
     assert.equal(report.held, true);
     assert.equal(report.holder.pid, holder.pid);
+    const plain = await cli("bun", ["status", "st", "--dir", d]).done;
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.match(
+      plain.stdout,
+      new RegExp(
+        `^lock "st" is held by pid ${holder.pid} on host \\S+ since \\d{4}-\\d\\d-\\d\\dT\\S+Z ` +
+          `\\(kind: socket, token ${report.holder.token}\\)\\n$`,
+      ),
+    );
     holder.process.kill("SIGKILL");
     await holder.done;
     const free = await cli("deno", ["status", "st", "--dir", d]).done;

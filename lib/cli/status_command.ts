@@ -2,6 +2,7 @@
 
 import { inspect } from "../lock.ts";
 import { kindOf } from "../_kinds.ts";
+import { describeHolder } from "../_describe_holder.ts";
 import { parseArgs, UsageError } from "./args.ts";
 import { lockOptionsFrom } from "./run_command.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
@@ -37,12 +38,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   } else if (!holder) {
     console.log(`lock "${name}" is free`);
   } else {
-    const since = holder.acquiredAt ? ` since ${new Date(holder.acquiredAt).toISOString()}` : "";
-    const host = holder.host ? ` on host ${holder.host}` : "";
-    const token = holder.token !== undefined ? `, token ${holder.token}` : "";
-    console.log(
-      `lock "${name}" is held by pid ${holder.pid}${host}${since} (kind: ${holder.kind}${token})`,
-    );
+    console.log(`lock "${name}" is held ${describeHolder(holder, true)}`);
   }
   return holder ? 1 : 0;
 }
