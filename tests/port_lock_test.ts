@@ -32,6 +32,10 @@ function settle(attempt: Attempt): Grant | null {
 /** Why occupy() last failed, per error code: a failing search says what it met. */
 const occupyFailures = new Map<string, number>();
 
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
 async function occupy(port: number): Promise<net.Server | null> {
   const server = net.createServer((socket) => socket.destroy());
   return await new Promise((resolve) => {
@@ -188,13 +192,18 @@ describe("port kind in one process", () => {
       const candidate = unique("tcp");
       const port = await basePort(candidate);
       const probes = await Promise.all([0, 1, 2].map((n) => occupy(port + n)));
-      for (const probe of probes) probe?.close();
+      await Promise.all(probes.map((probe) => probe && closeServer(probe)));
       if (probes.every(Boolean)) [key, base] = [candidate, port];
     }
     assert.ok(key, `no key with three free ports: ${JSON.stringify([...occupyFailures])}`);
-    const stranger = await occupy(base);
-    assert.ok(stranger);
-    servers.push(stranger);
+    // Each bind of a port just given back waits out a forked child's copy.
+    const occupyFreed = async (port: number) => {
+      let server = null as net.Server | null; // set in the callback
+      assert.ok(await freedAfterForks(async () => !!(server = await occupy(port))), `${port}`);
+      servers.push(server!);
+      return server!;
+    };
+    await occupyFreed(base); // a stranger
     const first = portTarget({ ...runtime }, key, "tcp");
     const grant = settle(await first.tryAcquire());
     assert.ok(grant, "ports +1 and +2 are a majority");
@@ -202,13 +211,9 @@ describe("port kind in one process", () => {
     assert.equal(settle(await portTarget({ ...runtime }, key, "tcp").tryAcquire()), null);
     await grant.release();
 
-    const second = await occupy(base + 2);
-    assert.ok(second);
-    servers.push(second);
+    await occupyFreed(base + 2);
     assert.equal(settle(await first.tryAcquire()), null, "one free port of three is not enough");
-    const leftover = await occupy(base + 1);
-    assert.ok(leftover, "a minority bind is given back");
-    leftover.close();
+    await occupyFreed(base + 1); // a minority bind is given back
   });
 
   test("a waiter is woken by the release without polling", async () => {
