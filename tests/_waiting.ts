@@ -47,3 +47,13 @@ export async function eventually(
 export function freedAfterForks(isFree: () => boolean | Promise<boolean>): Promise<boolean> {
   return eventually(isFree, 5_000);
 }
+
+/**
+ * Calls `take` until it returns something, as {@link freedAfterForks} polls:
+ * for taking a lock or a port just given back. Its result, or null after 5 s.
+ */
+export async function takenAfterForks<T>(take: () => Promise<T | null>): Promise<T | null> {
+  let taken = null as T | null; // set in the callback
+  await freedAfterForks(async () => (taken = await take()) !== null);
+  return taken;
+}

@@ -4,7 +4,6 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import {
-  type HeldLock,
   inspect,
   InvalidLockNameError,
   lock,
@@ -17,7 +16,7 @@ import type { Attempt, Grant } from "../lib/_kind.ts";
 import { abstractName, basePort, MAX_PORT_KEY_BYTES } from "../lib/port/port_name.ts";
 import { portModeFor, portTarget } from "../lib/port/port_target.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
-import { freedAfterForks } from "./_waiting.ts";
+import { freedAfterForks, takenAfterForks } from "./_waiting.ts";
 import { startWorker } from "./_workers.ts";
 
 const unique = (prefix: string) => `${prefix}-${randomHex(6)}`;
@@ -164,8 +163,7 @@ describe("port kind in one process", () => {
     const raw = await runtime.listen(address, (conn) => conn.close());
     assert.equal(await tryLock(key, { kind: "port" }), null);
     await raw.close();
-    let held = null as HeldLock | null; // set in the callback
-    assert.ok(await freedAfterForks(async () => !!(held = await tryLock(key, { kind: "port" }))));
+    const held = await takenAfterForks(() => tryLock(key, { kind: "port" }));
     assert.ok(held);
     await assert.rejects(runtime.listen(address, () => {}), { code: "EADDRINUSE" });
     await held.release();
@@ -198,9 +196,9 @@ describe("port kind in one process", () => {
     assert.ok(key, `no key with three free ports: ${JSON.stringify([...occupyFailures])}`);
     // Each bind of a port just given back waits out a forked child's copy.
     const occupyFreed = async (port: number, what: string) => {
-      let server = null as net.Server | null; // set in the callback
-      assert.ok(await freedAfterForks(async () => !!(server = await occupy(port))), what);
-      servers.push(server!);
+      const server = await takenAfterForks(() => occupy(port));
+      assert.ok(server, what);
+      servers.push(server);
     };
     await occupyFreed(base, "a stranger takes the first port");
     const first = portTarget({ ...runtime }, key, "tcp");
@@ -238,8 +236,7 @@ describe("port kind in one process", () => {
     attempt.cancelWake?.();
     // Taken on the first try unless a child forked meanwhile holds the bind
     // (see freedAfterForks); lock() then simply tries again, and so does this.
-    let next = null as Grant | null; // set in the callback
-    await freedAfterForks(async () => !!(next = settle(await waiter.tryAcquire())));
+    const next = await takenAfterForks(async () => settle(await waiter.tryAcquire()));
     assert.ok(next, "the waiter takes the lock once it was woken");
     assert.ok(next.token > grant.token, "the waiter's token outgrows the holder it saw");
     await next.release();
