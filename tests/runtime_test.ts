@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn as spawnChild } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
+import * as net from "node:net";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -351,6 +352,48 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
     } finally {
       serverConn?.close();
       await listener.close();
+    }
+  });
+
+  // A lock holder's waiters learn of its release from this FIN: it must reach
+  // onClose as it arrives, not once our own side has finished writing and
+  // closing, which for a peer that reads nothing is never.
+  test("the peer's FIN calls onClose at once, even while our writes wait for a peer that reads nothing", async () => {
+    let peer: net.Socket | undefined;
+    let accepted!: (socket: net.Socket) => void;
+    const acceptedPeer = new Promise<net.Socket>((resolve) => (accepted = resolve));
+    // Half-open: the peer's end() sends its FIN and leaves our bytes unread.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, accepted);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    let client: Connection | undefined;
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      client = await runtime.connect(tcp(port), 5_000);
+      let closes = 0;
+      client.onClose(() => closes++);
+      peer = await within(acceptedPeer, 5_000, "accept");
+      const chunk = pattern(1 << 20);
+      let sent = 0;
+      while (sent < 64 << 20 && client.bufferedAmount < 4 << 20) {
+        client.write(chunk);
+        sent += chunk.length;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      assert.ok(client.bufferedAmount > 0, `bytes queued in the writer after ${sent} bytes`);
+      peer.end();
+      await within(
+        (async () => {
+          while (closes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        })(),
+        5_000,
+        "onClose after the peer's FIN",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(closes, 1, "onClose is called once");
+    } finally {
+      client?.abort();
+      peer?.destroy();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 

@@ -235,11 +235,14 @@ function wrapConn(conn: Deno.Conn): Connection {
       else pending.push(chunk);
     }
     ending = true;
-    // Like Node without allowHalfOpen: on EOF, flush our writes, then close.
-    await flushing;
-    shutdown();
+    // The peer's FIN is news at once (a lock holder's waiters wake on it),
+    // not once our queued writes, which a peer that reads nothing never
+    // takes, have gone out. Like Node without allowHalfOpen, they still go
+    // out, then the connection closes.
     notified = true;
     onClose?.();
+    await flushing;
+    shutdown();
   })();
 
   return {

@@ -21,10 +21,16 @@ function wrapSocket(socket: net.Socket): Connection {
     else pending.push(chunk);
   });
   socket.on("error", () => socket.destroy());
-  socket.once("close", () => {
+  // The peer's FIN is the news: a waiter on a lock holder's connection
+  // wakes on it, not a libuv turn or two later when Node has shut down
+  // and closed our side too (without allowHalfOpen, it does so at once).
+  const notifyClose = () => {
+    if (closed) return;
     closed = true;
     onClose?.();
-  });
+  };
+  socket.once("end", notifyClose);
+  socket.once("close", notifyClose);
   // One callback for every write (Node batches same-callback completions):
   // it runs after the bytes went to the OS, so it can tell when all have.
   const written = () => {

@@ -46,7 +46,11 @@ export type SocketAddress =
 export interface Connection {
   /** Sets the handler for incoming chunks (chunks that came before are buffered and delivered). */
   onData(handler: (chunk: Uint8Array) => void): void;
-  /** Sets the handler called once when the connection is closed by either side. */
+  /**
+   * Sets the handler called once when either side closes the connection:
+   * ours, or the peer's FIN as soon as it arrives (bytes we queued still go
+   * out, then the connection closes; a waiter must not wait for that).
+   */
   onClose(handler: () => void): void;
   /** Queues bytes to send; ordering is kept. Errors close the connection. */
   write(data: Uint8Array): void;
