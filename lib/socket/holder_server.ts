@@ -147,6 +147,8 @@ function stopServing(server: Server, id: string): void {
 interface Pool {
   ready: Promise<Server>;
   refs: number;
+  /** When refs last dropped to 0 (monotonic ms). */
+  idleSince: number;
   linger: Timer | null;
 }
 
@@ -157,25 +159,36 @@ const pools = new WeakMap<Runtime, Pool>();
 function retain(runtime: Runtime): Pool {
   let pool = pools.get(runtime);
   if (!pool) {
-    const fresh: Pool = { ready: openServer(runtime), refs: 0, linger: null };
+    const fresh: Pool = { ready: openServer(runtime), refs: 0, idleSince: 0, linger: null };
     fresh.ready.catch(() => {
       if (pools.get(runtime) === fresh) pools.delete(runtime);
     });
     pools.set(runtime, pool = fresh);
   }
+  // A lingering timer stays set: it looks at refs when it fires. A loop of
+  // lock and release then sets one timer per LINGER_MS, not one per release
+  // (a timer costs Deno about 8 µs, a tenth of a whole cycle).
   pool.refs++;
-  pool.linger?.clear();
-  pool.linger = null;
   return pool;
 }
 
 function unretain(runtime: Runtime, pool: Pool): void {
   if (--pool.refs > 0) return;
+  pool.idleSince = runtime.monotonic();
+  if (!pool.linger) lingerFor(runtime, pool, LINGER_MS);
+}
+
+// Closes the listener once it has been unused for LINGER_MS.
+function lingerFor(runtime: Runtime, pool: Pool, ms: number): void {
   pool.linger = runtime.setTimer(() => {
+    pool.linger = null;
+    // In use again: its next unretain sets the timer anew.
     if (pool.refs > 0 || pools.get(runtime) !== pool) return;
+    const idle = runtime.monotonic() - pool.idleSince;
+    if (idle < LINGER_MS) return lingerFor(runtime, pool, LINGER_MS - idle);
     pools.delete(runtime);
     pool.ready.then((server) => server.listener.close(), () => {});
-  }, LINGER_MS);
+  }, ms);
   pool.linger.unref();
 }
 

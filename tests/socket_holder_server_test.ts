@@ -1,0 +1,97 @@
+// The shared holder listener's lifetime: one listener serves every lock a
+// process holds, stays open LINGER_MS after the last release for the next
+// acquisition, and then closes. Runs under Deno, Bun and Node.
+
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { errorCode, type Runtime, runtime } from "../lib/runtime/mod.ts";
+import { LINGER_MS, serveHolder } from "../lib/socket/holder_server.ts";
+import { randomHex } from "../lib/socket/handshake.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A runtime of its own: listeners are shared per runtime object, so no other test's locks keep this one's open. */
+function isolatedRuntime(): Runtime {
+  return Object.create(runtime) as Runtime;
+}
+
+async function listening(port: number): Promise<boolean> {
+  try {
+    const conn = await runtime.connect({ transport: "tcp", hostname: "127.0.0.1", port }, 2_000);
+    conn.abort();
+    return true;
+  } catch (error) {
+    if (errorCode(error) === "ECONNREFUSED") return false;
+    throw error;
+  }
+}
+
+/** Polls until the port refuses; false if it still listens after `ms`. */
+async function closesWithin(port: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!(await listening(port))) return true;
+    await sleep(50);
+  }
+  return !(await listening(port));
+}
+
+const entry = () => ({ name: "linger", id: randomHex(16), key: null });
+
+describe(`holder listener (${runtime.name})`, () => {
+  test("locks share one listener, which outlives a release by LINGER_MS counted from the last one", async () => {
+    const rt = isolatedRuntime();
+    const first = await serveHolder(rt, entry(), false);
+    const second = await serveHolder(rt, entry(), false);
+    assert.equal(second.port, first.port, "one listener for both locks");
+    await first.stop();
+    await second.stop();
+    const releasedAt = Date.now();
+    // Taken again within the linger: the same listener, still open.
+    const again = await serveHolder(rt, entry(), false);
+    assert.equal(again.port, first.port, "the lingering listener is reused");
+    // Released late in the first linger: the listener must stay open past
+    // the first linger's end, until LINGER_MS after this release.
+    await sleep(LINGER_MS * 0.6);
+    await again.stop();
+    const lastReleaseAt = Date.now();
+    await sleep(Math.max(0, releasedAt + LINGER_MS * 1.25 - Date.now()));
+    if (Date.now() < lastReleaseAt + LINGER_MS) {
+      assert.ok(await listening(first.port), "open until LINGER_MS after the last release");
+    }
+    assert.ok(
+      await closesWithin(first.port, Math.max(0, lastReleaseAt + LINGER_MS * 3 - Date.now())),
+      "closed once unused for LINGER_MS",
+    );
+  });
+
+  test("a listener in use is never closed by the linger of an earlier release", async () => {
+    const rt = isolatedRuntime();
+    const brief = await serveHolder(rt, entry(), false);
+    await brief.stop();
+    const held = await serveHolder(rt, entry(), false);
+    assert.equal(held.port, brief.port);
+    // The first release's linger ends while this lock is held.
+    await sleep(LINGER_MS * 1.5);
+    assert.ok(await listening(held.port), "still open while a lock is held");
+    await held.stop();
+    assert.ok(await closesWithin(held.port, LINGER_MS * 3), "closed after the last release");
+  });
+
+  test("a loop of lock and release sets one linger timer, not one per release", async () => {
+    const rt = isolatedRuntime();
+    let timers = 0;
+    rt.setTimer = (fn, ms) => {
+      timers++;
+      return runtime.setTimer(fn, ms);
+    };
+    let port = 0;
+    for (let i = 0; i < 100; i++) {
+      const served = await serveHolder(rt, entry(), false);
+      port = served.port;
+      await served.stop();
+    }
+    assert.equal(timers, 1);
+    assert.ok(await closesWithin(port, LINGER_MS * 3), "closed after the last release");
+  });
+});
