@@ -10,7 +10,7 @@ type FileOp =
   | "mkdir"
   | "writeFileExclusive"
   | "writeFile"
-  | "overwriteFile"
+  | "updateFile"
   | "readFile"
   | "readDir"
   | "remove"
@@ -137,11 +137,13 @@ export function createWorld(): World {
           await step("writeFile", path);
           put(path, data, mode);
         },
-        async overwriteFile(path, data, mode) {
-          await step("overwriteFile", path);
-          const old = files.get(path);
-          if (old?.kind === "dir") throw fsError("EISDIR", path);
-          put(path, data + (old?.data.slice(data.length) ?? ""), old?.mode ?? mode);
+        async updateFile(path, update) {
+          await step("updateFile", path);
+          const entry = get(path);
+          if (entry.kind === "dir") throw fsError("EISDIR", path);
+          const next = update(entry.data);
+          if (next !== null) put(path, next + entry.data.slice(next.length), entry.mode);
+          return entry.data;
         },
         async readFile(path) {
           await step("readFile", path);

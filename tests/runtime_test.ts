@@ -154,14 +154,18 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
     });
   });
 
-  test("overwriteFile() writes in place without truncating, creating the file if missing", async () => {
+  test("updateFile() reads a file and writes the update in place, without truncating; ENOENT if missing", async () => {
     await withTempDir(async (dir) => {
       const path = join(dir, "f");
-      await runtime.overwriteFile(path, "0000000042", 0o600);
-      assert.equal(await runtime.readFile(path), "0000000042");
-      assert.equal((await runtime.lstat(path)).mode, 0o600);
-      await runtime.overwriteFile(path, "43", 0o600);
+      await rejectsWithCode(runtime.updateFile(path, () => "1"), "ENOENT");
+      await runtime.writeFile(path, "0000000042", 0o600);
+      const seen: string[] = [];
+      assert.equal(await runtime.updateFile(path, (text) => (seen.push(text), "43")), "0000000042");
+      assert.deepEqual(seen, ["0000000042"]);
       assert.equal(await runtime.readFile(path), "4300000042");
+      assert.equal(await runtime.updateFile(path, () => null), "4300000042");
+      assert.equal(await runtime.readFile(path), "4300000042", "null writes nothing");
+      assert.equal((await runtime.lstat(path)).mode, 0o600);
     });
   });
 

@@ -30,21 +30,26 @@ const COUNTER = /^\d{1,16}$/;
 export async function nextFencingToken(runtime: Runtime, folder: string): Promise<number> {
   const path = joinPath(folder, TOKEN_FILE);
   let text: string | null = null;
+  let next = 0;
   try {
-    text = await runtime.readFile(path);
+    text = await runtime.updateFile(path, (current) => {
+      if (!COUNTER.test(current)) return null;
+      next = nextAfter(current);
+      return String(next).padStart(WIDTH, "0");
+    });
   } catch (error) {
     if (errorCode(error) !== "ENOENT") throw error;
   }
-  const parsed = text === null ? NaN : Number.parseInt(text, 10);
-  const current = Number.isSafeInteger(parsed) && parsed > 0 ? parsed : 0;
-  const next = current + 1;
-  const digits = String(next).padStart(WIDTH, "0");
-  if (text !== null && COUNTER.test(text)) {
-    await runtime.overwriteFile(path, digits, 0o600);
-    return next;
-  }
+  if (next > 0) return next;
+  next = nextAfter(text);
   const temp = joinPath(folder, `.${TOKEN_FILE}.${crypto.randomUUID()}.tmp`);
-  await writeNewFile(runtime, temp, digits, 0o600);
+  await writeNewFile(runtime, temp, String(next).padStart(WIDTH, "0"), 0o600);
   await runtime.rename(temp, path);
   return next;
+}
+
+// One above the counter `text` holds; 1 if it holds none.
+function nextAfter(text: string | null): number {
+  const parsed = text === null ? NaN : Number.parseInt(text, 10);
+  return (Number.isSafeInteger(parsed) && parsed > 0 ? parsed : 0) + 1;
 }

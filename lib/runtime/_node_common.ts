@@ -9,7 +9,7 @@ import type { ChildProcess, FileStat, Runtime, Timer } from "./types.ts";
 import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
-import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
+import { createExclusiveSync, readTextSync, updateSync } from "./_sync_files.ts";
 import { executableStateSync } from "./_executable.ts";
 
 // File operations are synchronous system calls handed back as settled
@@ -84,7 +84,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
     }),
   writeFileExclusive: (path, data, mode) => settled(() => createExclusiveSync(path, data, mode)),
   writeFile: (path, data, mode) => settled(() => fs.writeFileSync(path, data, { mode })),
-  overwriteFile: (path, data, mode) => settled(() => overwriteSync(path, data, mode)),
+  updateFile: (path, update) => settled(() => updateSync(path, update)),
   readFile: (path) => settled(() => readTextSync(path)),
   readDir: (path) => settled(() => fs.readdirSync(path)),
   remove: (path) => settled(() => fs.unlinkSync(path)),

@@ -11,9 +11,10 @@ import * as fs from "node:fs";
 // (garbage) instead of blocking the whole event loop in open(); it changes
 // nothing for regular files.
 const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
-// In place: no O_TRUNC (truncating, like renaming over a file, makes ext4
-// flush the new data at close), no new inode once the file exists.
-const OVERWRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT;
+// Read, then written in place: no O_TRUNC (truncating, like renaming over a
+// file, makes ext4 flush the new data at close), no new inode, and no
+// O_CREAT (a missing file is the caller's to create).
+const UPDATE_FLAGS = fs.constants.O_RDWR | (fs.constants.O_NONBLOCK ?? 0);
 const EXCLUSIVE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 
 // Lock files, bids, keys and /proc stat lines are far smaller: one read.
@@ -51,9 +52,26 @@ export function readTextSync(path: string, untilEnd = false): string {
   }
 }
 
-/** Writes `data` at the start of `path` without truncating it, creating it with `mode` if missing. */
-export function overwriteSync(path: string, data: string, mode: number): void {
-  writeAt(fs.openSync(path, OVERWRITE_FLAGS, mode), data);
+/**
+ * Reads a small file (its first 16 KB) and, if `update` returns text, writes
+ * that at its start without truncating it, all through one open (two system
+ * calls fewer than a read and a write). Throws `ENOENT` if it is missing.
+ * Returns the text read.
+ */
+export function updateSync(path: string, update: (text: string) => string | null): string {
+  const fd = fs.openSync(path, UPDATE_FLAGS);
+  let text: string;
+  let next: string | null;
+  try {
+    text = decoder.decode(scratch.subarray(0, fs.readSync(fd, scratch, 0, scratch.length, 0)));
+    next = update(text);
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
+  if (next === null) fs.closeSync(fd);
+  else writeAt(fd, next); // and closes it
+  return text;
 }
 
 /**

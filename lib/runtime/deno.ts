@@ -18,7 +18,7 @@ import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
 // cannot) and raises NotCapable for a missing flag just as Deno.* does.
-import { createExclusiveSync, overwriteSync, readTextSync } from "./_sync_files.ts";
+import { createExclusiveSync, readTextSync, updateSync } from "./_sync_files.ts";
 import { executableStateByMode } from "./_executable.ts";
 import { LockPermissionError } from "../errors.ts";
 
@@ -532,7 +532,7 @@ export const denoRuntime: Runtime = {
   writeFileExclusive: (path, data, mode) =>
     fsSync(() => createExclusiveSync(path, data, mode), path),
   writeFile: (path, data, mode) => fsSync(() => Deno.writeTextFileSync(path, data, { mode }), path),
-  overwriteFile: (path, data, mode) => fsSync(() => overwriteSync(path, data, mode), path),
+  updateFile: (path, update) => fsSync(() => updateSync(path, update), path),
   readFile: (path) => fsSync(() => readTextSync(path), path),
   readDir: (path) => {
     try {

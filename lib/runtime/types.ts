@@ -144,11 +144,13 @@ export interface Runtime {
   /** Creates or truncates a file with `data` and `mode`. */
   writeFile(path: string, data: string, mode: number): Promise<void>;
   /**
-   * Writes `data` at the start of a file in place, creating it with `mode` if
-   * missing, without truncating it: bytes past the end of `data` stay. For
-   * fixed-width records that one writer updates (no new inode, no rename).
+   * Reads a small file (its first 16 KB) and, if `update` returns text,
+   * writes that at its start in place, without truncating it (bytes past its
+   * end stay), through one open: for fixed-width records that one writer
+   * updates (no new inode, no rename). Throws `ENOENT` if the file is
+   * missing. Resolves with the text read.
    */
-  overwriteFile(path: string, data: string, mode: number): Promise<void>;
+  updateFile(path: string, update: (text: string) => string | null): Promise<string>;
   /** Reads a whole file as UTF-8. */
   readFile(path: string): Promise<string>;
   /** Lists the entry names of a directory. */
