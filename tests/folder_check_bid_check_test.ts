@@ -78,6 +78,58 @@ describe("check-bid-check under forced interleavings", () => {
     assert.equal(bids(world).length, 1);
   });
 
+  test("after its own release a process bids before it checks: one CHECK per lock in a loop", async () => {
+    const { procs: [a] } = setup([101]);
+    let checks = 0;
+    a.hook = (op) => {
+      if (op === "readDir") checks++;
+      return Promise.resolve();
+    };
+    const target = folderTarget(a.runtime, "x", FOLDER);
+    for (let i = 0; i < 5; i++) {
+      const result = await target.tryAcquire();
+      assert.ok(result.acquired);
+      await result.grant.release();
+    }
+    assert.equal(checks, 2 + 4, "two CHECKs the first time, then one each");
+  });
+
+  test("a bid-first try after its own release loses to a holder that came in between, and withdraws", async () => {
+    const { world, procs: [a, b] } = setup([101, 102]);
+    const first = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(first.acquired);
+    await first.grant.release();
+    const taken = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(taken.acquired, "B holds");
+    const holderBid = bids(world);
+    const again = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(again.acquired, false, "A's CHECK after its bid sees B's");
+    if (!again.acquired) assert.equal(again.holder?.pid, 102);
+    assert.deepEqual(bids(world), holderBid, "A withdrew its bid; B's is untouched");
+    const next = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.equal(next.acquired, false, "and A checks first again");
+  });
+
+  test("a bid-first contender and a check-bid-check one that both bid before either CHECK both withdraw", async () => {
+    const { world, procs: [a, b] } = setup([101, 102]);
+    const first = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    assert.ok(first.acquired);
+    await first.grant.release();
+    // A's only CHECK is its first readDir; B's deciding one is its second.
+    const pa = pauseAtCheck(a, 1);
+    const pb = pauseAtCheck(b, 2);
+    const ra = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+    const rb = folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+    await Promise.all([pa.reached(), pb.reached()]);
+    assert.equal(bids(world).length, 2, "both bids are in place before either deciding CHECK");
+    pa.release();
+    pb.release();
+    const [resultA, resultB] = await Promise.all([ra, rb]);
+    assert.equal(resultA.acquired, false);
+    assert.equal(resultB.acquired, false);
+    assert.deepEqual(bids(world), [], "both withdrew their bids");
+  });
+
   test("a breaker paused before deleting a dead holder's bid cannot remove a new holder's bid", async () => {
     const { world, procs: [dead, breakerA, breakerB, newcomer] } = setup([201, 202, 203, 204]);
     assert.ok((await folderTarget(dead.runtime, "x", FOLDER).tryAcquire()).acquired);

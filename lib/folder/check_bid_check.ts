@@ -8,6 +8,10 @@
  * place whole, and a bid is deleted only when its writer is provably gone,
  * so a live holder's bid is never missed or removed.
  *
+ * The argument rests on the second CHECK alone. The first only spares a bid
+ * (and a withdrawal) when the lock is plainly held, so a caller that expects
+ * the lock free — it released it last — may go straight to the bid.
+ *
  * @module
  */
 
@@ -40,7 +44,8 @@ export async function findLiveBid(
 }
 
 /**
- * Runs one round of check-bid-check in `folder` with the bid `bid`.
+ * Runs one round of check-bid-check in `folder` with the bid `bid`;
+ * with `checkFirst` false, bid-check (see the module's note).
  *
  * @example One round in a fresh folder
  * ```ts
@@ -58,15 +63,19 @@ export async function findLiveBid(
  * @param runtime The runtime adapter.
  * @param folder The lock folder (must exist).
  * @param bid This process's bid.
+ * @param checkFirst false to skip the first CHECK.
  * @returns The acquired bid's id and path, or the live bid that won.
  */
 export async function checkBidCheck(
   runtime: Runtime,
   folder: string,
   bid: Bid,
+  checkFirst = true,
 ): Promise<CheckBidCheckResult> {
-  const before = await findLiveBid(runtime, folder, null);
-  if (before) return { acquired: false, holder: before };
+  if (checkFirst) {
+    const before = await findLiveBid(runtime, folder, null);
+    if (before) return { acquired: false, holder: before };
+  }
   const id = crypto.randomUUID();
   const path = await writeBid(runtime, folder, id, bid);
   let after: FoundBid | null;

@@ -38,6 +38,20 @@ function infoFromBid(name: string, folder: string, found: FoundBid): LockInfo {
   };
 }
 
+// Folders whose lock this runtime released last: its next try there bids
+// before it checks (one CHECK fewer in a loop of lock and release). A wrong
+// guess costs a bid and its withdrawal, never safety (check_bid_check.ts).
+const releasedHere = new WeakMap<Runtime, Set<string>>();
+// A process that locks many names keeps only this many guesses.
+const MAX_GUESSES = 1024;
+
+function guessFree(runtime: Runtime, folder: string): void {
+  let folders = releasedHere.get(runtime);
+  if (!folders) releasedHere.set(runtime, folders = new Set());
+  if (folders.size >= MAX_GUESSES) folders.clear();
+  folders.add(folder);
+}
+
 /** A check-bid-check target over an explicit folder (shared with lockfolder peers). */
 export function folderTarget(runtime: Runtime, name: string, folder: string): LockTarget {
   let ready: Promise<unknown> | null = null;
@@ -66,9 +80,10 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         isolate: ISOLATE_ID,
         beacon,
       };
+      const checkFirst = !releasedHere.get(runtime)?.delete(folder);
       let result;
       try {
-        result = await checkBidCheck(runtime, folder, bid);
+        result = await checkBidCheck(runtime, folder, bid, checkFirst);
       } catch (error) {
         // The folder was removed while in use: make it again, once.
         if (errorCode(error) !== "ENOENT") throw error;
@@ -98,7 +113,14 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       };
       return {
         acquired: true,
-        grant: { token, info, release: () => removeBid(runtime, result.path) },
+        grant: {
+          token,
+          info,
+          release: async () => {
+            await removeBid(runtime, result.path);
+            guessFree(runtime, folder);
+          },
+        },
       };
     },
     async inspect() {
