@@ -109,7 +109,7 @@ describe("FolderLock", () => {
     assert.deepEqual((await readdir(path)).filter((n) => n.endsWith(".json")), []);
   });
 
-  test("the token counter grows by one per acquisition, from an older unpadded or a garbage file too", async () => {
+  test("the token counter grows by one per acquisition, from an older unpadded, a garbage or a FIFO file too", async () => {
     const path = await folder();
     const lock = new FolderLock(path);
     await lock.acquire();
@@ -129,6 +129,16 @@ describe("FolderLock", () => {
     assert.equal(lock.held!.token, 1);
     await lock.release();
     assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000001");
+    if (runtime.platform === "linux") {
+      // A FIFO planted as the counter reads as empty, without blocking, and
+      // is replaced like any garbage.
+      await rm(`${path}/token`);
+      await spawnCommand("mkfifo", [`${path}/token`]).done;
+      await lock.acquire();
+      assert.equal(lock.held!.token, 1);
+      await lock.release();
+      assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000001");
+    }
   });
 
   test("a Python-format bid of a live process blocks; one with a reused pid is removed", async () => {

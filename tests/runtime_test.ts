@@ -169,7 +169,7 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
     });
   });
 
-  test("readFile() of a FIFO returns at once instead of blocking in open()", {
+  test("readFile() and updateFile() of a FIFO return at once instead of blocking in open()", {
     skip: process.platform !== "linux",
   }, async () => {
     await withTempDir(async (dir) => {
@@ -177,6 +177,8 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
       const made = spawnChild("mkfifo", [path]);
       await within(new Promise((resolve) => made.once("exit", resolve)), 5_000, "mkfifo");
       assert.equal(await within(runtime.readFile(path), 5_000, "readFile of a FIFO"), "");
+      // Opened for writing too, it still reads as empty rather than EAGAIN.
+      assert.equal(await within(runtime.updateFile(path, () => null), 5_000, "updateFile"), "");
     });
   });
 

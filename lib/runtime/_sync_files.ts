@@ -63,7 +63,7 @@ export function updateSync(path: string, update: (text: string) => string | null
   let text: string;
   let next: string | null;
   try {
-    text = decoder.decode(scratch.subarray(0, fs.readSync(fd, scratch, 0, scratch.length, 0)));
+    text = decoder.decode(scratch.subarray(0, readOrEmpty(fd)));
     next = update(text);
   } catch (error) {
     fs.closeSync(fd);
@@ -72,6 +72,17 @@ export function updateSync(path: string, update: (text: string) => string | null
   if (next === null) fs.closeSync(fd);
   else writeAt(fd, next); // and closes it
   return text;
+}
+
+// Bytes read from the start of a freshly opened fd; a FIFO, which we hold
+// open for writing too, has nothing to read rather than EAGAIN.
+function readOrEmpty(fd: number): number {
+  try {
+    return fs.readSync(fd, scratch, 0, scratch.length, null);
+  } catch (error) {
+    if ((error as { code?: string }).code === "EAGAIN") return 0;
+    throw error;
+  }
 }
 
 /**
