@@ -361,44 +361,71 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
     }
   });
 
-  // A lock holder's waiters learn of its release from this FIN: it must reach
-  // onClose as it arrives, not once our own side has finished writing and
-  // closing, which for a peer that reads nothing is never.
-  test("the peer's FIN calls onClose at once, even while our writes wait for a peer that reads nothing", async () => {
-    let peer: net.Socket | undefined;
+  // A lock holder's waiters learn of its release from this FIN. A server
+  // counts a connection until its onClose, so one whose replies are stuck
+  // must not be reported closed while it still holds them (and an fd).
+  test("the peer's FIN calls onClose; with our writes stuck, only once nothing is held any more", async () => {
+    let peers: net.Socket[] = [];
     let accepted!: (socket: net.Socket) => void;
-    const acceptedPeer = new Promise<net.Socket>((resolve) => (accepted = resolve));
     // Half-open: the peer's end() sends its FIN and leaves our bytes unread.
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, accepted);
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+      peers.push(socket);
+      accepted(socket);
+    });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    let client: Connection | undefined;
+    const port = (server.address() as net.AddressInfo).port;
+    const open = async () => {
+      const peer = new Promise<net.Socket>((resolve) => (accepted = resolve));
+      const conn = await runtime.connect(tcp(port), 5_000);
+      const closes = { count: 0 };
+      conn.onClose(() => closes.count++);
+      return { conn, closes, peer: await within(peer, 5_000, "accept") };
+    };
+    const conns: Connection[] = [];
     try {
-      const port = (server.address() as net.AddressInfo).port;
-      client = await runtime.connect(tcp(port), 5_000);
-      let closes = 0;
-      client.onClose(() => closes++);
-      peer = await within(acceptedPeer, 5_000, "accept");
-      const chunk = pattern(1 << 20);
-      let sent = 0;
-      while (sent < 64 << 20 && client.bufferedAmount < 4 << 20) {
-        client.write(chunk);
-        sent += chunk.length;
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      }
-      assert.ok(client.bufferedAmount > 0, `bytes queued in the writer after ${sent} bytes`);
-      peer.end();
+      // Nothing queued: the FIN is reported.
+      const idle = await open();
+      conns.push(idle.conn);
+      idle.peer.end();
       await within(
         (async () => {
-          while (closes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+          while (idle.closes.count === 0) await new Promise((resolve) => setTimeout(resolve, 5));
         })(),
         5_000,
         "onClose after the peer's FIN",
       );
+      // Our writes stuck behind a peer that reads nothing.
+      const stuck = await open();
+      conns.push(stuck.conn);
+      const chunk = pattern(1 << 20);
+      let sent = 0;
+      while (sent < 64 << 20 && stuck.conn.bufferedAmount < 4 << 20) {
+        stuck.conn.write(chunk);
+        sent += chunk.length;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      assert.ok(stuck.conn.bufferedAmount > 0, `bytes queued in the writer after ${sent} bytes`);
+      stuck.peer.end();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      if (stuck.closes.count > 0) {
+        // Bun closes at the FIN and drops what was queued.
+        assert.equal(stuck.conn.bufferedAmount, 0, "reported closed while still holding bytes");
+      }
+      stuck.conn.abort();
+      await within(
+        (async () => {
+          while (stuck.closes.count === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        })(),
+        5_000,
+        "onClose after abort()",
+      );
       await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.equal(closes, 1, "onClose is called once");
+      assert.equal(idle.closes.count, 1, "onClose is called once");
+      assert.equal(stuck.closes.count, 1, "onClose is called once");
     } finally {
-      client?.abort();
-      peer?.destroy();
+      for (const conn of conns) conn.abort();
+      for (const peer of peers) peer.destroy();
+      peers = [];
       await new Promise((resolve) => server.close(resolve));
     }
   });

@@ -5,8 +5,10 @@
 // of the runtime running this file, so its memory can be read from /proc.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import * as net from "node:net";
 import { LockClient } from "../mod.ts";
-import { type Connection, detectRuntimeName, runtime } from "../lib/runtime/mod.ts";
+import { type Connection, detectRuntimeName, type Runtime, runtime } from "../lib/runtime/mod.ts";
+import { serveOn } from "../lib/server/serve.ts";
 import type { Child } from "./_processes.ts";
 import { RawConnection, residentKb, serveProcess, sleep, within } from "./_server_helpers.ts";
 
@@ -145,6 +147,56 @@ describe("the lock server facing a client that does not read its replies", () =>
       await within(proc.child.done, 10_000, "the server's exit").catch(() =>
         proc.child.process.kill("SIGKILL")
       );
+    }
+  });
+});
+
+describe("the lock server facing a client that half-closes without reading its replies", () => {
+  test("the connection is counted while it holds replies, and dropped once idle", async () => {
+    // The server's own side of each connection, to see its queued replies.
+    const accepted: Connection[] = [];
+    const watching: Runtime = {
+      ...runtime,
+      listen: (address, onConnection) =>
+        runtime.listen(address, (conn) => {
+          accepted.push(conn);
+          onConnection(conn);
+        }),
+    };
+    const server = await serveOn(watching, { port: 0, idleTimeout: 500 });
+    const client = net.connect({
+      host: "127.0.0.1",
+      port: server.address.port,
+      allowHalfOpen: true,
+    });
+    try {
+      await within(new Promise((resolve) => client.once("connect", resolve)), 5_000, "connect");
+      client.pause(); // reads nothing, ever
+      // STATS until replies queue in the server (below maxOutputBytes, so it
+      // keeps reading and sees the FIN).
+      let requests = 0;
+      while (requests < 200_000 && (accepted[0]?.bufferedAmount ?? 0) === 0) {
+        client.write(`t STATS\n`.repeat(50));
+        requests += 50;
+        await sleep(5);
+      }
+      assert.ok(accepted[0].bufferedAmount > 0, `replies queued after ${requests} requests`);
+      client.end(); // FIN; its read side stays open, unread
+      await sleep(200);
+      if (server.stats().connections === 0) {
+        // Bun closes at the FIN and drops the replies: nothing is held.
+        assert.equal(accepted[0].bufferedAmount, 0, "no longer counted, yet holding replies");
+      }
+      await within(
+        (async () => {
+          while (server.stats().connections > 0) await sleep(50);
+        })(),
+        10_000,
+        "the idle connection's drop",
+      );
+    } finally {
+      client.destroy();
+      await server.close();
     }
   });
 });

@@ -235,17 +235,24 @@ function wrapConn(conn: Deno.Conn): Connection {
       else pending.push(chunk);
     }
     ending = true;
-    // The peer's FIN is news at once (a lock holder's waiters wake on it),
-    // not once our queued writes, which a peer that reads nothing never
-    // takes, have gone out. Like Node without allowHalfOpen, they still go
-    // out, then the connection closes.
+    if (!writing) {
+      // The peer's FIN (or our own close) with nothing of ours queued is
+      // news at once: a lock holder's waiters wake on it. Closing is an op
+      // that costs 100 µs and more in a process that was idle, so it waits
+      // for the next turn rather than delay what onClose began (a waiter's
+      // acquisition, in microtasks queued just now).
+      notified = true;
+      onClose?.();
+      if (!closed) setTimeout(shutdown, 0);
+      return;
+    }
+    // Like Node without allowHalfOpen: our queued writes go out first, and
+    // the close is reported once they have (or the connection was aborted),
+    // so that its owner keeps counting it, and can time it out, until then.
+    await flushing;
+    shutdown();
     notified = true;
     onClose?.();
-    await flushing;
-    // Closing is an op that costs 100 µs and more in a process that was
-    // idle: it waits for the next turn rather than delay what onClose began
-    // (a waiter's acquisition, in microtasks queued just now).
-    if (!closed) setTimeout(shutdown, 0);
   })();
 
   return {

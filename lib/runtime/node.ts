@@ -21,15 +21,19 @@ function wrapSocket(socket: net.Socket): Connection {
     else pending.push(chunk);
   });
   socket.on("error", () => socket.destroy());
-  // The peer's FIN is the news: a waiter on a lock holder's connection
-  // wakes on it, not a libuv turn or two later when Node has shut down
-  // and closed our side too (without allowHalfOpen, it does so at once).
   const notifyClose = () => {
     if (closed) return;
     closed = true;
     onClose?.();
   };
-  socket.once("end", notifyClose);
+  // The peer's FIN is the news a lock holder's waiters wake on: reported as
+  // it arrives, not a libuv turn or two later once Node has shut down and
+  // closed our side too. Unless bytes of ours are still queued: then only
+  // once they went out and the socket closed (or it was aborted), so that
+  // its owner keeps counting it, and can time it out, until then.
+  socket.once("end", () => {
+    if (socket.writableLength === 0) notifyClose();
+  });
   socket.once("close", notifyClose);
   // One callback for every write (Node batches same-callback completions):
   // it runs after the bytes went to the OS, so it can tell when all have.

@@ -48,8 +48,10 @@ export interface Connection {
   onData(handler: (chunk: Uint8Array) => void): void;
   /**
    * Sets the handler called once when either side closes the connection:
-   * ours, or the peer's FIN as soon as it arrives (bytes we queued still go
-   * out, then the connection closes; a waiter must not wait for that).
+   * ours, or the peer's FIN as soon as it arrives if no bytes of ours are
+   * queued (a waiter must not wait for our side's close). With bytes queued,
+   * once they have gone out and the connection closed, or it was aborted
+   * (Bun drops them at the FIN): the owner keeps counting it until then.
    */
   onClose(handler: () => void): void;
   /** Queues bytes to send; ordering is kept. Errors close the connection. */
