@@ -138,6 +138,24 @@ describe("FolderLock", () => {
       assert.equal(lock.held!.token, 1);
       await lock.release();
       assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000001");
+      // One that a process keeps filled with digits cannot be written in
+      // place (ESPIPE): replaced, going on from the digits read.
+      await rm(`${path}/token`);
+      await spawnCommand("mkfifo", [`${path}/token`]).done;
+      const feeder = spawnCommand("sh", [
+        "-c",
+        `exec 3<>"$0"; printf 0000000000000007 >&3; echo fed; sleep 30`,
+        `${path}/token`,
+      ]);
+      try {
+        await feeder.waitFor("fed", 10_000);
+        await lock.acquire();
+        assert.equal(lock.held!.token, 8);
+        await lock.release();
+        assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000008");
+      } finally {
+        feeder.process.kill("SIGKILL");
+      }
     }
   });
 

@@ -32,15 +32,19 @@ export async function nextFencingToken(runtime: Runtime, folder: string): Promis
   let text: string | null = null;
   let next = 0;
   try {
-    text = await runtime.updateFile(path, (current) => {
+    await runtime.updateFile(path, (current) => {
+      text = current;
       if (!COUNTER.test(current)) return null;
       next = nextAfter(current);
       return String(next).padStart(WIDTH, "0");
     });
+    if (next > 0) return next;
   } catch (error) {
-    if (errorCode(error) !== "ENOENT") throw error;
+    // A counter read but not writable in place (a FIFO planted there, kept
+    // full of digits: ESPIPE, which Deno reports without a code) is replaced
+    // whole below, going on from what was read.
+    if (errorCode(error) !== "ENOENT" && next === 0) throw error;
   }
-  if (next > 0) return next;
   next = nextAfter(text);
   const temp = joinPath(folder, `.${TOKEN_FILE}.${crypto.randomUUID()}.tmp`);
   await writeNewFile(runtime, temp, String(next).padStart(WIDTH, "0"), 0o600);
