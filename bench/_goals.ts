@@ -217,7 +217,7 @@ export const GOALS: Goal[] = [
         }
         met &&= ours.opsPerSec > theirs.opsPerSec && oursHandoff.p50Us < theirsHandoff.p50Us;
         parts.push(
-          `${formatRatio(ours.opsPerSec / theirs.opsPerSec)} the pairs/s and ` +
+          `${(ours.opsPerSec / theirs.opsPerSec).toFixed(2)}× the pairs/s and ` +
             `${formatRatio(theirsHandoff.p50Us / oursHandoff.p50Us)} faster hand-off vs ${peer}`,
         );
       }

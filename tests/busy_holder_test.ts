@@ -5,7 +5,7 @@
 // ECONNREFUSED, which is the one answer taken as proof of death.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import process from "node:process";
 import { tryLock } from "../mod.ts";
 import { type AddressInfo, createServer } from "node:net";
@@ -86,12 +86,16 @@ describe("a holder that accepts nothing keeps its lock", () => {
     // The fixtures are handed the abstract name without its NUL (argv cannot hold one).
     const addresses: SocketAddress[] = [tcp];
     if (runtime.platform === "linux") addresses.push({ transport: "unix", path: tag });
-    for (const sent of addresses) {
-      // Another process of this runtime connects in a loop: most are refused.
-      // (3 s: longer than the binder's 1.5 s and its start-up.)
+    const dir = await tempDir();
+    dirs.push(dir);
+    for (const [i, sent] of addresses.entries()) {
+      // Another process of this runtime connects in a loop (most are
+      // refused) from before the holder's binds begin until after they end.
+      const stop = `${dir}/stop-${i}`;
       const looper = spawnScript(detectRuntimeName(), fixture("connect_loop.ts"), [
         JSON.stringify(sent),
-        "3000",
+        "60000",
+        stop,
       ]);
       children.push(looper);
       await looper.waitFor("looping", 30_000);
@@ -102,7 +106,9 @@ describe("a holder that accepts nothing keeps its lock", () => {
         "1500",
       ]);
       children.push(binder);
-      await Promise.all([looper.done, binder.done]);
+      await binder.done;
+      await writeFile(stop, "");
+      await looper.done;
       const [, binds, taken] = /binds (\d+) failed ?(.*)/.exec(binder.stdout()) ?? [];
       assert.ok(binds !== undefined, `the binder's report: ${binder.stdout()}`);
       assert.ok(Number(binds) > 0, "the holder bound the address");

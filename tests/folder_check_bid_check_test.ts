@@ -106,8 +106,15 @@ describe("check-bid-check under forced interleavings", () => {
     assert.equal(again.acquired, false, "A's CHECK after its bid sees B's");
     if (!again.acquired) assert.equal(again.holder?.pid, 102);
     assert.deepEqual(bids(world), holderBid, "A withdrew its bid; B's is untouched");
+    const ops: string[] = [];
+    a.hook = (op) => {
+      ops.push(op);
+      return Promise.resolve();
+    };
     const next = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
-    assert.equal(next.acquired, false, "and A checks first again");
+    assert.equal(next.acquired, false);
+    assert.ok(ops.includes("readDir"), `A checked: ${ops}`);
+    assert.ok(!ops.includes("writeFileExclusive"), `and found B before it bid again: ${ops}`);
   });
 
   test("a bid-first contender and a check-bid-check one that both bid before either CHECK both withdraw", async () => {
