@@ -49,21 +49,35 @@ function pauseAtCheck(proc: SimulatedProcess, n: number) {
   return { reached: reached.wait, release: release.open };
 }
 
+/**
+ * Lets `a` and `b` bid, pauses each at its deciding CHECK (its `checkA`-th
+ * and `checkB`-th readDir) with both bids in place, then lets both go: both
+ * must see the other's bid, fail and withdraw.
+ */
+async function bothBidThenBothWithdraw(
+  world: World,
+  [a, b]: SimulatedProcess[],
+  checkA: number,
+  checkB: number,
+): Promise<void> {
+  const pa = pauseAtCheck(a, checkA);
+  const pb = pauseAtCheck(b, checkB);
+  const ra = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
+  const rb = folderTarget(b.runtime, "x", FOLDER).tryAcquire();
+  await Promise.all([pa.reached(), pb.reached()]);
+  assert.equal(bids(world).length, 2, "both bids are in place before either deciding CHECK");
+  pa.release();
+  pb.release();
+  const [resultA, resultB] = await Promise.all([ra, rb]);
+  assert.equal(resultA.acquired, false);
+  assert.equal(resultB.acquired, false);
+  assert.deepEqual(bids(world), [], "both withdrew their bids");
+}
+
 describe("check-bid-check under forced interleavings", () => {
   test("two contenders that both bid between the two checks both withdraw and neither holds", async () => {
     const { world, procs: [a, b] } = setup([101, 102]);
-    const pa = pauseAtCheck(a, 2);
-    const pb = pauseAtCheck(b, 2);
-    const ra = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
-    const rb = folderTarget(b.runtime, "x", FOLDER).tryAcquire();
-    await Promise.all([pa.reached(), pb.reached()]);
-    assert.equal(bids(world).length, 2, "both bids are in place before either second CHECK");
-    pa.release();
-    pb.release();
-    const [resultA, resultB] = await Promise.all([ra, rb]);
-    assert.equal(resultA.acquired, false);
-    assert.equal(resultB.acquired, false);
-    assert.deepEqual(bids(world), [], "both withdrew their bids");
+    await bothBidThenBothWithdraw(world, [a, b], 2, 2);
     const retry = await folderTarget(a.runtime, "x", FOLDER).tryAcquire();
     assert.equal(retry.acquired, true, "a retry alone gets through");
   });
@@ -123,18 +137,7 @@ describe("check-bid-check under forced interleavings", () => {
     assert.ok(first.acquired);
     await first.grant.release();
     // A's only CHECK is its first readDir; B's deciding one is its second.
-    const pa = pauseAtCheck(a, 1);
-    const pb = pauseAtCheck(b, 2);
-    const ra = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
-    const rb = folderTarget(b.runtime, "x", FOLDER).tryAcquire();
-    await Promise.all([pa.reached(), pb.reached()]);
-    assert.equal(bids(world).length, 2, "both bids are in place before either deciding CHECK");
-    pa.release();
-    pb.release();
-    const [resultA, resultB] = await Promise.all([ra, rb]);
-    assert.equal(resultA.acquired, false);
-    assert.equal(resultB.acquired, false);
-    assert.deepEqual(bids(world), [], "both withdrew their bids");
+    await bothBidThenBothWithdraw(world, [a, b], 1, 2);
   });
 
   test("a breaker paused before deleting a dead holder's bid cannot remove a new holder's bid", async () => {

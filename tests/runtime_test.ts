@@ -381,19 +381,21 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
       conn.onClose(() => closes.count++);
       return { conn, closes, peer: await within(peer, 5_000, "accept") };
     };
+    const closedWithin5s = (closes: { count: number }, what: string) =>
+      within(
+        (async () => {
+          while (closes.count === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        })(),
+        5_000,
+        what,
+      );
     const conns: Connection[] = [];
     try {
       // Nothing queued: the FIN is reported.
       const idle = await open();
       conns.push(idle.conn);
       idle.peer.end();
-      await within(
-        (async () => {
-          while (idle.closes.count === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-        })(),
-        5_000,
-        "onClose after the peer's FIN",
-      );
+      await closedWithin5s(idle.closes, "onClose after the peer's FIN");
       // Our writes stuck behind a peer that reads nothing.
       const stuck = await open();
       conns.push(stuck.conn);
@@ -412,13 +414,7 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
         assert.equal(stuck.conn.bufferedAmount, 0, "reported closed while still holding bytes");
       }
       stuck.conn.abort();
-      await within(
-        (async () => {
-          while (stuck.closes.count === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-        })(),
-        5_000,
-        "onClose after abort()",
-      );
+      await closedWithin5s(stuck.closes, "onClose after abort()");
       await new Promise((resolve) => setTimeout(resolve, 20));
       assert.equal(idle.closes.count, 1, "onClose is called once");
       assert.equal(stuck.closes.count, 1, "onClose is called once");
