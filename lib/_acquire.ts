@@ -82,7 +82,22 @@ const heldPrototype = {
 function makeHeldLock(request: AcquireRequest, grant: Grant): HeldLock {
   const key = request.target.key;
   let releasing: Promise<void> | null = null;
-  const release = () => releasing ??= grant.release().finally(() => releaseLocal(key));
+  let slotFreed = false;
+  const freeSlot = () => {
+    if (slotFreed) return;
+    slotFreed = true;
+    releaseLocal(key);
+  };
+  // The in-process slot passes on after the first attempt, failed or not: a
+  // caller who never retries must not block this process's other waiters
+  // (they then wait on the lock itself). A failed release (Redis or a file
+  // unreachable) may be called again; one that succeeded does nothing more.
+  const release = () =>
+    releasing ??= grant.release().then(freeSlot, (error) => {
+      freeSlot();
+      releasing = null;
+      throw error;
+    });
   return {
     __proto__: heldPrototype,
     name: request.name,

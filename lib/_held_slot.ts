@@ -75,9 +75,19 @@ export async function takeInto(
   }
 }
 
-/** Releases what `slot` holds; nothing if it holds nothing. */
+/**
+ * Releases what `slot` holds; nothing if it holds nothing. A release that
+ * fails puts the lock back, so that release() can be tried again, unless
+ * the object is taking a lock again meanwhile.
+ */
 export async function releaseFrom(slot: HeldSlot): Promise<void> {
   const held = slot.held;
+  if (!held) return;
   slot.held = null;
-  await held?.release();
+  try {
+    await held.release();
+  } catch (error) {
+    if (slot.held === null && !slot.acquiring) slot.held = held;
+    throw error;
+  }
 }

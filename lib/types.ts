@@ -127,6 +127,10 @@ export interface HeldLock extends AsyncDisposable {
   readonly info: LockInfo;
   /** Aborted (with a `LockLostError`) if the lock is lost while held. */
   readonly signal: AbortSignal;
-  /** Releases the lock. Calling it again does nothing. */
+  /**
+   * Releases the lock. Calling it again once it succeeded does nothing; if
+   * it failed (Redis or the lock server unreachable, a file error), calling
+   * it again tries again. Other callers in this process go on either way.
+   */
   release(): Promise<void>;
 }

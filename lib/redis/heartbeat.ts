@@ -313,7 +313,11 @@ class HeartbeatGrant implements Grant {
   release(): Promise<void> {
     this.#heartbeat.stop();
     if (this.#lost) return Promise.resolve();
-    return this.#releasing ??= this.#options.release().then(() => {});
+    // A failed release may be tried again (the heartbeat stays stopped).
+    return this.#releasing ??= this.#options.release().then(() => {}, (error) => {
+      this.#releasing = null;
+      throw error;
+    });
   }
 }
 
