@@ -11,7 +11,10 @@ export interface Grant {
   token: number;
   /** The holder's info (this process). */
   info: LockInfo;
-  /** Gives the lock up. Called at most once. */
+  /**
+   * Gives the lock up. Called once (the held lock memoizes it), and again
+   * only after it failed: the caller's retry.
+   */
   release(): Promise<void>;
   /**
    * Aborted (reason: LockLostError) if the kind notices the lock is lost.

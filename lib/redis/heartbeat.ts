@@ -283,7 +283,6 @@ class HeartbeatGrant implements Grant {
   readonly info: LockInfo;
   #options: HeartbeatGrantOptions;
   #heartbeat: Heartbeat;
-  #releasing: Promise<void> | null = null;
   #lost = false;
 
   constructor(options: HeartbeatGrantOptions) {
@@ -313,11 +312,9 @@ class HeartbeatGrant implements Grant {
   release(): Promise<void> {
     this.#heartbeat.stop();
     if (this.#lost) return Promise.resolve();
-    // A failed release may be tried again (the heartbeat stays stopped).
-    return this.#releasing ??= this.#options.release().then(() => {}, (error) => {
-      this.#releasing = null;
-      throw error;
-    });
+    // HeldLock.release() calls this once, and again only after it failed
+    // (the heartbeat stays stopped).
+    return this.#options.release().then(() => {});
   }
 }
 
