@@ -1,6 +1,6 @@
 // Waiting in tests without a stopwatch that flakes under load: for a state
 // (polled, with a deadline), or for a lock that only a wake-up can bring.
-import type { RetryOptions } from "../mod.ts";
+import type { LockKind, RetryOptions } from "../mod.ts";
 
 /** A backoff whose first retry comes after a minute: within a test, never. */
 export const NO_POLLING: RetryOptions = { minDelay: 60_000, maxDelay: 60_000, jitter: 0 };
@@ -56,4 +56,24 @@ export async function takenAfterForks<T>(take: () => Promise<T | null>): Promise
   let taken = null as T | null; // set in the callback
   await freedAfterForks(async () => (taken = await take()) !== null);
   return taken;
+}
+
+/**
+ * Checks `isFree` right after a release of `kind`: polled as
+ * {@link freedAfterForks} for the port kind, whose bind a forked child can
+ * keep a moment, and once for the other kinds.
+ */
+export async function freedAfterRelease(
+  kind: LockKind,
+  isFree: () => boolean | Promise<boolean>,
+): Promise<boolean> {
+  return kind === "port" ? await freedAfterForks(isFree) : await isFree();
+}
+
+/** Calls `take` right after a release of `kind`, as {@link freedAfterRelease} checks. */
+export function takenAfterRelease<T>(
+  kind: LockKind,
+  take: () => Promise<T | null>,
+): Promise<T | null> {
+  return kind === "port" ? takenAfterForks(take) : take();
 }

@@ -19,7 +19,7 @@ import type { LockTarget } from "../lib/_kind.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { KINDS } from "../lib/_kinds.ts";
 import { tempDir } from "./_processes.ts";
-import { freedAfterForks, takenAfterForks } from "./_waiting.ts";
+import { freedAfterRelease, takenAfterRelease } from "./_waiting.ts";
 import { Redis } from "ioredis";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
 import { type LockServer, serve } from "../lib/server/mod.ts";
@@ -53,12 +53,8 @@ for (const kind of KINDS) {
       await redisServer?.stop();
       for (const dir of dirs) await rm(dir, { recursive: true, force: true });
     });
-    // A port lock's bind can outlive its release a moment (see freedAfterForks):
-    // what follows a release polls for the port kind, and is immediate else.
-    const takeFreed = <T>(take: () => Promise<T | null>) =>
-      kind === "port" ? takenAfterForks(take) : take();
-    const isFreed = (check: () => Promise<boolean>) =>
-      kind === "port" ? freedAfterForks(check) : check();
+    // After a release the port kind is polled (see freedAfterRelease): a lock
+    // still busy reads as null there, so that the poll tries again.
     const busyAsNull = (error: unknown) => {
       if (error instanceof LockBusyError) return null;
       throw error;
@@ -80,7 +76,7 @@ for (const kind of KINDS) {
       } finally {
         await held.release();
       }
-      const again = await takeFreed(() => tryLock(name, opts));
+      const again = await takenAfterRelease(kind, () => tryLock(name, opts));
       assert.ok(again, "free again after release");
       await again.release();
     });
@@ -163,10 +159,16 @@ for (const kind of KINDS) {
       const held = await lock(name, opts);
       await held.release();
       await held.release();
-      const second = await takeFreed(() => lock(name, { ...opts, timeout: 0 }).catch(busyAsNull));
+      const second = await takenAfterRelease(
+        kind,
+        () => lock(name, { ...opts, timeout: 0 }).catch(busyAsNull),
+      );
       assert.ok(second, "free again after release");
       await second[Symbol.asyncDispose]();
-      const third = await takeFreed(() => lock(name, { ...opts, timeout: 0 }).catch(busyAsNull));
+      const third = await takenAfterRelease(
+        kind,
+        () => lock(name, { ...opts, timeout: 0 }).catch(busyAsNull),
+      );
       assert.ok(third, "free again after the dispose");
       await third.release();
     });
@@ -199,7 +201,7 @@ for (const kind of KINDS) {
         await held.release();
       }
       assert.ok(
-        await isFreed(async () => await inspect(name, opts) === null),
+        await freedAfterRelease(kind, async () => await inspect(name, opts) === null),
         "free after release",
       );
     });

@@ -365,7 +365,7 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
   // counts a connection until its onClose, so one whose replies are stuck
   // must not be reported closed while it still holds them (and an fd).
   test("the peer's FIN calls onClose; with our writes stuck, only once nothing is held any more", async () => {
-    let peers: net.Socket[] = [];
+    const peers: net.Socket[] = [];
     let accepted!: (socket: net.Socket) => void;
     // Half-open: the peer's end() sends its FIN and leaves our bytes unread.
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
@@ -421,7 +421,6 @@ describe(`runtime adapter (${runtime.name}): sockets`, () => {
     } finally {
       for (const conn of conns) conn.abort();
       for (const peer of peers) peer.destroy();
-      peers = [];
       await new Promise((resolve) => server.close(resolve));
     }
   });

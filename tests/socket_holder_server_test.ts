@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { errorCode, type Runtime, runtime } from "../lib/runtime/mod.ts";
 import { LINGER_MS, serveHolder } from "../lib/socket/holder_server.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
+import { eventually } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -26,14 +27,10 @@ async function listening(port: number): Promise<boolean> {
   }
 }
 
-/** Polls until the port refuses; false if it still listens after `ms`. */
+/** Polls until the port refuses; false if it still listens after `ms` (and once more then). */
 async function closesWithin(port: number, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!(await listening(port))) return true;
-    await sleep(50);
-  }
-  return !(await listening(port));
+  const refuses = async () => !(await listening(port));
+  return await eventually(refuses, ms) || await refuses();
 }
 
 const entry = () => ({ name: "linger", id: randomHex(16), key: null });

@@ -6,6 +6,7 @@
 // truncate Bun's writeFileSync adds or the chmod Deno's adds.
 
 import * as fs from "node:fs";
+import { errorCode } from "./types.ts";
 
 // O_NONBLOCK: a FIFO planted where a lock file belongs reads as empty
 // (garbage) instead of blocking the whole event loop in open(); it changes
@@ -80,7 +81,7 @@ function readOrEmpty(fd: number): number {
   try {
     return fs.readSync(fd, scratch, 0, scratch.length, null);
   } catch (error) {
-    if ((error as { code?: string }).code === "EAGAIN") return 0;
+    if (errorCode(error) === "EAGAIN") return 0;
     throw error;
   }
 }

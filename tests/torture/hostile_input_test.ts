@@ -59,7 +59,7 @@ import {
 } from "../_processes.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "../_redis_server.ts";
 import { sleep, within } from "../_server_helpers.ts";
-import { freedAfterForks } from "../_waiting.ts";
+import { freedAfterForks, freedAfterRelease } from "../_waiting.ts";
 
 // ---------------------------------------------------------------- helpers
 
@@ -365,10 +365,9 @@ async function exerciseLocal(
   } finally {
     await held.release();
   }
-  const free = () => inspect(name, options).then((info) => info === null);
   // A port lock's bind is freed by the kernel, which a child forked meanwhile delays.
   assert.ok(
-    await (kind === "port" ? freedAfterForks(free) : free()),
+    await freedAfterRelease(kind, () => inspect(name, options).then((info) => info === null)),
     `${show(name)} is free after release`,
   );
   assert.deepEqual(await readdir(parent), ["locks"], "nothing new beside the lock dir");
