@@ -22,7 +22,9 @@ async function listening(port: number): Promise<boolean> {
     conn.abort();
     return true;
   } catch (error) {
-    if (errorCode(error) === "ECONNREFUSED") return false;
+    // Reset: the connection sat in the backlog of a listener that closed.
+    const code = errorCode(error);
+    if (code === "ECONNREFUSED" || code === "ECONNRESET") return false;
     throw error;
   }
 }
