@@ -224,6 +224,19 @@ describe("LockClient", () => {
     }
   });
 
+  test("with auth on, a connection that sends nothing is closed at the 10 s auth deadline, not the idle timeout", async () => {
+    const guarded = await serve({ port: 0, token: "secret", idleTimeout: 60_000 });
+    try {
+      const raw = await RawConnection.open(guarded.address.port);
+      const started = performance.now();
+      await within(raw.closed, 15_000, "the server closes the connection");
+      const took = performance.now() - started;
+      assert.ok(took >= 9_000 && took < 14_000, `closed after ${took} ms`);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   test("with auth on, only a client with the right token gets in, and the secret never crosses the wire", async () => {
     const secret = "s3cret-" + crypto.randomUUID();
     const guarded = await serve({ port: 0, token: secret });

@@ -107,7 +107,7 @@ describe("distlockd clients on the lock server", () => {
     holder.raw.close();
     await within(waiting, 3_000, "our waiter's grant");
     assert.ok(performance.now() - closed < 2_000);
-    assert.doesNotMatch(String((await waiter.status("d-crash"))?.client), /^distlockd:/);
+    assert.doesNotMatch(String((await waiter.status("d-crash"))?.client), /^distlockd/);
     await waiter.release("d-crash");
   });
 
@@ -156,6 +156,67 @@ describe("distlockd clients on the lock server", () => {
     await within(waiting, 9_000, "the grant");
     assert.ok(performance.now() - killed < 3_000, "far sooner than the 10 s lease");
     await ours.release("d-killed");
+  });
+
+  test("a distlockd holder's client id is never shown to others, so nobody else can release its lock", async () => {
+    const clientId = crypto.randomUUID();
+    const holder = await distlockd();
+    assert.equal((await holder.send(DistlockdCommand.ACQUIRE, "d-secret", clientId)).status, 0);
+    const peer = await RawConnection.open(port);
+    raws.push(peer);
+    peer.send("1 ACQUIRE d-secret 0\n2 STATUS d-secret\n3 ACQUIRE d-secret 100\n");
+    const busy = await peer.waitLine(/^1 BUSY /);
+    await peer.waitLine(/^2 OK /);
+    await peer.waitLine(/^3 TIMEOUT /, 3_000);
+    assert.doesNotMatch(peer.text, new RegExp(clientId), "the id in a reply to someone else");
+    const shown = JSON.parse(busy.slice("1 BUSY ".length)).client as string;
+    assert.match(shown, /^distlockd#\d+$/);
+    // What others see is a label, not a credential.
+    const thief = await distlockd();
+    assert.deepEqual(await thief.send(DistlockdCommand.RELEASE, "d-secret", shown), {
+      status: 1,
+      message: "Invalid release",
+    });
+    assert.deepEqual(await holder.send(DistlockdCommand.RELEASE, "d-secret", clientId), {
+      status: 0,
+      message: "",
+    });
+  });
+
+  test("with a token set, a distlockd connection is closed at its first frame, even an oversized one", async () => {
+    const guarded = await serve({ port: 0, token: "secret" });
+    try {
+      const raw = await RawConnection.open(guarded.address.port);
+      raws.push(raw);
+      // A header announcing a 60,000-byte name: over the limit, so its body
+      // would be skipped unread.
+      raw.send(new Uint8Array([DistlockdCommand.ACQUIRE, 0xea, 0x60, 0, 2]));
+      await within(raw.closed, 3_000, "the close");
+      assert.match(raw.text, /requires authentication/);
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  test("with a token set, a distlockd connection trickling a frame that never ends is closed at the auth deadline", async () => {
+    const guarded = await serve({ port: 0, token: "secret", idleTimeout: 400 });
+    try {
+      const raw = await RawConnection.open(guarded.address.port);
+      raws.push(raw);
+      const started = performance.now();
+      // A header for a 200-byte name, then one byte of it every 50 ms: any
+      // byte counts as activity, so only the auth deadline can end it.
+      raw.send(new Uint8Array([DistlockdCommand.ACQUIRE, 0, 200, 0, 2]));
+      const trickle = setInterval(() => raw.send("x"), 50);
+      try {
+        await within(raw.closed, 5_000, "the server closes the connection");
+      } finally {
+        clearInterval(trickle);
+      }
+      assert.ok(performance.now() - started >= 300);
+    } finally {
+      await guarded.close();
+    }
   });
 
   test("with a token set, distlockd frames are refused with a message saying why", async () => {

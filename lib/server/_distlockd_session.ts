@@ -103,6 +103,7 @@ export class DistlockdSession {
   #tooLong({ nameBytes, idBytes }: Oversize): void {
     if (this.#ended) return;
     this.#ctx.counters.operations++;
+    if (this.#ctx.key) return this.#refuse();
     const what = nameBytes > this.#ctx.limits.maxNameBytes
       ? `Lock name too long (${nameBytes} bytes, at most ${this.#ctx.limits.maxNameBytes})`
       : `Client id too long (${idBytes} bytes, at most ${MAX_CLIENT_ID_BYTES})`;
@@ -113,15 +114,7 @@ export class DistlockdSession {
     if (this.#ended) return;
     const ctx = this.#ctx;
     ctx.counters.operations++;
-    if (ctx.key) {
-      this.#reply(encodeDistlockdResponse(
-        DistlockdStatus.ERROR,
-        "This lock server requires authentication, which distlockd clients cannot do. " +
-          "Use socketlock's LockClient with the token, or run the server without --token-file on a trusted network.",
-      ));
-      this.end("authentication required");
-      return;
-    }
+    if (ctx.key) return this.#refuse();
     if (command === DistlockdCommand.HEALTH) return this.#reply(OK);
     if (command !== DistlockdCommand.ACQUIRE && command !== DistlockdCommand.RELEASE) {
       return this.#reply(INVALID_COMMAND);
@@ -152,6 +145,17 @@ export class DistlockdSession {
       });
     }
     this.#reply(outcome.status === "granted" ? OK : BUSY);
+  }
+
+  // Every frame, well-formed or not, ends the session on a server with a
+  // token: none can authenticate, so none may keep a connection slot.
+  #refuse(): void {
+    this.#reply(encodeDistlockdResponse(
+      DistlockdStatus.ERROR,
+      "This lock server requires authentication, which distlockd clients cannot do. " +
+        "Use socketlock's LockClient with the token, or run the server without --token-file on a trusted network.",
+    ));
+    this.end("authentication required");
   }
 
   #ownerOf(clientId: string): Owner | null {

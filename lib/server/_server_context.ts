@@ -79,6 +79,8 @@ export interface ServerContext {
   readonly startedAt: number;
   /** distlockd client id → its owner and how many open connections use it. */
   readonly distlockdOwners: Map<string, { owner: Owner; connections: number }>;
+  /** How many distlockd owners were made: each gets the next number as its public label. */
+  distlockdLabels: number;
   closing: boolean;
 }
 
@@ -118,12 +120,17 @@ export function statsOf(ctx: ServerContext) {
   };
 }
 
-/** The owner behind a distlockd client id, counting the connections using it. */
+/**
+ * The owner behind a distlockd client id, counting the connections using it.
+ * Others see it as `distlockd#<n>`, never by its id: the id is all a
+ * distlockd client shows to release its locks, so whoever read it in a
+ * holder's JSON could release them.
+ */
 export function useDistlockdOwner(ctx: ServerContext, clientId: string): Owner {
   let entry = ctx.distlockdOwners.get(clientId);
   if (!entry) {
     entry = {
-      owner: new Owner({ pid: 0, host: "", client: `distlockd:${clientId}` }),
+      owner: new Owner({ pid: 0, host: "", client: `distlockd#${++ctx.distlockdLabels}` }),
       connections: 0,
     };
     ctx.distlockdOwners.set(clientId, entry);
@@ -144,7 +151,7 @@ export function leaveDistlockdOwner(ctx: ServerContext, clientId: string): void 
   const released = ctx.table.drop(entry.owner);
   if (released > 0 && ctx.verbose) {
     ctx.log.log("debug", "distlockd client gone; its locks released", {
-      client: clientId,
+      client: entry.owner.info.client,
       released,
     });
   }

@@ -191,6 +191,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
     counters: { operations: 0, opsPerSecond: 0, connections: 0 },
     startedAt: runtime.monotonic(),
     distlockdOwners: new Map(),
+    distlockdLabels: 0,
     closing: false,
   };
 
@@ -279,12 +280,15 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       const session = state.session;
       // With a token, a connection has a fixed time to authenticate, however
       // busy: slots held by clients without it would lock out those with it.
+      // That includes one that has sent nothing yet, and a distlockd one
+      // (which never can).
       if (
-        session instanceof LineSession && !session.authenticated &&
+        ctx.key && !(session instanceof LineSession && session.authenticated) &&
         now - state.since >= authDeadline
       ) {
         state.endedAt = now;
-        session.end(`not authenticated within ${authDeadline} ms`);
+        if (session) session.end(`not authenticated within ${authDeadline} ms`);
+        else conn.close();
         continue;
       }
       const last = session ? session.lastActivity : state.since;
