@@ -2,7 +2,7 @@
 // tries of the kind's mechanism with capped, jittered backoff, woken early
 // when the kind can tell of a release; timeouts and AbortSignal throughout.
 
-import type { Grant, LockTarget } from "./_kind.ts";
+import type { Attempt, Grant, LockTarget } from "./_kind.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
 import { backoff, checkRetryOptions, checkTimeout } from "./_backoff.ts";
@@ -145,6 +145,53 @@ async function waitLocalSlot(
   }
 }
 
+const GAVE_UP = Symbol("gave up");
+
+/**
+ * How long the last try, made once the deadline has come, may take before
+ * the wait ends without it, ms.
+ */
+const LAST_TRY_MS = 100;
+
+/**
+ * The try, or GAVE_UP if `due` (monotonic ms) comes or the signal aborts
+ * first: a server or Redis that stopped answering must not hold a wait past
+ * its timeout, nor past an abort.
+ */
+function raceTry(
+  runtime: Runtime,
+  trying: Promise<Attempt>,
+  due: number,
+  signal: AbortSignal | undefined,
+): Promise<Attempt | typeof GAVE_UP> {
+  if (due === Infinity && !signal) return trying;
+  return new Promise((resolve, reject) => {
+    const timer = due === Infinity ? undefined : timerAt(runtime, () => due, () => settle(GAVE_UP));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    function onAbort() {
+      settle(GAVE_UP);
+    }
+    function settle(outcome: Attempt | typeof GAVE_UP) {
+      timer?.clear();
+      signal?.removeEventListener("abort", onAbort);
+      resolve(outcome);
+    }
+    trying.then(settle, (error) => {
+      timer?.clear();
+      signal?.removeEventListener("abort", onAbort);
+      reject(error);
+    });
+  });
+}
+
+/** Undoes a try the caller stopped waiting for, once it settles. */
+function abandonTry(trying: Promise<Attempt>): void {
+  trying.then((late) => {
+    if (late.acquired) late.grant.release().catch(() => {});
+    else late.cancelWake?.();
+  }, () => {});
+}
+
 /**
  * Acquires `request.target`: returns the held lock, or (when not waiting)
  * the holder. Throws LockTimeoutError / LockAbortedError while waiting.
@@ -163,14 +210,31 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   }
   let nextDelay: (() => number) | null = null;
   let granted = false;
+  let holder: LockInfo | null = null;
   try {
     for (;;) {
-      const attempt = await target.tryAcquire(request.wait && deadline > runtime.monotonic());
+      const now = runtime.monotonic();
+      const willWait = request.wait && deadline > now;
+      const trying = target.tryAcquire(willWait);
+      // A single try (tryLock, timeout 0) is bounded by the kind's own
+      // timeouts only; a plain lock() races nothing.
+      const due = !request.wait || !request.timeout
+        ? Infinity
+        : willWait
+        ? deadline
+        : now + LAST_TRY_MS;
+      const attempt = await raceTry(runtime, trying, due, request.wait ? signal : undefined);
+      if (attempt === GAVE_UP) {
+        abandonTry(trying);
+        if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
+        throw new LockTimeoutError(name, request.timeout!, holder);
+      }
       if (attempt.acquired) {
         granted = true;
         setLocalHolder(target.key, attempt.grant.info);
         return { held: makeHeldLock(request, attempt.grant) };
       }
+      holder = attempt.holder;
       const left = deadline - runtime.monotonic();
       if (!request.wait || left <= 0) {
         attempt.cancelWake?.();

@@ -1,0 +1,126 @@
+// The wait loop bounds each try by the caller's timeout and signal: a kind
+// whose backend stopped answering (a stalled server, a Redis behind a dead
+// link) must not hold lock() past either. Driven by stand-in targets whose
+// tries hang or settle late.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { acquire } from "../lib/_acquire.ts";
+import type { Attempt, Grant, LockTarget } from "../lib/_kind.ts";
+import { runtime } from "../lib/runtime/mod.ts";
+import { LockAbortedError, LockTimeoutError } from "../mod.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A target whose tries are answered by `tries` in turn (the last one repeats). */
+function scriptedTarget(tries: Array<() => Promise<Attempt>>): LockTarget & { count: number } {
+  const target = {
+    key: `bounds-${crypto.randomUUID()}`,
+    count: 0,
+    tryAcquire: () => tries[Math.min(target.count++, tries.length - 1)](),
+    inspect: () => Promise.resolve(null),
+  };
+  return target;
+}
+
+function grant(onRelease: () => void): Grant {
+  return {
+    token: 1,
+    info: { kind: "server", name: "x", pid: 1, host: "h", acquiredAt: 0 },
+    release: () => {
+      onRelease();
+      return Promise.resolve();
+    },
+  };
+}
+
+const never = () => new Promise<Attempt>(() => {});
+const busy = () => Promise.resolve<Attempt>({ acquired: false, holder: null });
+
+function request(target: LockTarget, more: { timeout?: number; signal?: AbortSignal }) {
+  return { name: "bounds", kind: "server" as const, target, runtime, wait: true, ...more };
+}
+
+describe("the wait loop bounds a try that does not come back", () => {
+  test("a try that never settles ends at the timeout with LockTimeoutError", async () => {
+    const started = performance.now();
+    const error = await acquire(request(scriptedTarget([never]), { timeout: 200 })).catch((e) => e);
+    const took = performance.now() - started;
+    assert.ok(error instanceof LockTimeoutError, String(error));
+    assert.ok(took >= 190 && took < 1_500, `took ${took} ms`);
+  });
+
+  test("a try that never settles ends at the abort with LockAbortedError", async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 50);
+    const started = performance.now();
+    const error = await acquire(
+      request(scriptedTarget([never]), { signal: controller.signal }),
+    ).catch((e) => e);
+    assert.ok(error instanceof LockAbortedError, String(error));
+    assert.ok(performance.now() - started < 1_000);
+  });
+
+  test("a grant that comes after the caller gave up is released, not leaked", async () => {
+    let released = 0;
+    let grantLate!: () => void;
+    const late = new Promise<Attempt>((resolve) => {
+      grantLate = () => resolve({ acquired: true, grant: grant(() => released++) });
+    });
+    const error = await acquire(request(scriptedTarget([() => late]), { timeout: 100 })).catch((
+      e,
+    ) => e);
+    assert.ok(error instanceof LockTimeoutError, String(error));
+    grantLate();
+    await sleep(20);
+    assert.equal(released, 1);
+  });
+
+  test("a waiting attempt that comes after the caller gave up has its wake cancelled", async () => {
+    let cancelled = 0;
+    let answerLate!: () => void;
+    const late = new Promise<Attempt>((resolve) => {
+      answerLate = () =>
+        resolve({
+          acquired: false,
+          holder: null,
+          wake: new Promise<void>(() => {}),
+          cancelWake: () => cancelled++,
+        });
+    });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 30);
+    const error = await acquire(
+      request(scriptedTarget([() => late]), { signal: controller.signal }),
+    ).catch((e) => e);
+    assert.ok(error instanceof LockAbortedError, String(error));
+    answerLate();
+    await sleep(20);
+    assert.equal(cancelled, 1);
+  });
+
+  test("the last try, made at the deadline, is bounded too", async () => {
+    // Busy until the deadline; the try made then hangs.
+    const target = scriptedTarget([busy, never]);
+    const started = performance.now();
+    const error = await acquire({
+      ...request(target, { timeout: 50 }),
+      retry: { minDelay: 1_000, maxDelay: 1_000 },
+    }).catch((e) => e);
+    const took = performance.now() - started;
+    assert.ok(error instanceof LockTimeoutError, String(error));
+    assert.equal(target.count, 2, "one try, then the last one at the deadline");
+    assert.ok(took >= 45 && took < 1_500, `took ${took} ms`);
+  });
+
+  test("a slow try is not cut short when nothing bounds the wait: no timeout, or timeout 0", async () => {
+    for (const timeout of [undefined, 0]) {
+      let released = 0;
+      const slow = () =>
+        sleep(150).then((): Attempt => ({ acquired: true, grant: grant(() => released++) }));
+      const result = await acquire(request(scriptedTarget([slow]), { timeout }));
+      assert.ok(result.held, `timeout ${timeout}: held`);
+      await result.held.release();
+      assert.equal(released, 1);
+    }
+  });
+});
