@@ -44,20 +44,24 @@ const TOLERANCE_MS = 0.01;
 export function calibratedWallClock(wall: ClockSource, monotonic: ClockSource): () => number {
   let offset: number | null = null;
   const calibrate = (): number => {
-    let shown = wall();
     let since = monotonic();
+    let shown = wall();
     const limit = since + CALIBRATION_LIMIT_MS;
     for (let reads = 1;; reads++) {
+      const before = monotonic();
       const now = wall();
       const mono = monotonic();
-      // The tick came after the previous wall read (monotonic `since`) and
-      // before `mono`: good if those are close. If the process lost the CPU
-      // in between, the next tick is waited for instead.
+      // The tick came after the previous wall read, itself after `since`,
+      // and before this one, itself before `mono`: the offset is known to
+      // within `mono - since`. Bounding it by a reading taken after the
+      // previous wall read would miss a pause just before that reading,
+      // and leave the offset short by the pause for as long as it is used.
+      // If the process lost the CPU in between, the next tick is waited for.
       if (now !== shown && mono - since <= TICK_WINDOW_MS) return now - mono;
       // A clock that does not turn within the limit (a stub) gives its best.
       if (mono > limit || reads >= CALIBRATION_LIMIT_READS) return now - mono;
       shown = now;
-      since = mono;
+      since = before;
     }
   };
   return () => {

@@ -169,6 +169,39 @@ describe("port kind in one process", () => {
     await held.release();
   });
 
+  test("a waiter that connects before the holder has its token is greeted with the token, not 0", async () => {
+    const key = unique("early");
+    const written: string[] = [];
+    const early: Connection = {
+      onData() {},
+      onClose() {},
+      write: (data) => void written.push(new TextDecoder().decode(data)),
+      close() {},
+      abort() {},
+      unref() {},
+      bufferedAmount: 0,
+      onDrain() {},
+      pause() {},
+      resume() {},
+    };
+    // The connection is accepted as the bind completes, before the token is drawn.
+    const target = portTarget({
+      ...runtime,
+      listen: async (address, onConnection) => {
+        const listener = await runtime.listen(address, onConnection);
+        onConnection(early);
+        return listener;
+      },
+    }, key);
+    const grant = settle(await target.tryAcquire())!;
+    try {
+      assert.deepEqual(written, [`PORTLOCK_HELD ${grant.token}\n`]);
+      assert.ok(grant.token > 0);
+    } finally {
+      await grant.release();
+    }
+  });
+
   test("inspect() can only tell held from free", async () => {
     const key = unique("inspect");
     assert.equal(await inspect(key, { kind: "port" }), null);

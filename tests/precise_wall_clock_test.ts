@@ -76,6 +76,34 @@ describe("preciseWallClock", () => {
     assert.ok(reading <= host.real && reading >= host.real - 0.01, `${reading} vs ${host.real}`);
   });
 
+  test("a pause between a wall read and the monotonic read after it, as the millisecond turns, does not leave the offset short", () => {
+    const host = simulatedHost(1_699_999_000_000.7);
+    let preempted = false;
+    const clock = calibratedWallClock(() => {
+      const now = host.wall();
+      // The process loses the CPU for 0.2 ms right after a wall read late in
+      // a millisecond: the tick falls in the pause, before the next reads.
+      if (!preempted && host.real % 1 >= 0.95) {
+        preempted = true;
+        host.real += 0.2;
+      }
+      return now;
+    }, host.monotonic);
+    clock();
+    assert.ok(preempted);
+    // Readings anywhere in later milliseconds are exact: an offset measured
+    // short would show at every one of them, and would be caught only near a tick.
+    for (const into of [0.3, 0.5, 0.9]) {
+      host.real = Math.floor(host.real) + 3 + into;
+      const before = host.real;
+      const reading = clock();
+      assert.ok(
+        reading >= before - 0.021 && reading <= host.real,
+        `${((reading - before) * 1000).toFixed(1)} µs off, ${into} ms into a millisecond`,
+      );
+    }
+  });
+
   test("gives its best at once when a stub clock never turns", () => {
     const clock = calibratedWallClock(() => 5_000, () => 1);
     assert.equal(clock(), 5_000);

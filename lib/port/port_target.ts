@@ -261,10 +261,13 @@ export function portTarget(
       const targets = addresses ?? await resolve();
       const conns = new Set<Connection>();
       let held = 0; // the token, once held (0 while binding)
+      // A waiter learns a floor for its own token from the greeting, so one
+      // that connects before the token exists is greeted once it does.
+      const greet = (conn: Connection) => conn.write(encoder.encode(`${GREETING}${held}\n`));
       const listeners = await bindMajority(runtime, targets, (conn) => {
         conn.unref();
         conn.onData(() => {}); // a waiter has nothing to say; never buffer it
-        conn.write(encoder.encode(`${GREETING}${held}\n`));
+        if (held) greet(conn);
         conns.add(conn);
         conn.onClose(() => conns.delete(conn));
       });
@@ -280,6 +283,7 @@ export function portTarget(
         );
       }
       const token = held = tokens.next(seenToken);
+      for (const conn of conns) greet(conn);
       return {
         acquired: true,
         grant: {
