@@ -10,7 +10,8 @@ import type { LockInfo } from "./types.ts";
  */
 export function describeHolder(holder: LockInfo | null, withToken = false): string {
   if (!holder) return "by another holder";
-  const parts = [`by pid ${holder.pid}`];
+  // A port lock's holder (and a distlockd client's) has no pid to show.
+  const parts = [holder.pid > 0 ? `by pid ${holder.pid}` : "by a holder of unknown pid"];
   if (holder.host) parts.push(`on host ${holder.host}`);
   if (holder.acquiredAt) {
     parts.push(`since ${new Date(holder.acquiredAt).toISOString()}`);

@@ -42,6 +42,8 @@ const CANNOT_CREATE: Record<string, string> = {
   EACCES: "permission denied on a parent directory",
   EPERM: "not permitted",
   EROFS: "the file system is read-only",
+  ENOENT: "a part of its path does not exist and cannot be made (a dangling symlink, or a " +
+    "file system such as /proc)",
 };
 
 /**
@@ -87,7 +89,15 @@ export async function ensureLockDir(runtime: Runtime, dir: string): Promise<stri
       throw error;
     }
   }
-  const stat = await runtime.lstat(dir);
+  // Deno's recursive mkdir makes nothing below a dangling symlink, and says nothing.
+  const stat = await runtime.lstat(dir).catch((error) => {
+    if (errorCode(error) !== "ENOENT") throw error;
+    throw new LockPermissionError(
+      `Cannot create lock directory ${dir}: ${CANNOT_CREATE.ENOENT}. Pass a { dir } you can ` +
+        `write, or create this one yourself (mode 700).`,
+      { cause: error },
+    );
+  });
   if (stat.isSymlink) {
     throw new LockPermissionError(
       `Lock directory ${dir} is a symlink; refusing to follow it. Remove the ` +

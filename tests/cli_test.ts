@@ -309,6 +309,19 @@ describe("the socketlock CLI", () => {
     assert.match(free.stdout, /is free/);
   });
 
+  test("status of a held port lock says its holder's pid is unknown, not pid 0", async () => {
+    const name = `st-port-${crypto.randomUUID().slice(0, 8)}`;
+    const held = await tryLock(name, { kind: "port" });
+    assert.ok(held);
+    try {
+      const status = await cli("node", ["status", name, "--kind", "port"]).done;
+      assert.equal(status.code, 1, status.stderr);
+      assert.match(status.stdout, /is held by a holder of unknown pid \(kind: port/);
+    } finally {
+      await held.release();
+    }
+  });
+
   test("under Deno, a missing permission flag is named in a LockPermissionError, not a raw NotCapable", async () => {
     const d = await dir();
     const deno = runtimeBinary("deno");

@@ -1,5 +1,6 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process";
 import { chmod, mkdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { lock, LockPermissionError, tryLock } from "../mod.ts";
 import { defaultLockDir, ensureLockDir } from "../lib/dirs.ts";
@@ -56,6 +57,28 @@ describe("lock directories", () => {
     assert.ok(error instanceof LockPermissionError, String(error));
     assert.ok(error.message.includes(dir), error.message);
     assert.match(error.message, /part of its path is a file/);
+  });
+
+  test("a lock dir below a dangling symlink gets a LockPermissionError naming it", async () => {
+    const base = await tempDir();
+    made.push(base);
+    await symlink(`${base}/nowhere`, `${base}/dangling`);
+    const dir = `${base}/dangling/locks`;
+    const error = await lock("x", { kind: "socket", dir }).catch((e) => e);
+    assert.ok(error instanceof LockPermissionError, String(error));
+    assert.ok(error.message.includes(dir), error.message);
+    assert.match(error.message, /does not exist and cannot be made/);
+  });
+
+  test("a lock dir that mkdir cannot make under an existing parent (/proc) fails at once", {
+    skip: process.platform !== "linux",
+  }, async () => {
+    // Node's recursive mkdir loops forever there, blocking the event loop.
+    const dir = `/proc/socketlock-${crypto.randomUUID()}/locks`;
+    const started = performance.now();
+    const error = await lock("x", { kind: "folder", dir }).catch((e) => e);
+    assert.ok(error instanceof LockPermissionError, String(error));
+    assert.ok(performance.now() - started < 2_000);
   });
 
   for (const kind of ["socket", "folder"] as const) {

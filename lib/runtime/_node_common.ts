@@ -9,7 +9,7 @@ import type { ChildProcess, FileStat, Runtime, Timer } from "./types.ts";
 import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
-import { createExclusiveSync, readTextSync, updateSync } from "./_sync_files.ts";
+import { createExclusiveSync, mkdirTreeSync, readTextSync, updateSync } from "./_sync_files.ts";
 import { executableStateSync } from "./_executable.ts";
 
 // File operations are synchronous system calls handed back as settled
@@ -78,10 +78,7 @@ let namespaces: string | null | undefined;
 
 /** Files, processes and clock over node: built-ins, shared by node.ts and bun.ts. */
 export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
-  mkdir: (path, mode) =>
-    settled(() => {
-      fs.mkdirSync(path, { recursive: true, mode });
-    }),
+  mkdir: (path, mode) => settled(() => mkdirTreeSync(path, mode)),
   writeFileExclusive: (path, data, mode) => settled(() => createExclusiveSync(path, data, mode)),
   writeFile: (path, data, mode) => settled(() => fs.writeFileSync(path, data, { mode })),
   updateFile: (path, update) => settled(() => updateSync(path, update)),

@@ -6,6 +6,7 @@
 // truncate Bun's writeFileSync adds or the chmod Deno's adds.
 
 import * as fs from "node:fs";
+import { dirname } from "node:path";
 import { errorCode } from "./types.ts";
 
 // O_NONBLOCK: a FIFO planted where a lock file belongs reads as empty
@@ -101,5 +102,38 @@ function writeAt(fd: number, data: string): void {
     while (at < bytes.length) at += fs.writeSync(fd, bytes, at, bytes.length - at, at);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/**
+ * Creates a directory and its missing parents (`mode` for each made), as
+ * `mkdirSync(path, { recursive: true })` does, except that Node's loops
+ * forever, blocking the process, where mkdir says ENOENT under a parent that
+ * exists (a path under /proc). Here that ENOENT is thrown.
+ */
+export function mkdirTreeSync(path: string, mode: number): void {
+  const missing: string[] = [];
+  for (let at = path;;) {
+    try {
+      fs.mkdirSync(at, { mode });
+    } catch (error) {
+      const code = errorCode(error);
+      // What is there (a directory, or a file the caller will refuse) ends the climb.
+      if (code === "EEXIST") break;
+      const parent = dirname(at);
+      if (code !== "ENOENT" || parent === at) throw error;
+      missing.push(at);
+      at = parent;
+      continue;
+    }
+    break;
+  }
+  for (const dir of missing.reverse()) {
+    try {
+      fs.mkdirSync(dir, { mode });
+    } catch (error) {
+      // Made meanwhile by another process: fine.
+      if (errorCode(error) !== "EEXIST") throw error;
+    }
   }
 }
