@@ -6,7 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { acquire } from "../lib/_acquire.ts";
 import type { Attempt, Grant, LockTarget } from "../lib/_kind.ts";
-import { runtime } from "../lib/runtime/mod.ts";
+import { type Runtime, runtime, type Timer } from "../lib/runtime/mod.ts";
 import { LockAbortedError, LockTimeoutError } from "../mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -38,6 +38,50 @@ const busy = () => Promise.resolve<Attempt>({ acquired: false, holder: null });
 
 function request(target: LockTarget, more: { timeout?: number; signal?: AbortSignal }) {
   return { name: "bounds", kind: "server" as const, target, runtime, wait: true, ...more };
+}
+
+/** The runtime, recording which of its timers are still pending. */
+function timerRecorder(): { runtime: Runtime; pending: (minMs: number) => number[] } {
+  const timers: { ms: number; pending: boolean }[] = [];
+  return {
+    runtime: {
+      ...runtime,
+      setTimer(fn: () => void, ms: number): Timer {
+        const record = { ms, pending: true };
+        timers.push(record);
+        const timer = runtime.setTimer(() => {
+          record.pending = false;
+          fn();
+        }, ms);
+        return {
+          clear: () => {
+            record.pending = false;
+            timer.clear();
+          },
+          unref: () => timer.unref(),
+        };
+      },
+    },
+    pending: (minMs) => timers.filter((t) => t.pending && t.ms >= minMs).map((t) => t.ms),
+  };
+}
+
+/** An AbortSignal that tells how many listeners are registered on it. */
+function countedSignal(): { controller: AbortController; listeners: () => number } {
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const registered = new Set<unknown>();
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (...args: Parameters<typeof add>) => {
+    registered.add(args[1]);
+    add(...args);
+  };
+  signal.removeEventListener = (...args: Parameters<typeof remove>) => {
+    registered.delete(args[1]);
+    remove(...args);
+  };
+  return { controller, listeners: () => registered.size };
 }
 
 describe("the wait loop bounds a try that does not come back", () => {
@@ -122,5 +166,31 @@ describe("the wait loop bounds a try that does not come back", () => {
       await result.held.release();
       assert.equal(released, 1);
     }
+  });
+
+  test("tries that come back in time leave no deadline timer and no abort listener behind", async () => {
+    const recorder = timerRecorder();
+    const { controller, listeners } = countedSignal();
+    let released = 0;
+    const waiting = () =>
+      sleep(5).then((): Attempt => ({
+        acquired: false,
+        holder: null,
+        wake: sleep(5).then(() => {}),
+      }));
+    const grants = () =>
+      sleep(5).then((): Attempt => ({ acquired: true, grant: grant(() => released++) }));
+    const result = await acquire({
+      ...request(scriptedTarget([waiting, grants]), {
+        timeout: 120_000,
+        signal: controller.signal,
+      }),
+      runtime: recorder.runtime,
+    });
+    assert.ok(result.held);
+    assert.deepEqual(recorder.pending(100_000), [], "a deadline timer outlived its try");
+    assert.equal(listeners(), 0, "an abort listener outlived its try");
+    await result.held.release();
+    assert.equal(released, 1);
   });
 });

@@ -75,6 +75,7 @@ export function serverTarget(
   let settled: { answer?: AcquireAnswer; error?: unknown } | null = null;
   let holder: LockInfo | null = null;
   let cancelPending = false;
+  const deadline = options.timeout === undefined ? Infinity : opened + options.timeout;
 
   // Drops a server-side wait nobody waits for any more (a grant that got
   // in first is released).
@@ -105,7 +106,7 @@ export function serverTarget(
 
   return {
     key: `server:${core.server}:${name}`,
-    async tryAcquire(): Promise<Attempt> {
+    async tryAcquire(willWait = true): Promise<Attempt> {
       cancelPending = false;
       if (call) {
         if (!settled) return waiting(call);
@@ -116,10 +117,12 @@ export function serverTarget(
         if (answer!.status === "granted") return granted(core, answer!.lease);
         return { acquired: false, holder: answer!.holder ?? holder };
       }
-      const left = options.timeout === undefined
-        ? Infinity
-        : Math.max(0, opened + options.timeout - runtime.monotonic());
+      // A caller that will not wait (tryLock, timeout 0) must not queue:
+      // wait 0 is answered BUSY or OK, never QUEUED.
+      const left = willWait ? Math.max(0, deadline - runtime.monotonic()) : 0;
       const current = core.acquire(name, left, options.ttl);
+      // A stalled server's first answer is raced by the generic loop, which
+      // undoes this try if it gives up first.
       const first = await current.first;
       if (first.status === "granted") return granted(core, first.lease);
       holder = first.holder;
