@@ -47,8 +47,11 @@ export class ClientConnection {
   #rejectOnClose = new Set<(error: Error) => void>();
   /** Called with `* ...` lines (LOST, BYE). */
   onPush: (reply: Reply) => void = () => {};
-  /** Called once when the connection ends, for whatever reason. */
-  onClose: () => void = () => {};
+  /**
+   * Called once when the connection ends: with the error if it was dropped
+   * for what the server sent (a protocol violation), else with null.
+   */
+  onClose: (violation: LockProtocolError | null) => void = () => {};
   /** When the server last sent anything, monotonic ms. */
   lastHeard: number;
 
@@ -60,7 +63,7 @@ export class ClientConnection {
       this.lastHeard = runtime.monotonic();
       this.#reader.push(chunk, this.#onLine, this.#onTooLong);
     });
-    conn.onClose(() => this.#ended());
+    conn.onClose(() => this.#ended(null));
     // Idle connections never keep the process alive; LockClient keeps it
     // alive with a timer while it waits for replies.
     conn.unref();
@@ -214,13 +217,26 @@ export class ClientConnection {
   close(): void {
     if (this.#closed) return;
     this.#out.flush();
-    this.#drop();
+    this.#conn.close();
+    this.#ended(null);
   }
 
-  /** Drops the connection without sending what is queued: the server is not to be trusted. */
-  #drop(): void {
+  /**
+   * Drops the connection without sending what is queued, for a reply that
+   * breaks the protocol: nothing the server says after it can be trusted.
+   */
+  #violated(error: unknown): void {
+    // Ended first: Bun reports the close from within close(), which would
+    // count as a lost connection, and its requests would be sent again.
+    this.#ended(
+      error instanceof LockProtocolError ? error : new LockProtocolError(
+        `The lock server sent a reply this client cannot read (${
+          (error as Error)?.message
+        }). Check that the server and the client are the same socketlock version.`,
+        { cause: error },
+      ),
+    );
     this.#conn.close();
-    this.#ended();
   }
 
   readonly #onLine = (line: string) => {
@@ -228,9 +244,8 @@ export class ClientConnection {
     let reply: Reply;
     try {
       reply = parseReply(line);
-    } catch {
-      this.#drop(); // not our server: nothing it says can be trusted
-      return;
+    } catch (error) {
+      return this.#violated(error); // not our server
     }
     if (reply.tag === "*") {
       this.onPush(reply);
@@ -239,26 +254,30 @@ export class ClientConnection {
     const handler = this.#pending.get(reply.tag);
     try {
       if (handler && handler.onReply(reply)) this.#pending.delete(reply.tag);
-    } catch {
-      this.#drop(); // a reply we cannot read: nothing after it can be trusted
+    } catch (error) {
+      this.#violated(error);
     }
   };
 
-  readonly #onTooLong = () => this.#drop();
+  readonly #onTooLong = () =>
+    this.#violated(
+      new LockProtocolError(
+        `The lock server sent a reply line longer than ${MAX_REPLY_BYTES} bytes. Check that --server points at "socketlock serve", not another service.`,
+      ),
+    );
 
-  #ended(): void {
+  #ended(violation: LockProtocolError | null): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#pending.clear();
-    const error = Object.assign(
+    // A lost connection may be retried (the code says so); a violation may not.
+    const error = violation ?? Object.assign(
       new LockProtocolError("The connection to the lock server closed."),
-      {
-        code: "ECONNRESET",
-      },
+      { code: "ECONNRESET" },
     );
     for (const reject of this.#rejectOnClose) reject(error);
     this.#rejectOnClose.clear();
-    this.onClose();
+    this.onClose(violation);
   }
 }
 

@@ -15,8 +15,10 @@ import { ISOLATE_ID } from "../_isolate.ts";
 import {
   AcquireCall,
   type ClientLease,
+  errorOf,
   type Op,
   type OpHost,
+  renewedTtl,
   SimpleRequest,
 } from "./_client_ops.ts";
 
@@ -126,16 +128,27 @@ export class ClientCore implements KeeperHost, OpHost {
     );
   }
 
-  /** Renews `lease` for its ttl; true if the server confirmed. */
+  /**
+   * Renews `lease` for its ttl.
+   *
+   * @returns true if the server confirmed; false if it no longer holds it for us.
+   * @throws {LockError} If the server refused for another reason (the lease
+   *   is not lost by that), or answered something malformed.
+   */
   async renew(lease: Lease, ttl = lease.ttl): Promise<boolean> {
     if (!lease.active) return false;
     const sentAt = this.runtime.monotonic();
+    // Checked as it is read too: a malformed answer drops the connection.
     const reply = await this.#simple(
       `RENEW ${encodeName(lease.name)} ${lease.token} ${Math.ceil(ttl)}`,
       false,
+      renewedTtl,
     );
-    if (reply.kind !== "OK") return false;
-    const granted = Number(reply.rest.split(" ")[1]);
+    const granted = renewedTtl(reply);
+    if (granted === null) {
+      if (reply.rest.split(" ", 1)[0] === "NOT_HOLDER") return false;
+      throw errorOf(this.server, reply, `renew "${lease.name}"`);
+    }
     lease.ttl = granted;
     // The server's lease now ends `granted` ms after it read this request
     // (renewals are answered in order, so the last answer is the end that
@@ -173,8 +186,15 @@ export class ClientCore implements KeeperHost, OpHost {
     this.#conn?.close();
   }
 
-  #simple(line: string, retry: boolean): Promise<Reply> {
-    const request = new SimpleRequest(this, line, retry ? 1 : 0, this.#options.connectTimeout * 2);
+  /** Sends `line`; `check` throws a LockProtocolError for a reply that breaks the protocol. */
+  #simple(line: string, retry: boolean, check?: (reply: Reply) => unknown): Promise<Reply> {
+    const request = new SimpleRequest(
+      this,
+      line,
+      retry ? 1 : 0,
+      this.#options.connectTimeout * 2,
+      check,
+    );
     this.#submit(request);
     return request.reply;
   }
@@ -245,7 +265,7 @@ export class ClientCore implements KeeperHost, OpHost {
           throw new LockError("The LockClient was closed.");
         }
         conn.onPush = (reply) => this.#push(reply);
-        conn.onClose = () => this.#dropped(conn);
+        conn.onClose = (violation) => this.#dropped(conn, violation);
         this.#conn = conn;
         return conn;
       } catch (error) {
@@ -272,14 +292,20 @@ export class ClientCore implements KeeperHost, OpHost {
     } else lease.active = false;
   }
 
-  #dropped(conn: ClientConnection): void {
+  /**
+   * The connection ended. Requests on it are sent again on a new one when
+   * it was lost; when it was dropped for what the server sent, they fail:
+   * sent again, they would most likely get the same answer, at once.
+   */
+  #dropped(conn: ClientConnection, violation: LockProtocolError | null): void {
     if (this.#conn === conn) this.#conn = null;
     // The server released everything this connection held.
     this.#loseAll("the connection to the lock server closed, and the server released it");
     for (const op of [...this.#inflight]) {
       if (op.conn !== conn) continue;
       op.conn = null;
-      if (op.dropped()) this.#dispatch(op);
+      if (violation) op.fail(violation);
+      else if (op.dropped()) this.#dispatch(op);
     }
   }
 

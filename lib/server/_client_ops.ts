@@ -78,6 +78,45 @@ export function holderInfo(name: string, server: string, json: string): LockInfo
   };
 }
 
+const DIGITS = /^\d{1,16}$/;
+
+/**
+ * Reads a whole-number field of an `OK` reply.
+ *
+ * @param field The field as sent.
+ * @param what What it is, for the message.
+ * @param min The least value allowed.
+ * @throws {LockProtocolError} If it is not a safe integer >= `min`.
+ */
+export function replyInteger(field: string | undefined, what: string, min: number): number {
+  const value = field !== undefined && DIGITS.test(field) ? Number(field) : NaN;
+  if (Number.isSafeInteger(value) && value >= min) return value;
+  throw new LockProtocolError(
+    `The lock server sent ${what} ${
+      JSON.stringify(field?.slice(0, 40) ?? "")
+    }, not a whole number >= ${min}. Check that --server points at "socketlock serve", of the same version as this client.`,
+  );
+}
+
+/**
+ * Reads the answer to RENEW.
+ *
+ * @returns The ttl the server renewed the lease for, or null for an `ERR`.
+ * @throws {LockProtocolError} For any other answer, or an `OK` without a
+ *   token and a ttl.
+ */
+export function renewedTtl(reply: Reply): number | null {
+  if (reply.kind === "ERR") return null;
+  if (reply.kind !== "OK") {
+    throw new LockProtocolError(
+      `The lock server answered RENEW with ${reply.kind}, which is not an answer to RENEW. Check that --server points at "socketlock serve".`,
+    );
+  }
+  const [token, ttl] = reply.rest.split(" ");
+  replyInteger(token, "a token", 0);
+  return replyInteger(ttl, "a ttl", 1);
+}
+
 /** The error for an `ERR` reply. */
 export function errorOf(server: string, reply: Reply, what: string): Error {
   const code = reply.rest.split(" ", 1)[0];
@@ -149,6 +188,12 @@ export class AcquireCall implements Op {
     return this.#first.get(this.#firstAnswer, this.#error);
   }
 
+  /** The holder named by the first answer (QUEUED: the one we wait for), if any. */
+  get holder(): LockInfo | null {
+    const answer = this.#firstAnswer;
+    return answer && "holder" in answer ? answer.holder : null;
+  }
+
   /** Withdraws the wait; a grant that crosses the cancel is released at once. */
   cancel(): void {
     if (this.#done || this.#cancelled) return;
@@ -173,14 +218,20 @@ export class AcquireCall implements Op {
     const host = this.#host;
     switch (reply.kind) {
       case "OK": {
+        // OK TOKEN TTL [WAITED]; a field that is not a number breaks the
+        // protocol (the throw drops the connection and fails this call).
         const rest = reply.rest;
         const a = rest.indexOf(" ");
-        const b = rest.indexOf(" ", a + 1);
-        const token = Number(rest.slice(0, a));
-        const ttl = Number(b < 0 ? rest.slice(a + 1) : rest.slice(a + 1, b));
-        const waited = b < 0 ? 0 : Number(rest.slice(b + 1));
+        const b = a < 0 ? -1 : rest.indexOf(" ", a + 1);
+        const token = replyInteger(a < 0 ? rest : rest.slice(0, a), "a token", 0);
+        const ttl = replyInteger(
+          a < 0 ? undefined : b < 0 ? rest.slice(a + 1) : rest.slice(a + 1, b),
+          "a ttl",
+          1,
+        );
+        const waited = b < 0 ? 0 : replyInteger(rest.slice(b + 1), "a wait", 0);
         // The server queued us no earlier than sentAt, then waited `waited` ms.
-        const validUntil = leaseEnd(this.sentAt, ttl, waited || 0);
+        const validUntil = leaseEnd(this.sentAt, ttl, waited);
         const lease = host.granted(this.#name, token, ttl, validUntil);
         if (this.#cancelled || this.#done) {
           // Withdrawn (or given up on) while the grant was on its way.
@@ -253,17 +304,27 @@ export class SimpleRequest implements Op {
   #host: OpHost;
   #line: string;
   #retries: number;
+  #check: ((reply: Reply) => unknown) | undefined;
   #resolve!: (reply: Reply) => void;
   #reject!: (error: Error) => void;
 
   /**
    * @param retries How often to send it again on a new connection if the
    *   connection drops first (0 for RELEASE and RENEW: the drop answers them).
+   * @param check Throws a LockProtocolError for a reply that breaks the
+   *   protocol, which drops the connection and fails the request.
    */
-  constructor(host: OpHost, line: string, retries: number, timeout: number) {
+  constructor(
+    host: OpHost,
+    line: string,
+    retries: number,
+    timeout: number,
+    check?: (reply: Reply) => unknown,
+  ) {
     this.#host = host;
     this.#line = line;
     this.#retries = retries;
+    this.#check = check;
     this.deadline = host.runtime.monotonic() + timeout;
     this.reply = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -276,6 +337,7 @@ export class SimpleRequest implements Op {
   }
 
   onReply(reply: Reply): boolean {
+    this.#check?.(reply);
     this.#host.settled(this);
     this.#resolve(reply);
     return true;

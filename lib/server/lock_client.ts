@@ -7,9 +7,10 @@
  * @module
  */
 
-import { type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
+import { type Runtime, runtime as defaultRuntime, type Timer } from "../runtime/mod.ts";
 import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
 import { acquire as acquireLock } from "../_acquire.ts";
+import { checkNumberOption } from "../_backoff.ts";
 import {
   LockAbortedError,
   LockBusyError,
@@ -34,19 +35,47 @@ function checkName(name: string): void {
 }
 
 /**
- * Whichever comes first, the answer or the abort, decides (a grant that
- * loses the race to an abort is released by the caller).
+ * How long after its timeout a wait stops waiting for the server's own
+ * TIMEOUT, which names the latest holder and has withdrawn the wait already:
+ * only a server that stalls (or a very slow link) lets this run out.
  */
-function untilAborted(
+const TIMEOUT_GRACE_MS = 100;
+
+/** How a wait ended: the server's answer, or the caller gave up on it. */
+type Outcome = AcquireAnswer | { status: "aborted" | "expired" };
+
+/**
+ * Whichever comes first decides: the answer, the abort, or the end of
+ * `timeout` ms (a stalled server never answers). A grant that loses the
+ * race is released by the caller.
+ */
+function untilGivenUp(
   call: AcquireCall,
-  signal: AbortSignal,
-): Promise<AcquireAnswer | { status: "aborted" }> {
-  let onAbort: () => void;
-  return new Promise<AcquireAnswer | { status: "aborted" }>((resolve, reject) => {
+  runtime: Runtime,
+  signal: AbortSignal | undefined,
+  timeout: number,
+): Promise<Outcome> {
+  let onAbort = () => {};
+  let timer: Timer | undefined;
+  return new Promise<Outcome>((resolve, reject) => {
     call.final.then(resolve, reject);
+    if (timeout > 0 && timeout < Infinity) {
+      timer = runtime.setTimer(() => resolve({ status: "expired" }), timeout + TIMEOUT_GRACE_MS);
+    }
     onAbort = () => resolve({ status: "aborted" });
-    signal.addEventListener("abort", onAbort, { once: true });
-  }).finally(() => signal.removeEventListener("abort", onAbort));
+    signal?.addEventListener("abort", onAbort, { once: true });
+  }).finally(() => {
+    timer?.clear();
+    signal?.removeEventListener("abort", onAbort);
+  });
+}
+
+/** Withdraws a wait given up on; a grant already on its way is released. */
+function abandon(core: ClientCore, call: AcquireCall): void {
+  call.cancel();
+  call.final.then((answer) => {
+    if (answer.status === "granted") core.release(answer.lease).catch(() => {});
+  }, () => {});
 }
 
 /** Options of {@link LockClient}. */
@@ -150,7 +179,10 @@ export class LockClient implements AsyncDisposable {
     if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
     const core = this.#core;
     const call = core.acquire(name, timeout ?? Infinity, options.ttl);
-    const outcome = signal ? await untilAborted(call, signal) : await call.final;
+    // The race costs a promise and maybe a timer: only for waits that need it.
+    const outcome = signal || (timeout ?? 0) > 0
+      ? await untilGivenUp(call, this.#runtime, signal, timeout ?? Infinity)
+      : await call.final;
     switch (outcome.status) {
       case "granted":
         return outcome.lease;
@@ -158,13 +190,11 @@ export class LockClient implements AsyncDisposable {
         throw new LockBusyError(name, outcome.holder);
       case "timeout":
         throw new LockTimeoutError(name, timeout ?? 0, outcome.holder);
+      case "expired":
+        abandon(core, call);
+        throw new LockTimeoutError(name, timeout ?? 0, call.holder);
       default: // aborted, or cancelled
-        if (outcome.status === "aborted") {
-          call.cancel();
-          call.final.then((answer) => {
-            if (answer.status === "granted") core.release(answer.lease).catch(() => {});
-          }, () => {});
-        }
+        if (outcome.status === "aborted") abandon(core, call);
         throw new LockAbortedError(name, signal?.reason);
     }
   }
@@ -210,8 +240,11 @@ export class LockClient implements AsyncDisposable {
    * @param ttl The new lease length in ms (default: the current one).
    * @returns The renewed lease.
    * @throws {LockLostError} If this client no longer holds `name`.
+   * @throws {LockError} If `ttl` is not a number of ms >= 1 (the lease is
+   *   left as it was), or the server refused for another reason.
    */
   async renew(name: string, ttl?: number): Promise<ServerLease> {
+    checkNumberOption(ttl, "ttl", 1);
     const lease = this.#core.grantOf(name);
     if (!lease || !(await this.#core.renew(lease, ttl))) {
       throw new LockLostError(
