@@ -185,7 +185,8 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
   // `acquires`: the acquire on each master. One that timed out may still
   // land (resent in full after NOSCRIPT, say) after the release: it is
   // released again once it settles, so no master keeps a key nobody owns.
-  const releaseAll = async (
+  // Resolves with each master's outcome; never rejects.
+  const releaseAll = (
     owner: string,
     acquires: Promise<unknown>[] = [],
     results: Settled[] = [],
@@ -197,7 +198,7 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
         ).catch(() => {});
       }
     });
-    await onAll(RELEASE, keyList, [owner]);
+    return onAll(RELEASE, keyList, [owner]);
   };
   // Two clients of one server would count it twice toward the quorum.
   let distinct: Promise<void> | null = null;
@@ -282,8 +283,14 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
       };
     },
     async inspect() {
+      // Bounded like every other call: a master that does not answer in
+      // time (or fails) gives no vote.
       const found = await Promise.all(
-        adapters.map((adapter) => inspectRedis(adapter, name, key).catch(() => null)),
+        adapters.map((adapter) =>
+          settle(runtime, inspectRedis(adapter, name, key), timeout).then((r) =>
+            r.ok ? r.value as LockInfo | null : null
+          )
+        ),
       );
       const byOwner = new Map<unknown, LockInfo[]>();
       for (const info of found) {
@@ -318,7 +325,22 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
           `only ${renewed} of ${count} Redis masters renewed it (quorum ${quorum})`,
         );
       },
-      release: () => releaseAll(owner),
+      async release() {
+        // RELEASE is compare-and-delete by owner, so a retry is safe. Once a
+        // quorum answered (released, or not ours: gone or someone else's),
+        // no quorum can hold it for us any more and others may take it; a
+        // minority that did not answer keeps its key until the ttl, as after
+        // a crash, so Redlock still survives losing a minority of masters.
+        const results = await releaseAll(owner);
+        const errors = results.flatMap((r) => r.ok ? [] : [describe(r.error)]);
+        if (count - errors.length >= quorum) return;
+        throw new LockError(
+          `Redlock could not release lock "${name}": only ${count - errors.length} of ${count} ` +
+            `Redis masters answered (quorum ${quorum}; ${[...new Set(errors)].join("; ")}). ` +
+            "Call release() again once the masters are reachable; until then the lock frees " +
+            `itself ${ttl} ms after its last renewal.`,
+        );
+      },
     });
   }
 }

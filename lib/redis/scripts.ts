@@ -565,20 +565,23 @@ function send(
   let at = 3;
   for (const key of keys) command[at++] = key;
   for (const arg of args) command[at++] = typeof arg === "string" ? arg : String(arg);
-  let sent: Promise<unknown>;
-  try {
-    // A hand-written adapter may return a plain value; ours return promises (kept as they are).
-    sent = Promise.resolve(adapter.send(command));
-  } catch (error) {
-    // An adapter that throws instead of rejecting.
-    return Promise.reject(redisError(error, script.name, keys[0], adapter));
-  }
-  return sent.then(undefined, (error) => {
+  return sendOnce(adapter, command).then(undefined, (error) => {
     if (!isNoScript(error)) throw redisError(error, script.name, keys[0], adapter);
     command[0] = "EVAL";
     command[1] = script.source;
-    return adapter.send(command).then(undefined, (again) => {
+    return sendOnce(adapter, command).then(undefined, (again) => {
       throw redisError(again, script.name, keys[0], adapter);
     });
   });
+}
+
+// One promise path for every adapter: a hand-written one may return a plain
+// value or throw instead of rejecting (a thrown NOSCRIPT then still falls
+// back to EVAL). Our adapters' promises are kept as they are: no extra tick.
+function sendOnce(adapter: RedisAdapter, command: readonly string[]): Promise<unknown> {
+  try {
+    return Promise.resolve(adapter.send(command));
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
