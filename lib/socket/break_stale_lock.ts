@@ -140,7 +140,7 @@ export async function holdBreakerLock(
  *
  * @example Break a lock file whose holder is gone
  * ```ts
- * import { breakStaleLock } from "./break_stale_lock.ts";
+ * import { breakerKey, breakStaleLock } from "./break_stale_lock.ts";
  * import { lockPaths } from "./lock_file.ts";
  * import { runtime } from "../runtime/mod.ts";
  * const dir = await Deno.makeTempDir();

@@ -45,6 +45,8 @@ export interface LockRecord {
 
 /** The files of one socket lock. */
 export interface LockPaths {
+  /** The lock directory. */
+  dir: string;
   /** The lock file. */
   file: string;
   /** Where released and broken lock files go, keeping the last token for the next holder. */
@@ -78,7 +80,12 @@ export function lockPaths(
   uid: number | null = null,
 ): LockPaths {
   const file = joinPath(dir, compat ? `.${name}.lock` : `${name}.lock`);
-  return { file, last: compat && uid !== null ? `${file}.last.${uid}` : `${file}.last`, compat };
+  return {
+    dir,
+    file,
+    last: compat && uid !== null ? `${file}.last.${uid}` : `${file}.last`,
+    compat,
+  };
 }
 
 // Python's json.dumps escapes every non-ASCII character; doing the same keeps
@@ -229,6 +236,8 @@ export async function removeIfExists(runtime: Runtime, path: string): Promise<vo
  * Creates the lock file atomically and exclusively: the text goes to a
  * private temp name first, then `link()` puts it in place only if no lock
  * file exists — never a check-then-write, and a reader sees all or nothing.
+ * A temp file swept before its link (see {@link sweepOldTemps}) creates
+ * nothing either: the caller tries again.
  *
  * @example Create a lock file once
  * ```ts
@@ -249,6 +258,7 @@ export async function removeIfExists(runtime: Runtime, path: string): Promise<vo
  * @param id The acquisition id (makes the temp name unique).
  * @returns Whether the lock file was created, and the removal of the temp
  *   file, left to finish alongside the caller's next step.
+ * @throws The file system's error; `ENOENT` only if the lock directory is gone.
  */
 export async function createLockFile(
   runtime: Runtime,
@@ -262,7 +272,7 @@ export async function createLockFile(
   try {
     await runtime.link(temp, paths.file);
   } catch (error) {
-    if (errorCode(error) !== "EEXIST") {
+    if (errorCode(error) !== "EEXIST" && !(await tempSwept(runtime, paths, error))) {
       await removeIfExists(runtime, temp);
       throw error;
     }
@@ -279,27 +289,100 @@ export async function createLockFile(
  * import { lockPaths, rewriteLockFile } from "./lock_file.ts";
  * import { runtime } from "../runtime/mod.ts";
  * const paths = lockPaths(await Deno.makeTempDir(), "x", false);
- * await rewriteLockFile(runtime, paths, "{}", "0".repeat(32));
+ * console.log(await rewriteLockFile(runtime, paths, "{}", "0".repeat(32))); // true
  * ```
  *
  * @param runtime The runtime adapter.
  * @param paths The lock's paths.
  * @param text The new text.
  * @param id The acquisition id.
+ * @returns false if the temp file was swept before it replaced the lock
+ *   file (see {@link sweepOldTemps}): the lock file is unchanged.
+ * @throws The file system's error; `ENOENT` only if the lock directory is gone.
  */
 export async function rewriteLockFile(
   runtime: Runtime,
   paths: LockPaths,
   text: string,
   id: string,
-): Promise<void> {
+): Promise<boolean> {
   const temp = `${paths.file}.${id}.re.tmp`;
   await writeNewFile(runtime, temp, text, 0o600);
   try {
     await runtime.rename(temp, paths.file);
+    return true;
   } catch (error) {
+    if (await tempSwept(runtime, paths, error)) return false;
     await removeIfExists(runtime, temp).catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * How old a temp file must be to be a crashed creator's, not one still
+ * being written, ms: the folder kind's threshold for its own temp files.
+ *
+ * @example The threshold
+ * ```ts
+ * import { TEMP_GRACE_MS } from "./lock_file.ts";
+ * console.log(TEMP_GRACE_MS); // 5000
+ * ```
+ */
+export const TEMP_GRACE_MS = 5_000;
+
+// The temp names of createLockFile (`<file>.<id>.tmp`) and rewriteLockFile
+// (`<file>.<id>.re.tmp`), for a lock file of any name: nothing else in a lock
+// directory is named so (lock files end in `.lock`, the key file is
+// `socketlock.key`, folder locks live in `<name>.folder/`).
+const TEMP_FILE = /^.+\.lock\.[0-9a-f]{32}(?:\.re)?\.tmp$/;
+
+// A creator stalled (stopped, starved) past TEMP_GRACE_MS between writing its
+// temp file and link()ing or renaming it can find it swept as a crash's
+// debris: ENOENT, while the directory is still there. Nothing was created;
+// only a directory that is gone (ENOENT too) needs making again.
+async function tempSwept(runtime: Runtime, paths: LockPaths, error: unknown): Promise<boolean> {
+  if (errorCode(error) !== "ENOENT") return false;
+  try {
+    return (await runtime.lstat(paths.dir)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the temp files that creators killed between writing and removing
+ * them left in lock directory `dir`: regular files named as
+ * {@link createLockFile} and {@link rewriteLockFile} name them, older than
+ * {@link TEMP_GRACE_MS}. Symlinks, directories and every other name are left
+ * alone; nothing is ever followed. Best effort: it never throws. Not for the
+ * shared temp dir of compat mode, which holds other users' files.
+ *
+ * @example Sweep a lock directory
+ * ```ts
+ * import { sweepOldTemps } from "./lock_file.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * await sweepOldTemps(runtime, await Deno.makeTempDir());
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param dir The lock directory.
+ */
+export async function sweepOldTemps(runtime: Runtime, dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await runtime.readDir(dir);
+  } catch {
+    return; // Gone or unreadable: nothing to sweep here.
+  }
+  for (const name of names) {
+    if (!TEMP_FILE.test(name)) continue;
+    const path = joinPath(dir, name);
+    try {
+      const stat = await runtime.lstat(path);
+      if (stat.isFile && runtime.now() - stat.mtimeMs > TEMP_GRACE_MS) await runtime.remove(path);
+    } catch {
+      // Linked, renamed or removed meanwhile: nothing left to sweep.
+    }
   }
 }
 

@@ -36,6 +36,7 @@ import {
   removeIfExists,
   retireLockFile,
   rewriteLockFile,
+  sweepOldTemps,
 } from "./lock_file.ts";
 import { loadSecret } from "./secret.ts";
 import { serveHolder, warmHolderServer } from "./holder_server.ts";
@@ -174,6 +175,22 @@ function infoOf(record: LockRecord, s: SocketSettings, paths: LockPaths): LockIn
   };
 }
 
+// Temp files left by creators killed mid-create are swept at two moments
+// that cost the hot paths (an uncontended acquire, a contended tryLock)
+// nothing: a process's first try in a lock directory, which catches what
+// earlier runs left; and right after breaking a stale lock, when a crash has
+// just been seen. Never in compat mode: its directory is the shared temp
+// dir, full of other users' files, and Python's peers write no temp files.
+const sweptDirs = new WeakMap<Runtime, Set<string>>();
+
+function firstTryIn(runtime: Runtime, dir: string): boolean {
+  let dirs = sweptDirs.get(runtime);
+  if (!dirs) sweptDirs.set(runtime, dirs = new Set());
+  if (dirs.has(dir)) return false;
+  dirs.add(dir);
+  return true;
+}
+
 // Wall-clock microseconds: a token floor that needs no file read.
 const tokens = new FencingTokens(preciseWallClock);
 
@@ -266,7 +283,13 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       if (last >= record.token!) {
         record.token = last + 1;
         const grown = formatLockFile(record, s.compat);
-        await rewriteLockFile(runtime, paths, grown, id);
+        // Its temp file swept while we stalled: withdrawn as if never
+        // created, and the caller tries afresh.
+        if (!(await rewriteLockFile(runtime, paths, grown, id))) {
+          await withdrawFile(text);
+          await served.stop();
+          return null;
+        }
         text = grown;
       }
     } catch (error) {
@@ -295,6 +318,8 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     } catch (error) {
       // The lock directory was removed while in use (a logout cleans
       // $XDG_RUNTIME_DIR): make it again, once. Compat mode's is the temp dir.
+      // (A temp file swept while we stalled is no ENOENT here: createLockFile
+      // reports it as not created.)
       if (errorCode(error) !== "ENOENT" || s.compat) throw error;
       forgetLockDir(s.dir);
       await ensureLockDir(runtime, s.dir);
@@ -438,6 +463,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     key: `socket:${paths.file}`,
     async tryAcquire(): Promise<Attempt> {
       const k = await ready();
+      if (!s.compat && firstTryIn(runtime, s.dir)) await sweepOldTemps(runtime, s.dir);
       for (let round = 0; round < MAX_ROUNDS; round++) {
         if (!busyHints.has(paths.file)) {
           const grant = await createInDir(k);
@@ -454,6 +480,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
         const outcome = await breakStaleLock(runtime, paths, await breaker(), text);
         // Someone else is breaking it this very moment; they will take it.
         if (outcome === "contended") return { acquired: false, holder: null };
+        if (outcome === "broken" && !s.compat) await sweepOldTemps(runtime, s.dir);
       }
       return { acquired: false, holder: null };
     },
