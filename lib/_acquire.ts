@@ -5,7 +5,7 @@
 import type { Attempt, Grant, LockTarget } from "./_kind.ts";
 import type { Runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
-import { backoff, checkRetryOptions, checkTimeout } from "./_backoff.ts";
+import { backoff, checkRetryOptions, checkSignal, checkTimeout } from "./_backoff.ts";
 import { timerAt } from "./_timer_at.ts";
 import { localHolder, releaseLocal, setLocalHolder, tryLocal, waitLocal } from "./_local_mutex.ts";
 import { LockAbortedError, LockTimeoutError } from "./errors.ts";
@@ -168,6 +168,8 @@ function raceTry(
   return new Promise((resolve, reject) => {
     const timer = due === Infinity ? undefined : timerAt(runtime, () => due, () => settle(GAVE_UP));
     signal?.addEventListener("abort", onAbort, { once: true });
+    // Aborted during the call that started the try: no event will come.
+    if (signal?.aborted) queueMicrotask(onAbort);
     function onAbort() {
       settle(GAVE_UP);
     }
@@ -184,10 +186,18 @@ function raceTry(
   });
 }
 
-/** Undoes a try the caller stopped waiting for, once it settles. */
-function abandonTry(trying: Promise<Attempt>): void {
-  trying.then((late) => {
-    if (late.acquired) late.grant.release().catch(() => {});
+/**
+ * Undoes a try the caller stopped waiting for, once it settles: resolves
+ * when that is done. Until then the in-process slot stays taken, for the
+ * try may still take the lock, and a kind may share its state between the
+ * tries of one target (the Redis kind's owner id and queue place): the next
+ * waiter must not try before this one's grant is released.
+ */
+function abandonTry(trying: Promise<Attempt>): Promise<void> {
+  return trying.then(async (late) => {
+    if (late.acquired) await late.grant.release().catch(() => {});
+    // A kind's cancel may finish in a microtask queued here (the Redis
+    // kind's does), which runs before this promise resolves.
     else late.cancelWake?.();
   }, () => {});
 }
@@ -200,6 +210,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   const { runtime, target, signal, name } = request;
   checkTimeout(request.timeout);
   checkRetryOptions(request.retry);
+  checkSignal(signal);
   if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
   const start = runtime.monotonic();
   const deadline = request.timeout === undefined ? Infinity : start + request.timeout;
@@ -211,8 +222,11 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   let nextDelay: (() => number) | null = null;
   let granted = false;
   let holder: LockInfo | null = null;
+  let abandoned: Promise<void> | null = null;
   try {
     for (;;) {
+      // Aborted while the slot was handed over, or during the last pause.
+      if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
       const now = runtime.monotonic();
       const willWait = request.wait && deadline > now;
       const trying = target.tryAcquire(willWait);
@@ -225,7 +239,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         : now + LAST_TRY_MS;
       const attempt = await raceTry(runtime, trying, due, request.wait ? signal : undefined);
       if (attempt === GAVE_UP) {
-        abandonTry(trying);
+        abandoned = abandonTry(trying);
         if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
         throw new LockTimeoutError(name, request.timeout!, holder);
       }
@@ -248,11 +262,14 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         : (nextDelay ??= backoff(request.retry))();
       await pause(runtime, Math.min(delay, left), attempt.wake, signal);
       attempt.cancelWake?.();
-      if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
     }
   } finally {
     // The slot passes to the HeldLock when granted; otherwise it is freed
-    // exactly once here, whatever ended the wait.
-    if (!granted) releaseLocal(target.key);
+    // exactly once here, whatever ended the wait (after an abandoned try
+    // is undone).
+    if (!granted) {
+      if (abandoned) abandoned.then(() => releaseLocal(target.key));
+      else releaseLocal(target.key);
+    }
   }
 }

@@ -26,8 +26,39 @@ const RETRY_BOUNDS: [keyof RetryOptions, number, number][] = [
  * @throws {LockError} Naming the option and what it must be.
  */
 export function checkRetryOptions(options: RetryOptions | undefined): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null) {
+    throw new LockError(
+      `Option retry must be an object ({ minDelay, maxDelay, factor, jitter }), got ${
+        String(options)
+      }.`,
+    );
+  }
   for (const [key, min, max] of RETRY_BOUNDS) {
-    checkNumberOption(options?.[key], `retry.${key}`, min, max);
+    checkNumberOption(options[key], `retry.${key}`, min, max);
+  }
+  if ((options.maxDelay ?? DEFAULT_RETRY.maxDelay) < (options.minDelay ?? DEFAULT_RETRY.minDelay)) {
+    throw new LockError(
+      `Option retry.maxDelay (${options.maxDelay ?? DEFAULT_RETRY.maxDelay}) must not be below ` +
+        `retry.minDelay (${options.minDelay ?? DEFAULT_RETRY.minDelay}).`,
+    );
+  }
+}
+
+/**
+ * Checks that `signal`, if given, is an AbortSignal: anything else would
+ * fail only once a try is under way.
+ *
+ * @throws {LockError} Naming the option.
+ */
+export function checkSignal(signal: unknown): void {
+  if (signal === undefined) return;
+  const s = signal as Partial<AbortSignal> | null;
+  if (
+    typeof s !== "object" || s === null || typeof s.aborted !== "boolean" ||
+    typeof s.addEventListener !== "function" || typeof s.removeEventListener !== "function"
+  ) {
+    throw new LockError(`Option signal must be an AbortSignal, got ${String(signal)}.`);
   }
 }
 

@@ -29,10 +29,21 @@ export const KINDS: readonly LockKind[] = Object.keys(drivers) as LockKind[];
  * (a remote kind's connection option), else the default.
  */
 export function kindOf(options: LockOptions): LockKind {
-  if (options.kind) return options.kind;
-  if (options.redis !== undefined) return "redis";
-  if (options.server !== undefined) return "server";
-  return DEFAULT_KIND;
+  const implied = options.redis !== undefined
+    ? "redis"
+    : options.server !== undefined
+    ? "server"
+    : undefined;
+  // A lock that looks shared across hosts must not quietly be a local one.
+  if (options.kind && implied && options.kind !== implied) {
+    throw new LockError(
+      `Option kind "${options.kind}" conflicts with option ${
+        implied === "redis" ? "redis" : "server"
+      }, ` +
+        `which is for the "${implied}" kind: drop one of them.`,
+    );
+  }
+  return options.kind || implied || DEFAULT_KIND;
 }
 
 /** The driver for `kind`, or a LockError listing the kinds there are. */

@@ -8,7 +8,7 @@
 
 import { runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockOptions } from "./types.ts";
-import { LockError } from "./errors.ts";
+import { LockAbortedError, LockError } from "./errors.ts";
 import { lock, tryLock } from "./lock.ts";
 import { releaseAfter } from "./_release_after.ts";
 
@@ -32,7 +32,10 @@ export interface WebLockRequestOptions {
   ifAvailable?: boolean;
   /** Refused with a `LockError`: taking a lock from another process is never safe. */
   steal?: boolean;
-  /** Aborts the wait (`LockAbortedError`). */
+  /**
+   * Aborts the wait: the request rejects with the signal's reason, as the
+   * Web Locks API's does. Not with `ifAvailable`, which never waits.
+   */
   signal?: AbortSignal;
 }
 
@@ -88,6 +91,9 @@ export interface WebLockManager {
  * @returns The manager.
  */
 export function lockManager(options: LockOptions = {}): WebLockManager {
+  if (typeof options !== "object" || options === null) {
+    throw new LockError(`lockManager options must be an object, got ${String(options)}.`);
+  }
   const held = new Set<WebLockSnapshotEntry>();
   const pending = new Set<WebLockSnapshotEntry>();
   const clientId = String(runtime.pid);
@@ -107,11 +113,16 @@ export function lockManager(options: LockOptions = {}): WebLockManager {
     const entry: WebLockSnapshotEntry = { name, mode: "exclusive", clientId };
     pending.add(entry);
     let heldLock: HeldLock | null;
+    const signal = request.signal ?? options.signal;
     try {
-      const signal = request.signal ?? options.signal;
       heldLock = request.ifAvailable
         ? await tryLock(name, { ...options, signal })
         : await lock(name, { ...options, signal });
+    } catch (error) {
+      // navigator.locks rejects an aborted request with the signal's reason
+      // (an AbortError DOMException by default): code checking for it ports.
+      if (error instanceof LockAbortedError && signal?.aborted) throw signal.reason;
+      throw error;
     } finally {
       pending.delete(entry);
     }
@@ -144,6 +155,12 @@ function refuseUnsupported(request: WebLockRequestOptions): void {
     throw new LockError(
       `Lock mode "${request.mode}" is not supported: every kind here is exclusive. ` +
         `Leave mode out (or use "exclusive").`,
+    );
+  }
+  if (request.ifAvailable && request.signal) {
+    throw new LockError(
+      "ifAvailable with a signal is refused, as the Web Locks API refuses it: an ifAvailable " +
+        "request never waits, so there is nothing to abort. Drop the signal.",
     );
   }
   if (request.steal) {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { acquire } from "../lib/_acquire.ts";
 import type { Attempt, Grant, LockTarget } from "../lib/_kind.ts";
 import { type Runtime, runtime, type Timer } from "../lib/runtime/mod.ts";
-import { LockAbortedError, LockTimeoutError } from "../mod.ts";
+import { LockAbortedError, LockError, LockTimeoutError } from "../mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -192,5 +192,64 @@ describe("the wait loop bounds a try that does not come back", () => {
     assert.equal(listeners(), 0, "an abort listener outlived its try");
     await result.held.release();
     assert.equal(released, 1);
+  });
+
+  test("the next waiter in this process does not try before a try its predecessor gave up on is undone", async () => {
+    // One target shared by both waiters, as the Redis kind shares its owner
+    // id between the tries of one target: B trying while A's late grant is
+    // still to come would let A's release remove B's lock.
+    const events: string[] = [];
+    let grantLate!: () => void;
+    const lateForA = new Promise<Attempt>((resolve) => {
+      grantLate = () =>
+        resolve({ acquired: true, grant: grant(() => events.push("A's late grant released")) });
+    });
+    const target = scriptedTarget([
+      () => lateForA,
+      () => {
+        events.push("B tries");
+        return Promise.resolve({ acquired: true, grant: grant(() => events.push("B released")) });
+      },
+    ]);
+    const controller = new AbortController();
+    const a = acquire(request(target, { signal: controller.signal }));
+    await sleep(10);
+    const b = acquire(request(target, { timeout: 5_000 }));
+    controller.abort();
+    await assert.rejects(a, LockAbortedError);
+    await sleep(50);
+    assert.deepEqual(events, [], "B waits while A's try is out");
+    grantLate();
+    const held = await b;
+    assert.deepEqual(events, ["A's late grant released", "B tries"]);
+    await held.held!.release();
+  });
+
+  test("an abort that lands as the in-process slot is handed over ends the wait before any try", async () => {
+    const target = scriptedTarget([
+      () => Promise.resolve<Attempt>({ acquired: true, grant: grant(() => {}) }),
+    ]);
+    const first = await acquire(request(target, {}));
+    const controller = new AbortController();
+    const waiting = acquire(request(target, { signal: controller.signal }));
+    await sleep(10);
+    // Released and aborted in the same turn: the waiter gets the slot, and
+    // must see the abort before it tries.
+    await first.held!.release();
+    controller.abort();
+    await assert.rejects(waiting, LockAbortedError);
+    assert.equal(target.count, 1, "no try after the abort");
+  });
+
+  test("a signal that is not an AbortSignal is refused before any try", async () => {
+    const target = scriptedTarget([never]);
+    for (const signal of [{}, "stop", { aborted: false }]) {
+      await assert.rejects(
+        acquire(request(target, { signal: signal as unknown as AbortSignal, timeout: 100 })),
+        (error) =>
+          error instanceof LockError && /signal must be an AbortSignal/.test(error.message),
+      );
+    }
+    assert.equal(target.count, 0);
   });
 });

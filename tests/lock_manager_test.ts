@@ -2,7 +2,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
-import { LockAbortedError, LockError, lockManager, tryLock } from "../mod.ts";
+import { LockError, lockManager, tryLock } from "../mod.ts";
 import process from "node:process";
 import { Redis } from "ioredis";
 import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
@@ -92,17 +92,35 @@ describe("lockManager()", () => {
     });
   }
 
-  test("an aborted signal ends the wait with LockAbortedError", async () => {
+  test("an aborted signal ends the wait with the signal's reason, as navigator.locks does", async () => {
     const name = unique("abort");
     const held = await tryLock(name, { dir });
     try {
       const controller = new AbortController();
       const waiting = locks.request(name, { signal: controller.signal }, () => "never");
       setTimeout(() => controller.abort(), 20);
-      await assert.rejects(waiting, LockAbortedError);
+      await assert.rejects(waiting, (error) => {
+        assert.ok(error instanceof DOMException && error.name === "AbortError", String(error));
+        assert.equal(error, controller.signal.reason);
+        return true;
+      });
+      const custom = new AbortController();
+      const reason = new Error("shutting down");
+      const again = locks.request(name, { signal: custom.signal }, () => "never");
+      setTimeout(() => custom.abort(reason), 20);
+      await assert.rejects(again, (error) => error === reason);
     } finally {
       await held!.release();
     }
+  });
+
+  test("ifAvailable with a signal, and options that are not an object, are refused with a LockError", async () => {
+    await assert.rejects(
+      locks.request("x", { ifAvailable: true, signal: new AbortController().signal }, () => {}),
+      (error) => error instanceof LockError && /ifAvailable with a signal/.test(error.message),
+    );
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => lockManager(null as any), LockError);
   });
 
   test("shared mode and steal are refused with a LockError saying why", async () => {

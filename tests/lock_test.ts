@@ -251,7 +251,7 @@ describe("the wait loop and withLock facing mistakes and races", () => {
     assert.ok(performance.now() - started < 1_000);
   });
 
-  test("withLock without its function, or lock() with options that are not an object, fail before any wait", async () => {
+  test("withLock without its function, or lock() with options that are not an object, a bad retry or a kind that conflicts with server/redis, fail before any wait", async () => {
     const dir = await tempDir();
     try {
       const held = await lock("mistake", { dir });
@@ -263,6 +263,25 @@ describe("the wait loop and withLock facing mistakes and races", () => {
       );
       // deno-lint-ignore no-explicit-any
       await assert.rejects(lock("mistake", null as any), /options must be an object/);
+      // A retry that is not an object, or whose delays are upside down.
+      for (const retry of [5, "fast", null, { minDelay: 50, maxDelay: 10 }]) {
+        await assert.rejects(
+          // deno-lint-ignore no-explicit-any
+          lock("mistake", { dir, retry: retry as any }),
+          (e: unknown) => e instanceof LockError && /Option retry/.test(e.message),
+        );
+      }
+      // A kind that is not the one a connection option is for: never a
+      // quietly local lock where one across hosts was meant.
+      await assert.rejects(
+        lock("mistake", { dir, kind: "folder", server: "127.0.0.1:1" }),
+        (e: unknown) => e instanceof LockError && /conflicts with option server/.test(e.message),
+      );
+      await assert.rejects(
+        // deno-lint-ignore no-explicit-any
+        lock("mistake", { dir, kind: "socket", redis: {} as any }),
+        (e: unknown) => e instanceof LockError && /conflicts with option redis/.test(e.message),
+      );
       assert.ok(performance.now() - started < 1_000, "no wait for the held lock");
       await held.release();
     } finally {

@@ -6,7 +6,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type * as net from "node:net";
 import { Redis } from "ioredis";
-import { inspect, lock, LockError, Redlock, tryLock } from "../mod.ts";
+import { inspect, lock, LockAbortedError, LockError, Redlock, tryLock } from "../mod.ts";
+import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
 import { type RelayProxy, relayProxy } from "./_relay_proxy.ts";
 import { sleep, within } from "./_server_helpers.ts";
@@ -211,4 +212,61 @@ describe("a hand-written adapter: plain values and synchronous throws", () => {
       assert.deepEqual(sent.slice(0, 2), ["EVALSHA", "EVAL"]);
     });
   }
+});
+
+describeRedis("a wait given up with its Redis try in flight", () => {
+  test("the next waiter in this process waits until that try is undone: never two holders", async () => {
+    const server = await startRedisServer();
+    const clients = [0, 1, 2].map(() => new Redis({ port: server.port, host: "127.0.0.1" }));
+    try {
+      const [ours, other, third] = clients.map((c) => adaptRedisClient(c));
+      // Our client, with one command that can be held back on the wire.
+      let holdNext = false;
+      const heldBack: Array<() => void> = [];
+      const delaying: RedisAdapter = {
+        name: "delaying",
+        send(args) {
+          if (!holdNext) return ours.send(args);
+          holdNext = false;
+          return new Promise((resolve, reject) =>
+            heldBack.push(() => ours.send(args).then(resolve, reject))
+          );
+        },
+        openSubscriber: () => ours.openSubscriber!(),
+      };
+      const name = unique("abandoned");
+      const p = await lock(name, { redis: other, ttl: 3_000 });
+      const abortA = new AbortController();
+      const a = lock(name, { redis: delaying, ttl: 3_000, signal: abortA.signal });
+      a.catch(() => {});
+      const b = lock(name, { redis: delaying, ttl: 3_000, timeout: 10_000 });
+      // A queues in Redis, then one of its renewal tries is held back, and
+      // A gives up while it is out. B shares A's target (one per client and
+      // key), and so its owner id for as long as A's try may land.
+      await sleep(300);
+      holdNext = true;
+      for (let i = 0; i < 200 && heldBack.length === 0; i++) await sleep(10);
+      assert.equal(heldBack.length, 1, "A's try held back");
+      abortA.abort();
+      await assert.rejects(a, LockAbortedError);
+      await p.release();
+      await sleep(200);
+      heldBack[0](); // A's try lands at last: it may be handed the lock
+      const held = await within(b, 8_000, "B's grant");
+      await sleep(300); // for A's late try, and its undoing, to have run
+      try {
+        assert.equal(
+          await tryLock(name, { redis: third, ttl: 3_000 }),
+          null,
+          "a third client while B holds",
+        );
+        assert.equal(held.signal.aborted, false);
+      } finally {
+        await held.release();
+      }
+    } finally {
+      for (const c of clients) c.disconnect();
+      await server.stop();
+    }
+  });
 });
