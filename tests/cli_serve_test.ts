@@ -4,8 +4,9 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
-import { chmod, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { LockClient } from "../mod.ts";
+import { readTokenFile } from "../lib/cli/serve_command.ts";
 import {
   type Child,
   childRuntimes,
@@ -179,6 +180,24 @@ describe("socketlock serve", () => {
     assert.ok(!result.stderr.includes("cli-secret"));
   });
 
+  test("a token file readable by others is warned about; one behind a symlink is judged by the file, not the link", async () => {
+    const dir = await tempDir();
+    dirs.push(dir);
+    const warnings: string[] = [];
+    const log = {
+      log: (level: string, message: string) => level === "warn" && warnings.push(message),
+    };
+    await writeFile(`${dir}/private`, "s3cret\n", { mode: 0o600 });
+    await chmod(`${dir}/private`, 0o600);
+    await symlink(`${dir}/private`, `${dir}/link`);
+    assert.equal(await readTokenFile(`${dir}/link`, log as never), "s3cret");
+    assert.deepEqual(warnings, [], "a link's own mode (0777) is no reason to warn");
+    await writeFile(`${dir}/open`, "s3cret\n");
+    await chmod(`${dir}/open`, 0o644);
+    await readTokenFile(`${dir}/open`, log as never);
+    assert.match(warnings.join("\n"), /readable by other users; chmod 600/);
+  });
+
   test("serve on a host it cannot listen on exits 69 saying so, from every runtime", async () => {
     // Bun and Deno give a failed lookup no error code: it escaped as a crash (exit 1).
     const results = await Promise.all(
@@ -229,10 +248,21 @@ describe("socketlock serve", () => {
       ["--max-connections", "1.5"],
       ["--idle-timeout", " "],
       ["--ttl", "10000", "--max-ttl", "5"],
+      // Leases go on the wire in whole ms; clients refuse `OK 7 1500.5`.
+      ["--ttl", "1500.5"],
+      ["--max-ttl", "2000.5"],
+      // An unset $PORT must not mean a random port, nor hex a port.
+      ["--port", ""],
+      ["--port", "0x10"],
       ["extra"],
     ];
     // Started together: each is a process start-up, and they share nothing.
-    const results = await Promise.all(cases.map((args) => runCli("node", ["serve", ...args]).done));
+    // One that starts serving instead is killed by after(), and fails here.
+    const started = cases.map((args) => runCli("node", ["serve", ...args]));
+    kids.push(...started);
+    const results = await Promise.all(
+      started.map((kid, i) => within(kid.done, 30_000, `serve ${cases[i].join(" ")} exiting`)),
+    );
     for (const [i, result] of results.entries()) {
       assert.equal(result.code, 64, cases[i].join(" "));
       assert.match(result.stderr, /Usage: socketlock serve/);

@@ -155,6 +155,27 @@ describe("the lock server facing bad input", () => {
     await waiter.waitLine(/^w2 OK/);
   });
 
+  test("locks per connection are limited counting its waits, so granted waits never take it over the limit", async () => {
+    await using server = await serve({ port: 0, maxLocksPerConnection: 2 });
+    const holder = await RawConnection.open(server.address.port);
+    const capped = await RawConnection.open(server.address.port);
+    try {
+      for (const name of ["l0", "l1"]) assert.match(await holder.ask(`ACQUIRE ${name}`), / OK /);
+      assert.match(await capped.ask("ACQUIRE mine"), / OK /);
+      capped.send("q1 ACQUIRE l0 10000\n");
+      await capped.waitLine(/^q1 QUEUED/);
+      // One held and one waited for: the limit of 2.
+      assert.match(await capped.ask("ACQUIRE l1 10000"), /ERR TOO_MANY_LOCKS/);
+      assert.match(await capped.ask("ACQUIRE free"), /ERR TOO_MANY_LOCKS/);
+      holder.close();
+      await capped.waitLine(/^q1 OK/);
+      assert.equal((await server.stats()).held, 2, "the capped connection holds 2, no more");
+    } finally {
+      holder.close();
+      capped.close();
+    }
+  });
+
   test("10,000 idle connections opened and dropped in batches leave the server healthy, its memory bounded", async () => {
     await othersStillWork();
     const namesBefore = (await witness.stats()).names;
@@ -213,11 +234,19 @@ describe("the lock server at its connection limit", () => {
 });
 
 describe("serve() options", () => {
-  test("limits that count things must be whole numbers of at least 1, with a LockError naming the option", async () => {
+  test("limits that count things, and leases (whole ms on the wire), must be whole numbers of at least 1, with a LockError naming the option", async () => {
     for (
-      const bad of [{ maxConnections: 1.5 }, { maxConnections: 0.5 }, { maxLineBytes: 0 }, {
-        maxOutputBytes: Number.NaN,
-      }, { idleTimeout: 0 }]
+      const bad of [
+        { maxConnections: 1.5 },
+        { maxConnections: 0.5 },
+        { maxLineBytes: 0 },
+        {
+          maxOutputBytes: Number.NaN,
+        },
+        { idleTimeout: 0 },
+        { ttl: 1500.5 },
+        { maxTtl: 2000.5 },
+      ]
     ) {
       await assert.rejects(serve({ port: 0, ...bad }), (error: Error) => {
         assert.ok(error instanceof LockError);

@@ -23,13 +23,13 @@ Options:
   --port PORT            TCP port (default ${DEFAULT_PORT}; 0 picks a free one)
   --token-file FILE      shared secret: clients must prove they know it (HMAC)
   --insecure             allow a non-loopback --host without a token
-  --ttl MS               default lease length (default ${DEFAULT_TTL})
+  --ttl MS               default lease length, whole ms (default ${DEFAULT_TTL})
   --max-ttl MS           longest lease granted (default ${DEFAULT_MAX_TTL})
   --max-line BYTES       longest request line (default 4096)
   --max-name BYTES       longest lock name (default 256)
   --max-connections N    most open connections (default 10000)
   --max-waiters N        most queued waits per connection (default 1000)
-  --max-locks N          most locks held per connection (default 10000)
+  --max-locks N          most locks held or waited for per connection (default 10000)
   --idle-timeout MS      close connections idle this long (default 300000)
   --max-output BYTES     replies queued for one connection before the server
                          stops reading its requests until they are sent
@@ -54,8 +54,9 @@ const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
   "--max-output": "maxOutputBytes",
 };
 
-/** The limit flags given in milliseconds. */
+/** The limit flags given in milliseconds; leases in whole ones, as the protocol sends them. */
 const MS_FLAGS = new Set(["--ttl", "--max-ttl", "--idle-timeout"]);
+const FRACTIONAL_FLAGS = new Set(["--idle-timeout"]);
 
 /** Reads a token file: its content without trailing whitespace. */
 export async function readTokenFile(path: string, log?: Logger): Promise<string> {
@@ -73,7 +74,9 @@ export async function readTokenFile(path: string, log?: Logger): Promise<string>
   }
   try {
     const stat = await runtime.lstat(path);
-    if (log && (stat.mode & 0o077) !== 0) {
+    // A link's own mode says nothing (and chmod cannot change it): only a
+    // file's is judged.
+    if (log && !stat.isSymlink && (stat.mode & 0o077) !== 0) {
       log.log("warn", `token file ${path} is readable by other users; chmod 600 it`);
     }
   } catch {
@@ -114,7 +117,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   const port = parsed.flags.get("--port");
   if (port !== undefined) {
     const value = Number(port);
-    if (port === true || !Number.isInteger(value) || value < 0 || value > 65535) {
+    // Digits only: Number("") is 0 (a random port), Number("0x10") is 16.
+    if (port === true || !/^\d{1,5}$/.test(port) || value > 65535) {
       throw new UsageError(
         `--port takes a port number from 0 to 65535, e.g. --port ${DEFAULT_PORT}.`,
       );
@@ -125,15 +129,20 @@ export async function serveCommand(args: string[]): Promise<number> {
     const raw = parsed.flags.get(flag);
     if (raw === undefined) continue;
     const value = Number(raw);
-    // Milliseconds may be fractional; counts and sizes may not.
+    // Only the idle timeout may be fractional; counts, sizes and leases may not.
     const ms = MS_FLAGS.has(flag);
+    const fractional = FRACTIONAL_FLAGS.has(flag);
     if (
       raw === true || raw.trim() === "" || !Number.isFinite(value) || value <= 0 ||
-      (!ms && !Number.isSafeInteger(value))
+      (!fractional && !Number.isSafeInteger(value))
     ) {
       throw new UsageError(
         `${flag} takes ${
-          ms ? "a number of milliseconds" : "a whole number"
+          fractional
+            ? "a number of milliseconds"
+            : ms
+            ? "a whole number of milliseconds"
+            : "a whole number"
         } above 0, e.g. ${flag} ${ms ? 5000 : 1000}.`,
       );
     }

@@ -220,11 +220,12 @@ export class LineSession {
         `Lock names may be at most ${limits.maxNameBytes} bytes; use a shorter name (or start the server with a larger --max-name).`,
       );
     }
-    if (this.owner.leases.size >= limits.maxLocksPerConnection) {
+    // Waits count too: each may be granted, and then it is held.
+    if (this.owner.leases.size + this.owner.waiters.size >= limits.maxLocksPerConnection) {
       return this.#error(
         tag,
         "TOO_MANY_LOCKS",
-        `This connection holds ${this.owner.leases.size} locks, the most allowed; release some first.`,
+        `This connection holds ${this.owner.leases.size} locks and waits for ${this.owner.waiters.size}, the most allowed; release some (or cancel some waits) first.`,
       );
     }
     if (this.#waits.has(tag)) {

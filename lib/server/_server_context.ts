@@ -15,7 +15,7 @@ export interface ServerLimits {
   maxConnections?: number;
   /** Most waits one connection may have queued. Default 1,000. */
   maxWaitersPerConnection?: number;
-  /** Most locks one connection (or distlockd client id) may hold. Default 10,000. */
+  /** Most locks one connection (or distlockd client id) may hold and wait for. Default 10,000. */
   maxLocksPerConnection?: number;
   /**
    * A connection that sends no request for this long (ms), and holds and

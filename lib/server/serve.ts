@@ -39,9 +39,9 @@ export interface ServeOptions extends ServerLimits {
   token?: string;
   /** Allows a non-loopback `host` without a `token`. Anyone who can connect can then take and release locks. */
   insecure?: boolean;
-  /** Default lease length in ms, when a client gives none. Default 10,000 (as distlockd). */
+  /** Default lease length in whole ms, when a client gives none. Default 10,000 (as distlockd). */
   ttl?: number;
-  /** Longest lease granted, in ms; longer requests get this. Default 3,600,000. */
+  /** Longest lease granted, in whole ms; longer requests get this. Default 3,600,000. */
   maxTtl?: number;
   /**
    * Where log lines go (default: none). The CLI passes its logger; any
@@ -164,7 +164,8 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       ? positive(key, options[key], DEFAULT_LIMITS[key])
       : wholeNumber(key, options[key], DEFAULT_LIMITS[key]);
   }
-  const maxTtl = positive("maxTtl", options.maxTtl, DEFAULT_MAX_TTL);
+  // Leases go on the wire in whole ms (clients refuse `OK 7 1500.5`).
+  const maxTtl = wholeNumber("maxTtl", options.maxTtl, DEFAULT_MAX_TTL);
   // Only a default lease longer than maxTtl is cut to it; one given is a mistake.
   if (options.ttl !== undefined && options.ttl > maxTtl) {
     throw new ServeOptionError(
@@ -183,7 +184,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       new FencingTokens(() => runtime.now()),
     ),
     limits,
-    ttl: Math.min(positive("ttl", options.ttl, DEFAULT_TTL), maxTtl),
+    ttl: Math.min(wholeNumber("ttl", options.ttl, DEFAULT_TTL), maxTtl),
     maxTtl,
     key: options.token === undefined ? null : await importAuthKey(options.token),
     log,
