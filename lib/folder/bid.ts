@@ -101,7 +101,7 @@ export async function readBids(
   const found: FoundBid[] = [];
   for (const name of names) {
     if (!name.endsWith(".json")) {
-      if (TEMP_BID.test(name)) await removeOldTemp(runtime, joinPath(folder, name));
+      if (TEMP_FILE.test(name)) await removeOldTemp(runtime, joinPath(folder, name));
       continue;
     }
     const id = name.slice(0, -5);
@@ -131,13 +131,14 @@ export async function readBids(
   return found;
 }
 
-// A bid on its way: `writeBid`'s temp name.
-const TEMP_BID = /^\.[0-9a-f-]{36}\.tmp$/;
-/** How old a bid's temp file must be to be left by a crash, not being written, ms. */
+// A file on its way: `writeBid`'s temp name, or the fencing counter's
+// (`.token.<uuid>.tmp`, fencing_token.ts).
+const TEMP_FILE = /^\.(token\.)?[0-9a-f-]{36}\.tmp$/;
+/** How old a temp file must be to be left by a crash, not being written, ms. */
 const TEMP_GRACE_MS = 5_000;
 
-// A writer that crashed between writing a bid and renaming it into place
-// left its temp file; nothing else would ever remove it.
+// A writer that crashed between writing a bid (or a counter) and renaming it
+// into place left its temp file; nothing else would ever remove it.
 async function removeOldTemp(runtime: Runtime, path: string): Promise<void> {
   try {
     const stat = await runtime.lstat(path);

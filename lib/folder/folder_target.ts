@@ -16,6 +16,7 @@ import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { defaultLockDir, ensureLockDir, forgetLockDir, joinPath } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
+import { LockPermissionError } from "../errors.ts";
 import type { FoundBid } from "./bid.ts";
 import { removeBid } from "./bid.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
@@ -52,17 +53,44 @@ function guessFree(runtime: Runtime, folder: string): void {
   folders.add(folder);
 }
 
+// Why the folder's own entries could not be read or written, for the errors a
+// user fixes by choosing another folder: ensureLockDir maps these only when
+// mkdir fails, and a folder that exists passes mkdir.
+const CANNOT_WRITE: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "not permitted",
+  EROFS: "the file system is read-only",
+  ENOTDIR: "a part of its path is not a directory",
+};
+
+// `error` as a LockPermissionError if choosing another folder would fix it.
+function unwritable(folder: string, error: unknown): unknown {
+  const reason = CANNOT_WRITE[errorCode(error) ?? ""];
+  if (!reason) return error;
+  return new LockPermissionError(
+    `Cannot use lock folder ${folder}: ${reason}. Pass a folder you can write, or fix this ` +
+      `one (yours, mode 700, on a writable file system).`,
+    { cause: error },
+  );
+}
+
 /** A check-bid-check target over an explicit folder (shared with lockfolder peers). */
 export function folderTarget(runtime: Runtime, name: string, folder: string): LockTarget {
   let ready: Promise<unknown> | null = null;
+  // Creates and checks the folder once. A failure is not kept: the next try
+  // checks again, so a path fixed meanwhile works without a new target.
+  const ensureFolder = () => {
+    if (ready) return ready;
+    const making: Promise<unknown> = ensureLockDir(runtime, folder).catch((error) => {
+      if (ready === making) ready = null;
+      throw error;
+    });
+    return ready = making;
+  };
   return {
     key: `folder:${folder}`,
     async tryAcquire() {
-      ready ??= ensureLockDir(runtime, folder).catch((error) => {
-        ready = null;
-        throw error;
-      });
-      await ready;
+      await ensureFolder();
       const [started, beacon] = await Promise.all([
         ownStartTime(runtime),
         isolateBeacon(runtime),
@@ -85,12 +113,16 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       try {
         result = await checkBidCheck(runtime, folder, bid, checkFirst);
       } catch (error) {
-        // The folder was removed while in use: make it again, once.
-        if (errorCode(error) !== "ENOENT") throw error;
+        // The folder was removed (or replaced by a file) while in use: check
+        // it afresh and make it again, once.
+        const code = errorCode(error);
+        if (code !== "ENOENT" && code !== "ENOTDIR") throw unwritable(folder, error);
         forgetLockDir(folder);
-        ready = ensureLockDir(runtime, folder);
-        await ready;
-        result = await checkBidCheck(runtime, folder, bid);
+        ready = null;
+        await ensureFolder();
+        result = await checkBidCheck(runtime, folder, bid).catch((again) => {
+          throw unwritable(folder, again);
+        });
       }
       if (!result.acquired) return busy(runtime, name, folder, result.holder);
       let token: number;
@@ -98,7 +130,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         token = await nextFencingToken(runtime, folder);
       } catch (error) {
         await removeBid(runtime, result.path);
-        throw error;
+        throw unwritable(folder, error);
       }
       const info: LockInfo = {
         kind: "folder",
@@ -129,7 +161,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         return found ? infoFromBid(name, folder, found) : null;
       } catch (error) {
         if (errorCode(error) === "ENOENT") return null;
-        throw error;
+        throw unwritable(folder, error);
       }
     },
   };

@@ -15,8 +15,10 @@ import { errorCode } from "./types.ts";
 const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
 // Read, then written in place: no O_TRUNC (truncating, like renaming over a
 // file, makes ext4 flush the new data at close), no new inode, and no
-// O_CREAT (a missing file is the caller's to create).
-const UPDATE_FLAGS = fs.constants.O_RDWR | (fs.constants.O_NONBLOCK ?? 0);
+// O_CREAT (a missing file is the caller's to create). O_NOFOLLOW: a symlink
+// fails with ELOOP instead of having its target overwritten.
+const UPDATE_FLAGS = fs.constants.O_RDWR | (fs.constants.O_NONBLOCK ?? 0) |
+  (fs.constants.O_NOFOLLOW ?? 0);
 const EXCLUSIVE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 
 // Lock files, bids, keys and /proc stat lines are far smaller: one read.

@@ -150,7 +150,8 @@ export interface Runtime {
    * writes that at its start in place, without truncating it (bytes past its
    * end stay), through one open: for fixed-width records that one writer
    * updates (no new inode, no rename). Throws `ENOENT` if the file is
-   * missing. Resolves with the text read.
+   * missing, `ELOOP` if it is a symlink (never followed), `EISDIR` for a
+   * directory. Resolves with the text read.
    */
   updateFile(path: string, update: (text: string) => string | null): Promise<string>;
   /** Reads a whole file as UTF-8. */
