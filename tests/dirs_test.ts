@@ -70,6 +70,17 @@ describe("lock directories", () => {
     assert.match(error.message, /does not exist and cannot be made/);
   });
 
+  test("in compat mode too, a dir that is a file or a dangling symlink gets a LockPermissionError", async () => {
+    const base = await tempDir();
+    made.push(base);
+    await writeFile(`${base}/file`, "");
+    await symlink(`${base}/nowhere`, `${base}/dangling`);
+    for (const dir of [`${base}/file`, `${base}/dangling`]) {
+      const error = await tryLock("x", { compat: "socketlock", dir }).catch((e) => e);
+      assert.ok(error instanceof LockPermissionError, `${dir}: ${error}`);
+    }
+  });
+
   test("a lock dir that mkdir cannot make under an existing parent (/proc) fails at once", {
     skip: process.platform !== "linux",
   }, async () => {

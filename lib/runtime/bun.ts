@@ -12,6 +12,7 @@ import {
 import { existsSync } from "node:fs";
 import { nodeCommon } from "./_node_common.ts";
 import { readTextSync } from "./_sync_files.ts";
+import { timerDelay } from "./_timer_delay.ts";
 
 interface BunSocket {
   data: BunConnection;
@@ -231,14 +232,16 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
       reject(Object.assign(new Error(`connect timed out after ${timeout} ms`), {
         code: "ETIMEDOUT",
       }));
-    }, timeout);
+    }, timerDelay(timeout));
   });
   try {
     const socket = await Promise.race([connecting, timedOut]);
     if (address.transport === "tcp") socket.setNoDelay(true);
     return conn;
   } catch (error) {
-    // A connection completing after the timeout must not leak.
+    // A connection completing after the timeout must not leak. (Bun.connect
+    // cannot be cancelled: one to a peer dropping SYNs keeps its socket
+    // until the kernel gives up.)
     connecting.then((socket) => socket.end(), () => {});
     throw errorCode(error) === "ECONNREFUSED" ? await confirmRefused(address, error) : error;
   } finally {

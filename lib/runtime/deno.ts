@@ -406,10 +406,19 @@ function serve(
 
 async function connect(address: SocketAddress, timeout: number): Promise<Connection> {
   const purpose = `connect to ${describe(address)} (socketlock uses loopback sockets)`;
+  // A connect given up on is cancelled: left pending (a peer dropping SYNs),
+  // it would keep its socket, and the process alive, until the kernel gives
+  // up, about two minutes later.
+  const cancel = new AbortController();
   const connecting = attempt<Deno.Conn>(
     () =>
       address.transport === "tcp"
-        ? Deno.connect({ transport: "tcp", hostname: address.hostname, port: address.port })
+        ? Deno.connect({
+          transport: "tcp",
+          hostname: address.hostname,
+          port: address.port,
+          signal: cancel.signal,
+        })
         : Deno.connect({ transport: "unix", path: address.path }),
     netFlags(address),
     purpose,
@@ -417,12 +426,13 @@ async function connect(address: SocketAddress, timeout: number): Promise<Connect
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
+      cancel.abort();
       reject(
         Object.assign(new Error(`connect to ${describe(address)} timed out after ${timeout} ms`), {
           code: "ETIMEDOUT",
         }),
       );
-    }, timeout);
+    }, timerDelay(timeout));
   });
   try {
     const conn = await Promise.race([connecting, timedOut]);
@@ -533,6 +543,9 @@ export const denoRuntime: Runtime = {
       Deno.mkdirSync(path, { recursive: true, mode });
       return Promise.resolve();
     } catch (error) {
+      // A file or symlink in the way: for the caller's lstat to refuse, as
+      // Node's and Bun's mkdir leave it.
+      if (error instanceof Deno.errors.AlreadyExists) return Promise.resolve();
       return Promise.reject(mapError(error, fsFlags(path), `create the lock directory ${path}`));
     }
   },

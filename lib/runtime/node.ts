@@ -3,6 +3,7 @@
 import * as net from "node:net";
 import type { Connection, Listener, Runtime, SocketAddress } from "./types.ts";
 import { nodeCommon } from "./_node_common.ts";
+import { timerDelay } from "./_timer_delay.ts";
 
 function wrapSocket(socket: net.Socket): Connection {
   let onData: ((chunk: Uint8Array) => void) | null = null;
@@ -53,7 +54,9 @@ function wrapSocket(socket: net.Socket): Connection {
       if (closed) handler();
     },
     write(data) {
-      if (socket.destroyed) return;
+      // After close(): a write into end()'s flush would fail, and the error
+      // handler's destroy() would drop what was still to go out.
+      if (socket.destroyed || socket.writableEnded) return;
       socket.write(data, written);
       if (socket.writableLength > 0) draining = true;
     },
@@ -147,7 +150,7 @@ function connect(address: SocketAddress, timeout: number): Promise<Connection> {
       reject(Object.assign(new Error(`connect timed out after ${timeout} ms`), {
         code: "ETIMEDOUT",
       }));
-    }, timeout);
+    }, timerDelay(timeout));
     socket.once("error", (error) => {
       clearTimeout(timer);
       reject(error);
