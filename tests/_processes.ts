@@ -3,7 +3,9 @@
 // Every child is tracked and killed when the test process ends, so a failing
 // test never leaves processes behind.
 
+import { after } from "node:test";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
 import process from "node:process";
 
 /** The runtimes every multi-process test runs across. */
@@ -194,6 +196,22 @@ export async function tempDir(prefix = "socketlock-test-"): Promise<string> {
   const { mkdtemp } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
   return await mkdtemp(`${tmpdir()}/${prefix}`);
+}
+
+/**
+ * A maker of temp dirs that are removed once the calling file's tests are
+ * done. Call it at a test file's top level.
+ */
+export function tempDirsRemovedAfter(): () => Promise<string> {
+  const made: string[] = [];
+  after(() => {
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  });
+  return async () => {
+    const dir = await tempDir();
+    made.push(dir);
+    return dir;
+  };
 }
 
 /** Absolute path of a fixture script. */

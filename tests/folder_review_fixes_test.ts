@@ -3,7 +3,7 @@
 // symlink refused (and never written through), a folder that cannot be
 // written reported as a LockPermissionError, a counter's temp left by a crash
 // swept like a bid's, and a counter that never goes down past 2^53.
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import {
@@ -20,18 +20,13 @@ import {
 import { FolderLock, LockError, LockPermissionError } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { folderTarget } from "../lib/folder/folder_target.ts";
-import { tempDir } from "./_processes.ts";
+import { tempDirsRemovedAfter } from "./_processes.ts";
 
-const dirs: string[] = [];
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const newDir = tempDirsRemovedAfter();
 
 /** A fresh folder path (not yet made) in a temp dir removed at the end. */
 async function folder(): Promise<string> {
-  const dir = await tempDir();
-  dirs.push(dir);
-  return `${dir}/locks`;
+  return `${await newDir()}/locks`;
 }
 
 /** A folder made 0700, as ensureLockDir wants it. */

@@ -85,33 +85,44 @@ const MALFORMED: Record<string, Script> = {
 const SETTLE_MS = 3_000;
 const FEW_CONNECTIONS = 3;
 
+type FakeServer = Awaited<ReturnType<typeof fakeServer>>;
+
+/** Runs `fn` with a fake server following `script` and a LockClient on it; closes both. */
+async function withClient(
+  script: Script,
+  fn: (server: FakeServer, client: LockClient) => Promise<void>,
+): Promise<void> {
+  const server = await fakeServer(script);
+  const client = new LockClient({ port: server.port });
+  try {
+    await fn(server, client);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+}
+
+/** The error `call` rejects with, within SETTLE_MS. */
+const settledError = (call: Promise<unknown>, what: string) =>
+  within(call.catch((e) => e), SETTLE_MS, `${what} settles`);
+
 describe("LockClient against a server that answers something malformed", () => {
   for (const [what, script] of Object.entries(MALFORMED)) {
     test(`LockClient.acquire() fails with LockProtocolError on ${what}, without reconnecting in a loop`, async () => {
-      const server = await fakeServer(script);
-      const client = new LockClient({ port: server.port });
-      try {
-        const error = await within(
-          client.acquire("job").catch((e) => e),
-          SETTLE_MS,
-          "acquire() settles",
-        );
+      await withClient(script, async (server, client) => {
+        const error = await settledError(client.acquire("job"), "acquire()");
         assert.ok(error instanceof LockProtocolError, String(error));
         assert.ok(server.stats.connections <= FEW_CONNECTIONS, `${server.stats.connections}`);
         assert.ok(server.count("ACQUIRE") <= FEW_CONNECTIONS, `${server.count("ACQUIRE")}`);
-      } finally {
-        await client.close();
-        await server.close();
-      }
+      });
     });
 
     test(`lock(name, { server }) fails with LockProtocolError on ${what}, without reconnecting in a loop`, async () => {
       const server = await fakeServer(script);
       try {
-        const error = await within(
-          lock("job", { server: `127.0.0.1:${server.port}` }).catch((e) => e),
-          SETTLE_MS,
-          "lock() settles",
+        const error = await settledError(
+          lock("job", { server: `127.0.0.1:${server.port}` }),
+          "lock()",
         );
         assert.ok(error instanceof LockProtocolError, String(error));
         assert.ok(server.stats.connections <= FEW_CONNECTIONS, `${server.stats.connections}`);
@@ -123,63 +134,40 @@ describe("LockClient against a server that answers something malformed", () => {
   }
 
   test("an acquire whose connection is lost (not refused) is still sent again on a new one", async () => {
-    const server = await fakeServer((command, tag, count) =>
-      command === "ACQUIRE" && count === 1 ? "drop" : GRANT(command, tag, count)
-    );
-    const client = new LockClient({ port: server.port });
-    try {
+    const script: Script = (command, tag, count) =>
+      command === "ACQUIRE" && count === 1 ? "drop" : GRANT(command, tag, count);
+    await withClient(script, async (server, client) => {
       const lease = await within(client.acquire("job"), SETTLE_MS, "acquire() after a drop");
       assert.equal(lease.token, 7);
       assert.equal(server.count("ACQUIRE"), 2);
       assert.equal(server.stats.connections, 2);
-    } finally {
-      await client.close();
-      await server.close();
-    }
+    });
   });
 
   test("renew() fails with LockProtocolError on a malformed OK, and other calls are not resent", async () => {
-    const server = await fakeServer((command, tag, count) =>
-      command === "RENEW" ? `${tag} OK 7 abc\n` : GRANT(command, tag, count)
-    );
-    const client = new LockClient({ port: server.port });
-    try {
+    const script: Script = (command, tag, count) =>
+      command === "RENEW" ? `${tag} OK 7 abc\n` : GRANT(command, tag, count);
+    await withClient(script, async (server, client) => {
       await client.acquire("job");
-      const error = await within(
-        client.renew("job", 5_000).catch((e) => e),
-        SETTLE_MS,
-        "renew() settles",
-      );
+      const error = await settledError(client.renew("job", 5_000), "renew()");
       assert.ok(error instanceof LockProtocolError, String(error));
       assert.equal(server.count("RENEW"), 1);
       assert.equal(server.stats.connections, 1);
-    } finally {
-      await client.close();
-      await server.close();
-    }
+    });
   });
 
   test("renew() reports an ERR other than NOT_HOLDER as the server's refusal, not as a lost lock", async () => {
-    const server = await fakeServer((command, tag, count) =>
+    const script: Script = (command, tag, count) =>
       command === "RENEW"
         ? `${tag} ERR SHUTTING_DOWN The server is shutting down.\n`
-        : GRANT(command, tag, count)
-    );
-    const client = new LockClient({ port: server.port });
-    try {
+        : GRANT(command, tag, count);
+    await withClient(script, async (_server, client) => {
       await client.acquire("job");
-      const error = await within(
-        client.renew("job", 5_000).catch((e) => e),
-        SETTLE_MS,
-        "renew() settles",
-      );
+      const error = await settledError(client.renew("job", 5_000), "renew()");
       assert.ok(error instanceof LockError, String(error));
       assert.ok(!(error instanceof LockLostError), String(error));
       assert.match(error.message, /SHUTTING_DOWN/);
-    } finally {
-      await client.close();
-      await server.close();
-    }
+    });
   });
 });
 

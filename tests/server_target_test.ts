@@ -46,6 +46,28 @@ async function stopServer(server: ServerProcess): Promise<string> {
   return (await server.child.done).stderr;
 }
 
+/**
+ * Once the server answers again, each name is free within 5 s: a grant that
+ * crossed the give-up was released, not left to its 60 s lease.
+ */
+async function takeAndRelease(port: number, names: string[]): Promise<void> {
+  const checker = new LockClient({ port });
+  try {
+    for (const name of names) {
+      const lease = await checker.acquire(name, { timeout: 5_000, ttl: 60_000 });
+      assert.equal(await checker.release(name), true, `${name} released (${lease.token})`);
+    }
+  } finally {
+    await checker.close();
+  }
+}
+
+/** The server's log shows the abandoned grant and the checker's, and no lease ran out. */
+function assertAbandonedGrantReleased(log: string, name: string): void {
+  assert.equal(grantsOf(log, name), 2, `the abandoned grant and the checker's:\n${log}`);
+  assert.doesNotMatch(log, /lease expired/);
+}
+
 /** The grants of `name` in a server's debug log. */
 function grantsOf(log: string, name: string): number {
   return log.split("\n").filter((line) =>
@@ -132,93 +154,70 @@ describe("server kind: tryLock never queues on the server", () => {
   });
 });
 
+/**
+ * Starts a server process, stops it (SIGSTOP: the kernel still accepts),
+ * and runs `lockBoth` with its address (a connection lock() already has
+ * open) and a relay's (a new connection, opened while it is stopped); each
+ * call must reject as `check` says. Then the server resumes, the two names
+ * must be free at once, and its log must show the crossing grant released.
+ */
+async function giveUpOnStoppedServer(
+  names: [string, string],
+  lockBoth: (open: string, fresh: string) => Promise<unknown>[],
+  check: (error: unknown, ms: number) => void,
+): Promise<void> {
+  const server = await stallableServer();
+  const { relay } = await recordingRelay(server.port);
+  let log = "";
+  try {
+    const warm = await lock("warm", { server: server.address });
+    await warm.release();
+    signal(server.child.pid, "SIGSTOP");
+    const outcomes = await Promise.all(
+      lockBoth(server.address, `127.0.0.1:${relay.port}`).map(timed),
+    );
+    for (const { ms, error } of outcomes) check(error, ms);
+    signal(server.child.pid, "SIGCONT");
+    // The open connection's ACQUIRE reaches the server now and is granted:
+    // unless the client releases it, the name stays held for the 60 s ttl.
+    await takeAndRelease(server.port, names);
+  } finally {
+    log = await stopServer(server);
+    await relay.close();
+  }
+  assertAbandonedGrantReleased(log, names[0]);
+}
+
 describe("server kind: lock() on a server that stops answering", () => {
   test("with a timeout: LockTimeoutError at the timeout, on an open and on a new connection; the crossing grant is released", async () => {
-    const server = await stallableServer();
-    // A relay gives lock() a connection of its own, opened while the server is stopped.
-    const { relay } = await recordingRelay(server.port);
-    let log = "";
-    try {
-      const warm = await lock("warm", { server: server.address });
-      await warm.release();
-      signal(server.child.pid, "SIGSTOP");
-      const [open, fresh] = await Promise.all([
-        timed(lock("stalled-open", { server: server.address, timeout: 300, ttl: 60_000 })),
-        timed(
-          lock("stalled-new", { server: `127.0.0.1:${relay.port}`, timeout: 300, ttl: 60_000 }),
-        ),
-      ]);
-      for (const { ms, error } of [open, fresh]) {
+    await giveUpOnStoppedServer(
+      ["stalled-open", "stalled-new"],
+      (open, fresh) => [
+        lock("stalled-open", { server: open, timeout: 300, ttl: 60_000 }),
+        lock("stalled-new", { server: fresh, timeout: 300, ttl: 60_000 }),
+      ],
+      (error, ms) => {
         assert.ok(error instanceof LockTimeoutError, `got ${error}`);
         assert.ok(ms >= 250 && ms < 2_000, `rejected after ${Math.round(ms)} ms`);
-      }
-      signal(server.child.pid, "SIGCONT");
-      // The open connection's ACQUIRE reaches the server now and is granted:
-      // unless the client releases it, the name stays held for the 60 s ttl.
-      const checker = new LockClient({ port: server.port });
-      try {
-        for (const name of ["stalled-open", "stalled-new"]) {
-          const lease = await checker.acquire(name, { timeout: 5_000 });
-          assert.equal(await checker.release(name), true, `${name} released (${lease.token})`);
-        }
-      } finally {
-        await checker.close();
-      }
-    } finally {
-      log = await stopServer(server);
-      await relay.close();
-    }
-    assert.equal(
-      grantsOf(log, "stalled-open"),
-      2,
-      `the abandoned grant and the checker's:\n${log}`,
+      },
     );
-    assert.doesNotMatch(log, /lease expired/);
   });
 
   test("with a signal: LockAbortedError at the abort, with or without a timeout; the crossing grant is released", async () => {
-    const server = await stallableServer();
-    const { relay } = await recordingRelay(server.port);
-    let log = "";
-    try {
-      const warm = await lock("warm", { server: server.address });
-      await warm.release();
-      signal(server.child.pid, "SIGSTOP");
-      const controller = new AbortController();
-      setTimeout(() => controller.abort(new Error("the caller gave up")), 100);
-      const [open, fresh] = await Promise.all([
-        timed(lock("aborted-open", { server: server.address, signal: controller.signal })),
-        timed(
-          lock("aborted-new", {
-            server: `127.0.0.1:${relay.port}`,
-            timeout: 30_000,
-            signal: controller.signal,
-          }),
-        ),
-      ]);
-      for (const { ms, error } of [open, fresh]) {
+    const controller = new AbortController();
+    await giveUpOnStoppedServer(
+      ["aborted-open", "aborted-new"],
+      (open, fresh) => {
+        setTimeout(() => controller.abort(new Error("the caller gave up")), 100);
+        return [
+          lock("aborted-open", { server: open, signal: controller.signal }),
+          lock("aborted-new", { server: fresh, timeout: 30_000, signal: controller.signal }),
+        ];
+      },
+      (error, ms) => {
         assert.ok(error instanceof LockAbortedError, `got ${error}`);
         assert.ok(ms >= 50 && ms < 1_000, `rejected after ${Math.round(ms)} ms`);
-      }
-      signal(server.child.pid, "SIGCONT");
-      const checker = new LockClient({ port: server.port });
-      try {
-        for (const name of ["aborted-open", "aborted-new"]) {
-          await checker.acquire(name, { timeout: 5_000, ttl: 60_000 });
-          assert.equal(await checker.release(name), true);
-        }
-      } finally {
-        await checker.close();
-      }
-    } finally {
-      log = await stopServer(server);
-      await relay.close();
-    }
-    assert.equal(
-      grantsOf(log, "aborted-open"),
-      2,
-      `the abandoned grant and the checker's:\n${log}`,
+      },
     );
-    assert.doesNotMatch(log, /lease expired/);
   });
 });

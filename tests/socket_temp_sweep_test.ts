@@ -4,7 +4,7 @@
 // TEMP_GRACE_MS; nothing else is ever removed; a creator stalled long enough
 // to have its temp swept holds nothing and tries again (forced with the
 // scripted runtime); and real SIGKILLed children leave nothing for good.
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   lstatSync,
@@ -12,7 +12,6 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
-  rmSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
@@ -37,18 +36,9 @@ import {
   settle,
   within,
 } from "./_socket_scenarios.ts";
-import { childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
+import { childRuntimes, fixture, spawnScript, tempDirsRemovedAfter } from "./_processes.ts";
 
-const dirs: string[] = [];
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-async function lockDir(): Promise<string> {
-  const dir = await tempDir();
-  dirs.push(dir);
-  return dir;
-}
+const lockDir = tempDirsRemovedAfter();
 
 /** Sets a path's times (a symlink's own, not its target's) well past the threshold. */
 function age(path: string, symlink = false): void {
@@ -208,20 +198,48 @@ function ahead(sim: SimulatedProcess, ms: number): SimulatedProcess {
   return sim;
 }
 
+/**
+ * Creator A (pid `pids[0]`) stalled at the file operation `at` picks, and B
+ * (`pids[1]`), whose clock runs ahead so that A's temp file looks old to it.
+ * `prepare` runs before A starts (to plant files).
+ */
+async function stalledCreator(
+  label: string,
+  pids: [number, number],
+  at: (op: string, path: string, paths: ReturnType<typeof lockPaths>) => boolean,
+  prepare: (
+    world: ReturnType<typeof createWorld>,
+    paths: ReturnType<typeof lockPaths>,
+    name: string,
+  ) => void = () => {},
+) {
+  const name = `${label}-${randomHex(4)}`;
+  const world = createWorld();
+  const [a, b] = [world.process(pids[0]), ahead(world.process(pids[1]), 2 * TEMP_GRACE_MS)];
+  await a.runtime.mkdir(DIR, 0o700);
+  const paths = lockPaths(DIR, name, false);
+  prepare(world, paths, name);
+  const stalled = pauseAt(a, (op, path) => at(op, path, paths));
+  const ops = record(a);
+  const aTry = socketTarget(a.runtime, settings(name)).tryAcquire();
+  await within(stalled.arrived, "A is about to use its temp file");
+  return { name, world, a, b, paths, stalled, ops, aTry };
+}
+
+/** File operations A made after `from` that would remake the lock directory. */
+const mkdirsAfter = (ops: string[], from: number) =>
+  ops.slice(from).filter((op) => op.startsWith("mkdir"));
+
 describe("socket kind: a creator whose temp file was swept before it was used", () => {
   interleaving(
     "its link fails: it holds nothing, and neither remakes the directory nor reloads the key",
     async () => {
-      const name = `swept-${randomHex(4)}`;
-      const world = createWorld();
-      const [a, b] = [world.process(301), ahead(world.process(302), 2 * TEMP_GRACE_MS)];
-      await a.runtime.mkdir(DIR, 0o700);
-      const paths = lockPaths(DIR, name, false);
       // A wrote its temp file and stalls (stopped, starved) before linking it.
-      const stalled = pauseAt(a, (op, path) => op === "link" && path === paths.file);
-      const ops = record(a);
-      const aTry = socketTarget(a.runtime, settings(name)).tryAcquire();
-      await within(stalled.arrived, "A wrote its temp file and is about to link it");
+      const { name, world, b, paths, stalled, ops, aTry } = await stalledCreator(
+        "swept",
+        [301, 302],
+        (op, path, paths) => op === "link" && path === paths.file,
+      );
       const key = world.files.get(`${DIR}/socketlock.key`)!.data;
       // B's first try in the directory finds A's temp file old, sweeps it and takes the lock.
       const bGrant = settle(await socketTarget(b.runtime, settings(name)).tryAcquire());
@@ -231,9 +249,12 @@ describe("socket kind: a creator whose temp file was swept before it was used", 
       stalled.go();
       assert.equal(settle(await within(aTry, "A's try ends")), null, "A holds nothing");
       assert.equal(holderPid(world, paths.file), 302, "B's lock file is in place");
-      const afterOps = ops.slice(before);
-      assert.deepEqual(afterOps.filter((op) => op.startsWith("mkdir")), [], "no mkdir");
-      assert.deepEqual(afterOps.filter((op) => op.includes("socketlock.key")), [], "no key reload");
+      assert.deepEqual(mkdirsAfter(ops, before), [], "no mkdir");
+      assert.deepEqual(
+        ops.slice(before).filter((op) => op.includes("socketlock.key")),
+        [],
+        "no key reload",
+      );
       assert.equal(world.files.get(`${DIR}/socketlock.key`)!.data, key, "the same key");
       await bGrant.release();
       assert.deepEqual(scriptedTemps(world.files), [], "no temp file left");
@@ -243,15 +264,11 @@ describe("socket kind: a creator whose temp file was swept before it was used", 
   interleaving(
     "with the lock free by then, it tries again with a fresh temp file and takes it",
     async () => {
-      const name = `retry-${randomHex(4)}`;
-      const world = createWorld();
-      const [a, b] = [world.process(311), ahead(world.process(312), 2 * TEMP_GRACE_MS)];
-      await a.runtime.mkdir(DIR, 0o700);
-      const paths = lockPaths(DIR, name, false);
-      const stalled = pauseAt(a, (op, path) => op === "link" && path === paths.file);
-      const ops = record(a);
-      const aTry = socketTarget(a.runtime, settings(name)).tryAcquire();
-      await within(stalled.arrived, "A wrote its temp file and is about to link it");
+      const { name, world, b, paths, stalled, ops, aTry } = await stalledCreator(
+        "retry",
+        [311, 312],
+        (op, path, paths) => op === "link" && path === paths.file,
+      );
       const bGrant = settle(await socketTarget(b.runtime, settings(name)).tryAcquire())!;
       assert.ok(bGrant);
       await bGrant.release();
@@ -263,8 +280,7 @@ describe("socket kind: a creator whose temp file was swept before it was used", 
       assert.equal(parseLockFile(text)?.pid, 311, "a complete lock file of A's");
       assert.equal(parseLockFile(text)?.token, aGrant.token);
       assert.ok(aGrant.token > bGrant.token, `${aGrant.token} > ${bGrant.token}`);
-      const afterOps = ops.slice(before);
-      assert.deepEqual(afterOps.filter((op) => op.startsWith("mkdir")), [], "no mkdir");
+      assert.deepEqual(mkdirsAfter(ops, before), [], "no mkdir");
       assert.equal(
         ops.filter((op) => op === `link ${paths.file}`).length,
         2,
@@ -278,27 +294,25 @@ describe("socket kind: a creator whose temp file was swept before it was used", 
   interleaving(
     "its token rewrite's temp file swept before the rename: it withdraws its file and tries again",
     async () => {
-      const name = `rewrite-${randomHex(4)}`;
-      const world = createWorld();
-      const [a, b] = [world.process(321), ahead(world.process(322), 2 * TEMP_GRACE_MS)];
-      await a.runtime.mkdir(DIR, 0o700);
-      const paths = lockPaths(DIR, name, false);
       // `.last` holds a token from a clock an hour ahead: A's must be rewritten.
       const future = Date.now() * 1000 + 3_600_000_000;
-      const lastText = formatLockFile({
-        pid: 999_999,
-        port: 1,
-        acquiredAt: Date.now(),
-        host: "scripted-host",
-        name,
-        id: randomHex(16),
-        token: future,
-      }, false);
-      world.files.set(paths.last, { kind: "file", data: lastText, mode: 0o600, mtimeMs: 0 });
-      const stalled = pauseAt(a, (op, path) => op === "rename" && path.endsWith(".re.tmp"));
-      const ops = record(a);
-      const aTry = socketTarget(a.runtime, settings(name)).tryAcquire();
-      await within(stalled.arrived, "A linked its file and is about to rename its rewrite");
+      const { name, world, a, b, paths, stalled, ops, aTry } = await stalledCreator(
+        "rewrite",
+        [321, 322],
+        (op, path) => op === "rename" && path.endsWith(".re.tmp"),
+        (world, paths, name) => {
+          const lastText = formatLockFile({
+            pid: 999_999,
+            port: 1,
+            acquiredAt: Date.now(),
+            host: "scripted-host",
+            name,
+            id: randomHex(16),
+            token: future,
+          }, false);
+          world.files.set(paths.last, { kind: "file", data: lastText, mode: 0o600, mtimeMs: 0 });
+        },
+      );
       // B sweeps the rewrite's temp file on its first try, and finds A live.
       const during = settle(await socketTarget(b.runtime, settings(name)).tryAcquire());
       assert.equal(during, null, "B finds the lock held");
@@ -310,8 +324,7 @@ describe("socket kind: a creator whose temp file was swept before it was used", 
       assert.ok(aGrant.token > future, `${aGrant.token} > ${future}`);
       assert.equal(parseLockFile(world.files.get(paths.file)!.data)?.token, aGrant.token);
       assert.ok((await lastToken(a.runtime, paths)) < aGrant.token);
-      const afterOps = ops.slice(before);
-      assert.deepEqual(afterOps.filter((op) => op.startsWith("mkdir")), [], "no mkdir");
+      assert.deepEqual(mkdirsAfter(ops, before), [], "no mkdir");
       assert.equal(settle(await socketTarget(b.runtime, settings(name)).tryAcquire()), null);
       await aGrant.release();
       assert.deepEqual(scriptedTemps(world.files), [], "no temp file left");
