@@ -270,3 +270,42 @@ describeRedis("a wait given up with its Redis try in flight", () => {
     }
   });
 });
+
+describeRedis("a queue with more dead waiters than one call drops", () => {
+  test("a newcomer never overtakes the live waiter behind 200 dead ones, and that waiter gets the lock", async () => {
+    const server = await startRedisServer();
+    const clients = [0, 1, 2].map(() => new Redis({ port: server.port, host: "127.0.0.1" }));
+    const [holderClient, waiterClient, newcomerClient] = clients;
+    try {
+      const name = unique("dead-ahead");
+      const key = `socketlock:${name}`;
+      const held = await lock(name, { redis: holderClient, ttl: 5_000 });
+      const waiting = lock(name, { redis: waiterClient, ttl: 5_000, timeout: 10_000 });
+      for (let i = 0; i < 200 && (await holderClient.zcard(`${key}:queue`)) === 0; i++) {
+        await sleep(10);
+      }
+      // 200 waiters that died long ago, queued ahead of the live one: more
+      // than the release and the newcomer's try drop (64 each).
+      const nowMs = Date.now();
+      for (let i = 0; i < 200; i++) {
+        await holderClient.zadd(`${key}:queue`, i + 1, `dead-${i}`);
+        await holderClient.hset(
+          `${key}:waiters`,
+          `dead-${i}`,
+          `${nowMs - 10_000} 5000 2000 00aa {"owner":"dead-${i}"`,
+        );
+      }
+      await held.release();
+      assert.equal(
+        await tryLock(name, { redis: newcomerClient, ttl: 5_000 }),
+        null,
+        "a newcomer right after the release",
+      );
+      const got = await within(waiting, 5_000, "the live waiter's grant");
+      await got.release();
+    } finally {
+      for (const c of clients) c.disconnect();
+      await server.stop();
+    }
+  });
+});

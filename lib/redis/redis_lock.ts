@@ -195,7 +195,8 @@ export class RedisLock implements AsyncDisposable {
    * `staleMs` — judged atomically in Redis by the server's clock. A holder
    * that is still renewing is never robbed: the lock must also have gone
    * unrenewed for longer than the holder's own lease (two thirds of its
-   * ttl), after which the holder has already seen its `signal` abort.
+   * ttl), after which the holder has already seen its `signal` abort —
+   * as long as nothing else shortens the key's expiry (see the README).
    * Values written by other tools are never deleted.
    *
    * @param staleMs How long without renewal makes a lock stale, in ms.

@@ -133,12 +133,14 @@ local function dequeue(owner)
 end
 
 -- The first waiter whose place is live (dead ones are dropped), and its
--- place. Bounded: more dead waiters than that are dropped by later calls.
+-- place; nil if none is queued. Bounded: past 64 dead waiters it answers
+-- false (not known yet), and later calls drop the rest, for a live waiter
+-- may wait behind them and must not be overtaken.
 local function firstLive(nowMs)
   if redis.call('EXISTS', KEYS[3]) == 0 then return nil end
   for _ = 1, 64 do
     local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head then break end
+    if not head then return nil end
     local place = redis.call('HGET', KEYS[4], head)
     local liveUntil, ttl, claim, client, value
     if place then
@@ -147,7 +149,8 @@ local function firstLive(nowMs)
     if liveUntil and tonumber(liveUntil) >= nowMs then return head, ttl, claim, client, value end
     dequeue(head)
   end
-  return nil
+  if redis.call('EXISTS', KEYS[3]) == 0 then return nil end
+  return false
 end
 
 -- Gives the free lock KEYS[1] to a waiter for its claim time, and tells
@@ -170,9 +173,11 @@ local function passOn(nowMs, nowUs)
   local head, ttl, claim, client, value = firstLive(nowMs)
   if head then
     grant(head, ttl, claim, client, value, nowMs, nowUs)
-  else
+  elseif head == nil then
     redis.call('PUBLISH', channel, 'released')
   end
+  -- false: waiters' own refreshes (every 100 ms) drop the dead rest, and
+  -- the first live one then takes the lock.
 end
 `;
 
@@ -230,7 +235,10 @@ end
 ` + QUEUE + `
 if not current then
   local head, ttl, claim, client, value = firstLive(nowMs)
-  if head and head ~= ARGV[1] then
+  if head == false then
+    -- Dead waiters still to drop, and maybe a live one behind them: this
+    -- caller does not take the lock ahead of it (it queues, if it waits).
+  elseif head and head ~= ARGV[1] then
     grant(head, ttl, claim, client, value, nowMs, nowUs)
     current = redis.call('GET', KEYS[1])
   else
@@ -395,7 +403,10 @@ return {value, redis.call('PTTL', KEYS[1]), t[1] * 1000 + math.floor(t[2] / 1000
  * which the holder may rely on the lock — and passes it on to the waiters.
  * A holder that is still renewing is therefore never robbed, and one that
  * stopped has already seen its lease end by its own clock. Values socketlock
- * did not write, or whose expiry someone else changed, are never judged.
+ * did not write, and keys someone else made persistent, are never judged.
+ * The time since the last renewal is read as `ttl − PTTL`: a key whose
+ * expiry someone else shortened (an EXPIRE by hand, or AppLocker's own
+ * heartbeat on a key shared with it) looks idle for longer than it is.
  * KEYS: lock, counter, queue, places. ARGV: staleMs.
  * Returns `{1, idle}` released, `{0, idle}` live, `{-1}` not judged, `{}` free.
  */
