@@ -283,10 +283,14 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       if (last >= record.token!) {
         record.token = last + 1;
         const grown = formatLockFile(record, s.compat);
-        // Its temp file swept while we stalled: withdrawn as if never
-        // created, and the caller tries afresh.
-        if (!(await rewriteLockFile(runtime, paths, grown, id))) {
-          await withdrawFile(text);
+        // A rename replaces whatever file is in place: ours only while no
+        // breaker can act (a maxAge break, had we stalled) and the file is
+        // still ours. Its temp file swept while we stalled, or the file no
+        // longer ours: withdrawn (if ours) as if never created, and the
+        // caller tries afresh.
+        const rewritten = await whileOurs(text, () => rewriteLockFile(runtime, paths, grown, id));
+        if (rewritten !== true) {
+          if (rewritten === false) await withdrawFile(text);
           await served.stop();
           return null;
         }
@@ -302,12 +306,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     return {
       token: record.token!,
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
+      // Answering stops only once the file is retired: a release that
+      // failed (and may be retried) still holds the lock, and contenders
+      // must not take a silent holder for a dead one meanwhile.
       async release() {
-        try {
-          await releaseFile(text, heldSince, record.acquiredAt);
-        } finally {
-          await served.stop();
-        }
+        await releaseFile(text, heldSince, record.acquiredAt);
+        await served.stop();
       },
     };
   }
@@ -335,10 +339,28 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     }
   }
 
-  async function withdrawFile(text: string): Promise<void> {
-    if ((await readIfExists(runtime, paths.file)) === text) {
-      await removeIfExists(runtime, paths.file);
+  /**
+   * Runs `act` under the breaker lock if the lock file still holds `text`:
+   * no breaker is between its re-read and its removal then (a maxAge break
+   * of ours, had we stalled that long), and no newcomer can create a file
+   * while ours is in place. Resolves with what `act` did, or undefined if
+   * the file is not ours or the breaker lock stayed taken.
+   */
+  async function whileOurs<T>(text: string, act: () => Promise<T>): Promise<T | undefined> {
+    const key = await breaker().catch(() => null);
+    const unlock = key === null ? null : await holdBreakerLock(runtime, key);
+    if (key !== null && !unlock) return undefined;
+    try {
+      return (await readIfExists(runtime, paths.file)) === text ? await act() : undefined;
+    } finally {
+      await unlock?.();
     }
+  }
+
+  // A file we created but cannot keep. Left in place if the breaker lock
+  // stays taken: we stop answering, and the next contender breaks it.
+  async function withdrawFile(text: string): Promise<void> {
+    await whileOurs(text, () => removeIfExists(runtime, paths.file));
   }
 
   // Only our own file is taken away: if it was broken (maxAge) and someone
