@@ -5,7 +5,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { errorCode, type Runtime, runtime } from "../lib/runtime/mod.ts";
-import { LINGER_MS, serveHolder } from "../lib/socket/holder_server.ts";
+import { LINGER_MS, MAX_UNANSWERED, serveHolder } from "../lib/socket/holder_server.ts";
+import * as net from "node:net";
 import { randomHex } from "../lib/socket/handshake.ts";
 import { eventually } from "./_waiting.ts";
 
@@ -92,5 +93,46 @@ describe(`holder listener (${runtime.name})`, () => {
     }
     assert.equal(timers, 1);
     assert.ok(await closesWithin(port, LINGER_MS * 3), "closed after the last release");
+  });
+
+  test("peers sending half a request hold at most MAX_UNANSWERED connections; the holder goes on answering", async () => {
+    const rt = isolatedRuntime();
+    const served = await serveHolder(rt, entry(), false);
+    const half: net.Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_UNANSWERED + 8; i++) {
+        const socket = net.connect(served.port, "127.0.0.1");
+        socket.on("error", () => {});
+        await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+        socket.write("SOCKETLOCK_HMAC1 "); // and never the rest
+        half.push(socket);
+      }
+      // Those over the limit are closed at once.
+      const closed = () => half.filter((socket) => socket.closed || socket.readyState === "closed");
+      assert.ok(await eventually(() => closed().length >= 8, 5_000), `${closed().length} closed`);
+      assert.ok(closed().length <= 8 + 1, `${closed().length} closed`);
+      for (const socket of half) socket.destroy();
+      // Once they are gone, a contender is answered again.
+      assert.ok(
+        await eventually(async () => {
+          const conn = await rt.connect(
+            { transport: "tcp", hostname: "127.0.0.1", port: served.port },
+            2_000,
+          );
+          const reply = new Promise<string>((resolve) => {
+            conn.onData((chunk) => resolve(new TextDecoder().decode(chunk)));
+            conn.onClose(() => resolve(""));
+          });
+          conn.write(new TextEncoder().encode("SOCKETLOCK_CHECK"));
+          const text = await reply;
+          conn.abort();
+          return text.startsWith("SOCKETLOCK_ACTIVE:");
+        }, 5_000),
+        "answered once the half requests are gone",
+      );
+    } finally {
+      for (const socket of half) socket.destroy();
+      await served.stop();
+    }
   });
 });

@@ -39,6 +39,14 @@ export const LINGER_MS = 2_000;
  * descriptors. Keyed waiters need the lock id, which only the user can read.
  */
 export const MAX_WAITERS = 256;
+/**
+ * How many connections may be open at once without having finished their
+ * request; more are closed at once, so peers sending half a request (each
+ * kept up to {@link IDLE_MS}) cannot use up the holder's file descriptors,
+ * which its own release needs. A contender closed so finds the holder
+ * silent, and a silent holder whose pid lives is busy, never broken.
+ */
+export const MAX_UNANSWERED = 128;
 
 /** One held lock, as its holder answers for it. */
 export interface HolderEntry {
@@ -114,22 +122,31 @@ function keep(served: Served, conn: Connection): void {
 
 async function openServer(runtime: Runtime): Promise<Server> {
   const served = new Map<string, Served>();
+  let unanswered = 0;
   const server: Server = { listener: undefined!, served };
   server.listener = await runtime.listen(
     { transport: "tcp", hostname: "127.0.0.1", port: 0 },
     (conn) => {
       conn.unref();
+      if (unanswered >= MAX_UNANSWERED) return conn.close();
+      unanswered++;
       let text = "";
       let done = false;
+      const finish = () => {
+        if (done) return false;
+        done = true;
+        unanswered--;
+        idle.clear();
+        return true;
+      };
       const idle: Timer = runtime.setTimer(() => conn.close(), IDLE_MS);
       idle.unref();
-      conn.onClose(() => idle.clear());
+      conn.onClose(finish);
       conn.onData((chunk) => {
         if (done) return;
         text += decoder.decode(chunk);
         if (parseRequest(text).type === "incomplete") return;
-        done = true;
-        idle.clear();
+        finish();
         answer(server, conn, text);
       });
     },
