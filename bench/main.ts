@@ -79,6 +79,16 @@ function fmt(us: number): string {
 
 const full = process.argv.includes("--full");
 const only = option("--only")?.split(",");
+// A mistyped case would otherwise measure nothing and pass.
+const unknown = only?.filter((name) => !CASES.some((c) => c.name === name)) ?? [];
+if (unknown.length > 0) {
+  console.error(
+    `Unknown case(s) for --only: ${unknown.join(", ")}. Cases: ${
+      CASES.map((c) => c.name).join(", ")
+    }.`,
+  );
+  process.exit(64);
+}
 const out = option("--out");
 const name = detectRuntimeName();
 const started = performance.now();

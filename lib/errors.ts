@@ -90,8 +90,10 @@ export class LockTimeoutError extends LockError {
    */
   constructor(name: string, timeout: number, holder: LockInfo | null) {
     super(
-      `Timed out after ${timeout} ms waiting for lock "${name}", held ${
-        describeHolder(holder)
+      `Timed out after ${timeout} ms waiting for lock "${name}", ${
+        holder
+          ? `held ${describeHolder(holder)}`
+          : "whose holder could not be identified (or whose server did not answer)"
       }. Raise the timeout, or find out why the holder keeps it with "socketlock status ${name}".`,
     );
     this.lockName = name;

@@ -90,6 +90,8 @@ describe("the wait loop bounds a try that does not come back", () => {
     const error = await acquire(request(scriptedTarget([never]), { timeout: 200 })).catch((e) => e);
     const took = performance.now() - started;
     assert.ok(error instanceof LockTimeoutError, String(error));
+    // No try came back: nobody is named as the holder.
+    assert.match(error.message, /whose holder could not be identified/);
     assert.ok(took >= 190 && took < 1_500, `took ${took} ms`);
   });
 

@@ -13,6 +13,7 @@ import type {
   SocketAddress,
   Timer,
 } from "./types.ts";
+import { isLoopback } from "./types.ts";
 import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
@@ -125,6 +126,9 @@ function toFileStat(s: Deno.FileInfo): FileStat {
 }
 
 function netFlags(address: SocketAddress): string {
+  // Loopback is where the local kinds talk, and they also bind abstract
+  // names (the breaker lock), which only a plain --allow-net permits.
+  if (address.transport === "tcp" && isLoopback(address.hostname)) return "--allow-net";
   if (address.transport === "tcp") return `--allow-net=${address.hostname}`;
   // Deno cannot scope --allow-net to an abstract name ("path must be absolute").
   if (address.path.startsWith("\0")) return "--allow-net";
