@@ -8,6 +8,7 @@ import type * as net from "node:net";
 import { Redis } from "ioredis";
 import { inspect, lock, LockAbortedError, LockError, Redlock, tryLock } from "../mod.ts";
 import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
+import { holderInfo } from "../lib/redis/key_layout.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
 import { type RelayProxy, relayProxy } from "./_relay_proxy.ts";
 import { sleep, within } from "./_server_helpers.ts";
@@ -307,5 +308,24 @@ describeRedis("a queue with more dead waiters than one call drops", () => {
       for (const c of clients) c.disconnect();
       await server.stop();
     }
+  });
+});
+
+describe("info() of a lock just handed over", () => {
+  test("renewedAt counts from the hand-off while the key lives its claim time, from the last renewal after", () => {
+    const now = 1_800_000_000_000;
+    const head = '{"owner":"o","pid":1,"host":"h","ttl":30000,"lease":20000';
+    // Handed over 21 ms ago: the key lives PX claim (2000) until its first renewal.
+    const claimed = holderInfo(
+      "x",
+      "k",
+      `${head},"claim":2000,"acquiredAt":${now},"token":7}`,
+      1979,
+      now,
+    );
+    assert.equal(claimed.renewedAt, now - 21);
+    // Renewed 1 s ago: the key lives PX ttl.
+    const renewed = holderInfo("x", "k", `${head},"acquiredAt":${now},"token":7}`, 29_000, now);
+    assert.equal(renewed.renewedAt, now - 1_000);
   });
 });

@@ -119,6 +119,8 @@ export class Heartbeat {
   #lastError: unknown = undefined;
   #nextBeat: Due = { at: 0, run: () => void this.#beat() };
   #deadlineTimer: Timer | null = null;
+  /** The lease behind the deadline: the grant's own until a renewal is confirmed. */
+  #runningLease: { ms: number; since: string };
 
   /**
    * Starts renewing.
@@ -130,6 +132,9 @@ export class Heartbeat {
     this.#interval = Math.max(1, options.ttl / 3);
     const firstLease = options.firstLease ?? options.lease;
     this.#deadline = options.sentAt + safeLeaseMs(firstLease);
+    this.#runningLease = options.firstLease === undefined
+      ? { ms: options.lease, since: "after the last one" }
+      : { ms: firstLease, since: "after the lock was handed over, before its first renewal" };
     // The first beat comes before the deadline; the deadline timer is armed
     // when a renewal is under way, so a quiet holder runs one timer.
     this.#scheduleBeat(options.sentAt + Math.min(this.#interval, firstLease / 2));
@@ -165,9 +170,8 @@ export class Heartbeat {
       this.#lose(
         cause === undefined
           ? `no renewal was confirmed before its lease ran out (${
-            Math.round(this.#options.lease)
-          } ms ` +
-            "after the last one; the process may have been paused or Redis is slow)"
+            Math.round(this.#runningLease.ms)
+          } ms ${this.#runningLease.since}; the process may have been paused or Redis is slow)`
           : `Redis could not be reached to renew it before its lease ran out (${describe(cause)})`,
         cause,
       );
@@ -250,6 +254,7 @@ export class Heartbeat {
     if (this.#stopped) return;
     this.#lastError = undefined;
     this.#deadline = Math.max(this.#deadline, sentAt + safeLeaseMs(this.#options.lease));
+    this.#runningLease = { ms: this.#options.lease, since: "after the last one" };
     this.#deadlineTimer?.clear();
     this.#deadlineTimer = null;
     this.#scheduleBeat(sentAt + this.#interval);

@@ -164,10 +164,13 @@ export function holderInfo(
     };
   }
   const ttl = numberOr(stored.ttl, 0);
-  // Every renewal resets the expiry to exactly ttl: it happened ttl - pttl ago.
+  // Every renewal resets the expiry to exactly ttl: it happened ttl - pttl
+  // ago. A lock just handed over lives its claim time instead until its
+  // first renewal: set claim - pttl ago, when it was handed over.
+  const lived = numberOr(stored.claim, ttl);
   const serverNow = replyNumber(now);
-  const renewedAt = Number.isFinite(serverNow) && expiresIn >= 0 && ttl > 0
-    ? serverNow - (ttl - expiresIn)
+  const renewedAt = Number.isFinite(serverNow) && expiresIn >= 0 && lived > 0
+    ? serverNow - (lived - expiresIn)
     : undefined;
   return {
     kind: "redis",
