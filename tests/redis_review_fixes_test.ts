@@ -6,7 +6,15 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type * as net from "node:net";
 import { Redis } from "ioredis";
-import { inspect, lock, LockAbortedError, LockError, Redlock, tryLock } from "../mod.ts";
+import {
+  inspect,
+  lock,
+  LockAbortedError,
+  LockBusyError,
+  LockError,
+  Redlock,
+  tryLock,
+} from "../mod.ts";
 import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
 import { holderInfo } from "../lib/redis/key_layout.ts";
 import { describeRedis, type RedisServer, startRedisServer } from "./_redis_server.ts";
@@ -301,6 +309,11 @@ describeRedis("a queue with more dead waiters than one call drops", () => {
         await tryLock(name, { redis: newcomerClient, ttl: 5_000 }),
         null,
         "a newcomer right after the release",
+      );
+      // Nobody holds it, so nobody is named: dead waiters may hide a live one.
+      await assert.rejects(
+        lock(name, { redis: newcomerClient, ttl: 5_000, timeout: 0 }),
+        (error) => error instanceof LockBusyError && error.holder === null,
       );
       const got = await within(waiting, 5_000, "the live waiter's grant");
       await got.release();

@@ -143,3 +143,36 @@ interleaving(
     await atMostOne([swept, bGrant, cGrant, aGrant], "none broken by maxAge");
   },
 );
+
+interleaving(
+  "a release that failed and is never retried stops answering after a second, so the lock is not stuck; a late retry leaves the newcomer's file alone",
+  async () => {
+    const name = `stuck-${randomHex(4)}`;
+    const world = createWorld();
+    const [h, b, c] = [601, 602, 603].map((pid) => world.process(pid));
+    await h.runtime.mkdir(DIR, 0o700);
+    const paths = lockPaths(DIR, name, false);
+    const grant = settle(await socketTarget(h.runtime, settings(name)).tryAcquire())!;
+    let failing = true;
+    h.hook = (op, path) => {
+      if (failing && op === "readFile" && path === paths.file) {
+        throw Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });
+      }
+    };
+    await assert.rejects(grant.release(), /EMFILE/);
+    failing = false;
+    assert.equal(settle(await socketTarget(b.runtime, settings(name)).tryAcquire()), null);
+    // No retry comes (withLock and `await using` make none): after the
+    // retry window the holder stops answering, and B breaks its file.
+    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    const bGrant = settle(
+      await within(socketTarget(b.runtime, settings(name)).tryAcquire(), "B's try"),
+    );
+    assert.ok(bGrant, "B took the lock of the holder that stopped answering");
+    // A retry that comes anyway must not retire B's file.
+    await grant.release();
+    assert.equal(holderPid(world, paths.file), 602, "B's file is in place");
+    const cGrant = settle(await socketTarget(c.runtime, settings(name)).tryAcquire());
+    await atMostOne([bGrant, cGrant], "B and C");
+  },
+);

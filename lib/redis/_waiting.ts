@@ -71,7 +71,7 @@ export class Waiting {
   confirmedAt = -Infinity;
   /** The token counter that try read: a grant with a larger token came after it. */
   confirmedCounter = Infinity;
-  #holder: LockInfo | (() => LockInfo) | null = null;
+  #holder: LockInfo | (() => LockInfo | null) | null = null;
   /** Set by the target when it tries again, cleared by cancelWake. */
   retrying = false;
   #confirmedLive = false;
@@ -129,7 +129,7 @@ export class Waiting {
     live: boolean,
     place: string,
     counter: number,
-    holder: () => LockInfo,
+    holder: () => LockInfo | null,
   ): void {
     this.confirmedAt = sentAt;
     this.#confirmedLive = live;

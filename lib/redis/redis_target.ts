@@ -380,7 +380,9 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       live,
       replyString(reply[3]) ?? "",
       replyNumber(reply[4]),
-      () => holderInfo(name, key, reply[1], reply[2]),
+      // No value: the lock is free, but dead waiters still to drop may hide
+      // a live one ahead of us (scripts.ts, firstLive): no holder to name.
+      () => reply[1] ? holderInfo(name, key, reply[1], reply[2]) : null,
     );
     // A grant heard while the try was under way.
     const heard = w.takeGrant();

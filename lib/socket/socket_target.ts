@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Connection, errorCode, type Runtime } from "../runtime/mod.ts";
+import { type Connection, errorCode, type Runtime, type Timer } from "../runtime/mod.ts";
 import { LockPermissionError } from "../errors.ts";
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
@@ -47,6 +47,9 @@ import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
 const MAX_ROUNDS = 4;
+
+/** How long a holder whose release failed goes on answering, for a retry, ms. */
+const RETRY_WINDOW_MS = 1_000;
 
 /**
  * Python socketlock's release closes its listener before it unlinks its
@@ -303,14 +306,26 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       await served.stop();
       throw error;
     }
+    let failedBefore = false;
+    let stopLater: Timer | null = null;
     return {
       token: record.token!,
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
-      // Answering stops only once the file is retired: a release that
-      // failed (and may be retried) still holds the lock, and contenders
-      // must not take a silent holder for a dead one meanwhile.
+      // A release that failed goes on answering for RETRY_WINDOW_MS, so
+      // that contenders do not break the file under a retry; then it stops
+      // (no retry may ever come: withLock and `await using` make none), and
+      // the next contender breaks the file. Every retry therefore works
+      // under the breaker lock: by then a breaker may have acted.
       async release() {
-        await releaseFile(text, heldSince, record.acquiredAt);
+        try {
+          await releaseFile(text, heldSince, record.acquiredAt, failedBefore);
+        } catch (error) {
+          failedBefore = true;
+          stopLater ??= runtime.setTimer(() => void served.stop(), RETRY_WINDOW_MS);
+          stopLater.unref();
+          throw error;
+        }
+        stopLater?.clear();
         await served.stop();
       },
     };
@@ -371,11 +386,16 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // newcomer's file. A shorter hold cannot have been broken so. Breakers
   // judge age by the wall clock (the file's acquiredAt), so a hold counts as
   // long by either clock: one stepped forward makes a young lock look old.
-  async function releaseFile(text: string, heldSince: number, acquiredAt: number): Promise<void> {
+  async function releaseFile(
+    text: string,
+    heldSince: number,
+    acquiredAt: number,
+    retry: boolean,
+  ): Promise<void> {
     const held = Math.max(runtime.monotonic() - heldSince, runtime.now() - acquiredAt);
     // Without the key (its file made unreadable), the release goes on
     // without the breaker lock, as one that short would.
-    const key = held >= MIN_MAX_AGE_MS / 2 ? await breaker().catch(() => null) : null;
+    const key = held >= MIN_MAX_AGE_MS / 2 || retry ? await breaker().catch(() => null) : null;
     const unlock = key === null ? null : await holdBreakerLock(runtime, key);
     // A breaker keeps it: it may have re-read our file as stale and be about
     // to remove whatever is there. Our file stays; once we stop answering,
