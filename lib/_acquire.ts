@@ -173,14 +173,16 @@ function raceTry(
     function onAbort() {
       settle(GAVE_UP);
     }
-    function settle(outcome: Attempt | typeof GAVE_UP) {
+    function cleanUp() {
       timer?.clear();
       signal?.removeEventListener("abort", onAbort);
+    }
+    function settle(outcome: Attempt | typeof GAVE_UP) {
+      cleanUp();
       resolve(outcome);
     }
     trying.then(settle, (error) => {
-      timer?.clear();
-      signal?.removeEventListener("abort", onAbort);
+      cleanUp();
       reject(error);
     });
   });

@@ -194,6 +194,17 @@ export class AcquireCall implements Op {
     return answer && "holder" in answer ? answer.holder : null;
   }
 
+  /**
+   * Gives the call up: withdraws the wait, and releases a grant that came
+   * before the withdrawal (one that crosses it is released by {@link cancel}).
+   */
+  abandon(): void {
+    this.final.then((answer) => {
+      if (answer.status === "granted") this.#host.release(answer.lease).catch(() => {});
+    }, () => {});
+    this.cancel();
+  }
+
   /** Withdraws the wait; a grant that crosses the cancel is released at once. */
   cancel(): void {
     if (this.#done || this.#cancelled) return;

@@ -70,14 +70,6 @@ function untilGivenUp(
   });
 }
 
-/** Withdraws a wait given up on; a grant already on its way is released. */
-function abandon(core: ClientCore, call: AcquireCall): void {
-  call.cancel();
-  call.final.then((answer) => {
-    if (answer.status === "granted") core.release(answer.lease).catch(() => {});
-  }, () => {});
-}
-
 /** Options of {@link LockClient}. */
 export interface LockClientOptions {
   /** The server's host. Default `127.0.0.1`. */
@@ -191,10 +183,10 @@ export class LockClient implements AsyncDisposable {
       case "timeout":
         throw new LockTimeoutError(name, timeout ?? 0, outcome.holder);
       case "expired":
-        abandon(core, call);
+        call.abandon();
         throw new LockTimeoutError(name, timeout ?? 0, call.holder);
       default: // aborted, or cancelled
-        if (outcome.status === "aborted") abandon(core, call);
+        if (outcome.status === "aborted") call.abandon();
         throw new LockAbortedError(name, signal?.reason);
     }
   }

@@ -81,10 +81,7 @@ export function serverTarget(
   // in first is released).
   function abandon(dropped: Call): void {
     if (call === dropped) call = null;
-    dropped.final.then((answer) => {
-      if (answer.status === "granted") core.release(answer.lease).catch(() => {});
-    }, () => {});
-    dropped.cancel();
+    dropped.abandon();
   }
 
   function waiting(current: Call): Attempt {

@@ -133,11 +133,10 @@ async function openServer(runtime: Runtime): Promise<Server> {
       let text = "";
       let done = false;
       const finish = () => {
-        if (done) return false;
+        if (done) return;
         done = true;
         unanswered--;
         idle.clear();
-        return true;
       };
       const idle: Timer = runtime.setTimer(() => conn.close(), IDLE_MS);
       idle.unref();

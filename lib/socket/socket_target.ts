@@ -355,14 +355,22 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   }
 
   /**
-   * Runs `act` under the breaker lock if the lock file still holds `text`:
-   * no breaker is between its re-read and its removal then (a maxAge break
-   * of ours, had we stalled that long), and no newcomer can create a file
-   * while ours is in place. Resolves with what `act` did, or undefined if
-   * the file is not ours or the breaker lock stayed taken.
+   * Runs `act` if the lock file still holds `text`, under the breaker lock
+   * when `guarded` (the default): no breaker is between its re-read and its
+   * removal then (a maxAge break of ours, had we stalled that long), and no
+   * newcomer can create a file while ours is in place. Without the key (its
+   * file made unreadable) it goes on unguarded. Resolves with what `act`
+   * did, or undefined if the file is not ours or the breaker lock stayed
+   * taken: a breaker may have re-read our file as stale and be about to
+   * remove whatever is there, so ours stays, and once we stop answering the
+   * next contender breaks it.
    */
-  async function whileOurs<T>(text: string, act: () => Promise<T>): Promise<T | undefined> {
-    const key = await breaker().catch(() => null);
+  async function whileOurs<T>(
+    text: string,
+    act: () => Promise<T>,
+    guarded = true,
+  ): Promise<T | undefined> {
+    const key = guarded ? await breaker().catch(() => null) : null;
     const unlock = key === null ? null : await holdBreakerLock(runtime, key);
     if (key !== null && !unlock) return undefined;
     try {
@@ -386,6 +394,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // newcomer's file. A shorter hold cannot have been broken so. Breakers
   // judge age by the wall clock (the file's acquiredAt), so a hold counts as
   // long by either clock: one stepped forward makes a young lock look old.
+  // A retry releases under it too: a breaker may have acted since the failure.
   async function releaseFile(
     text: string,
     heldSince: number,
@@ -393,21 +402,11 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     retry: boolean,
   ): Promise<void> {
     const held = Math.max(runtime.monotonic() - heldSince, runtime.now() - acquiredAt);
-    // Without the key (its file made unreadable), the release goes on
-    // without the breaker lock, as one that short would.
-    const key = held >= MIN_MAX_AGE_MS / 2 || retry ? await breaker().catch(() => null) : null;
-    const unlock = key === null ? null : await holdBreakerLock(runtime, key);
-    // A breaker keeps it: it may have re-read our file as stale and be about
-    // to remove whatever is there. Our file stays; once we stop answering,
-    // the next contender breaks it under the breaker lock.
-    if (key !== null && !unlock) return;
-    try {
-      if ((await readIfExists(runtime, paths.file)) === text) {
-        await retireLockFile(runtime, paths);
-      }
-    } finally {
-      await unlock?.();
-    }
+    await whileOurs(
+      text,
+      () => retireLockFile(runtime, paths),
+      held >= MIN_MAX_AGE_MS / 2 || retry,
+    );
   }
 
   function busy(record: LockRecord, verified: Verified | null): Attempt {
