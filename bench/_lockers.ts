@@ -13,6 +13,7 @@ import Redlock from "redlock";
 import { Mutex } from "redis-semaphore";
 import { lock, type LockOptions, tryLock } from "../mod.ts";
 import { KINDS } from "../lib/_kinds.ts";
+import { bareServerLocker } from "./_bare_server_client.ts";
 
 /** Something held. */
 export interface Held {
@@ -36,6 +37,7 @@ export type LockerKind =
   | "port"
   | "server"
   | "server-api"
+  | "server-bare"
   | "redis"
   | "proper-lockfile"
   | "redlock"
@@ -260,6 +262,9 @@ export async function makeLocker(kind: LockerKind, setup: LockerSetup): Promise<
     case "server-api":
       if (!setup.serverPort) throw new Error("no lock server port given");
       return serverApiLocker(setup.serverPort);
+    case "server-bare":
+      if (!setup.serverPort) throw new Error("no lock server port given");
+      return await bareServerLocker(setup.serverPort);
   }
   if (!setup.redis) throw new Error("no redis-server (run through bench/run.sh)");
   const client = redisClient(setup.redis);

@@ -3,7 +3,8 @@
 // acquire+release, contended detection, hand-off, and throughput with 10
 // clients each on its own name and 100 clients over 10 names — each client
 // a LockClient with its own connection, and again through lock(name,
-// { server }), whose calls in one process share one connection.
+// { server }), whose calls in one process share one connection; and, as
+// their floor, a bare protocol client (_bare_server_client.ts).
 
 import type { BenchCase } from "../_case.ts";
 import { startChild } from "../_children.ts";
@@ -25,6 +26,14 @@ const ROWS: [string, string][] = [
   [
     "server.throughput_shared_api",
     "throughput, 100 clients × 10 names, lock(name, { server }) (one connection per process)",
+  ],
+  [
+    "floor.server_own",
+    "server throughput, 10 clients each on its own name, bare protocol client (one connection per process)",
+  ],
+  [
+    "floor.server_shared",
+    "server throughput, 100 clients × 10 names, bare protocol client (one connection per process)",
   ],
 ];
 
@@ -51,5 +60,8 @@ export const server: BenchCase = {
     // one connection, so replies and requests travel in batches.
     await measureThroughput(ctx, "server-api", 10, 10, ROWS[5][0], ROWS[5][1], "server");
     await measureThroughput(ctx, "server-api", 100, 10, ROWS[6][0], ROWS[6][1], "server");
+    // What the server sustains for a client that does nothing else.
+    await measureThroughput(ctx, "server-bare", 10, 10, ROWS[7][0], ROWS[7][1], "floor");
+    await measureThroughput(ctx, "server-bare", 100, 10, ROWS[8][0], ROWS[8][1], "floor");
   },
 };
