@@ -42,7 +42,7 @@ import { loadSecret } from "./secret.ts";
 import { serveHolder, warmHolderServer } from "./holder_server.ts";
 import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
 import { breakerKey, breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
-import { MIN_MAX_AGE_MS, resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
+import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
@@ -272,7 +272,6 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       isolate: ISOLATE_ID,
     };
     let text = formatLockFile(record, s.compat);
-    const heldSince = runtime.monotonic();
     let linked = false;
     try {
       const { created, cleanup } = await createLockFile(runtime, paths, text, id);
@@ -306,7 +305,6 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       await served.stop();
       throw error;
     }
-    let failedBefore = false;
     let stopLater: Timer | null = null;
     return {
       token: record.token!,
@@ -314,13 +312,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       // A release that failed goes on answering for RETRY_WINDOW_MS, so
       // that contenders do not break the file under a retry; then it stops
       // (no retry may ever come: withLock and `await using` make none), and
-      // the next contender breaks the file. Every retry therefore works
-      // under the breaker lock: by then a breaker may have acted.
+      // the next contender breaks the file. Like every release, a retry
+      // works under the breaker lock.
       async release() {
         try {
-          await releaseFile(text, heldSince, record.acquiredAt, failedBefore);
+          await releaseFile(text);
         } catch (error) {
-          failedBefore = true;
           stopLater ??= runtime.setTimer(() => void served.stop(), RETRY_WINDOW_MS);
           stopLater.unref();
           throw error;
@@ -355,28 +352,24 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   }
 
   /**
-   * Runs `act` if the lock file still holds `text`, under the breaker lock
-   * when `guarded` (the default): no breaker is between its re-read and its
-   * removal then (a maxAge break of ours, had we stalled that long), and no
-   * newcomer can create a file while ours is in place. Without the key (its
-   * file made unreadable) it goes on unguarded. Resolves with what `act`
-   * did, or undefined if the file is not ours or the breaker lock stayed
-   * taken: a breaker may have re-read our file as stale and be about to
-   * remove whatever is there, so ours stays, and once we stop answering the
-   * next contender breaks it.
+   * Runs `act` if the lock file still holds `text`, under the breaker lock:
+   * no breaker is between its re-read and its removal then (a maxAge break
+   * of ours, had we stalled that long), and no newcomer can create a file
+   * while ours is in place. Resolves with what `act` did, or undefined if the
+   * file is not ours or the breaker lock stayed taken: a breaker may have
+   * re-read our file as stale and be about to remove whatever is there, so
+   * ours stays, and once we stop answering the next contender breaks it.
+   * Without the breaker lock's key (its file made unreadable) it throws and
+   * touches nothing: unguarded, a stall between the re-read and `act` could
+   * let us remove a newcomer's file.
    */
-  async function whileOurs<T>(
-    text: string,
-    act: () => Promise<T>,
-    guarded = true,
-  ): Promise<T | undefined> {
-    const key = guarded ? await breaker().catch(() => null) : null;
-    const unlock = key === null ? null : await holdBreakerLock(runtime, key);
-    if (key !== null && !unlock) return undefined;
+  async function whileOurs<T>(text: string, act: () => Promise<T>): Promise<T | undefined> {
+    const unlock = await holdBreakerLock(runtime, await breaker());
+    if (!unlock) return undefined;
     try {
       return (await readIfExists(runtime, paths.file)) === text ? await act() : undefined;
     } finally {
-      await unlock?.();
+      await unlock();
     }
   }
 
@@ -387,26 +380,14 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   }
 
   // Only our own file is taken away: if it was broken (maxAge) and someone
-  // else holds the name now, their file stays. A hold long enough for a
-  // maxAge breaker (of any process) to have broken it releases under the
-  // breaker lock: else a breaker could break it and a newcomer create its
-  // file between our read and our rename, and we would retire the
-  // newcomer's file. A shorter hold cannot have been broken so. Breakers
-  // judge age by the wall clock (the file's acquiredAt), so a hold counts as
-  // long by either clock: one stepped forward makes a young lock look old.
-  // A retry releases under it too: a breaker may have acted since the failure.
-  async function releaseFile(
-    text: string,
-    heldSince: number,
-    acquiredAt: number,
-    retry: boolean,
-  ): Promise<void> {
-    const held = Math.max(runtime.monotonic() - heldSince, runtime.now() - acquiredAt);
-    await whileOurs(
-      text,
-      () => retireLockFile(runtime, paths),
-      held >= MIN_MAX_AGE_MS / 2 || retry,
-    );
+  // else holds the name now, their file stays. Always under the breaker
+  // lock: a maxAge breaker (of any process) may break our file whenever it
+  // is old enough, and a stall of ours between the re-read and the rename
+  // can make any hold that old, so without it a breaker could break our
+  // file and a newcomer create its own between them, and we would retire
+  // the newcomer's file.
+  async function releaseFile(text: string): Promise<void> {
+    await whileOurs(text, () => retireLockFile(runtime, paths));
   }
 
   function busy(record: LockRecord, verified: Verified | null): Attempt {
