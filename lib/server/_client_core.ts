@@ -109,6 +109,11 @@ export class ClientCore implements KeeperHost, OpHost {
     return lease;
   }
 
+  /** Sends `op` again, as a new request (OpHost). */
+  resend(op: Op): void {
+    this.#dispatch(op);
+  }
+
   /** Forgets a finished request (OpHost). */
   settled(op: Op): void {
     this.#inflight.delete(op);

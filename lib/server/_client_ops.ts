@@ -30,6 +30,8 @@ export interface OpHost {
   granted(name: string, token: number, ttl: number, validUntil: number): ClientLease;
   /** Releases a lease. */
   release(lease: ClientLease): Promise<boolean>;
+  /** Sends a request in flight again (under a new tag). */
+  resend(op: Op): void;
   /** The request is done: forget it. */
   settled(op: Op): void;
 }
@@ -248,6 +250,14 @@ export class AcquireCall implements Op {
           // Withdrawn (or given up on) while the grant was on its way.
           host.release(lease).catch(() => {});
           this.#finish({ status: "cancelled", holder: null });
+        } else if (validUntil <= host.runtime.monotonic()) {
+          // The grant took longer to reach us than its lease lasts: by our
+          // clock it has ended, and the server may have granted the name
+          // again. It is given back, and asked for again within what is left
+          // of the wait (a link that is always that slow never grants).
+          host.release(lease).catch(() => {});
+          if (this.#start + this.#wait > host.runtime.monotonic()) host.resend(this);
+          else this.#finish({ status: this.#wait === 0 ? "busy" : "timeout", holder: null });
         } else {
           this.#finish({ status: "granted", lease });
         }
