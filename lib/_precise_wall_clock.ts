@@ -12,9 +12,18 @@
 /** A clock source: milliseconds, as `Date.now` or `performance.now` give them. */
 export type ClockSource = () => number;
 
-/** How long a calibration may wait for the millisecond to turn, in ms and in reads. */
+/**
+ * How long a calibration may wait for the millisecond to turn, in ms and in
+ * reads: a wall clock that does not turn within that (a stub) gives its best.
+ */
 const CALIBRATION_LIMIT_MS = 3;
-const CALIBRATION_LIMIT_READS = 100_000;
+const CALIBRATION_LIMIT_READS = 1_000_000;
+/**
+ * How long a calibration may go on waiting for a tick it sees closely, in
+ * ms: on a busy host the process loses the CPU across some ticks (a slice is
+ * ~4 ms), but within a slice it sees a tick every millisecond.
+ */
+const CALIBRATION_BUDGET_MS = 50;
 /** The most time between two reads around a tick for the tick to count, in ms. */
 const TICK_WINDOW_MS = 0.02;
 /**
@@ -27,8 +36,9 @@ const TOLERANCE_MS = 0.01;
  * A wall clock in epoch milliseconds with sub-millisecond resolution: the
  * monotonic clock plus a measured offset, kept within the millisecond that
  * `wall` shows. It is measured again when a reading leaves that millisecond
- * (the wall clock was stepped or slewed), which costs at most a millisecond
- * of waiting for the next tick.
+ * (the wall clock was stepped or slewed), which costs a millisecond of
+ * waiting for the next tick, up to 50 ms on a host too busy to let the
+ * process see one closely.
  *
  * @example A clock over the runtime's own sources
  * ```ts
@@ -44,35 +54,52 @@ const TOLERANCE_MS = 0.01;
 export function calibratedWallClock(wall: ClockSource, monotonic: ClockSource): () => number {
   let offset: number | null = null;
   const calibrate = (): number => {
-    let since = monotonic();
+    const start = monotonic();
+    let since = start;
     let shown = wall();
-    const limit = since + CALIBRATION_LIMIT_MS;
+    let limit = start + CALIBRATION_LIMIT_MS;
+    // Every estimate errs low, by up to the time around its tick: the
+    // largest is the best, if no tick is seen closely within the budget.
+    let best = -Infinity;
     for (let reads = 1;; reads++) {
       const before = monotonic();
       const now = wall();
       const mono = monotonic();
-      // The tick came after the previous wall read, itself after `since`,
-      // and before this one, itself before `mono`: the offset is known to
-      // within `mono - since`. Bounding it by a reading taken after the
-      // previous wall read would miss a pause just before that reading,
-      // and leave the offset short by the pause for as long as it is used.
-      // If the process lost the CPU in between, the next tick is waited for.
-      if (now !== shown && mono - since <= TICK_WINDOW_MS) return now - mono;
-      // A clock that does not turn within the limit (a stub) gives its best.
-      if (mono > limit || reads >= CALIBRATION_LIMIT_READS) return now - mono;
+      if (now !== shown) {
+        // The tick came after the previous wall read, itself after `since`,
+        // and before this one, itself before `mono`: the offset is known to
+        // within `mono - since`. Bounding it by a reading taken after the
+        // previous wall read would miss a pause just before that reading,
+        // and leave the offset short by the pause for as long as it is used.
+        if (mono - since <= TICK_WINDOW_MS) return now - mono;
+        // The process lost the CPU around the tick: the next one is waited for.
+        best = Math.max(best, now - mono);
+        limit = mono + CALIBRATION_LIMIT_MS;
+      }
+      // `before`, not `mono`: a pause after the wall read is no sign of a stub.
+      if (
+        before > limit || mono - start > CALIBRATION_BUDGET_MS || reads >= CALIBRATION_LIMIT_READS
+      ) {
+        return Math.max(best, now - mono);
+      }
       shown = now;
       since = before;
     }
   };
   return () => {
-    // The reading after a calibration is checked too; a third try is taken as it is.
+    // A reading after a calibration is checked too; one that strays after
+    // two gives the wall clock's millisecond. None is below that millisecond:
+    // that caps what an offset found on a host too busy to see a tick
+    // closely, or not yet measured again, can put a reading behind.
     for (let tries = 1;; tries++) {
       offset ??= calibrate();
       const before = wall();
       const reading = monotonic() + offset;
       // The real time of the reading lies in [before, after + 1).
-      const inside = reading >= before - TOLERANCE_MS && reading < wall() + 1 + TOLERANCE_MS;
-      if (inside || tries >= 3) return reading;
+      if (reading >= before - TOLERANCE_MS && reading < wall() + 1 + TOLERANCE_MS) {
+        return Math.max(reading, before);
+      }
+      if (tries >= 3) return before;
       offset = null;
     }
   };

@@ -8,7 +8,9 @@
 import { runtime } from "../runtime/mod.ts";
 import type { HeldLock } from "../types.ts";
 import { acquire } from "../_acquire.ts";
-import { checkNumberOption, checkTimeout } from "../_backoff.ts";
+import { checkNumberOption, checkSignal, checkTimeout } from "../_backoff.ts";
+import { timerAt } from "../_timer_at.ts";
+import { LockAbortedError, LockTimeoutError } from "../errors.ts";
 import type { LockTarget } from "../_kind.ts";
 import { type HeldSlot, releaseFrom } from "../_held_slot.ts";
 import { portTarget } from "./port_target.ts";
@@ -83,7 +85,8 @@ export class PortLock implements AsyncDisposable {
   /**
    * Tries once to take the lock; never waits.
    *
-   * @returns true if this object now holds the lock (also if it already did).
+   * @returns true if this object now holds the lock (also if it already did);
+   *   false if it is held elsewhere, or an acquire() of this object is still waiting.
    */
   async tryAcquire(): Promise<boolean> {
     return (await this.#acquire(false)) !== null;
@@ -92,7 +95,9 @@ export class PortLock implements AsyncDisposable {
   /**
    * Takes the lock, retrying until `timeout` ms pass. A waiter wakes as soon
    * as a holder of this library lets go; Python holders are polled every
-   * `sleepTime` ms at most. Does nothing if this object already holds it.
+   * `sleepTime` ms at most. Does nothing if this object already holds it;
+   * a call while another is waiting shares that one's outcome, within its own
+   * timeout and signal.
    *
    * @param options `timeout` in ms (default: the constructor's), `signal` to cancel.
    * @throws {LockTimeoutError} If the lock stays held for `timeout` ms (k3portlock's `PortlockTimeout`).
@@ -117,13 +122,29 @@ export class PortLock implements AsyncDisposable {
     timeout?: number,
     signal?: AbortSignal,
   ): Promise<HeldLock | null> {
-    // A call while another is under way joins it: queued behind this
-    // object's own slot, it would wait for a release that never comes.
-    while (this.#pending) {
-      const held = await this.#pending.catch(() => null);
-      if (held) return held;
-    }
     if (this.#slot.held) return this.#slot.held;
+    // A call while another is under way joins it: queued behind this
+    // object's own slot, it would wait for a release that never comes. It
+    // keeps its own limits: a try never waits, and a wait ends at its own
+    // timeout or abort.
+    if (this.#pending) {
+      if (!wait) return null;
+      const limit = timeout ?? this.timeout;
+      checkTimeout(limit);
+      checkSignal(signal);
+      const started = runtime.monotonic();
+      const held = await joinUntil(this.#pending, started + limit, signal);
+      if (held && held !== GAVE_UP) return held;
+      if (signal?.aborted) throw new LockAbortedError(this.key, signal.reason);
+      if (held === GAVE_UP) throw new LockTimeoutError(this.key, limit, null);
+      // The other call failed: this one tries for what is left of its timeout.
+      const left = Math.max(0, started + limit - runtime.monotonic());
+      return this.#acquire(true, left, signal).catch((error) => {
+        throw error instanceof LockTimeoutError
+          ? new LockTimeoutError(this.key, limit, error.holder)
+          : error;
+      });
+    }
     const pending = this.#take(wait, timeout, signal);
     this.#pending = pending;
     try {
@@ -152,4 +173,30 @@ export class PortLock implements AsyncDisposable {
     this.#slot.held = result.held;
     return result.held;
   }
+}
+
+const GAVE_UP = Symbol("gave up");
+
+/** What `pending` gives (null if it fails), or GAVE_UP once `deadline` (monotonic ms) comes or `signal` aborts. */
+function joinUntil(
+  pending: Promise<HeldLock | null>,
+  deadline: number,
+  signal: AbortSignal | undefined,
+): Promise<HeldLock | null | typeof GAVE_UP> {
+  return new Promise((resolve) => {
+    const timer = deadline === Infinity
+      ? undefined
+      : timerAt(runtime, () => deadline, () => settle(GAVE_UP));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    function onAbort() {
+      settle(GAVE_UP);
+    }
+    function settle(outcome: HeldLock | null | typeof GAVE_UP) {
+      timer?.clear();
+      signal?.removeEventListener("abort", onAbort);
+      resolve(outcome);
+    }
+    pending.then(settle, () => settle(null));
+  });
 }
