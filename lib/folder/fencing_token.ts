@@ -65,10 +65,40 @@ export async function nextFencingToken(runtime: Runtime, folder: string): Promis
     if (errorCode(error) !== "ENOENT" && text === null) await refuseNonFile(runtime, path, error);
   }
   next = nextAfter(text) ?? exhausted(path, text!);
-  const temp = joinPath(folder, `.${TOKEN_FILE}.${crypto.randomUUID()}.tmp`);
-  await writeNewFile(runtime, temp, String(next).padStart(WIDTH, "0"), 0o600);
-  await runtime.rename(temp, path);
+  await replaceCounter(runtime, folder, path, String(next).padStart(WIDTH, "0"));
   return next;
+}
+
+/** How many times the counter's temp file is written, if swept before its rename. */
+const TEMP_TRIES = 3;
+
+// Replaces the counter with `digits` through a temp file and a rename. A
+// waiter sweeps a temp 5 s old as a crash's debris (bid.ts), so a holder
+// stalled that long between the two finds it gone: it still holds the lock
+// and no token was given out, so it writes the same value again.
+async function replaceCounter(
+  runtime: Runtime,
+  folder: string,
+  path: string,
+  digits: string,
+): Promise<void> {
+  for (let tries = 1;; tries++) {
+    const temp = joinPath(folder, `.${TOKEN_FILE}.${crypto.randomUUID()}.tmp`);
+    await writeNewFile(runtime, temp, digits, 0o600);
+    try {
+      return await runtime.rename(temp, path);
+    } catch (error) {
+      if (errorCode(error) !== "ENOENT") throw error;
+      if (tries >= TEMP_TRIES) {
+        throw new LockError(
+          `The fencing token counter's temp file in ${folder} was removed before it could be ` +
+            `renamed into place, ${TEMP_TRIES} times: this process stalled for over 5 s each ` +
+            `time, and waiters swept the file as a crash's leftover. Try again.`,
+          { cause: error },
+        );
+      }
+    }
+  }
 }
 
 // One above the counter `text` holds; 1 if it holds none; null if it holds
