@@ -116,6 +116,8 @@ export class Heartbeat {
   #deadline: number;
   #interval: number;
   #stopped = false;
+  // Off once a release is under way; the deadline still holds until it answers.
+  #renewing = true;
   #lastError: unknown = undefined;
   #nextBeat: Due = { at: 0, run: () => void this.#beat() };
   #deadlineTimer: Timer | null = null;
@@ -133,7 +135,7 @@ export class Heartbeat {
     const firstLease = options.firstLease ?? options.lease;
     this.#deadline = options.sentAt + safeLeaseMs(firstLease);
     this.#runningLease = options.firstLease === undefined
-      ? { ms: options.lease, since: "after the last one" }
+      ? { ms: options.lease, since: "after it was taken, before its first renewal" }
       : { ms: firstLease, since: "after the lock was handed over, before its first renewal" };
     // The first beat comes before the deadline; the deadline timer is armed
     // when a renewal is under way, so a quiet holder runs one timer.
@@ -155,7 +157,17 @@ export class Heartbeat {
     return this.#deadline;
   }
 
-  /** Stops renewing (the lock is being released). The signal is left as it is. */
+  /**
+   * Stops renewing but keeps the deadline: while a release is under way,
+   * the lease may still run out, and Redis give the key to another.
+   */
+  stopRenewing(): void {
+    this.#renewing = false;
+    scheduleOf(this.#options.runtime).delete(this.#nextBeat);
+    this.#watchDeadline();
+  }
+
+  /** Stops renewing and watching (the lock was released). The signal is left as it is. */
   stop(): void {
     this.#stopped = true;
     scheduleOf(this.#options.runtime).delete(this.#nextBeat);
@@ -167,7 +179,7 @@ export class Heartbeat {
     if (this.#stopped) return;
     if (this.#options.runtime.monotonic() >= this.#deadline) {
       const cause = this.#lastError;
-      this.#lose(
+      this.lose(
         cause === undefined
           ? `no renewal was confirmed before its lease ran out (${
             Math.round(this.#runningLease.ms)
@@ -178,7 +190,8 @@ export class Heartbeat {
     }
   }
 
-  #lose(why: string, cause?: unknown): void {
+  /** Aborts the signal now with a {@link LockLostError} saying `why`, and stops. */
+  lose(why: string, cause?: unknown): void {
     if (this.#stopped) return;
     this.stop();
     this.#control().abort(
@@ -196,8 +209,15 @@ export class Heartbeat {
       this.#controller = new AbortController();
       Object.setPrototypeOf(this.#controller.signal, guardedSignalProto);
       beats.set(this.#controller.signal, this);
+      if (!this.#renewing) this.#watchDeadline();
     }
     return this.#controller;
+  }
+
+  // A deadline timer only for a signal someone holds: a released lock's
+  // signal that nobody read is checked when first read.
+  #watchDeadline(): void {
+    if (!this.#stopped && this.#controller && !this.#deadlineTimer) this.#armDeadline();
   }
 
   #armDeadline(): void {
@@ -214,6 +234,7 @@ export class Heartbeat {
 
   #scheduleBeat(at: number): void {
     if (this.#stopped) return;
+    if (!this.#renewing) return this.#watchDeadline();
     // On the shared, unref'd schedule: a lock released before its first
     // renewal never sets a timer of its own.
     this.#nextBeat.at = at;
@@ -242,7 +263,7 @@ export class Heartbeat {
     }
     if (this.#stopped) return;
     if (outcome === "gone") {
-      this.#lose(
+      this.lose(
         "it was no longer held by this owner when the heartbeat came to renew it " +
           "(it expired, or was force-released as stale)",
       );
@@ -275,7 +296,7 @@ export interface HeartbeatGrantOptions extends Omit<HeartbeatOptions, "onLost"> 
  * A held lock kept alive by a {@link Heartbeat}: `lost` aborts on loss, and
  * what is left of a lost lock is deleted in the background (Redis may be
  * unreachable, and release() must not wait for it); release() stops the
- * heartbeat and deletes the lock once.
+ * renewals and deletes the lock, and if that fails aborts `lost` at once.
  */
 export function heartbeatGrant(options: HeartbeatGrantOptions): Grant {
   return new HeartbeatGrant(options);
@@ -289,6 +310,7 @@ class HeartbeatGrant implements Grant {
   #options: HeartbeatGrantOptions;
   #heartbeat: Heartbeat;
   #lost = false;
+  #releasing = false;
 
   constructor(options: HeartbeatGrantOptions) {
     this.token = options.token;
@@ -303,6 +325,8 @@ class HeartbeatGrant implements Grant {
       firstLease: options.firstLease,
       renew: options.renew,
       onLost: () => {
+        // A release under way answers for itself (and a failed one may be retried).
+        if (this.#releasing) return;
         this.#lost = true;
         options.release().catch(() => {});
       },
@@ -314,12 +338,27 @@ class HeartbeatGrant implements Grant {
     return this.#heartbeat.signal;
   }
 
-  release(): Promise<void> {
+  // HeldLock.release() calls this once, and again only after it failed.
+  async release(): Promise<void> {
+    // A lost lock's leftover is being deleted already (onLost).
+    if (this.#lost) return this.#heartbeat.stop();
+    this.#releasing = true;
+    this.#heartbeat.stopRenewing();
+    try {
+      await this.#options.release();
+    } catch (error) {
+      // The RELEASE may have run with its reply lost, or not, and nothing
+      // renews the lock now: whose it is can no longer be known.
+      this.#heartbeat.lose(
+        "its release() failed, so Redis may already have freed it for another caller " +
+          "(see the cause); call release() again to free it if it is still held",
+        error,
+      );
+      throw error;
+    } finally {
+      this.#releasing = false;
+    }
     this.#heartbeat.stop();
-    if (this.#lost) return Promise.resolve();
-    // HeldLock.release() calls this once, and again only after it failed
-    // (the heartbeat stays stopped).
-    return this.#options.release().then(() => {});
   }
 }
 

@@ -218,13 +218,21 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
   }
 
   // firstLease: a lock handed over lives its claim time until renewed.
+  // Called once the try or claim has ended its waiting.
   function grantFor(
     owner: string,
     token: number,
     acquiredAt: number,
     sentAt: number,
-    firstLease = lease,
+    firstLease?: number,
   ): Attempt {
+    // A reply that came after the lease it gives ran out (Redis or this
+    // process slow, or paused): Redis may have given the key to another
+    // meanwhile. Undone by owner; the caller tries again afresh if it waits.
+    if (runtime.monotonic() >= sentAt + safeLeaseMs(firstLease ?? lease)) {
+      void cancel(owner);
+      return { acquired: false, holder: null };
+    }
     const heldSince = runtime.monotonic();
     const grant = heartbeatGrant({
       runtime,
@@ -256,9 +264,10 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
   // Holds a lock a release handed over by pub/sub, for its claim time. Its
   // lease counts from the last try that found us queued; if that leaves
   // too little (a slow process, a long pause), the lock is renewed first.
+  // Null: queued again.
   async function claim(w: Waiting, heard: HeardGrant): Promise<Attempt | null> {
     let sentAt = w.confirmedAt;
-    let firstLease = claimLease;
+    let firstLease: number | undefined = claimLease;
     const now = runtime.monotonic();
     if (sentAt + safeLeaseMs(claimLease) - now < claimLease / 2) {
       let renewed: boolean;
@@ -276,7 +285,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
         return null;
       }
       sentAt = now;
-      firstLease = lease;
+      firstLease = undefined;
     }
     endWaiting(w, false);
     return grantFor(
