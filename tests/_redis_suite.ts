@@ -51,3 +51,24 @@ export function redisSuite(options: RedisOptions = {}, cleanup?: () => void): Re
   });
   return suite;
 }
+
+/** Stalls the event loop for `ms`, as a busy or paused process would. */
+function stall(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* busy */ }
+}
+
+/**
+ * Makes the subscriber connections `client` opens stall the process for
+ * `ms` as each grant is heard, before the lock code hears it.
+ */
+export function stallOnGrant(client: Redis, ms: number): void {
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = ((...args: Parameters<Redis["duplicate"]>) => {
+    const sub = duplicate(...args);
+    sub.on("message", (_channel: string, message: string) => {
+      if (message.startsWith("granted ")) stall(ms);
+    });
+    return sub;
+  }) as Redis["duplicate"];
+}

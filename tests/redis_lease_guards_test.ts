@@ -13,16 +13,11 @@ import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
 import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
 import { EXTEND } from "../lib/redis/scripts.ts";
 import { describeRedis } from "./_redis_server.ts";
-import { redisSuite } from "./_redis_suite.ts";
+import { redisSuite, stallOnGrant } from "./_redis_suite.ts";
 import { relayProxy } from "./_relay_proxy.ts";
 import { eventually } from "./_waiting.ts";
 
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
-// Stalls the event loop, as a busy or paused process would.
-function stall(ms: number): void {
-  const end = performance.now() + ms;
-  while (performance.now() < end) { /* busy */ }
-}
 
 /**
  * A byte proxy on loopback in front of `port`: once `delayMs` is set,
@@ -115,14 +110,7 @@ describeRedis("Redis kind: leases and tokens under late replies and lost counter
     // The waiter's subscriber connection stalls its process for 600 ms as
     // the grant arrives, before the lock code hears it: the hand-off's key
     // expires meanwhile.
-    const duplicate = waiterClient.duplicate.bind(waiterClient);
-    waiterClient.duplicate = ((...args: Parameters<Redis["duplicate"]>) => {
-      const sub = duplicate(...args);
-      sub.on("message", (_channel: string, message: string) => {
-        if (message.startsWith("granted ")) stall(600);
-      });
-      return sub;
-    }) as Redis["duplicate"];
+    stallOnGrant(waiterClient, 600);
     const next = lock(name, { redis: waiterClient, ttl: 300, timeout: 10_000 });
     assert.ok(
       await eventually(async () => (await suite.raw.zcard(`socketlock:${name}:queue`)) === 1),

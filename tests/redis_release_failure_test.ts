@@ -11,16 +11,11 @@ import type { Redis } from "ioredis";
 import { lock, LockError, LockLostError, RedisLock, tryLock } from "../mod.ts";
 import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
 import { describeRedis } from "./_redis_server.ts";
-import { redisSuite } from "./_redis_suite.ts";
+import { redisSuite, stallOnGrant } from "./_redis_suite.ts";
 import { sleep } from "./_server_helpers.ts";
 import { eventually } from "./_waiting.ts";
 
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
-// Stalls the event loop, as a busy or paused process would.
-function stall(ms: number): void {
-  const end = performance.now() + ms;
-  while (performance.now() < end) { /* busy */ }
-}
 
 // The scripts' commands, by shape: EVALSHA|EVAL, script, key count, keys, args.
 const isRelease = (args: readonly string[]) => args[2] === "4" && args.length === 9;
@@ -183,14 +178,7 @@ describeRedis("Redis kind: failed and slow releases, late grants", () => {
     const holder = await lock(name, { redis: suite.client(), ttl: 1_500 });
     const waiterClient = suite.client();
     // The waiter's process stalls for 600 ms as the grant arrives.
-    const duplicate = waiterClient.duplicate.bind(waiterClient);
-    waiterClient.duplicate = ((...args: Parameters<Redis["duplicate"]>) => {
-      const sub = duplicate(...args);
-      sub.on("message", (_channel: string, message: string) => {
-        if (message.startsWith("granted ")) stall(600);
-      });
-      return sub;
-    }) as Redis["duplicate"];
+    stallOnGrant(waiterClient, 600);
     // That renewal runs at once, but its reply takes 1.2 s (the lease: 988 ms).
     const redis = altered(waiterClient, isExtend, 1_200);
     const next = lock(name, { redis, ttl: 1_500, timeout: 10_000 });
