@@ -18,13 +18,8 @@ import {
 } from "node:fs";
 import { tryLock } from "../mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
-import {
-  formatLockFile,
-  lastToken,
-  lockPaths,
-  parseLockFile,
-  TEMP_GRACE_MS,
-} from "../lib/socket/lock_file.ts";
+import { formatLockFile, lastToken, lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
+import { TEMP_GRACE_MS } from "../lib/_old_temps.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
 import { createWorld, type SimulatedProcess } from "./_scripted_runtime.ts";
 import {

@@ -6,6 +6,7 @@
  */
 
 import { writeNewFile } from "../_write_new_file.ts";
+import { removeOldTemp } from "../_old_temps.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import { joinPath } from "../dirs.ts";
 
@@ -132,21 +133,10 @@ export async function readBids(
 }
 
 // A file on its way: `writeBid`'s temp name, or the fencing counter's
-// (`.token.<uuid>.tmp`, fencing_token.ts).
+// (`.token.<uuid>.tmp`, fencing_token.ts). A writer that crashed between
+// writing one and renaming it into place left it; nothing else would ever
+// remove it.
 const TEMP_FILE = /^\.(token\.)?[0-9a-f-]{36}\.tmp$/;
-/** How old a temp file must be to be left by a crash, not being written, ms. */
-const TEMP_GRACE_MS = 5_000;
-
-// A writer that crashed between writing a bid (or a counter) and renaming it
-// into place left its temp file; nothing else would ever remove it.
-async function removeOldTemp(runtime: Runtime, path: string): Promise<void> {
-  try {
-    const stat = await runtime.lstat(path);
-    if (stat.isFile && runtime.now() - stat.mtimeMs > TEMP_GRACE_MS) await runtime.remove(path);
-  } catch {
-    // Renamed or removed meanwhile, or not ours to remove: it costs nothing to leave.
-  }
-}
 
 /** Removes a bid file; a bid already gone is not an error. */
 export async function removeBid(runtime: Runtime, path: string): Promise<void> {

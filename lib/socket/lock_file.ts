@@ -13,6 +13,7 @@
  */
 
 import { writeNewFile } from "../_write_new_file.ts";
+import { removeOldTemp } from "../_old_temps.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import { joinPath } from "../dirs.ts";
 
@@ -318,18 +319,6 @@ export async function rewriteLockFile(
   }
 }
 
-/**
- * How old a temp file must be to be a crashed creator's, not one still
- * being written, ms: the folder kind's threshold for its own temp files.
- *
- * @example The threshold
- * ```ts
- * import { TEMP_GRACE_MS } from "./lock_file.ts";
- * console.log(TEMP_GRACE_MS); // 5000
- * ```
- */
-export const TEMP_GRACE_MS = 5_000;
-
 // The temp names of createLockFile (`<file>.<id>.tmp`) and rewriteLockFile
 // (`<file>.<id>.re.tmp`), for a lock file of any name: nothing else in a lock
 // directory is named so (lock files end in `.lock`, the key file is
@@ -353,7 +342,7 @@ async function tempSwept(runtime: Runtime, paths: LockPaths, error: unknown): Pr
  * Removes the temp files that creators killed between writing and removing
  * them left in lock directory `dir`: regular files named as
  * {@link createLockFile} and {@link rewriteLockFile} name them, older than
- * {@link TEMP_GRACE_MS}. Symlinks, directories and every other name are left
+ * `TEMP_GRACE_MS` (5 s). Symlinks, directories and every other name are left
  * alone; nothing is ever followed. Best effort: it never throws. Not for the
  * shared temp dir of compat mode, which holds other users' files.
  *
@@ -376,13 +365,7 @@ export async function sweepOldTemps(runtime: Runtime, dir: string): Promise<void
   }
   for (const name of names) {
     if (!TEMP_FILE.test(name)) continue;
-    const path = joinPath(dir, name);
-    try {
-      const stat = await runtime.lstat(path);
-      if (stat.isFile && runtime.now() - stat.mtimeMs > TEMP_GRACE_MS) await runtime.remove(path);
-    } catch {
-      // Linked, renamed or removed meanwhile: nothing left to sweep.
-    }
+    await removeOldTemp(runtime, joinPath(dir, name));
   }
 }
 
