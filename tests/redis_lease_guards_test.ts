@@ -7,7 +7,6 @@
 // has let go.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { Redis } from "ioredis";
 import { lock, tryLock } from "../mod.ts";
 import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
 import { forceReleaseIfStale } from "../lib/redis/redis_target.ts";
