@@ -7,6 +7,7 @@ import type { Runtime } from "./runtime/mod.ts";
 import type { HeldLock, LockInfo, LockKind, RetryOptions } from "./types.ts";
 import { backoff, checkRetryOptions, checkSignal, checkTimeout } from "./_backoff.ts";
 import { timerAt } from "./_timer_at.ts";
+import { GAVE_UP, raceUntil } from "./_race_until.ts";
 import { localHolder, releaseLocal, setLocalHolder, tryLocal, waitLocal } from "./_local_mutex.ts";
 import { LockAbortedError, LockTimeoutError } from "./errors.ts";
 
@@ -145,48 +146,11 @@ async function waitLocalSlot(
   }
 }
 
-const GAVE_UP = Symbol("gave up");
-
 /**
  * How long the last try, made once the deadline has come, may take before
  * the wait ends without it, ms.
  */
 const LAST_TRY_MS = 100;
-
-/**
- * The try, or GAVE_UP if `due` (monotonic ms) comes or the signal aborts
- * first: a server or Redis that stopped answering must not hold a wait past
- * its timeout, nor past an abort.
- */
-function raceTry(
-  runtime: Runtime,
-  trying: Promise<Attempt>,
-  due: number,
-  signal: AbortSignal | undefined,
-): Promise<Attempt | typeof GAVE_UP> {
-  if (due === Infinity && !signal) return trying;
-  return new Promise((resolve, reject) => {
-    const timer = due === Infinity ? undefined : timerAt(runtime, () => due, () => settle(GAVE_UP));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    // Aborted during the call that started the try: no event will come.
-    if (signal?.aborted) queueMicrotask(onAbort);
-    function onAbort() {
-      settle(GAVE_UP);
-    }
-    function cleanUp() {
-      timer?.clear();
-      signal?.removeEventListener("abort", onAbort);
-    }
-    function settle(outcome: Attempt | typeof GAVE_UP) {
-      cleanUp();
-      resolve(outcome);
-    }
-    trying.then(settle, (error) => {
-      cleanUp();
-      reject(error);
-    });
-  });
-}
 
 /**
  * Undoes a try the caller stopped waiting for, once it settles: resolves
@@ -239,7 +203,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         : willWait
         ? deadline
         : now + LAST_TRY_MS;
-      const attempt = await raceTry(runtime, trying, due, request.wait ? signal : undefined);
+      const attempt = await raceUntil(runtime, trying, due, request.wait ? signal : undefined);
       if (attempt === GAVE_UP) {
         abandoned = abandonTry(trying);
         if (signal?.aborted) throw new LockAbortedError(name, signal.reason);

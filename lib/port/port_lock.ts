@@ -9,7 +9,7 @@ import { runtime } from "../runtime/mod.ts";
 import type { HeldLock } from "../types.ts";
 import { acquire } from "../_acquire.ts";
 import { checkNumberOption, checkSignal, checkTimeout } from "../_backoff.ts";
-import { timerAt } from "../_timer_at.ts";
+import { GAVE_UP, raceUntil } from "../_race_until.ts";
 import { LockAbortedError, LockTimeoutError } from "../errors.ts";
 import type { LockTarget } from "../_kind.ts";
 import { type HeldSlot, releaseFrom } from "../_held_slot.ts";
@@ -133,7 +133,12 @@ export class PortLock implements AsyncDisposable {
       checkTimeout(limit);
       checkSignal(signal);
       const started = runtime.monotonic();
-      const held = await joinUntil(this.#pending, started + limit, signal);
+      const held = await raceUntil(
+        runtime,
+        this.#pending.catch(() => null),
+        started + limit,
+        signal,
+      );
       if (held && held !== GAVE_UP) return held;
       if (signal?.aborted) throw new LockAbortedError(this.key, signal.reason);
       if (held === GAVE_UP) throw new LockTimeoutError(this.key, limit, null);
@@ -173,30 +178,4 @@ export class PortLock implements AsyncDisposable {
     this.#slot.held = result.held;
     return result.held;
   }
-}
-
-const GAVE_UP = Symbol("gave up");
-
-/** What `pending` gives (null if it fails), or GAVE_UP once `deadline` (monotonic ms) comes or `signal` aborts. */
-function joinUntil(
-  pending: Promise<HeldLock | null>,
-  deadline: number,
-  signal: AbortSignal | undefined,
-): Promise<HeldLock | null | typeof GAVE_UP> {
-  return new Promise((resolve) => {
-    const timer = deadline === Infinity
-      ? undefined
-      : timerAt(runtime, () => deadline, () => settle(GAVE_UP));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (signal?.aborted) onAbort();
-    function onAbort() {
-      settle(GAVE_UP);
-    }
-    function settle(outcome: HeldLock | null | typeof GAVE_UP) {
-      timer?.clear();
-      signal?.removeEventListener("abort", onAbort);
-      resolve(outcome);
-    }
-    pending.then(settle, () => settle(null));
-  });
 }

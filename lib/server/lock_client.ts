@@ -7,9 +7,10 @@
  * @module
  */
 
-import { type Runtime, runtime as defaultRuntime, type Timer } from "../runtime/mod.ts";
+import { type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
 import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
 import { acquire as acquireLock } from "../_acquire.ts";
+import { GAVE_UP, raceUntil } from "../_race_until.ts";
 import { checkNumberOption } from "../_backoff.ts";
 import {
   LockAbortedError,
@@ -55,19 +56,12 @@ function untilGivenUp(
   signal: AbortSignal | undefined,
   timeout: number,
 ): Promise<Outcome> {
-  let onAbort = () => {};
-  let timer: Timer | undefined;
-  return new Promise<Outcome>((resolve, reject) => {
-    call.final.then(resolve, reject);
-    if (timeout > 0 && timeout < Infinity) {
-      timer = runtime.setTimer(() => resolve({ status: "expired" }), timeout + TIMEOUT_GRACE_MS);
-    }
-    onAbort = () => resolve({ status: "aborted" });
-    signal?.addEventListener("abort", onAbort, { once: true });
-  }).finally(() => {
-    timer?.clear();
-    signal?.removeEventListener("abort", onAbort);
-  });
+  const due = timeout > 0 && timeout < Infinity
+    ? runtime.monotonic() + timeout + TIMEOUT_GRACE_MS
+    : Infinity;
+  return raceUntil(runtime, call.final, due, signal).then((outcome) =>
+    outcome !== GAVE_UP ? outcome : { status: signal?.aborted ? "aborted" : "expired" }
+  );
 }
 
 /** Options of {@link LockClient}. */
