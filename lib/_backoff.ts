@@ -37,10 +37,10 @@ export function checkRetryOptions(options: RetryOptions | undefined): void {
   for (const [key, min, max] of RETRY_BOUNDS) {
     checkNumberOption(options[key], `retry.${key}`, min, max);
   }
-  if ((options.maxDelay ?? DEFAULT_RETRY.maxDelay) < (options.minDelay ?? DEFAULT_RETRY.minDelay)) {
+  const { minDelay = DEFAULT_RETRY.minDelay, maxDelay = DEFAULT_RETRY.maxDelay } = options;
+  if (maxDelay < minDelay) {
     throw new LockError(
-      `Option retry.maxDelay (${options.maxDelay ?? DEFAULT_RETRY.maxDelay}) must not be below ` +
-        `retry.minDelay (${options.minDelay ?? DEFAULT_RETRY.minDelay}).`,
+      `Option retry.maxDelay (${maxDelay}) must not be below retry.minDelay (${minDelay}).`,
     );
   }
 }

@@ -37,10 +37,8 @@ export function kindOf(options: LockOptions): LockKind {
   // A lock that looks shared across hosts must not quietly be a local one.
   if (options.kind && implied && options.kind !== implied) {
     throw new LockError(
-      `Option kind "${options.kind}" conflicts with option ${
-        implied === "redis" ? "redis" : "server"
-      }, ` +
-        `which is for the "${implied}" kind: drop one of them.`,
+      `Option kind "${options.kind}" conflicts with option ${implied}, which is for the ` +
+        `"${implied}" kind: drop one of them.`,
     );
   }
   return options.kind || implied || DEFAULT_KIND;
