@@ -4,9 +4,10 @@
 
 import { test } from "node:test";
 import type { Attempt, Grant } from "../lib/_kind.ts";
-import { parseLockFile } from "../lib/socket/lock_file.ts";
+import { type LockPaths, lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
 import type { SocketSettings } from "../lib/socket/socket_settings.ts";
-import { gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
+import { socketTarget } from "../lib/socket/socket_target.ts";
+import { createWorld, gate, type SimulatedProcess, type World } from "./_scripted_runtime.ts";
 
 /** The scripted world's lock directory. */
 export const DIR = "/locks";
@@ -79,3 +80,22 @@ export function holderPid(world: World, file: string): number | undefined {
   const entry = world.files.get(file);
   return entry ? parseLockFile(entry.data)?.pid : undefined;
 }
+
+/** A scripted world of processes `pids` in which the first holds `name`. */
+export async function heldByFirst(name: string, pids: number[]): Promise<{
+  world: World;
+  sims: SimulatedProcess[];
+  paths: LockPaths;
+  grant: Grant;
+}> {
+  const world = createWorld();
+  const sims = pids.map((pid) => world.process(pid));
+  await sims[0].runtime.mkdir(DIR, 0o700);
+  const paths = lockPaths(DIR, name, false);
+  const grant = settle(await socketTarget(sims[0].runtime, settings(name)).tryAcquire())!;
+  return { world, sims, paths, grant };
+}
+
+/** The error of a process out of file descriptors. */
+export const emfile = (): Error =>
+  Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });

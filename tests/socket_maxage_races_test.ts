@@ -13,6 +13,8 @@ import { socketTarget } from "../lib/socket/socket_target.ts";
 import { createWorld, type World } from "./_scripted_runtime.ts";
 import {
   DIR,
+  emfile,
+  heldByFirst,
   holderPid,
   interleaving,
   pauseAt,
@@ -51,15 +53,11 @@ interleaving(
   "a release that failed keeps answering, so its retry never retires a newcomer's file",
   async () => {
     const name = `retry-${randomHex(4)}`;
-    const world = createWorld();
-    const [h, b, c] = [301, 302, 303].map((pid) => world.process(pid));
-    await h.runtime.mkdir(DIR, 0o700);
-    const paths = lockPaths(DIR, name, false);
-    const grant = settle(await socketTarget(h.runtime, settings(name)).tryAcquire())!;
+    const { world, sims: [h, b, c], paths, grant } = await heldByFirst(name, [301, 302, 303]);
     // The first release cannot read its file (out of descriptors, say).
     h.hook = (op, path) => {
       if (op === "readFile" && path === paths.file) {
-        throw Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });
+        throw emfile();
       }
     };
     await assert.rejects(grant.release(), /EMFILE/);
@@ -148,15 +146,11 @@ interleaving(
   "a release that failed and is never retried stops answering after a second, so the lock is not stuck; a late retry leaves the newcomer's file alone",
   async () => {
     const name = `stuck-${randomHex(4)}`;
-    const world = createWorld();
-    const [h, b, c] = [601, 602, 603].map((pid) => world.process(pid));
-    await h.runtime.mkdir(DIR, 0o700);
-    const paths = lockPaths(DIR, name, false);
-    const grant = settle(await socketTarget(h.runtime, settings(name)).tryAcquire())!;
+    const { world, sims: [h, b, c], paths, grant } = await heldByFirst(name, [601, 602, 603]);
     let failing = true;
     h.hook = (op, path) => {
       if (failing && op === "readFile" && path === paths.file) {
-        throw Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });
+        throw emfile();
       }
     };
     await assert.rejects(grant.release(), /EMFILE/);

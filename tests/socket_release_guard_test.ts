@@ -7,11 +7,10 @@
 
 import assert from "node:assert/strict";
 import { randomHex } from "../lib/socket/handshake.ts";
-import { lockPaths } from "../lib/socket/lock_file.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
-import { createWorld } from "./_scripted_runtime.ts";
 import {
-  DIR,
+  emfile,
+  heldByFirst,
   holderPid,
   interleaving,
   pauseAt,
@@ -20,18 +19,12 @@ import {
   within,
 } from "./_socket_scenarios.ts";
 
-const emfile = () => Object.assign(new Error("EMFILE: too many open files"), { code: "EMFILE" });
-
 interleaving(
   "a short hold's release stalled before its rename keeps maxAge breakers out",
   async () => {
     const name = `relstall-${randomHex(4)}`;
-    const world = createWorld();
-    const sims = [701, 702, 703].map((pid) => world.process(pid));
+    const { world, sims, paths, grant } = await heldByFirst(name, [701, 702, 703]);
     const [h, b, c] = sims;
-    await h.runtime.mkdir(DIR, 0o700);
-    const paths = lockPaths(DIR, name, false);
-    const grant = settle(await socketTarget(h.runtime, settings(name)).tryAcquire())!;
     // A hold of a moment, paused after the re-read, just before the rename.
     const renaming = pauseAt(h, (op, path) => op === "rename" && path === paths.file);
     const releasing = grant.release();
@@ -53,11 +46,7 @@ interleaving(
 
 interleaving("a retried release that cannot read the breaker key touches nothing", async () => {
   const name = `keyless-${randomHex(4)}`;
-  const world = createWorld();
-  const [h, b, c] = [801, 802, 803].map((pid) => world.process(pid));
-  await h.runtime.mkdir(DIR, 0o700);
-  const paths = lockPaths(DIR, name, false);
-  const grant = settle(await socketTarget(h.runtime, settings(name)).tryAcquire())!;
+  const { world, sims: [h, b, c], paths, grant } = await heldByFirst(name, [801, 802, 803]);
   // The first release fails (out of descriptors at the re-read)...
   h.hook = (op, path) => {
     if (op === "readFile" && path === paths.file) throw emfile();
