@@ -148,8 +148,11 @@ export async function runTorture(run: TortureRun): Promise<TortureResult> {
 
   const restart = async () => {
     // Crash it while someone holds a lock of it, if anyone does within 2 s.
+    // "crash" first: workers see their connections close before we see the
+    // exit, and may report a loss before "restart" is recorded.
     const until = performance.now() + 2_000;
     while (sequencer.inside.size === 0 && performance.now() < until) await sleep(5);
+    sequencer.record({ type: "crash", at: performance.now() });
     await run.service!.crash();
     sequencer.record({ type: "restart", at: performance.now() });
     await run.service!.start();

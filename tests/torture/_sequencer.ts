@@ -16,7 +16,7 @@ export type WorkerMessage =
   | { t: "enter"; name: string; token: number }
   | { t: "write"; name: string; token: number }
   | { t: "exit"; name: string }
-  | { t: "lost"; name: string }
+  | { t: "lost"; name: string; why: string }
   | { t: "kept"; name: string }
   | { t: "error"; message: string };
 
@@ -84,8 +84,12 @@ export function startSequencer(config: unknown, checker: HistoryChecker): Promis
           ...record({ type: message.t, worker, name: message.name, token: message.token, at }),
           stop: stopping,
         };
-      case "exit":
       case "lost":
+        return {
+          ...record({ type: "lost", worker, name: message.name, why: message.why, at }),
+          stop: stopping,
+        };
+      case "exit":
       case "kept":
         return { ...record({ type: message.t, worker, name: message.name, at }), stop: stopping };
     }

@@ -10,7 +10,7 @@ type Step =
   | ["write", string, string, number]
   | ["exit" | "lost" | "kept", string, string]
   | ["kill" | "stop" | "cont", string]
-  | ["restart"];
+  | ["crash" | "restart"];
 
 function check(steps: [number, Step][], leaseFloorMs: number | null = null) {
   const checker = new HistoryChecker({ leaseFloorMs });
@@ -186,6 +186,25 @@ describe("history checker", () => {
     ], 1_000);
     assert.equal(summary.lostReported, 2);
     assert.equal(summary.unexpectedLosses, 1, "only the loss with no restart since its grant");
+  });
+
+  test("a loss reported while the service is being crashed is expected", () => {
+    // The worker saw its connection close and left before the harness saw
+    // the service exit and recorded the restart.
+    const { summary } = check([
+      ...section(0, "w1", 1),
+      [10, ["enter", "w1", "a", 2]],
+      [11, ["crash"]],
+      [12, ["exit", "w1", "a"]],
+      [13, ["lost", "w1", "a"]],
+      [14, ["restart"]],
+      ...section(20, "w1", 3),
+      ...section(30, "w1", 4),
+      [40, ["lost", "w1", "a"]],
+    ], 1_000);
+    assert.deepEqual(summary.violations, []);
+    assert.equal(summary.lostReported, 2);
+    assert.equal(summary.unexpectedLosses, 1, "only the loss of a section begun after the restart");
   });
 
   test("a loss without any fault is counted as unexpected", () => {

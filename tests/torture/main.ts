@@ -44,6 +44,7 @@ for (const kind of kinds) {
     results.push(result);
     console.log(describeResult(result));
     for (const violation of result.violations.slice(0, 20)) console.log(`  VIOLATION ${violation}`);
+    for (const why of result.unexpectedLossReasons.slice(0, 20)) console.log(`  LOST ${why}`);
     if (Object.keys(result.errors).length) console.log("  errors:", result.errors);
     failed ||= result.violations.length > 0 || !result.reachedTarget || result.unexpectedLosses > 0;
   } finally {

@@ -49,7 +49,11 @@ async function check(kind: Parameters<typeof planFor>[0], extra: {
   );
   assert.ok(result.sections >= SECTIONS);
   assert.ok(result.faults.kill > 0 && result.faults.stop > 0, `${kind}: no faults were injected`);
-  assert.equal(result.unexpectedLosses, 0, `${kind}: a lock was lost without a fault`);
+  assert.equal(
+    result.unexpectedLosses,
+    0,
+    `${kind}: a lock was lost without a fault: ${result.unexpectedLossReasons.join("; ")}`,
+  );
   return result;
 }
 
