@@ -203,16 +203,23 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         : willWait
         ? deadline
         : now + LAST_TRY_MS;
-      const attempt = await raceUntil(runtime, trying, due, request.wait ? signal : undefined);
+      let attempt = await raceUntil(runtime, trying, due, request.wait ? signal : undefined);
       if (attempt === GAVE_UP) {
         abandoned = abandonTry(trying);
         if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
         throw new LockTimeoutError(name, request.timeout!, holder);
       }
+      // Lost before it was handed out: a signal aborted already would never
+      // fire a listener the caller adds to it.
+      if (attempt.acquired && attempt.grant.lostAlready?.()) {
+        attempt.grant.release().catch(() => {});
+        attempt = { acquired: false, holder: null };
+      }
       if (attempt.acquired) {
         granted = true;
-        setLocalHolder(target.key, attempt.grant.info);
-        return { held: makeHeldLock(request, attempt.grant) };
+        const { grant } = attempt;
+        setLocalHolder(target.key, grant.info, () => grant.lost?.aborted === true);
+        return { held: makeHeldLock(request, grant) };
       }
       holder = attempt.holder;
       const left = deadline - runtime.monotonic();

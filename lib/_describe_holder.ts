@@ -14,7 +14,9 @@ export function describeHolder(holder: LockInfo | null, withToken = false): stri
   const parts = [holder.pid > 0 ? `by pid ${holder.pid}` : "by a holder of unknown pid"];
   if (holder.host) parts.push(`on host ${holder.host}`);
   if (holder.acquiredAt) {
-    parts.push(`since ${new Date(holder.acquiredAt).toISOString()}`);
+    // A time from another host's file or bid may be beyond Date's range.
+    const since = new Date(holder.acquiredAt);
+    parts.push(`since ${Number.isNaN(since.getTime()) ? holder.acquiredAt : since.toISOString()}`);
   }
   const token = withToken && holder.token !== undefined ? `, token ${holder.token}` : "";
   return `${parts.join(" ")} (kind: ${holder.kind}${token})`;

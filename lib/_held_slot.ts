@@ -13,6 +13,8 @@ export interface HeldSlot {
   held: HeldLock | null;
   /** True while an acquire() of the object is under way. */
   acquiring?: boolean;
+  /** The release under way: a second release() meanwhile waits for it. */
+  releasing?: Promise<void>;
 }
 
 /** How a lock object takes its lock. */
@@ -76,18 +78,23 @@ export async function takeInto(
 }
 
 /**
- * Releases what `slot` holds; nothing if it holds nothing. A release that
- * fails puts the lock back, so that release() can be tried again, unless
+ * Releases what `slot` holds; nothing if it holds nothing (a release under
+ * way is joined, not skipped: the lock is still held until it ends). A
+ * release that fails puts the lock back, so that release() can be tried again, unless
  * the object is taking a lock again meanwhile.
  */
 export async function releaseFrom(slot: HeldSlot): Promise<void> {
+  if (slot.releasing) return await slot.releasing;
   const held = slot.held;
   if (!held) return;
   slot.held = null;
+  const releasing = slot.releasing = held.release();
   try {
-    await held.release();
+    await releasing;
   } catch (error) {
     if (slot.held === null && !slot.acquiring) slot.held = held;
     throw error;
+  } finally {
+    if (slot.releasing === releasing) slot.releasing = undefined;
   }
 }

@@ -22,6 +22,12 @@ export interface Grant {
    * may make it in a getter.
    */
   readonly lost?: AbortSignal;
+  /**
+   * Whether the lock is lost already (without making `lost`): a grant lost
+   * before it is handed out (its connection closed meanwhile) is given back
+   * and counts as a failed try.
+   */
+  lostAlready?(): boolean;
 }
 
 /** The outcome of one try. */

@@ -10,6 +10,8 @@ interface Waiter {
 
 interface Slot {
   holder: LockInfo | null;
+  /** Whether the holder's lock was lost (then it is no holder to report). */
+  lost: (() => boolean) | null;
   queue: Waiter[];
 }
 
@@ -17,13 +19,14 @@ const slots = new Map<string, Slot>();
 
 /** The info of the in-process holder of `key`, if any. */
 export function localHolder(key: string): LockInfo | null | undefined {
-  return slots.get(key)?.holder;
+  const slot = slots.get(key);
+  return slot?.lost?.() ? null : slot?.holder;
 }
 
 /** Takes `key` at once if free; returns false if held in this process. */
 export function tryLocal(key: string): boolean {
   if (slots.has(key)) return false;
-  slots.set(key, { holder: null, queue: [] });
+  slots.set(key, { holder: null, lost: null, queue: [] });
   return true;
 }
 
@@ -57,10 +60,16 @@ export function waitLocal(
   });
 }
 
-/** Records who holds `key` (for busy errors raised within this process). */
-export function setLocalHolder(key: string, info: LockInfo): void {
+/**
+ * Records who holds `key` (for busy errors raised within this process, and
+ * inspect()), and how to tell that its lock was lost: another process may
+ * hold it then, though the slot stays taken until release().
+ */
+export function setLocalHolder(key: string, info: LockInfo, lost: () => boolean): void {
   const slot = slots.get(key);
-  if (slot) slot.holder = info;
+  if (!slot) return;
+  slot.holder = info;
+  slot.lost = lost;
 }
 
 /** Hands `key` to the next waiter, or frees it. */
@@ -69,6 +78,7 @@ export function releaseLocal(key: string): void {
   if (!slot) return;
   const next = slot.queue.shift();
   slot.holder = null;
+  slot.lost = null;
   if (next) next.grant();
   else slots.delete(key);
 }

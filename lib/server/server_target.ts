@@ -46,6 +46,10 @@ class ServerGrant implements Grant {
     return this.#keeper.signal;
   }
 
+  lostAlready(): boolean {
+    return !this.#lease.active;
+  }
+
   async release(): Promise<void> {
     await this.#core.release(this.#lease);
   }
