@@ -74,6 +74,12 @@ export class Waiting {
   #holder: LockInfo | (() => LockInfo | null) | null = null;
   /** Set by the target when it tries again, cleared by cancelWake. */
   retrying = false;
+  /**
+   * True after a try whose reply never came (a command timeout): Redis may
+   * still have queued this owner, or given it the lock. A confirmed try
+   * (or the lock taken) settles it; a waiter that gives up cancels.
+   */
+  unanswered = false;
   #confirmedLive = false;
   #grant: HeardGrant | null = null;
   /** When the lock, left free, becomes this waiter's to take (monotonic ms). */
@@ -132,6 +138,7 @@ export class Waiting {
     holder: () => LockInfo | null,
   ): void {
     this.confirmedAt = sentAt;
+    this.unanswered = false;
     this.#confirmedLive = live;
     this.place = place;
     this.confirmedCounter = counter;

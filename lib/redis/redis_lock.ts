@@ -27,7 +27,7 @@ export interface RedisLockOptions {
    * Backoff between tries while waiting. A waiter queues in Redis and is
    * handed the lock by the release, so tries mostly cost nothing: Redis is
    * asked at most every 100 ms (to keep the waiter's place), or when no
-   * pub/sub connection could be opened.
+   * pub/sub connection could be opened, or after a try that timed out.
    */
   retry?: RetryOptions;
 }

@@ -19,6 +19,7 @@ import {
   EXTEND,
   FORCE_RELEASE_IF_STALE,
   INSPECT,
+  isCommandTimeout,
   PASS_ON,
   RELEASE,
   runScript,
@@ -214,7 +215,30 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     if (waiting === w) waiting = null;
     w.end();
     // In the background: a waiter that gives up must not wait for Redis.
-    if (leaveQueue && w.place !== "") void cancel(w.owner);
+    if (leaveQueue && (w.place !== "" || w.unanswered)) void cancel(w.owner);
+  }
+
+  // The waiting loop calls tryAcquire again right after cancelWake when it
+  // goes on waiting; if it does not, the caller gave up (a timeout, an
+  // abort, or a tryLock that never waits): leave the queue.
+  function leaveUnlessRetried(w: Waiting): void {
+    w.retrying = false;
+    queueMicrotask(() => {
+      if (!w.retrying && waiting === w) endWaiting(w, true);
+    });
+  }
+
+  // A try of a wait whose reply did not come in time (the client's command
+  // timeout): not acquired yet. Redis may still run it, and queue w.owner or
+  // give it the lock: the wait goes on as that owner, so its next try takes
+  // such a lock up (ACQUIRE is idempotent per owner, token included), and a
+  // caller who gives up cancels by owner — after the late try, which went
+  // first on the same connection. No wake: the loop backs off meanwhile.
+  function unanswered(w: Waiting): Attempt {
+    waiting = w;
+    w.unconfirm();
+    w.unanswered = true;
+    return { acquired: false, holder: w.holder, cancelWake: () => leaveUnlessRetried(w) };
   }
 
   // firstLease: a lock handed over lives its claim time until renewed.
@@ -264,7 +288,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
   // Holds a lock a release handed over by pub/sub, for its claim time. Its
   // lease counts from the last try that found us queued; if that leaves
   // too little (a slow process, a long pause), the lock is renewed first.
-  // Null: queued again.
+  // Null: queued again; not acquired: that renewal timed out.
   async function claim(w: Waiting, heard: HeardGrant): Promise<Attempt | null> {
     let sentAt = w.confirmedAt;
     let firstLease: number | undefined = claimLease;
@@ -276,6 +300,8 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
           await runScript(adapter, EXTEND, [keys.lock], [w.owner, ttlArg]),
         ) === 1;
       } catch (error) {
+        // It may have run: the next try, as w.owner, finds out.
+        if (isCommandTimeout(error)) return unanswered(w);
         endWaiting(w, true);
         throw error;
       }
@@ -318,13 +344,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
       wakesItself: true,
       cancelWake: () => {
         wake.cancel();
-        w.retrying = false;
-        // The waiting loop calls tryAcquire again right after this when it
-        // goes on waiting; if it does not, the caller gave up (a timeout,
-        // an abort, or a tryLock that never waits): leave the queue.
-        queueMicrotask(() => {
-          if (!w.retrying && waiting === w) endWaiting(w, true);
-        });
+        leaveUnlessRetried(w);
       },
     } as unknown as Attempt;
   }
@@ -365,6 +385,10 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
     try {
       reply = await runScript(adapter, ACQUIRE, keyList, args) as unknown[];
     } catch (error) {
+      // A wait (w: this acquisition waited already) outlasts a timeout.
+      if ((willWait || w) && isCommandTimeout(error)) {
+        return unanswered(w ?? new Waiting(owner, runtime, refresh));
+      }
       // The script may have run before the connection failed (queued us,
       // or even took the lock): undo it in the background, by owner.
       if (w) endWaiting(w, false);

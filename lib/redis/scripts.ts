@@ -534,6 +534,21 @@ export function redisError(
   );
 }
 
+// How clients word a command that went unanswered in time: ioredis
+// "Command timed out", node-redis' TimeoutError, a socket's ETIMEDOUT.
+const TIMED_OUT = /timed? ?out/i;
+
+/**
+ * True if `error`, as {@link runScript} rejected, is the client giving up
+ * on an unanswered command (its command timeout): the script may still
+ * have run, or run later. A reply from Redis, even an error, is not.
+ */
+export function isCommandTimeout(error: unknown): boolean {
+  if (!(error instanceof LockError) || error instanceof LockProtocolError) return false;
+  const cause = error.cause;
+  return cause instanceof Error && TIMED_OUT.test(`${cause.name} ${cause.message}`);
+}
+
 function isNoScript(error: unknown): boolean {
   return /NOSCRIPT/.test(errorText(error));
 }
