@@ -121,8 +121,10 @@ export async function readBids(
     } catch (error) {
       // Withdrawn between listing and reading: not a bid any more.
       if (errorCode(error) === "ENOENT") continue;
-      // A directory or unreadable entry named *.json is not a bid.
-      if (errorCode(error) === "EISDIR" || errorCode(error) === "EACCES") {
+      // A directory, an unreadable entry or one too large (unread: over
+      // 64 KiB) named *.json is not a bid.
+      const code = errorCode(error);
+      if (code === "EISDIR" || code === "EACCES" || code === "EFBIG") {
         found.push({ id, path, bid: null });
         continue;
       }

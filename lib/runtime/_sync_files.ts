@@ -28,10 +28,22 @@ const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /**
+ * The largest file {@link readTextSync} reads without `untilEnd`. Every
+ * file it is for is under 1 KiB (a lock file, a bid, the key, a token file);
+ * this is far above them all, yet reading it costs microseconds. A file past
+ * it is not ours: another user can plant a sparse or growing one of any size
+ * at a path in the shared temp dir, and reading it whole would take our
+ * memory and time.
+ */
+const MAX_TEXT_BYTES = 64 * 1024;
+
+/**
  * Reads a whole file as UTF-8 (a FIFO reads as whatever is there, without
  * blocking). `untilEnd`: read on until a read returns nothing, as a /proc
  * table needs (its reads come short before the end); a regular file ends at
- * its first short read.
+ * its first short read. Throws `EFBIG` for a file over
+ * {@link MAX_TEXT_BYTES}, having read one buffer past it at most, unless
+ * `untilEnd` (only for the kernel's /proc tables, which no user can plant).
  */
 export function readTextSync(path: string, untilEnd = false): string {
   const fd = fs.openSync(path, READ_FLAGS);
@@ -41,10 +53,13 @@ export function readTextSync(path: string, untilEnd = false): string {
       return decoder.decode(scratch.subarray(0, n));
     }
     const parts = [scratch.slice(0, n)];
+    let size = n;
     while ((n = fs.readSync(fd, scratch, 0, scratch.length, null)) > 0) {
+      size += n;
+      if (size > MAX_TEXT_BYTES && !untilEnd) throw tooLarge(path);
       parts.push(scratch.slice(0, n));
     }
-    const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+    const whole = new Uint8Array(size);
     let at = 0;
     for (const part of parts) {
       whole.set(part, at);
@@ -54,6 +69,15 @@ export function readTextSync(path: string, untilEnd = false): string {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+function tooLarge(path: string): Error {
+  return Object.assign(
+    new Error(
+      `EFBIG: ${path} is over ${MAX_TEXT_BYTES} bytes, no small file as expected; not read`,
+    ),
+    { code: "EFBIG" },
+  );
 }
 
 /**

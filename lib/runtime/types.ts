@@ -154,7 +154,12 @@ export interface Runtime {
    * directory. Resolves with the text read.
    */
   updateFile(path: string, update: (text: string) => string | null): Promise<string>;
-  /** Reads a whole file as UTF-8. */
+  /**
+   * Reads a whole file as UTF-8. Throws `EFBIG` for a file over 64 KiB,
+   * having read no more of it: every file read so (lock files, bids, keys,
+   * /proc lines) is far smaller, and one planted in a shared directory could
+   * be any size.
+   */
   readFile(path: string): Promise<string>;
   /** Lists the entry names of a directory. */
   readDir(path: string): Promise<string[]>;

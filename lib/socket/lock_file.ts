@@ -189,8 +189,18 @@ export function parseLockFile(text: string): LockRecord | null {
   };
 }
 
+// What readIfExists gives for a file over the runtime's read bound (64 KiB,
+// far above any lock file): unread, it is garbage, broken like any file that
+// does not parse, and this stands for it in a breaker's byte-for-byte
+// re-read. Not JSON, so never a record, nor a prefix of one (a Python peer's
+// file mid-write), whose removal a match would allow.
+const OVERSIZE_TEXT = "\0over 64 KiB, unread\0";
+
 /**
- * Reads a file's text, or null if it does not exist.
+ * Reads a lock file's (or `.last`'s) text, or null if it does not exist. A
+ * file over 64 KiB, which no lock file is near (another user can plant one
+ * of any size in compat mode's shared temp dir), is not read: it reads as
+ * text that is no lock file.
  *
  * @example Read a lock file that may be absent
  * ```ts
@@ -207,7 +217,9 @@ export async function readIfExists(runtime: Runtime, path: string): Promise<stri
   try {
     return await runtime.readFile(path);
   } catch (error) {
-    if (errorCode(error) === "ENOENT") return null;
+    const code = errorCode(error);
+    if (code === "ENOENT") return null;
+    if (code === "EFBIG") return OVERSIZE_TEXT;
     throw error;
   }
 }

@@ -45,7 +45,7 @@ async function readKey(runtime: Runtime, path: string): Promise<Uint8Array | nul
         `then remove the file; a new key is made on next use.`,
     );
   }
-  const match = KEY_TEXT.exec(await runtime.readFile(path));
+  const match = KEY_TEXT.exec(await readKeyText(runtime, path));
   if (!match) {
     throw new LockPermissionError(
       `Key file ${path} does not hold a socketlock key. Stop every process using ` +
@@ -53,6 +53,16 @@ async function readKey(runtime: Runtime, path: string): Promise<Uint8Array | nul
     );
   }
   return fromHex(match[1]);
+}
+
+// A file too large to be a key (EFBIG: not read) holds no key either.
+async function readKeyText(runtime: Runtime, path: string): Promise<string> {
+  try {
+    return await runtime.readFile(path);
+  } catch (error) {
+    if (errorCode(error) === "EFBIG") return "";
+    throw error;
+  }
 }
 
 async function loadOrCreate(runtime: Runtime, dir: string): Promise<Uint8Array> {
