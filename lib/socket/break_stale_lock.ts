@@ -47,7 +47,8 @@
  * @module
  */
 
-import type { Runtime } from "../runtime/mod.ts";
+import { errorCode, type Runtime } from "../runtime/mod.ts";
+import { LockPermissionError } from "../errors.ts";
 import { holdPortKey } from "../port/port_target.ts";
 import {
   lastToken,
@@ -134,6 +135,18 @@ export async function holdBreakerLock(
   }
 }
 
+// A stale file we may not remove: in compat mode's shared temp dir,
+// another user's (whoever can write there can plant one at our path).
+function unremovable(file: string, error: unknown): unknown {
+  const code = errorCode(error);
+  if (code !== "EPERM" && code !== "EACCES") return error;
+  return new LockPermissionError(
+    `Lock file ${file} is stale but cannot be removed (${code}): it is another user's, or ` +
+      `its directory is not writable. Have its owner remove it, or pass a { dir } of your own.`,
+    { cause: error },
+  );
+}
+
 /**
  * Removes the lock file if, under the breaker lock, it still holds exactly
  * `judged` — the text a verification found stale.
@@ -172,10 +185,14 @@ export async function breakStaleLock(
     // so is a record whose holder died before it could outgrow `.last`'s
     // token (the clock behind it): `.last` never goes down.
     const token = parseLockFile(judged)?.token;
-    if (token !== undefined && token > (await lastToken(runtime, paths))) {
-      await retireLockFile(runtime, paths);
-    } else {
-      await removeIfExists(runtime, paths.file);
+    try {
+      if (token !== undefined && token > (await lastToken(runtime, paths))) {
+        await retireLockFile(runtime, paths);
+      } else {
+        await removeIfExists(runtime, paths.file);
+      }
+    } catch (error) {
+      throw unremovable(paths.file, error);
     }
     return "broken";
   } finally {
