@@ -15,7 +15,7 @@ import {
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
-import { PASSED_SIGNALS, startCommand } from "./_command_tree.ts";
+import { type CommandTree, PASSED_SIGNALS, startCommand, STOP_GRACE_MS } from "./_command_tree.ts";
 import { describeHolder } from "../_describe_holder.ts";
 import { commandProblem } from "./_find_command.ts";
 
@@ -27,8 +27,6 @@ export const EXIT_CANNOT_RUN = 127;
 export const EXIT_NOT_EXECUTABLE = 126;
 /** Exit code when the lock was lost while COMMAND ran: EX_UNAVAILABLE, as when it cannot be taken. */
 export const EXIT_LOST = 69;
-/** How long COMMAND may take to stop after SIGTERM once the lock is lost, before SIGKILL. */
-const LOST_GRACE_MS = 2_000;
 
 /** Help text of `run`. */
 export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS...]
@@ -36,10 +34,19 @@ export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS..
 Runs COMMAND while holding the lock NAME; exits with COMMAND's exit code.
 Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND (SIGINT and
 SIGHUP only when they cannot have come from the terminal, which sends them
-to COMMAND itself: Ctrl-C reaches COMMAND once); the lock is
-released when COMMAND ends, or by the OS if this process dies. On Linux,
-COMMAND then dies too (it is started with a parent-death signal), and,
-when run has no controlling terminal, so do the processes it started.
+to COMMAND itself: Ctrl-C reaches COMMAND once). The lock is released when
+COMMAND ends, or by the OS if this process dies; on Linux, COMMAND then
+dies too (it is started with a parent-death signal).
+
+With no controlling terminal (cron, CI, a service), on Linux, COMMAND runs
+in a process group of its own, and the lock is kept until that group is
+empty: what COMMAND leaves running when it ends (the job of a script that
+died at SIGTERM, a background process) gets SIGTERM, and SIGKILL ${STOP_GRACE_MS / 1000} s
+later; all of it also dies with this process. A process that leaves the
+group (setsid, a daemon) is not covered. With a terminal, COMMAND stays
+in the terminal's job, where its processes cannot be told from others:
+only COMMAND itself is signalled and waited for, and the processes it
+started may run on after the lock is released.
 
 Options:
   --kind KIND    lock kind (default: the library's default kind)
@@ -53,9 +60,11 @@ ${SERVER_FLAGS_HELP}
 Exit codes: COMMAND's own; ${EXIT_BUSY} if the lock is busy (--no-wait) or the
 wait timed out; ${EXIT_CANNOT_RUN} if COMMAND is not found, ${EXIT_NOT_EXECUTABLE} if it cannot
 be executed; 64 on usage errors; 69 if the lock cannot be taken (a server
-down, ...) or was lost while COMMAND ran (COMMAND then gets SIGTERM, and
-SIGKILL ${LOST_GRACE_MS / 1000} s later); 77 on a permission problem; 128+N if COMMAND was
-killed by signal N.`;
+down, ...), or was lost before COMMAND started (it is then not started) or
+while it ran (COMMAND, and its group without a terminal, then gets SIGTERM,
+and SIGKILL ${STOP_GRACE_MS / 1000} s later); 77 on a permission problem; 128+N if COMMAND
+was killed by signal N. Stopping what COMMAND left running does not change
+the exit code.`;
 
 /** The number of signal `name` on this OS (SIGTERM → 15), or 0 if unknown. */
 function signalNumber(name: string): number {
@@ -177,23 +186,35 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const held = await takeLock(name, options, parsed.flags, log);
   if (typeof held === "number") return held;
   if (verbose) log.log("info", `lock "${name}" taken`, { kind: held.kind, token: held.token });
-  const stop: Array<() => void> = [];
+  let child: CommandTree | null = null;
+  let lost = false;
+  // Another holder may already be running: the command gets time to clean
+  // up (SIGTERM), not to go on (SIGKILL, see stop()).
+  const stopCommand = (tree: CommandTree) => {
+    log.log("error", `lock "${name}" was lost; stopping the command`);
+    tree.stop();
+  };
+  const onLost = () => {
+    lost = true;
+    if (child) stopCommand(child);
+  };
+  // Watched before anything is awaited: "abort" fires only once, so a lease
+  // lost before the listener is added would never be noticed.
+  held.signal.addEventListener("abort", onLost, { once: true });
+  const stop = [() => held.signal.removeEventListener("abort", onLost)];
   try {
-    const child = await startCommand(command, commandArgs, log);
-    for (const sig of PASSED_SIGNALS) stop.push(runtime.onSignal(sig, () => child.forward(sig)));
-    let lost = false;
-    const onLost = () => {
-      lost = true;
-      log.log("error", `lock "${name}" was lost; stopping the command`);
-      child.signal("SIGTERM");
-      // Another holder may already be running: a command that ignores
-      // SIGTERM gets time to clean up, not to go on.
-      const force = runtime.setTimer(() => child.kill(), LOST_GRACE_MS);
-      stop.push(() => force.clear());
-    };
-    held.signal.addEventListener("abort", onLost, { once: true });
-    stop.push(() => held.signal.removeEventListener("abort", onLost));
+    if (held.signal.aborted) onLost();
+    if (!lost) child = await startCommand(command, commandArgs, log, held.signal);
+    if (!child) {
+      log.log("error", `lock "${name}" was lost before the command started; not starting it`);
+      return EXIT_LOST;
+    }
+    // Lost while it was being spawned: the listener found no command to stop.
+    if (lost) stopCommand(child);
+    for (const sig of PASSED_SIGNALS) stop.push(runtime.onSignal(sig, () => child?.forward(sig)));
     const { code, signal } = await child.exited;
+    // The lock is kept until nothing of the command runs any more.
+    await child.ended();
     // Not the command's own code: a script must not take a run that went on unlocked for a success.
     if (lost) return EXIT_LOST;
     return code ?? 128 + signalNumber(signal ?? "");
