@@ -19,13 +19,19 @@
  *
  * Tokens: each master gives `max(its counter + 1, its clock in µs)`; the
  * holder takes the largest of its quorum and writes it back to that quorum
- * before the lock is granted, so any later quorum, which shares a master
- * with it, counts on from above it. Tokens therefore grow with every
- * acquisition while the masters keep their counters — and when masters lose
- * them (a restart with persistence off), they go on from the masters'
- * clocks, above every earlier token as long as those clocks did not step
- * back. Redlock waiters do not queue in Redis: they wake on any release and
- * try again, with backoff.
+ * before the lock is granted (and, best effort, to the counters of the
+ * masters that answered but refused), so any later quorum, which shares a
+ * master with it, counts on from above it. Tokens therefore grow with every
+ * acquisition while the masters keep their counters. When masters lose them
+ * (a restart with persistence off), a later quorum that shares with the
+ * last one only masters that lost their counter starts again from its own
+ * clocks, while the last token came from the *fastest* clock of the last
+ * quorum: tokens then keep growing only while the masters' clocks agree to
+ * within the time between the two acquisitions, and none steps back. No
+ * scheme without persistent state can do better when a whole quorum
+ * forgets. Redlock waiters do not queue in Redis: they wake on a release and
+ * try again, with backoff; an attempt that got only a minority is undone
+ * without telling anyone, so it wakes no waiter, itself included.
  *
  * @module
  */
@@ -54,7 +60,17 @@ import {
   valueHead,
   wakeOnRelease,
 } from "./redis_target.ts";
-import { ACQUIRE, EXTEND, RAISE_TOKEN, RELEASE, runScript } from "./scripts.ts";
+import {
+  ACQUIRE,
+  EXTEND,
+  isCommandTimeout,
+  type LuaScript,
+  RAISE_COUNTER,
+  RAISE_TOKEN,
+  RELEASE,
+  runScript,
+  UNDO_ACQUIRE,
+} from "./scripts.ts";
 
 /** Everything one Redlock target needs. */
 export interface RedlockSettings {
@@ -68,11 +84,22 @@ export interface RedlockSettings {
   ttl: number;
 }
 
+// timedOut: no answer came, in our time or the client's own (its command
+// timeout): the command may still run on that master, or run later.
 type Settled =
   | { ok: true; value: unknown }
   | { ok: false; error: unknown; timedOut?: boolean };
 
-/** Waits for `promise` at most `ms`; a master that does not answer in time counts as failed. */
+/** One acquisition's acquire on each master, and what came of each in time. */
+interface Sent {
+  acquires: Promise<unknown>[];
+  results: Settled[];
+}
+
+/**
+ * Waits for `promise` at most `ms`; a master that does not answer in time
+ * counts as failed.
+ */
 function settle(runtime: Runtime, promise: Promise<unknown>, ms: number): Promise<Settled> {
   return new Promise<Settled>((resolve) => {
     const timer = runtime.setTimer(
@@ -87,7 +114,9 @@ function settle(runtime: Runtime, promise: Promise<unknown>, ms: number): Promis
       },
       (error) => {
         timer.clear();
-        resolve({ ok: false, error });
+        resolve(
+          isCommandTimeout(error) ? { ok: false, error, timedOut: true } : { ok: false, error },
+        );
       },
     );
   });
@@ -170,7 +199,7 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
   // dead master does not eat the lease.
   const timeout = Math.min(Math.max(ttl / 10, 50), 1_000);
   const onAll = (
-    script: typeof ACQUIRE,
+    script: LuaScript,
     keyList: string[],
     args: (string | number)[],
     sent?: Promise<unknown>[],
@@ -182,23 +211,34 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
         return settle(runtime, sending, timeout);
       }),
     );
-  // `acquires`: the acquire on each master. One that timed out may still
-  // land (resent in full after NOSCRIPT, say) after the release: it is
-  // released again once it settles, so no master keeps a key nobody owns.
-  // Resolves with each master's outcome; never rejects.
-  const releaseAll = (
-    owner: string,
-    acquires: Promise<unknown>[] = [],
-    results: Settled[] = [],
-  ) => {
-    results.forEach((result, index) => {
-      if (!result.ok && result.timedOut) {
-        acquires[index].finally(() =>
-          runScript(adapters[index], RELEASE, keyList, [owner]).catch(() => {})
-        ).catch(() => {});
-      }
+  // An acquire that did not answer in time (ours, or the client's command
+  // timeout) may still land — resent in full after NOSCRIPT, say — after
+  // the undo or release sent after it: it is undone again once it settles,
+  // and once what `after` sent there settled (a release must come first, or
+  // it would find nothing to release and tell no waiter), so no master
+  // keeps a key nobody owns. Quietly: that key was never a lock anyone
+  // waited for. Called once per acquisition.
+  const undoLate = (owner: string, sent: Sent, after: Promise<unknown>[] = []) => {
+    sent.results.forEach((result, index) => {
+      if (result.ok || !result.timedOut) return;
+      Promise.allSettled([sent.acquires[index], after[index]]).then(() =>
+        runScript(adapters[index], UNDO_ACQUIRE, [keys.lock], [owner])
+      ).catch(() => {});
     });
-    return onAll(RELEASE, keyList, [owner]);
+  };
+  // Undoes a failed attempt on every master (a late "OK" included). Quietly
+  // after a minority grant: a RELEASE would publish "released", and every
+  // Redlock waiter on that master — this one first, whose subscription was
+  // taken before the try — would wake at once and try again with no
+  // backoff, for as long as the holder's key is missing on a master that
+  // keeps granting us a minority. Nobody waits on such a key: it never held
+  // the lock, and waiters refused by it (split votes) retry after their
+  // jittered backoff, as Redlock prescribes. After a quorum grant that came
+  // too late (`held`), others did see the lock held: they are told.
+  // Resolves with each master's outcome; never rejects.
+  const undoAll = (owner: string, sent: Sent, held: boolean) => {
+    undoLate(owner, sent);
+    return held ? onAll(RELEASE, keyList, [owner]) : onAll(UNDO_ACQUIRE, [keys.lock], [owner]);
   };
   // Two clients of one server would count it twice toward the quorum.
   let distinct: Promise<void> | null = null;
@@ -207,32 +247,50 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
       distinct = null;
       throw error;
     });
+  // True once a try of this acquisition found the lock held and its caller
+  // waited on: a wait outlasts a command timeout (see tryAcquire).
+  let waited = false;
 
   return {
     key: `redlock:${adapters.map(adapterId).join(",")}:${key}`,
-    async tryAcquire(): Promise<Attempt> {
+    async tryAcquire(willWait = true): Promise<Attempt> {
       await checkDistinct();
       const owner = crypto.randomUUID();
-      const afterTry = adapters.map((adapter) => wakeOnRelease(runtime, adapter, keys));
+      // Before the watches are taken: it may throw (a host name permission).
+      const value = head(owner);
+      // Taken before the try, a live subscription hears a release the try
+      // misses. A caller that will not wait (tryLock) needs none.
+      const afterTry = willWait
+        ? adapters.map((adapter) => wakeOnRelease(runtime, adapter, keys))
+        : [];
+      const leaveWatches = () => {
+        for (const after of afterTry) after(true);
+      };
       const sentAt = runtime.monotonic();
       // Redlock waiters do not queue: each master would hand the lock to
       // its own first waiter, and no quorum might form.
-      const acquires: Promise<unknown>[] = [];
-      const results = await onAll(
+      const sent: Sent = { acquires: [], results: [] };
+      const results = sent.results = await onAll(
         ACQUIRE,
         keyList,
-        [owner, String(ttl), head(owner)],
-        acquires,
+        [owner, String(ttl), value],
+        sent.acquires,
       );
       const granted: { index: number; token: number; at: number }[] = [];
+      const refused: number[] = [];
       let holder: LockInfo | null = null;
       const errors: string[] = [];
+      let unanswered = 0;
       results.forEach((result, index) => {
-        if (!result.ok) return void errors.push(describe(result.error));
+        if (!result.ok) {
+          if (isCommandTimeout(result.error)) unanswered++;
+          return void errors.push(describe(result.error));
+        }
         const reply = result.value as unknown[];
         if (replyNumber(reply[0]) === 1) {
           granted.push({ index, token: replyNumber(reply[1]), at: replyNumber(reply[2]) });
         } else {
+          refused.push(index);
           holder ??= holderInfo(name, key, reply[1], reply[2]);
         }
       });
@@ -241,9 +299,22 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
         try {
           token = checkedToken(Math.max(...granted.map((g) => g.token)), key);
         } catch (error) {
-          await releaseAll(owner, acquires, results);
-          for (const after of afterTry) after(true);
+          await undoAll(owner, sent, true);
+          leaveWatches();
           throw error;
+        }
+        // The token is written back to the quorum (while the key is ours
+        // there: that is what later quorums, which share a master with this
+        // one, count on from). Masters that answered but refused get their
+        // counter raised as well, without the key: a higher counter only
+        // makes later tokens there larger, so that is safe, and if the
+        // quorum's masters lose their counters (restarts with persistence
+        // off) a later quorum that includes one of these still counts on
+        // from here, not from its own, maybe slower, clock. Best effort, and
+        // not waited for: it counts toward nothing.
+        for (const index of refused) {
+          runScript(adapters[index], RAISE_COUNTER, [keys.token], [String(token)])
+            .catch(() => {});
         }
         const raised = await Promise.all(
           granted.map(({ index }) =>
@@ -259,21 +330,30 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
         );
         const confirmed = raised.filter((r) => r.ok && replyNumber(r.value) === 1).length;
         if (confirmed >= quorum && runtime.monotonic() < sentAt + safeLeaseMs(lease)) {
-          for (const after of afterTry) after(true);
-          return { acquired: true, grant: grant(owner, token, granted[0].at, sentAt) };
+          leaveWatches();
+          return { acquired: true, grant: grant(owner, token, granted[0].at, sentAt, sent) };
         }
       }
       // Undo whatever part we got, on every master (a late "OK" included),
       // before anyone — us included — tries again.
-      await releaseAll(owner, acquires, results);
-      if (errors.length > count - quorum) {
-        for (const after of afterTry) after(true);
+      await undoAll(owner, sent, granted.length >= quorum);
+      // A wait outlasts the client's command timeouts, as the single-master
+      // kind's does: such a try counts as not acquired yet. Its acquires
+      // may still run, but they were undone by owner above, on the same
+      // connections after them (and again once they settle), and the next
+      // try is made as a new owner. A single try (tryLock, timeout 0) still
+      // fails, as does any wait when a majority failed otherwise.
+      const failed = errors.length - (willWait || waited ? unanswered : 0);
+      if (failed > count - quorum) {
+        leaveWatches();
         throw new LockError(
           `Redlock could not reach a quorum (${quorum} of ${count}) of Redis masters for lock ` +
             `"${name}": ${errors.length} failed (${[...new Set(errors)].join("; ")}). ` +
             "Check that the masters are up and the clients connected.",
         );
       }
+      if (!willWait) return { acquired: false, holder };
+      waited = true;
       const wakes = afterTry.map((after) => after(false));
       return {
         acquired: false,
@@ -301,12 +381,15 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
     },
   };
 
-  function grant(owner: string, token: number, acquiredAt: number, sentAt: number) {
+  // `sent`: the acquisition's acquires, for a late one to be undone when
+  // the lock is released (or lost), as after a failed attempt.
+  function grant(owner: string, token: number, acquiredAt: number, sentAt: number, sent: Sent) {
     const info = {
       ...grantInfo(runtime, { name, key, ttl }, owner, token, acquiredAt),
       masters: count,
       quorum,
     };
+    let late: Sent | null = sent;
     return heartbeatGrant({
       runtime,
       name,
@@ -325,13 +408,20 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
           `only ${renewed} of ${count} Redis masters renewed it (quorum ${quorum})`,
         );
       },
+      // Also the lost lock's cleanup (the heartbeat calls it on a loss).
       async release() {
         // RELEASE is compare-and-delete by owner, so a retry is safe. Once a
         // quorum answered (released, or not ours: gone or someone else's),
         // no quorum can hold it for us any more and others may take it; a
         // minority that did not answer keeps its key until the ttl, as after
         // a crash, so Redlock still survives losing a minority of masters.
-        const results = await releaseAll(owner);
+        // An acquire that timed out when the lock was taken is undone once
+        // it lands, after this release there.
+        const releases: Promise<unknown>[] = [];
+        const releasing = onAll(RELEASE, keyList, [owner], releases);
+        if (late) undoLate(owner, late, releases);
+        late = null;
+        const results = await releasing;
         const errors = results.flatMap((r) => r.ok ? [] : [describe(r.error)]);
         if (count - errors.length >= quorum) return;
         throw new LockError(

@@ -459,6 +459,45 @@ return 1
 `,
 };
 
+/**
+ * Redlock's undo of its own attempt: compare-and-delete, like {@link RELEASE}
+ * but telling no one. A key that was ours only for a failed attempt (or an
+ * acquire that landed late) was never a lock anyone waited for: a
+ * "released" there would only wake the waiters — the undoing one too —
+ * into a retry with no backoff. Nor does it pass the lock on to queued
+ * waiters of the single-master kind (Redlock never queues: the two kinds
+ * do not share a key).
+ * KEYS: lock. ARGV: owner.
+ * Returns 1 if deleted, 0 if not ours.
+ */
+export const UNDO_ACQUIRE: LuaScript = {
+  name: "undoAcquire",
+  source: MINE + `
+if not mine(redis.call('GET', KEYS[1])) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`,
+};
+
+/**
+ * Redlock's raise of a counter on a master that answered the attempt but
+ * did not grant it: lifts the counter to the token given (never lowers
+ * it), so that master, too, counts on from above it should the quorum's
+ * masters lose their counters. Needs no ownership: a higher counter only
+ * makes every later token there larger. KEYS: counter. ARGV: token
+ * (decimal digits). Returns 1 if raised, 0 if it was already as high.
+ */
+export const RAISE_COUNTER: LuaScript = {
+  name: "raiseCounter",
+  source: `
+if (tonumber(redis.call('GET', KEYS[1])) or 0) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`,
+};
+
 const shas = new Map<LuaScript, string | Promise<string>>();
 
 async function computeSha(script: LuaScript): Promise<string> {
