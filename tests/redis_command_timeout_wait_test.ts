@@ -118,12 +118,13 @@ describeRedis("Redis kind: a command timeout while waiting", () => {
   test("lock(): a grant's renewal that times out does not end the wait; the next try, as the same owner, takes the lock up", async () => {
     await loadScripts();
     const name = unique("claim");
-    // ttl 1500: a hand-off's claim lease is 1 s; past half of it, the
-    // waiter renews before using the lock.
-    const holder = await lock(name, { redis: suite.client(), ttl: 1_500 });
+    // ttl 3000: a hand-off's claim lease is 2 s; past half of it, the
+    // waiter renews before using the lock. The stall is past half by 200 ms
+    // and short of the end by 800 ms, which a loaded machine may add.
+    const holder = await lock(name, { redis: suite.client(), ttl: 3_000 });
     const { client, timeouts } = timingOut();
-    // The waiter's process stalls for 600 ms as the grant arrives.
-    stallOnGrant(client, 600);
+    // The waiter's process stalls for 1.2 s as the grant arrives.
+    stallOnGrant(client, 1_200);
     // Its renewal is then held back past its timeout, and runs.
     let armed = false;
     const call = client.call.bind(client) as (...args: string[]) => Promise<unknown>;
@@ -134,7 +135,7 @@ describeRedis("Redis kind: a command timeout while waiting", () => {
       }
       return call(...args);
     };
-    const next = lock(name, { redis: client, ttl: 1_500, timeout: 10_000 });
+    const next = lock(name, { redis: client, ttl: 3_000, timeout: 10_000 });
     assert.ok(
       await eventually(async () => (await suite.raw.zcard(`${key(name)}:queue`)) === 1),
       "the waiter queued",
