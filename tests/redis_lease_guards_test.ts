@@ -103,8 +103,10 @@ describeRedis("Redis kind: leases and tokens under late replies and lost counter
   test("a waiter stalled between hearing its grant and using it past the claim time does not hold a lock Redis let go", async () => {
     const name = unique("late-claim");
     const key = `socketlock:${name}`;
-    // ttl 300: the lock is handed over for 300 ms (its claim time).
-    const holder = await lock(name, { redis: client(), ttl: 300 });
+    // The waiter's ttl 300: the lock is handed over to it for 300 ms (its
+    // claim time). The holder's is long, so that a loaded machine cannot
+    // end its lease before the waiter queues.
+    const holder = await lock(name, { redis: client(), ttl: 5_000 });
     const waiterClient = client();
     // The waiter's subscriber connection stalls its process for 600 ms as
     // the grant arrives, before the lock code hears it: the hand-off's key

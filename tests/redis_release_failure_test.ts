@@ -72,7 +72,8 @@ describeRedis("Redis kind: failed and slow releases, late grants", () => {
   for (const mode of ["lost-reply", "not-sent"] as const) {
     test(`RedisLock (${mode}): a failed release aborts the signal at once, and a retry leaves the next holder's key alone`, async () => {
       const redis = altered(suite.client(), isRelease, mode);
-      const obj = new RedisLock(redis, unique("obj"), { ttl: 300 });
+      // A lease of 1 s: a loaded machine must not let it run out before the release.
+      const obj = new RedisLock(redis, unique("obj"), { ttl: 1_500 });
       await obj.acquire();
       const signal = obj.signal!;
       redis.armed = true;
