@@ -1,7 +1,7 @@
 // FolderLock's seed surface, and interop with Python lockfolder bids.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { FolderLock, InvalidLockNameError, LockTimeoutError } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
@@ -112,47 +112,52 @@ describe("FolderLock", () => {
   test("the token counter grows by one per acquisition, from an older unpadded, a garbage or a FIFO file too", async () => {
     const path = await folder();
     const lock = new FolderLock(path);
-    await lock.acquire();
-    const first = lock.held!.token;
-    await lock.release();
-    await lock.acquire();
-    assert.equal(lock.held!.token, first + 1);
-    await lock.release();
-    // Rewritten in place, 16 digits wide, so every write covers the last.
-    assert.equal(await readFile(`${path}/token`, "utf8"), String(first + 1).padStart(16, "0"));
-    await writeFile(`${path}/token`, "41"); // as earlier versions wrote it
+    // A counter as earlier versions wrote it, before this process locked here.
+    await mkdir(path, { recursive: true, mode: 0o700 });
+    await writeFile(`${path}/token`, "41");
     await lock.acquire();
     assert.equal(lock.held!.token, 42);
     await lock.release();
-    await writeFile(`${path}/token`, "not a counter, and longer than sixteen bytes");
     await lock.acquire();
-    assert.equal(lock.held!.token, 1);
+    assert.equal(lock.held!.token, 43);
     await lock.release();
-    assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000001");
+    // Rewritten in place, 16 digits wide, so every write covers the last.
+    assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000043");
+    // Garbage is no counter: it goes on from the clock in µs.
+    await writeFile(`${path}/token`, "not a counter, and longer than sixteen bytes");
+    let before = Date.now() * 1000;
+    await lock.acquire();
+    let token = lock.held!.token;
+    assert.ok(token >= before, `${token} < ${before}`);
+    await lock.release();
+    assert.equal(await readFile(`${path}/token`, "utf8"), String(token).padStart(16, "0"));
     if (runtime.platform === "linux") {
       // A FIFO planted as the counter reads as empty, without blocking, and
       // is replaced like any garbage.
       await rm(`${path}/token`);
       await spawnCommand("mkfifo", [`${path}/token`]).done;
+      before = Date.now() * 1000;
       await lock.acquire();
-      assert.equal(lock.held!.token, 1);
+      assert.ok(lock.held!.token > token && lock.held!.token >= before);
+      token = lock.held!.token;
       await lock.release();
-      assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000001");
+      assert.equal(await readFile(`${path}/token`, "utf8"), String(token).padStart(16, "0"));
       // One that a process keeps filled with digits cannot be written in
       // place (ESPIPE): replaced, going on from the digits read.
       await rm(`${path}/token`);
       await spawnCommand("mkfifo", [`${path}/token`]).done;
+      const fed = token + 1_000_000;
       const feeder = spawnCommand("sh", [
         "-c",
-        `exec 3<>"$0"; printf 0000000000000007 >&3; echo fed; sleep 30`,
+        `exec 3<>"$0"; printf ${String(fed).padStart(16, "0")} >&3; echo fed; sleep 30`,
         `${path}/token`,
       ]);
       try {
         await feeder.waitFor("fed", 10_000);
         await lock.acquire();
-        assert.equal(lock.held!.token, 8);
+        assert.equal(lock.held!.token, fed + 1);
         await lock.release();
-        assert.equal(await readFile(`${path}/token`, "utf8"), "0000000000000008");
+        assert.equal(await readFile(`${path}/token`, "utf8"), String(fed + 1).padStart(16, "0"));
       } finally {
         feeder.process.kill("SIGKILL");
       }

@@ -30,6 +30,7 @@ test("a holder whose counter temp a waiter swept while it stalled still gets the
     stalled.open();
     await resume.wait();
   };
+  const before = a.runtime.now();
   const trying = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
   await stalled.wait();
   // A waiter's try meanwhile finds A's live bid and sweeps the old temp.
@@ -40,13 +41,15 @@ test("a holder whose counter temp a waiter swept while it stalled still gets the
   resume.open();
   const first = await trying;
   assert.ok(first.acquired);
-  assert.equal(first.grant.token, 1);
-  assert.equal(w.files.get(`${FOLDER}/token`)?.data, "0000000000000001");
+  // A new folder's counter starts from the clock in µs.
+  const token = first.grant.token;
+  assert.ok(token >= before * 1000, `${token}`);
+  assert.equal(w.files.get(`${FOLDER}/token`)?.data, String(token).padStart(16, "0"));
   await first.grant.release();
   // The next holder goes on from the counter: no token repeats.
   const second = await folderTarget(b.runtime, "x", FOLDER).tryAcquire();
   assert.ok(second.acquired);
-  assert.equal(second.grant.token, 2);
+  assert.equal(second.grant.token, token + 1);
   await second.grant.release();
 });
 

@@ -1,6 +1,7 @@
 /**
  * The folder kind as a lock target: one check-bid-check round per try, the
- * fencing token advanced once held, the bid removed on release.
+ * fencing token advanced once held, the bid checked while the holder watches
+ * `held.signal`, and removed on release.
  *
  * @module
  */
@@ -12,7 +13,7 @@ import {
   type Runtime,
   type Timer,
 } from "../runtime/mod.ts";
-import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
+import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { defaultLockDir, ensureLockDir, forgetLockDir, joinPath } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
@@ -21,6 +22,7 @@ import type { FoundBid } from "./bid.ts";
 import { removeBid } from "./bid.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
+import { checkOwnBid, type OwnBidCheck } from "./own_bid_check.ts";
 import { isolateBeacon } from "./isolate_beacon.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
@@ -145,14 +147,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       };
       return {
         acquired: true,
-        grant: {
-          token,
-          info,
-          release: async () => {
-            await removeBid(runtime, result.path);
-            guessFree(runtime, folder);
-          },
-        },
+        grant: new FolderGrant(runtime, name, folder, result.path, token, info),
       };
     },
     async inspect() {
@@ -165,6 +160,54 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       }
     },
   };
+}
+
+/**
+ * A held folder lock. Its `lost` signal, made only if the holder reads
+ * `held.signal`, aborts if the bid is found gone (own_bid_check.ts).
+ */
+class FolderGrant implements Grant {
+  readonly token: number;
+  readonly info: LockInfo;
+  #runtime: Runtime;
+  #name: string;
+  #folder: string;
+  #bid: string;
+  #check: OwnBidCheck | null = null;
+  #released = false;
+
+  constructor(
+    runtime: Runtime,
+    name: string,
+    folder: string,
+    bid: string,
+    token: number,
+    info: LockInfo,
+  ) {
+    this.token = token;
+    this.info = info;
+    this.#runtime = runtime;
+    this.#name = name;
+    this.#folder = folder;
+    this.#bid = bid;
+  }
+
+  get lost(): AbortSignal {
+    if (!this.#check) {
+      this.#check = checkOwnBid(this.#runtime, this.#name, this.#bid);
+      // Read first after release: nothing to check any more.
+      if (this.#released) this.#check.stop();
+    }
+    return this.#check.signal;
+  }
+
+  async release(): Promise<void> {
+    // Stopped first: the bid we are about to remove is not a lost lock.
+    this.#released = true;
+    this.#check?.stop();
+    await removeBid(this.#runtime, this.#bid);
+    guessFree(this.#runtime, this.#folder);
+  }
 }
 
 /** How young a bid may be a contender's rather than a holder's, ms. */
