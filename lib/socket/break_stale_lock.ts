@@ -37,7 +37,8 @@
  * A holder that stays silent past `handshakeTimeout` (its event loop busy
  * with synchronous work; the kernel still accepts connections for it) is
  * not judged dead while its pid lives: silence proves nothing, so only a
- * refused port, a wrong answer or a dead pid does.
+ * refused port, a wrong answer or a dead pid does (dead: gone, or on Linux
+ * reused by a process started after the lock was taken).
  * `maxAge` breaks live holders on purpose (unsafe for them; off by default),
  * so rule 3's "a live holder's file is never removed" does not hold for
  * them; instead a holder old enough to be broken so releases under the
@@ -53,6 +54,7 @@ import { holdPortKey } from "../port/port_target.ts";
 import {
   lastToken,
   type LockPaths,
+  lockPaths,
   parseLockFile,
   readIfExists,
   removeIfExists,
@@ -74,31 +76,48 @@ const keys = new Map<string, Promise<string>>();
  * The breaker lock's port-lock key for lock `name`, short enough for a unix
  * socket address whatever the name's length. With the lock directory's
  * secret it is known only to the processes that share that directory, so
- * nobody else can bind it and stall every break; without (compat mode, in
- * the shared temp dir) it is per user. Locks of one name in directories
- * sharing a secret share it, which only makes their (rare, brief) breaks
- * take turns.
+ * nobody else can bind it and stall every break. Locks of one name in
+ * directories sharing a secret share it, which only makes their (rare,
+ * brief) breaks take turns.
  *
- * @example The breaker key of lock "nightly"
+ * Without a secret (compat mode) it is derived from the lock file's path
+ * alone — the one thing every user of that file agrees on. Every process
+ * that may remove the file must take the same breaker lock: a per-user key
+ * let root's breaker and a user's (both can remove a file in the sticky
+ * temp dir), or two users' in a shared group-writable dir, break the same
+ * stale file at once, and the later one removed the newcomer's live file.
+ * The cost: any local user can compute it and bind it, and then compat locks
+ * of that file are neither broken nor released (a release leaves its file
+ * to be broken): a denial of service, which the shared temp dir already
+ * allows by planting a file, never a second holder. The path is taken as
+ * spelled, so processes must name the directory alike (the default, the
+ * temp dir, is).
+ *
+ * @example The breaker keys of lock "nightly", native and compat
  * ```ts
  * import { breakerKey } from "./break_stale_lock.ts";
  * import { runtime } from "../runtime/mod.ts";
- * console.log(await breakerKey(runtime, "nightly", null)); // "socketlock.break.<40 hex digits>"
+ * const secret = crypto.getRandomValues(new Uint8Array(32));
+ * console.log(await breakerKey(runtime, "nightly", secret)); // "socketlock.break.<40 hex digits>"
+ * console.log(await breakerKey(runtime, "nightly", null, "/tmp")); // the same for every user
  * ```
  *
  * @param runtime The runtime adapter.
  * @param name The lock's name.
- * @param secret The lock directory's secret, or null.
+ * @param secret The lock directory's secret, or null (compat mode).
+ * @param dir Without a secret: the lock directory (default: the temp dir,
+ *   compat mode's default).
  * @returns The port-lock key.
  */
 export function breakerKey(
   runtime: Runtime,
   name: string,
   secret: Uint8Array | null,
+  dir: string = runtime.tempDir(),
 ): Promise<string> {
   const id = secret
     ? `key:${Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("")}:${name}`
-    : `uid:${runtime.uid() ?? "user"}:${name}`;
+    : `file:${lockPaths(dir, name, true).file}`;
   let key = keys.get(id);
   if (!key) {
     key = crypto.subtle.digest("SHA-1", new TextEncoder().encode(id)).then((digest) =>

@@ -3,11 +3,13 @@
  * created so that no reader ever sees it half-written.
  *
  * Our format is one JSON object: `kind`, `name`, `pid`, `host`, `port`,
- * `acquiredAt` (epoch ms), `id` (random, one per acquisition), `token` and
- * `keyId` (a fingerprint of the key the holder answers with).
+ * `acquiredAt` (epoch ms), `id` (random, one per acquisition), `token`,
+ * `keyId` (a fingerprint of the key the holder answers with) and, where the
+ * holder could read it (Linux), `startTicks` (its start time in clock ticks
+ * since boot).
  * In compat mode it is Python socketlock's `indent=2` JSON with its keys
  * `port`, `pid`, `timestamp` (epoch seconds) and `name` first, followed by
- * our `host`, `id` and `token`, which Python ignores.
+ * our `host`, `id`, `token` and `startTicks`, which Python ignores.
  *
  * @module
  */
@@ -42,6 +44,11 @@ export interface LockRecord {
   keyId?: string;
   /** The holding isolate (main thread or worker), if recorded. */
   isolate?: string;
+  /**
+   * The holder process's start in clock ticks since boot (`ProcessStart.ticks`),
+   * if it could read it: a live pid with other ticks is another process.
+   */
+  startTicks?: number;
 }
 
 /** The files of one socket lock. */
@@ -124,6 +131,7 @@ export function formatLockFile(record: LockRecord, compat: boolean): string {
       id: record.id,
       token: record.token,
       isolate: record.isolate,
+      startTicks: record.startTicks,
     }, 2);
   }
   return JSON.stringify({
@@ -138,6 +146,7 @@ export function formatLockFile(record: LockRecord, compat: boolean): string {
     token: record.token,
     keyId: record.keyId,
     isolate: record.isolate,
+    startTicks: record.startTicks,
   });
 }
 
@@ -186,6 +195,7 @@ export function parseLockFile(text: string): LockRecord | null {
     ...(Number.isSafeInteger(v.token) ? { token: v.token as number } : {}),
     ...(typeof v.keyId === "string" ? { keyId: v.keyId } : {}),
     ...(typeof v.isolate === "string" ? { isolate: v.isolate } : {}),
+    ...(Number.isSafeInteger(v.startTicks) ? { startTicks: v.startTicks as number } : {}),
   };
 }
 
@@ -419,7 +429,15 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
 }
 
 /**
- * The token of the last released or broken lock, or 0.
+ * The token of the last released or broken lock, or 0. In compat mode a
+ * `.last` that is not a regular file of this user is ignored (0): in the
+ * shared temp dir another user can plant one at our per-user name before we
+ * ever write it, which we could then neither replace nor remove, and whose
+ * token would otherwise become every acquisition's `token + 1`. Tokens then
+ * rest on the clock floor alone, as for a name never released. (A `.last`
+ * of ours found by lstat cannot be swapped for another user's before the
+ * read in a sticky dir; in a shared dir that is not sticky, other users can
+ * remove live lock files anyway.)
  *
  * @example Read the last token of a fresh lock
  * ```ts
@@ -433,6 +451,21 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
  * @returns The last token seen.
  */
 export async function lastToken(runtime: Runtime, paths: LockPaths): Promise<number> {
+  if (paths.compat && !(await isOwnFile(runtime, paths.last))) return 0;
   const text = await readIfExists(runtime, paths.last);
   return (text === null ? null : parseLockFile(text))?.token ?? 0;
+}
+
+// A regular file (not a symlink, FIFO or directory) owned by this user, as
+// far as the platform tells owners; false if absent.
+async function isOwnFile(runtime: Runtime, path: string): Promise<boolean> {
+  let stat;
+  try {
+    stat = await runtime.lstat(path);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return false;
+    throw error;
+  }
+  const uid = runtime.uid();
+  return stat.isFile && !stat.isSymlink && (uid === null || stat.uid === null || stat.uid === uid);
 }

@@ -7,7 +7,13 @@
  * @module
  */
 
-import { type Connection, errorCode, type Runtime, type Timer } from "../runtime/mod.ts";
+import {
+  type Connection,
+  errorCode,
+  type ProcessStart,
+  type Runtime,
+  type Timer,
+} from "../runtime/mod.ts";
 import { LockPermissionError } from "../errors.ts";
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
@@ -59,7 +65,57 @@ const RETRY_WINDOW_MS = 1_000;
  */
 const COMPAT_GRACE_MS = 2000;
 
+/**
+ * How long (ms) after a lock's `acquiredAt` the process now under its pid
+ * may have started and still be taken for its holder, where the file records
+ * no start ticks (Python socketlock's, or a holder's that could not read
+ * /proc). Start times come in whole seconds rounded down, so a holder's never
+ * lies after its own `acquiredAt`: this slack is for the wall clock stepped
+ * forward since the acquisition (start times, counted from a boot time that
+ * follows the wall clock, move with it; `acquiredAt` does not).
+ */
+const START_SLACK_MS = 2_000;
+
 const encoder = new TextEncoder();
+
+// A pid's start time, or null where it cannot be told: asked only where this
+// process could read its own namespaces, that is where /proc is readable
+// (Linux; Deno only with -A, and asking without it could stop a lock at a
+// permission prompt in a terminal). Elsewhere only the pid's existence is
+// known, as before. An error is "cannot tell", never a reason to break.
+async function startOf(runtime: Runtime, pid: number): Promise<ProcessStart | null> {
+  if (runtime.namespaceId() === null) return null;
+  try {
+    return await runtime.startTime(pid);
+  } catch {
+    return null;
+  }
+}
+
+// This process's start, recorded in its lock files; read once per runtime.
+const ownStarts = new WeakMap<Runtime, Promise<ProcessStart | null>>();
+
+function ownStart(runtime: Runtime): Promise<ProcessStart | null> {
+  let started = ownStarts.get(runtime);
+  if (!started) ownStarts.set(runtime, started = startOf(runtime, runtime.pid));
+  return started;
+}
+
+/**
+ * Whether the live pid `record.pid` (of our pid namespace) provably belongs to
+ * another process than the holder that wrote `record`: its pid was reused.
+ * The folder kind's rule: start ticks where the file has them (exact, and
+ * not moved by clock steps); otherwise a start after `acquiredAt`, in whole
+ * seconds, beyond {@link START_SLACK_MS}. False wherever start times cannot
+ * be read.
+ */
+async function pidReused(runtime: Runtime, record: LockRecord): Promise<boolean> {
+  const started = await startOf(runtime, record.pid);
+  if (started === null) return false;
+  return record.startTicks !== undefined
+    ? started.ticks !== record.startTicks
+    : started.created * 1000 > record.acquiredAt + START_SLACK_MS;
+}
 
 interface Keys {
   /** The HMAC key; null in compat mode. */
@@ -227,9 +283,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // lock, so every process sharing the directory agrees on it and no other
   // user can bind it. It is read afresh for each break (breaks are rare): a
   // process that made the directory again after it was removed wrote a new
-  // key there.
+  // key there. Compat mode has no secret: the lock file's path names it, the
+  // same for every user who can remove that file (see breakerKey).
   const breaker = async () =>
-    breakerKey(runtime, s.name, s.compat ? null : await loadSecret(runtime, s.dir, true));
+    s.compat
+      ? breakerKey(runtime, s.name, null, s.dir)
+      : breakerKey(runtime, s.name, await loadSecret(runtime, s.dir, true));
 
   async function readLock(): Promise<string | null> {
     // A symlink, FIFO or device where the lock file belongs is refused, not
@@ -259,6 +318,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       s.compat,
     );
     const namespaces = runtime.namespaceId();
+    const started = await ownStart(runtime);
     const record: LockRecord = {
       pid: runtime.pid,
       port: served.port,
@@ -270,6 +330,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       token: tokens.next(),
       ...(k.keyId ? { keyId: k.keyId } : {}),
       isolate: ISOLATE_ID,
+      ...(started ? { startTicks: started.ticks } : {}),
     };
     let text = formatLockFile(record, s.compat);
     let linked = false;
@@ -281,9 +342,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
         await served.stop();
         return null;
       }
-      // A holder that came and went since our clock reading: outgrow its token.
+      // A holder that came and went since our clock reading: outgrow its
+      // token. Issued by `tokens` too, which so stays above every token this
+      // process handed out, whatever a later `.last` says (one planted, or
+      // one we could not replace): never the same or a lower token twice.
       if (last >= record.token!) {
-        record.token = last + 1;
+        record.token = tokens.next(last);
         const grown = formatLockFile(record, s.compat);
         // A rename replaces whatever file is in place: ours only while no
         // breaker can act (a maxAge break, had we stalled) and the file is
@@ -449,16 +513,20 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     // death can prove it gone), or its pid (then only its port can).
     if (record.host && record.host !== runtime.hostname()) return busy(record, null);
     const foreign = foreignNamespaces(record.ns, runtime.namespaceId());
-    // Alive as far as we can tell: a pid in another namespace is not ours to check.
-    const alive = () => foreign.pid || runtime.isAlive(record.pid);
-    if (foreign.net) return alive() ? busy(record, null) : null;
+    // Alive as far as we can tell: a pid in another namespace is not ours to
+    // check. Ours proves the holder gone if it no longer exists or (Linux) now
+    // belongs to a process that started after the lock was taken: a dead
+    // holder's reused pid must not keep its lock busy for good.
+    const alive = async () =>
+      foreign.pid || (runtime.isAlive(record.pid) && !(await pidReused(runtime, record)));
+    if (foreign.net) return await alive() ? busy(record, null) : null;
     if (breakLive && s.maxAge !== undefined && runtime.now() - record.acquiredAt > s.maxAge) {
       return null;
     }
     // Written by a process with another key (signatureSeed): its answer
-    // cannot be checked, so only its death counts.
+    // cannot be checked, so only its death (or its pid reused) counts.
     if (k.keyId && record.keyId && record.keyId !== k.keyId) {
-      return alive() ? busy(record, null) : null;
+      return await alive() ? busy(record, null) : null;
     }
     const known = verifiedFor(runtime, paths.file, text);
     if (known) return busy(record, known);
@@ -475,9 +543,9 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       );
     }
     // A silent holder may be alive with a busy event loop (the kernel still
-    // accepts for it): only a pid that is gone proves it dead.
-    if (verdict.silent && alive()) return busy(record, null);
-    if (s.compat && alive() && inGrace(text)) return busy(record, null);
+    // accepts for it): only a pid that is gone (or reused) proves it dead.
+    if (verdict.silent && await alive()) return busy(record, null);
+    if (s.compat && await alive() && inGrace(text)) return busy(record, null);
     return null;
   }
 
