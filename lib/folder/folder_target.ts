@@ -22,7 +22,8 @@ import type { FoundBid } from "./bid.ts";
 import { removeBid } from "./bid.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
-import { checkOwnBid, type OwnBidCheck } from "./own_bid_check.ts";
+import { checkOwnBid } from "./own_bid_check.ts";
+import type { HeldCheck } from "../_held_check.ts";
 import { isolateBeacon } from "./isolate_beacon.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
@@ -173,7 +174,7 @@ class FolderGrant implements Grant {
   #name: string;
   #folder: string;
   #bid: string;
-  #check: OwnBidCheck | null = null;
+  #check: HeldCheck | null = null;
   #released = false;
 
   constructor(

@@ -50,6 +50,7 @@ import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
 import { breakerKey, breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
 import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
+import { checkHeld, type HeldCheck, type HeldProbe } from "../_held_check.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
 const MAX_ROUNDS = 4;
@@ -370,15 +371,24 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       throw error;
     }
     let stopLater: Timer | null = null;
+    let check: HeldCheck | null = null;
     return {
       token: record.token!,
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
+      // Made only if the holder reads held.signal: our file removed or
+      // replaced (its directory removed, a maxAge break) means another
+      // process may hold the lock now.
+      get lost() {
+        return (check ??= checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy)).signal;
+      },
       // A release that failed goes on answering for RETRY_WINDOW_MS, so
       // that contenders do not break the file under a retry; then it stops
       // (no retry may ever come: withLock and `await using` make none), and
       // the next contender breaks the file. Like every release, a retry
       // works under the breaker lock.
       async release() {
+        // Stopped first: the file we are about to retire is not a lost lock.
+        check?.stop();
         try {
           await releaseFile(text);
         } catch (error) {
@@ -391,6 +401,19 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       },
     };
   }
+
+  // Whether the lock file still holds `text`, ours; "unknown" if it cannot be read.
+  async function probeOwnFile(text: string): Promise<HeldProbe> {
+    try {
+      return (await readIfExists(runtime, paths.file)) === text ? "held" : "gone";
+    } catch {
+      return "unknown";
+    }
+  }
+
+  const lostWhy = `its lock file ${paths.file} was removed or replaced (the lock directory ` +
+    `removed — a logout's cleanup of $XDG_RUNTIME_DIR, tmpfiles cleaning /tmp, rm — or ` +
+    `the file broken: a maxAge break), so another process may hold the lock now`;
 
   async function createInDir(k: Keys): Promise<Grant | null> {
     try {
