@@ -25,6 +25,12 @@ Options:
   --insecure             allow a non-loopback --host without a token
   --ttl MS               default lease length, whole ms (default ${DEFAULT_TTL})
   --max-ttl MS           longest lease granted (default ${DEFAULT_MAX_TTL})
+  --restart-grace MS     grant nothing for this long after starting (default 0):
+                         a try is answered busy, waits are queued. The server
+                         keeps no state, so a holder cut off from its previous
+                         run (a partition, a crashed host) may still count its
+                         lease; set it to the longest ttl clients use to keep
+                         exclusion across restarts
   --max-line BYTES       longest request line (default 4096)
   --max-name BYTES       longest lock name (default 256)
   --max-connections N    most open connections (default 10000)
@@ -45,6 +51,7 @@ cannot start (the port is taken, ...); 77 on a permission problem.`;
 const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
   "--ttl": "ttl",
   "--max-ttl": "maxTtl",
+  "--restart-grace": "restartGrace",
   "--max-line": "maxLineBytes",
   "--max-name": "maxNameBytes",
   "--max-connections": "maxConnections",
@@ -55,8 +62,10 @@ const LIMIT_FLAGS: Record<string, keyof ServeOptions> = {
 };
 
 /** The limit flags given in milliseconds; leases in whole ones, as the protocol sends them. */
-const MS_FLAGS = new Set(["--ttl", "--max-ttl", "--idle-timeout"]);
+const MS_FLAGS = new Set(["--ttl", "--max-ttl", "--idle-timeout", "--restart-grace"]);
 const FRACTIONAL_FLAGS = new Set(["--idle-timeout"]);
+/** The flags that may be 0 (off). */
+const ZERO_FLAGS = new Set(["--restart-grace"]);
 
 /** Reads a token file: its content without trailing whitespace. */
 export async function readTokenFile(path: string, log?: Logger): Promise<string> {
@@ -132,9 +141,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     // Only the idle timeout may be fractional; counts, sizes and leases may not.
     const ms = MS_FLAGS.has(flag);
     const fractional = FRACTIONAL_FLAGS.has(flag);
+    const zero = ZERO_FLAGS.has(flag);
     if (
-      raw === true || raw.trim() === "" || !Number.isFinite(value) || value <= 0 ||
-      (!fractional && !Number.isSafeInteger(value))
+      raw === true || raw.trim() === "" || !Number.isFinite(value) || value < 0 ||
+      (value === 0 && !zero) || (!fractional && !Number.isSafeInteger(value))
     ) {
       throw new UsageError(
         `${flag} takes ${
@@ -143,7 +153,7 @@ export async function serveCommand(args: string[]): Promise<number> {
             : ms
             ? "a whole number of milliseconds"
             : "a whole number"
-        } above 0, e.g. ${flag} ${ms ? 5000 : 1000}.`,
+        } ${zero ? "of 0 or more" : "above 0"}, e.g. ${flag} ${ms ? 5000 : 1000}.`,
       );
     }
     (options as Record<string, unknown>)[key] = value;

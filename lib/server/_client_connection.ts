@@ -42,6 +42,8 @@ export class ClientConnection {
   #out: TextOutbox;
   #reader = new LineReader(MAX_REPLY_BYTES);
   #pending = new Map<string, ReplyHandler>();
+  /** Tags of requests without any reply yet, oldest first. */
+  #unanswered = new Set<string>();
   #nextTag = 1;
   #closed = false;
   #rejectOnClose = new Set<(error: Error) => void>();
@@ -187,6 +189,7 @@ export class ClientConnection {
     const tag = (this.#nextTag++).toString(36);
     if (this.#closed) return tag;
     this.#pending.set(tag, handler);
+    this.#unanswered.add(tag);
     this.#out.write(`${tag} ${request}\n`);
     return tag;
   }
@@ -248,9 +251,21 @@ export class ClientConnection {
       return this.#violated(error); // not our server
     }
     if (reply.tag === "*") {
-      this.onPush(reply);
-      return;
+      if (reply.kind !== "ERR" || !reply.rest.startsWith("LINE_TOO_LONG ")) {
+        this.onPush(reply);
+        return;
+      }
+      // A line over the server's --max-line whose tag it could not read (a
+      // server of this version reads it whenever the line starts with one;
+      // older ones never did). The server answers every request first in
+      // the order they came, and this error in its place among them, so it
+      // belongs to the oldest request not answered yet: fail that one rather
+      // than leave it waiting forever.
+      const oldest = this.#unanswered.values().next();
+      if (oldest.done) return this.onPush(reply);
+      reply = { ...reply, tag: oldest.value };
     }
+    this.#unanswered.delete(reply.tag);
     const handler = this.#pending.get(reply.tag);
     try {
       if (handler && handler.onReply(reply)) this.#pending.delete(reply.tag);
@@ -270,6 +285,7 @@ export class ClientConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#pending.clear();
+    this.#unanswered.clear();
     // A lost connection may be retried (the code says so); a violation may not.
     const error = violation ?? Object.assign(
       new LockProtocolError("The connection to the lock server closed."),

@@ -127,7 +127,16 @@ export class DistlockdSession {
     const owner = this.#ownerOf(clientId);
     if (!owner) return;
     if (command === DistlockdCommand.RELEASE) {
-      return this.#reply(ctx.table.release(name, owner) ? OK : INVALID_RELEASE);
+      const lease = ctx.verbose ? ctx.table.holderOf(name, owner) : null;
+      if (!ctx.table.release(name, owner)) return this.#reply(INVALID_RELEASE);
+      if (lease) {
+        ctx.log.log("debug", "released", {
+          client: owner.info.client,
+          name,
+          token: lease.token,
+        });
+      }
+      return this.#reply(OK);
     }
     // distlockd's ACQUIRE by the holder's own id succeeds again and refreshes it.
     if (ctx.table.renew(name, owner, ctx.ttl)) return this.#reply(OK);

@@ -11,15 +11,32 @@ import {
   parseRequest,
   PROTOCOL_VERSION,
   type Request,
+  tagOf,
   WAIT_FOREVER,
 } from "./protocol.ts";
 import { newNonce, signChallenge, verifyChallenge } from "./auth.ts";
-import { holderJson, type ServerContext, statsOf, utf8Length } from "./_server_context.ts";
+import {
+  holderJson,
+  logReleasingAll,
+  type ServerContext,
+  statsOf,
+  utf8Length,
+} from "./_server_context.ts";
 import { TextOutbox } from "./_outbox.ts";
 import { Throttle } from "./_throttle.ts";
 
 /** Lines a client may send before its AUTH is checked; they are answered afterwards. */
 const MAX_LINES_DURING_AUTH = 64;
+
+/**
+ * A line over the limit, by the tag it started with (`*` if none could be
+ * read). It queues with the lines around it, so that its error reply comes
+ * in the order of the requests: a client may match it to its request by
+ * order when the tag is `*`.
+ */
+interface TooLong {
+  tooLong: string;
+}
 
 /** A line-protocol connection on the server. */
 export class LineSession {
@@ -28,13 +45,13 @@ export class LineSession {
   #ctx: ServerContext;
   #conn: Connection;
   #out: TextOutbox;
-  #throttle: Throttle<string>;
+  #throttle: Throttle<string | TooLong>;
   #reader: LineReader;
   #waits = new Map<string, Waiter>();
   #authed: boolean;
   #nonce: string | null = null;
   /** Lines received while an AUTH is being verified, or null. */
-  #held: string[] | null = null;
+  #held: (string | TooLong)[] | null = null;
   #ended = false;
 
   constructor(ctx: ServerContext, conn: Connection, id: number) {
@@ -75,7 +92,7 @@ export class LineSession {
   closed(): void {
     this.#ended = true;
     this.#throttle.clear();
-    const released = this.#giveUp();
+    const released = this.#giveUp("connection closed");
     if (this.#ctx.verbose) {
       this.#ctx.log.log("debug", "connection closed", { client: this.owner.info.client, released });
     }
@@ -87,15 +104,16 @@ export class LineSession {
     this.#ended = true;
     this.#out.write(`* BYE ${reason}\n`);
     this.#out.flush();
-    this.#giveUp();
+    this.#giveUp(reason);
     this.#conn.close();
   }
 
   // Releases its locks and withdraws its waits. At once when the session
   // ends, not when the socket closes: a peer that reads nothing may keep it
   // open until it is aborted, and names must not be granted to it meanwhile.
-  #giveUp(): number {
+  #giveUp(reason: string): number {
     this.#waits.clear();
+    logReleasingAll(this.#ctx, this.owner, reason);
     return this.#ctx.table.drop(this.owner);
   }
 
@@ -104,7 +122,7 @@ export class LineSession {
   };
 
   /** A line the throttle let through. */
-  readonly #accept = (line: string) => {
+  readonly #accept = (line: string | TooLong) => {
     if (this.#ended) return;
     if (this.#held) {
       if (this.#held.length >= MAX_LINES_DURING_AUTH) {
@@ -115,17 +133,24 @@ export class LineSession {
       this.#held.push(line);
       return;
     }
-    this.#handle(line);
+    if (typeof line === "string") this.#handle(line);
+    else this.#tooLong(line.tooLong);
   };
 
-  readonly #onTooLong = () => {
+  readonly #onTooLong = (head: string) => {
+    if (!this.#ended) this.#throttle.offer({ tooLong: tagOf(head) });
+  };
+
+  /** Answers a line over the limit, with its own tag when it could be read. */
+  #tooLong(tag: string): void {
+    this.#ctx.counters.operations++;
     const max = this.#ctx.limits.maxLineBytes;
     this.#error(
-      "*",
+      tag,
       "LINE_TOO_LONG",
-      `A request line is longer than ${max} bytes; it was skipped. Keep requests under ${max} bytes (names under ${this.#ctx.limits.maxNameBytes}).`,
+      `A request line is longer than ${max} bytes; it was skipped. Keep requests under ${max} bytes (names under ${this.#ctx.limits.maxNameBytes}), or start the server with a larger --max-line.`,
     );
-  };
+  }
 
   #handle(line: string): void {
     const ctx = this.#ctx;
@@ -191,7 +216,7 @@ export class LineSession {
         this.#write(`${tag} OK bye\n`);
         this.#ended = true;
         this.#out.flush();
-        this.#giveUp();
+        this.#giveUp("QUIT");
         this.#conn.close();
         return;
       case "HELLO":
@@ -238,7 +263,7 @@ export class LineSession {
     const wait = request.wait >= WAIT_FOREVER ? Infinity : request.wait;
     if (
       wait > 0 && this.owner.waiters.size >= limits.maxWaitersPerConnection &&
-      ctx.table.holderOf(name)
+      (ctx.table.holderOf(name) || ctx.table.holdingGrants)
     ) {
       return this.#error(
         tag,
@@ -264,6 +289,8 @@ export class LineSession {
         return this.#write(`${tag} OK ${outcome.lease.token} ${ttl} 0\n`);
       case "busy":
         return this.#write(`${tag} BUSY ${holderJson(ctx, outcome.holder)}\n`);
+      case "withheld": // the restart grace: free, but nothing is granted yet
+        return this.#write(`${tag} BUSY null\n`);
       case "queued":
         this.#waits.set(tag, outcome.waiter);
         return this.#write(

@@ -117,7 +117,21 @@ export function statsOf(ctx: ServerContext) {
     operations: ctx.counters.operations,
     names: ctx.table.names,
     uptime: Math.round(ctx.runtime.monotonic() - ctx.startedAt),
+    graceLeft: ctx.table.graceLeft,
   };
+}
+
+/** With `-v`, logs each lease of `owner` about to be released at once for `reason`. */
+export function logReleasingAll(ctx: ServerContext, owner: Owner, reason: string): void {
+  if (!ctx.verbose) return;
+  for (const lease of owner.leases) {
+    ctx.log.log("debug", "released", {
+      client: owner.info.client,
+      name: lease.name,
+      token: lease.token,
+      reason,
+    });
+  }
 }
 
 /**
@@ -129,10 +143,20 @@ export function statsOf(ctx: ServerContext) {
 export function useDistlockdOwner(ctx: ServerContext, clientId: string): Owner {
   let entry = ctx.distlockdOwners.get(clientId);
   if (!entry) {
-    entry = {
-      owner: new Owner({ pid: 0, host: "", client: `distlockd#${++ctx.distlockdLabels}` }),
-      connections: 0,
-    };
+    const owner: Owner = new Owner(
+      { pid: 0, host: "", client: `distlockd#${++ctx.distlockdLabels}` },
+      // distlockd has no push to tell its client; the log is all there is.
+      (lease) => {
+        if (ctx.verbose) {
+          ctx.log.log("debug", "lease expired", {
+            client: owner.info.client,
+            name: lease.name,
+            token: lease.token,
+          });
+        }
+      },
+    );
+    entry = { owner, connections: 0 };
     ctx.distlockdOwners.set(clientId, entry);
   }
   entry.connections++;
@@ -148,6 +172,7 @@ export function leaveDistlockdOwner(ctx: ServerContext, clientId: string): void 
   const entry = ctx.distlockdOwners.get(clientId);
   if (!entry || --entry.connections > 0) return;
   ctx.distlockdOwners.delete(clientId);
+  logReleasingAll(ctx, entry.owner, "distlockd client gone");
   const released = ctx.table.drop(entry.owner);
   if (released > 0 && ctx.verbose) {
     ctx.log.log("debug", "distlockd client gone; its locks released", {

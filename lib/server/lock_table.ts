@@ -104,6 +104,8 @@ export class Owner {
 export type AcquireOutcome =
   | { status: "granted"; lease: Lease }
   | { status: "busy"; holder: Lease }
+  /** Free, but grants are held back (see {@link LockTable.holdGrants}), and it was a try. */
+  | { status: "withheld" }
   | { status: "queued"; waiter: Waiter; position: number };
 
 interface Entry {
@@ -152,6 +154,11 @@ export class LockTable {
   #held = 0;
   #waiting = 0;
   #closed = false;
+  /** True while grants are held back; cleared only by {@link LockTable.#graceTimer}. */
+  #holding = false;
+  /** Monotonic ms at which grants resume, while {@link LockTable.#holding}. */
+  #holdUntil = 0;
+  #graceTimer: { clear(): void } | null = null;
 
   /**
    * Creates an empty table.
@@ -179,6 +186,36 @@ export class LockTable {
     return this.#entries.size;
   }
 
+  /** True while grants are held back (see {@link LockTable.holdGrants}). */
+  get holdingGrants(): boolean {
+    return this.#holding;
+  }
+
+  /** Ms until grants resume after {@link LockTable.holdGrants}; 0 when they are not held back. */
+  get graceLeft(): number {
+    // At least 1 while held back: the end may have come, the timer not yet.
+    return this.#holding ? Math.max(1, Math.ceil(this.#holdUntil - this.#clock.now())) : 0;
+  }
+
+  /**
+   * Grants nothing for `ms` from now: an acquire with a wait is queued (and
+   * may time out) as usual, one without is answered busy with no holder.
+   * When the time is up, each name goes to its first waiter, in FIFO order.
+   * A later end than one already set extends it; an earlier one changes
+   * nothing.
+   *
+   * @param ms How long to hold grants back, in ms (0: not at all).
+   */
+  holdGrants(ms: number): void {
+    if (this.#closed || !(ms > 0)) return;
+    const until = this.#clock.now() + ms;
+    if (this.#holding && until <= this.#holdUntil) return;
+    this.#holding = true;
+    this.#holdUntil = until;
+    this.#graceTimer?.clear();
+    this.#armGrace();
+  }
+
   /**
    * Takes `name` for `owner` if it is free; else queues the owner for up to
    * `wait` ms (`Infinity`: no limit), or reports the holder if `wait` is 0.
@@ -203,8 +240,14 @@ export class LockTable {
       entry = { holder: null, head: null, tail: null, waiting: 0 };
       this.#entries.set(name, entry);
     }
-    if (!entry.holder) return { status: "granted", lease: this.#grant(entry, name, owner, ttl) };
-    if (!(wait > 0) || !handler) return { status: "busy", holder: entry.holder };
+    if (!entry.holder && !this.#holding) {
+      return { status: "granted", lease: this.#grant(entry, name, owner, ttl) };
+    }
+    if (!(wait > 0) || !handler) {
+      if (entry.holder) return { status: "busy", holder: entry.holder };
+      this.#forgetIfIdle(name); // held back: the entry may be empty
+      return { status: "withheld" };
+    }
     const now = this.#clock.now();
     const waiter: Waiter = {
       kind: "waiter",
@@ -306,6 +349,8 @@ export class LockTable {
     this.#closed = true;
     this.#timer?.clear();
     this.#timer = null;
+    this.#graceTimer?.clear();
+    this.#graceTimer = null;
     this.#entries.clear();
   }
 
@@ -347,6 +392,7 @@ export class LockTable {
       this.#entries.delete(name);
       return;
     }
+    if (this.#holding) return; // granted when the hold ends
     this.#unqueue(next);
     const lease = this.#grant(entry, name, next.owner, next.ttl);
     next.handler.granted(lease, Math.max(0, this.#clock.now() - next.queuedAt));
@@ -371,6 +417,30 @@ export class LockTable {
     this.#waiting--;
     waiter.owner.waiters.delete(waiter);
     this.#heap.remove(waiter);
+  }
+
+  /**
+   * Ends the hold at its time, never before: a timer that fires early (or
+   * one cut to the longest a timer may be set for) is set again for the rest.
+   */
+  #armGrace(): void {
+    const left = Math.ceil(this.#holdUntil - this.#clock.now());
+    if (left > 0) {
+      const timer = this.#clock.setTimer(() => this.#armGrace(), Math.min(MAX_TIMER_MS, left));
+      timer.unref();
+      this.#graceTimer = timer;
+      return;
+    }
+    this.#graceTimer = null;
+    this.#holding = false;
+    // Every name waited for is free (nothing was granted): each goes to its
+    // first waiter. A snapshot, as a grant's handler may change the table.
+    for (const [name, entry] of [...this.#entries]) {
+      if (this.#closed) return;
+      if (this.#entries.get(name) === entry && !entry.holder && entry.head) {
+        this.#handOver(entry, name);
+      }
+    }
   }
 
   /** Keeps one timer set for the earliest deadline. */

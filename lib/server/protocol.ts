@@ -283,10 +283,26 @@ function wholeCharacters(bytes: Uint8Array): number {
   return end;
 }
 
+/** How much of an over-long line's start is kept: a tag (at most 32 characters) and its space. */
+const HEAD_CHARS = 33;
+
+/**
+ * The tag that starts `head` (the start of a line), or `*` if none can be read.
+ *
+ * @param head The first characters of a line.
+ * @returns Its tag, if it is followed by a space; else `*`.
+ */
+export function tagOf(head: string): string {
+  const space = head.indexOf(" ");
+  const tag = space < 0 ? "" : head.slice(0, space);
+  return TAG.test(tag) ? tag : "*";
+}
+
 /**
  * Splits a byte stream into lines of at most `maxLineBytes` bytes. An
  * over-long line is reported once and skipped up to its line end, so the
- * connection can go on; an unfinished line is held only up to the limit.
+ * connection can go on; its first characters are kept, so that the error
+ * can name its tag. An unfinished line is held only up to the limit.
  * Each chunk is decoded in one call (a multi-byte character split across
  * chunks is carried over, at most 3 bytes), not each line: at tens of
  * thousands of lines a second, per-line decoder calls add up.
@@ -305,6 +321,8 @@ export class LineReader {
   #carry: Uint8Array | null = null;
   #partial = "";
   #skipping = false;
+  /** The start of the line being skipped, until reported (then null). */
+  #head: string | null = null;
 
   /**
    * Creates a reader.
@@ -325,9 +343,15 @@ export class LineReader {
    *
    * @param chunk Bytes received (not kept: the runtime may reuse them).
    * @param onLine Called with each complete line, `\r\n` or `\n` removed.
-   * @param onTooLong Called once for each line longer than the limit.
+   * @param onTooLong Called once for each line longer than the limit, with
+   *   its first characters (up to 33: enough for a tag and its space), as
+   *   soon as it has them or the line has ended.
    */
-  push(chunk: Uint8Array, onLine: (line: string) => void, onTooLong: () => void): void {
+  push(
+    chunk: Uint8Array,
+    onLine: (line: string) => void,
+    onTooLong: (head: string) => void,
+  ): void {
     let bytes = chunk;
     if (this.#carry) {
       bytes = new Uint8Array(this.#carry.length + chunk.length);
@@ -343,13 +367,20 @@ export class LineReader {
     for (;;) {
       const end = text.indexOf("\n", start);
       if (end < 0) {
-        if (this.#skipping || start >= text.length) return;
+        if (start >= text.length) return;
+        if (this.#skipping) {
+          this.#keepHead(text.slice(start, start + HEAD_CHARS), onTooLong, false);
+          return;
+        }
         // Characters never outnumber bytes: more characters than the limit
         // is over it whatever they are.
         if (this.#partial.length + text.length - start > max) {
+          const head = (this.#partial.slice(0, HEAD_CHARS) + text.slice(start, start + HEAD_CHARS))
+            .slice(0, HEAD_CHARS);
           this.#partial = "";
           this.#skipping = true;
-          onTooLong();
+          this.#head = "";
+          this.#keepHead(head, onTooLong, false);
           return;
         }
         this.#partial += text.slice(start);
@@ -357,6 +388,7 @@ export class LineReader {
       }
       if (this.#skipping) {
         this.#skipping = false;
+        this.#keepHead(text.slice(start, Math.min(end, start + HEAD_CHARS)), onTooLong, true);
         start = end + 1;
         continue;
       }
@@ -367,10 +399,22 @@ export class LineReader {
       }
       start = end + 1;
       if (line.length > max || (line.length * 3 > max && encoder.encode(line).length > max)) {
-        onTooLong();
+        onTooLong(line.slice(0, HEAD_CHARS));
         continue;
       }
       onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
     }
+  }
+
+  /** Adds to the skipped line's start; reports it once it is long enough, or the line ended. */
+  #keepHead(more: string, onTooLong: (head: string) => void, ended: boolean): void {
+    if (this.#head === null) return; // reported already
+    const head = (this.#head + more).slice(0, HEAD_CHARS);
+    if (head.length < HEAD_CHARS && !ended) {
+      this.#head = head;
+      return;
+    }
+    this.#head = null;
+    onTooLong(head);
   }
 }

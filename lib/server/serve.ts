@@ -44,6 +44,16 @@ export interface ServeOptions extends ServerLimits {
   /** Longest lease granted, in whole ms; longer requests get this. Default 3,600,000. */
   maxTtl?: number;
   /**
+   * For this many whole ms after it starts listening, the server grants
+   * nothing: a try is answered busy (with no holder), a wait is queued and
+   * granted, first come first served, once the grace ends (or times out).
+   * The server keeps no state, so after a restart it cannot know which leases
+   * its previous run granted; a holder that could not hear of the restart (a
+   * partition, a crashed host: no FIN) still counts its lease. Set it to the
+   * longest ttl clients use to keep exclusion across restarts. Default 0.
+   */
+  restartGrace?: number;
+  /**
    * Where log lines go (default: none). The CLI passes its logger; any
    * object with this `log` method will do.
    */
@@ -74,6 +84,8 @@ export interface ServerStats {
   names: number;
   /** Ms since start. */
   uptime: number;
+  /** Ms left of the restart grace, during which nothing is granted; 0 once it is over. */
+  graceLeft: number;
 }
 
 /** A running lock server. */
@@ -102,6 +114,17 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) {
     throw new ServeOptionError(`serve(): ${name} must be a positive number, got ${value}.`);
+  }
+  return value;
+}
+
+/** A time that may be 0: whole ms, 0 or more. */
+function wholeMs(name: string, value: number | undefined): number {
+  if (value === undefined) return 0;
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ServeOptionError(
+      `serve(): ${name} must be a whole number of ms from 0 to ${Number.MAX_SAFE_INTEGER}, got ${value}.`,
+    );
   }
   return value;
 }
@@ -172,6 +195,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       `serve(): ttl (${options.ttl} ms) is above maxTtl (${maxTtl} ms); lower ttl or raise maxTtl.`,
     );
   }
+  const restartGrace = wholeMs("restartGrace", options.restartGrace);
   const log = options.logger ?? { log() {} };
   const ctx: ServerContext = {
     runtime,
@@ -303,16 +327,33 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
     ticker.unref();
   }
 
-  const listener = await runtime.listen({
-    transport: "tcp",
-    hostname: host,
-    port: options.port ?? 8888,
-  }, accept);
+  // Nothing is stored, so a server cannot tell a first start from a restart,
+  // nor which leases its previous run granted. A holder that heard of that
+  // run's end (its connection closed) has stopped; one that could not (cut
+  // off by a partition, or the server's host died without a FIN) still counts
+  // its lease, by its own clock, for up to its ttl. Granting nothing for the
+  // grace, counted from when connections can first arrive, lets those leases
+  // run out first. Held back before listening too: no grant can slip in.
+  ctx.table.holdGrants(restartGrace);
+  let listener: Awaited<ReturnType<Runtime["listen"]>>;
+  try {
+    listener = await runtime.listen({
+      transport: "tcp",
+      hostname: host,
+      port: options.port ?? 8888,
+    }, accept);
+  } catch (error) {
+    ctx.table.close(); // its grace timer
+    ticker.clear();
+    throw error;
+  }
+  ctx.table.holdGrants(restartGrace);
   const address = { hostname: host, port: listener.port };
   log.log("info", "lock server listening", {
     address: `${host}:${listener.port}`,
     auth: ctx.key ? "hmac" : "none",
     ttl: ctx.ttl,
+    ...(restartGrace > 0 ? { restartGrace } : {}),
   });
 
   let closing: Promise<void> | null = null;
