@@ -3,43 +3,10 @@
 // release, dropped owners, timeouts, tokens, and bounded memory.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  type Lease,
-  LockTable,
-  Owner,
-  type TableClock,
-  type WaiterHandler,
-} from "../lib/server/lock_table.ts";
+import { type Lease, LockTable, Owner, type WaiterHandler } from "../lib/server/lock_table.ts";
 import { FencingTokens } from "../lib/_fencing_tokens.ts";
 import { DeadlineHeap, type HeapItem } from "../lib/server/_deadline_heap.ts";
-
-/** A clock the test moves by hand; timers fire when it passes them. */
-class FakeClock implements TableClock {
-  time = 0;
-  wall = 1_700_000_000_000;
-  timers: { at: number; fn: () => void; live: boolean }[] = [];
-  now = () => this.time;
-  wallNow = () => this.wall;
-  setTimer = (fn: () => void, ms: number) => {
-    const timer = { at: this.time + ms, fn, live: true };
-    this.timers.push(timer);
-    return { clear: () => (timer.live = false), unref: () => {} };
-  };
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.live && t.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.time = Math.max(this.time, due.at);
-      this.wall = 1_700_000_000_000 + this.time;
-      due.live = false;
-      due.fn();
-    }
-    this.time = end;
-    this.wall = 1_700_000_000_000 + end;
-    this.timers = this.timers.filter((t) => t.live);
-  }
-}
+import { FakeClock } from "./_fake_table_clock.ts";
 
 function recorder() {
   const events: string[] = [];

@@ -11,40 +11,11 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import { lock, LockBusyError, LockClient, serve, type ServerLease } from "../mod.ts";
 import { ServeOptionError } from "../lib/server/serve.ts";
-import { LockTable, Owner, type TableClock, type WaiterHandler } from "../lib/server/lock_table.ts";
+import { LockTable, Owner, type WaiterHandler } from "../lib/server/lock_table.ts";
 import { DistlockdCommand, encodeDistlockdRequest } from "../lib/server/distlockd_frames.ts";
 import { type Child, childRuntimes } from "./_processes.ts";
+import { FakeClock } from "./_fake_table_clock.ts";
 import { RawConnection, runCli, serveProcess, sleep, within } from "./_server_helpers.ts";
-
-/** A clock the test moves by hand; timers fire when it passes them, or `early` ms before. */
-class FakeClock implements TableClock {
-  time = 0;
-  timers: { at: number; fn: () => void; live: boolean }[] = [];
-  readonly early: number;
-  constructor(early = 0) {
-    this.early = early;
-  }
-  now = () => this.time;
-  wallNow = () => 1_700_000_000_000 + this.time;
-  setTimer = (fn: () => void, ms: number) => {
-    // (A real clock moves on: a timer set for less than `early` fires on time.)
-    const timer = { at: this.time + (ms > this.early ? ms - this.early : ms), fn, live: true };
-    this.timers.push(timer);
-    return { clear: () => (timer.live = false), unref: () => {} };
-  };
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.live && t.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.time = Math.max(this.time, due.at);
-      due.live = false;
-      due.fn();
-    }
-    this.time = end;
-    this.timers = this.timers.filter((t) => t.live);
-  }
-}
 
 function recorder() {
   const events: string[] = [];
