@@ -66,17 +66,6 @@ const RETRY_WINDOW_MS = 1_000;
  */
 const COMPAT_GRACE_MS = 2000;
 
-/**
- * How long (ms) after a lock's `acquiredAt` the process now under its pid
- * may have started and still be taken for its holder, where the file records
- * no start ticks (Python socketlock's, or a holder's that could not read
- * /proc). Start times come in whole seconds rounded down, so a holder's never
- * lies after its own `acquiredAt`: this slack is for the wall clock stepped
- * forward since the acquisition (start times, counted from a boot time that
- * follows the wall clock, move with it; `acquiredAt` does not).
- */
-const START_SLACK_MS = 2_000;
-
 const encoder = new TextEncoder();
 
 // A pid's start time, or null where it cannot be told: asked only where this
@@ -105,17 +94,16 @@ function ownStart(runtime: Runtime): Promise<ProcessStart | null> {
 /**
  * Whether the live pid `record.pid` (of our pid namespace) provably belongs to
  * another process than the holder that wrote `record`: its pid was reused.
- * The folder kind's rule: start ticks where the file has them (exact, and
- * not moved by clock steps); otherwise a start after `acquiredAt`, in whole
- * seconds, beyond {@link START_SLACK_MS}. False wherever start times cannot
- * be read.
+ * Only by the start ticks the file records (exact, and not moved by clock
+ * steps). A file without them (Python's) is not judged by start time: a
+ * start in epoch seconds moves with every step of the wall clock since, so
+ * a live holder started before a step forward would look younger than its
+ * lock, and be broken. False wherever start times cannot be read.
  */
 async function pidReused(runtime: Runtime, record: LockRecord): Promise<boolean> {
+  if (record.startTicks === undefined) return false;
   const started = await startOf(runtime, record.pid);
-  if (started === null) return false;
-  return record.startTicks !== undefined
-    ? started.ticks !== record.startTicks
-    : started.created * 1000 > record.acquiredAt + START_SLACK_MS;
+  return started !== null && started.ticks !== record.startTicks;
 }
 
 interface Keys {
