@@ -9,20 +9,18 @@ import { rm, writeFile } from "node:fs/promises";
 import { FolderLock, lock, LockError } from "../mod.ts";
 import { folderTarget } from "../lib/folder/folder_target.ts";
 import { createWorld } from "./_scripted_runtime.ts";
-import { type Child, childRuntimes, fixture, spawnScript, tempDir } from "./_processes.ts";
+import {
+  type Child,
+  childRuntimes,
+  fixture,
+  spawnScript,
+  tempDirsRemovedAfter,
+} from "./_processes.ts";
 
 describe("folder kind: tokens across a lost counter", () => {
-  const dirs: string[] = [];
   const kids: Child[] = [];
-  after(async () => {
-    for (const kid of kids) kid.process.kill("SIGKILL");
-    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  });
-  async function dir(): Promise<string> {
-    const made = await tempDir();
-    dirs.push(made);
-    return made;
-  }
+  after(() => kids.forEach((kid) => kid.process.kill("SIGKILL")));
+  const dir = tempDirsRemovedAfter();
 
   test("a lock folder removed and made again goes on above every earlier token", async () => {
     const locks = await dir();

@@ -5,7 +5,6 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
-import * as net from "node:net";
 import { inspect, lock, tryLock } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { randomHex } from "../lib/socket/handshake.ts";
@@ -22,7 +21,7 @@ import {
   settle,
   within,
 } from "./_socket_scenarios.ts";
-import { tempDir } from "./_processes.ts";
+import { freePort, tempDir } from "./_processes.ts";
 
 describe("socket kind: a holder answers for its file until the file is gone", () => {
   interleaving(
@@ -73,14 +72,6 @@ describe("socket kind: files no handshake can check are broken only by their pid
     return dir;
   }
 
-  async function deadPort(): Promise<number> {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as net.AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
-    return port;
-  }
-
   test("a live holder signing with another key (signatureSeed) keeps its lock against a contender using the directory's key", async () => {
     const dir = await lockDir();
     const name = `otherkey-${randomHex(4)}`;
@@ -116,7 +107,7 @@ describe("socket kind: files no handshake can check are broken only by their pid
     // 127.0.0.1 here, or that no such pid lives here, proves nothing.
     const text = formatLockFile({
       pid: 999_999,
-      port: await deadPort(),
+      port: await freePort(),
       acquiredAt: Date.now(),
       host: `elsewhere-${randomHex(4)}.invalid`,
       name,

@@ -6,7 +6,6 @@
 // scripted runtime; the breaker locks are real abstract sockets or ports).
 import { describe } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import type { Grant } from "../lib/_kind.ts";
 import { holdPortKey } from "../lib/port/port_target.ts";
 import { breakerKey } from "../lib/socket/break_stale_lock.ts";
@@ -15,14 +14,7 @@ import { lockPaths, parseLockFile } from "../lib/socket/lock_file.ts";
 import { socketTarget } from "../lib/socket/socket_target.ts";
 import { createWorld, type SimulatedProcess } from "./_scripted_runtime.ts";
 import { DIR, interleaving, pauseAt, settings, settle, within } from "./_socket_scenarios.ts";
-
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort } from "./_processes.ts";
 
 function asUser(sim: SimulatedProcess, uid: number): SimulatedProcess {
   sim.runtime = { ...sim.runtime, uid: () => uid };
@@ -35,7 +27,7 @@ async function staleCompatWorld(name: string) {
   await world.process(1).runtime.mkdir(DIR, 0o700);
   const file = lockPaths(DIR, name, true).file;
   const stale = JSON.stringify(
-    { port: await deadPort(), pid: 999_999, timestamp: Date.now() / 1000, name },
+    { port: await freePort(), pid: 999_999, timestamp: Date.now() / 1000, name },
     null,
     2,
   );

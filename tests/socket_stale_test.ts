@@ -26,14 +26,6 @@ import {
 } from "./_socket_scenarios.ts";
 import { childRuntimes, fixture, freePort, spawnScript, tempDir } from "./_processes.ts";
 
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 function staleText(name: string, port: number, token = 1, host = "scripted-host"): string {
   return formatLockFile({
     pid: 999_999,
@@ -51,7 +43,7 @@ async function staleWorld(name: string): Promise<{ world: World; file: string; s
   const world = createWorld();
   await world.process(1).runtime.mkdir(DIR, 0o700);
   const file = lockPaths(DIR, name, false).file;
-  const stale = staleText(name, await deadPort());
+  const stale = staleText(name, await freePort());
   world.files.set(file, { kind: "file", data: stale, mode: 0o600, mtimeMs: 0 });
   return { world, file, stale };
 }
@@ -315,7 +307,7 @@ describe("stale socket locks under forced interleavings", () => {
       const future = Date.now() * 1000 + 3_600_000_000; // an hour ahead, in µs
       world.files.set(file, {
         kind: "file",
-        data: staleText(name, await deadPort(), future),
+        data: staleText(name, await freePort(), future),
         mode: 0o600,
         mtimeMs: 0,
       });
@@ -344,8 +336,8 @@ describe("fencing tokens never go down", () => {
       const last = future();
       const put = (path: string, data: string) =>
         world.files.set(path, { kind: "file", data, mode: 0o600, mtimeMs: 0 });
-      put(paths.last, staleText(name, await deadPort(), last));
-      put(paths.file, staleText(name, await deadPort(), 1));
+      put(paths.last, staleText(name, await freePort(), last));
+      put(paths.file, staleText(name, await freePort(), 1));
       const grant = settle(await socketTarget(next.runtime, settings(name)).tryAcquire())!;
       assert.ok(grant.token > last, `${grant.token} > ${last}`);
       await grant.release();
@@ -360,7 +352,7 @@ describe("fencing tokens never go down", () => {
       const proc = world.process(96);
       await proc.runtime.mkdir(DIR, 0o700);
       const paths = lockPaths(DIR, name, false);
-      const lastText = staleText(name, await deadPort(), future());
+      const lastText = staleText(name, await freePort(), future());
       world.files.set(paths.last, { kind: "file", data: lastText, mode: 0o600, mtimeMs: 0 });
       proc.hook = (op, path) => {
         if (op === "rename" && path.endsWith(".re.tmp")) {
@@ -590,7 +582,7 @@ describe("stale socket locks in a real directory", () => {
   });
 
   test("lock() waits through a stale file left by a holder that is gone", async () => {
-    const port = await deadPort();
+    const port = await freePort();
     const { dir, name } = await withLockFile((n) => staleText(n, port, 1, runtime.hostname()));
     const held = await lock(name, { dir, timeout: 2_000 });
     assert.equal(held.info.pid, runtime.pid);
