@@ -46,3 +46,48 @@ export async function relayProxy(
     },
   };
 }
+
+/**
+ * A relay to a lock server on `port` that hangs up right after passing an
+ * ACQUIRE's OK, as a server crash or a network cut at that moment would: on
+ * every connection, or only on the first (later ones pass through).
+ */
+export function cutAfterGrant(port: number, { firstOnly = false } = {}): Promise<RelayProxy> {
+  let cutOnce = false;
+  return relayProxy(port, (client, upstream) => {
+    if (firstOnly && cutOnce) {
+      client.pipe(upstream);
+      upstream.pipe(client);
+      return;
+    }
+    const acquires = new Set<string>();
+    let fromClient = "";
+    client.on("data", (chunk) => {
+      fromClient += chunk;
+      for (let end; (end = fromClient.indexOf("\n")) >= 0; fromClient = fromClient.slice(end + 1)) {
+        const [tag, command] = fromClient.slice(0, end).split(" ");
+        if (command === "ACQUIRE") acquires.add(tag);
+      }
+      upstream.write(chunk);
+    });
+    let fromServer = "";
+    let cut = false;
+    upstream.on("data", (chunk) => {
+      if (cut) return;
+      fromServer += chunk;
+      let upTo = 0;
+      for (let end; (end = fromServer.indexOf("\n", upTo)) >= 0;) {
+        const [tag, status] = fromServer.slice(upTo, end).split(" ");
+        upTo = end + 1;
+        if (acquires.has(tag) && status === "OK") {
+          cut = cutOnce = true;
+          client.end(fromServer.slice(0, upTo));
+          upstream.destroy();
+          return;
+        }
+      }
+      client.write(fromServer.slice(0, upTo));
+      fromServer = fromServer.slice(upTo);
+    });
+  });
+}

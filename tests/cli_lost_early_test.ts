@@ -4,43 +4,10 @@
 // hold the lock, and run exits 69, not with the command's code.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type * as net from "node:net";
 import { lock } from "../mod.ts";
 import { type Child, childRuntimes } from "./_processes.ts";
 import { runCli, serveProcess, signal, within } from "./_server_helpers.ts";
-import { relayProxy } from "./_relay_proxy.ts";
-
-/** A relay to a lock server on `port` that hangs up right after passing an ACQUIRE's OK. */
-function cutAfterGrant(port: number) {
-  return relayProxy(port, (client: net.Socket, upstream: net.Socket) => {
-    const acquireTags = new Set<string>();
-    let fromClient = "";
-    client.on("data", (chunk) => {
-      fromClient += chunk;
-      for (let nl; (nl = fromClient.indexOf("\n")) >= 0; fromClient = fromClient.slice(nl + 1)) {
-        const [tag, command] = fromClient.slice(0, nl).split(" ");
-        if (command === "ACQUIRE") acquireTags.add(tag);
-      }
-      upstream.write(chunk);
-    });
-    let fromServer = "";
-    upstream.on("data", (chunk) => {
-      fromServer += chunk;
-      let upTo = 0;
-      for (let nl; (nl = fromServer.indexOf("\n", upTo)) >= 0;) {
-        const [tag, status] = fromServer.slice(upTo, nl).split(" ");
-        upTo = nl + 1;
-        if (acquireTags.has(tag) && status === "OK") {
-          client.end(fromServer.slice(0, upTo));
-          upstream.destroy();
-          return;
-        }
-      }
-      client.write(fromServer.slice(0, upTo));
-      fromServer = fromServer.slice(upTo);
-    });
-  });
-}
+import { cutAfterGrant } from "./_relay_proxy.ts";
 
 /** A command that says when it starts and when it ran to its end. */
 const COMMAND = ["sh", "-c", "echo started; sleep 2; echo finished"];

@@ -8,43 +8,7 @@ import type * as net from "node:net";
 import { inspect, lock } from "../mod.ts";
 import type { Child } from "./_processes.ts";
 import { abortedSignal, serveProcess, sleep, within } from "./_server_helpers.ts";
-import { relayProxy } from "./_relay_proxy.ts";
-
-/** Relays to `port`; the first connection is cut just after it is granted a lock. */
-function cutAfterFirstGrant(port: number) {
-  let cut = false;
-  return relayProxy(port, (client: net.Socket, upstream: net.Socket) => {
-    client.pipe(upstream);
-    if (cut) return void upstream.pipe(client);
-    const acquires = new Set<string>();
-    let fromClient = "";
-    client.on("data", (chunk) => {
-      fromClient += chunk;
-      for (let end; (end = fromClient.indexOf("\n")) >= 0; fromClient = fromClient.slice(end + 1)) {
-        const [tag, command] = fromClient.slice(0, end).split(" ");
-        if (command === "ACQUIRE") acquires.add(tag);
-      }
-    });
-    let fromServer = "";
-    upstream.on("data", (chunk) => {
-      if (cut) return;
-      fromServer += chunk;
-      let upTo = 0;
-      for (let end; (end = fromServer.indexOf("\n", upTo)) >= 0;) {
-        const [tag, status] = fromServer.slice(upTo, end).split(" ");
-        upTo = end + 1;
-        if (acquires.has(tag) && status === "OK") {
-          cut = true;
-          client.end(fromServer.slice(0, upTo));
-          upstream.destroy();
-          return;
-        }
-      }
-      client.write(fromServer.slice(0, upTo));
-      fromServer = fromServer.slice(upTo);
-    });
-  });
-}
+import { cutAfterGrant, relayProxy } from "./_relay_proxy.ts";
 
 /** Relays to `port`, and cuts every connection open so far when told. */
 async function cuttable(port: number) {
@@ -68,7 +32,7 @@ describe("server kind: a lease lost right after its grant", () => {
   test("lock() does not return it lost: it returns a live lock, or one whose loss is heard", async () => {
     const server = await serveProcess("node");
     children.push(server.child);
-    const proxy = await cutAfterFirstGrant(server.port);
+    const proxy = await cutAfterGrant(server.port, { firstOnly: true });
     closers.push(() => proxy.close());
     const held = await lock("pre", { server: `127.0.0.1:${proxy.port}`, timeout: 5_000 });
     assert.equal(held.signal.aborted, false, "lock() returned a lock already lost");
