@@ -113,7 +113,10 @@ describe("socketlock run without a terminal: the command's process group", {
   for (const rt of childRuntimes(1)) {
     test(`a script run from ${rt} that exits leaving a background job: the job is stopped before the lock is freed, the exit code stays the script's`, async () => {
       const dir = await tempDir();
-      const script = `sh -c '${job(dir, false)}' & echo started; exit 3`;
+      // It exits once the job has said its pid: else `run` may stop the job
+      // (rightly) before it got that far, and the test would not see it.
+      const script = `sh -c '${job(dir, false)}' & ` +
+        `while [ ! -s ${dir}/job.pid ]; do sleep 0.01; done; echo started; exit 3`;
       const run = cliWithoutTerminal(rt, ["run", "bg", "--dir", dir, "--", "sh", "-c", script]);
       kids.push(run);
       const pid = await jobPid(dir);
