@@ -218,7 +218,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
       if (attempt.acquired) {
         granted = true;
         const { grant } = attempt;
-        setLocalHolder(target.key, grant.info, () => grant.lost?.aborted === true);
+        setLocalHolder(target.key, grant);
         return { held: makeHeldLock(request, grant) };
       }
       holder = attempt.holder;

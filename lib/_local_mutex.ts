@@ -3,15 +3,15 @@
 // other like two processes do, and the order is fair.
 
 import type { LockInfo } from "./types.ts";
+import type { Grant } from "./_kind.ts";
 
 interface Waiter {
   grant(): void;
 }
 
 interface Slot {
-  holder: LockInfo | null;
-  /** Whether the holder's lock was lost (then it is no holder to report). */
-  lost: (() => boolean) | null;
+  /** The in-process holder's grant, once it has one. */
+  holder: Grant | null;
   queue: Waiter[];
 }
 
@@ -19,14 +19,15 @@ const slots = new Map<string, Slot>();
 
 /** The info of the in-process holder of `key`, if any. */
 export function localHolder(key: string): LockInfo | null | undefined {
-  const slot = slots.get(key);
-  return slot?.lost?.() ? null : slot?.holder;
+  const holder = slots.get(key)?.holder;
+  // A lost lock is no holder to report: another process may hold it now.
+  return holder && (holder.lost?.aborted ? null : holder.info);
 }
 
 /** Takes `key` at once if free; returns false if held in this process. */
 export function tryLocal(key: string): boolean {
   if (slots.has(key)) return false;
-  slots.set(key, { holder: null, lost: null, queue: [] });
+  slots.set(key, { holder: null, queue: [] });
   return true;
 }
 
@@ -62,14 +63,12 @@ export function waitLocal(
 
 /**
  * Records who holds `key` (for busy errors raised within this process, and
- * inspect()), and how to tell that its lock was lost: another process may
- * hold it then, though the slot stays taken until release().
+ * inspect()): its grant, whose `lost` tells once another process may hold
+ * it, though the slot stays taken until release().
  */
-export function setLocalHolder(key: string, info: LockInfo, lost: () => boolean): void {
+export function setLocalHolder(key: string, grant: Grant): void {
   const slot = slots.get(key);
-  if (!slot) return;
-  slot.holder = info;
-  slot.lost = lost;
+  if (slot) slot.holder = grant;
 }
 
 /** Hands `key` to the next waiter, or frees it. */
@@ -78,7 +77,6 @@ export function releaseLocal(key: string): void {
   if (!slot) return;
   const next = slot.queue.shift();
   slot.holder = null;
-  slot.lost = null;
   if (next) next.grant();
   else slots.delete(key);
 }
