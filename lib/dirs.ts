@@ -5,7 +5,7 @@
  * @module
  */
 
-import { errorCode, type Runtime } from "./runtime/mod.ts";
+import { errorCode, type FileStat, type Runtime } from "./runtime/mod.ts";
 import { LockError, LockPermissionError } from "./errors.ts";
 
 /**
@@ -27,6 +27,26 @@ export function defaultLockDir(runtime: Runtime): string {
   if (xdg) return joinPath(xdg, "socketlock");
   const uid = runtime.uid();
   return joinPath(runtime.tempDir(), `socketlock-${uid ?? "user"}`);
+}
+
+/**
+ * Whether `stat` belongs to another user than this process's, as far as the
+ * platform tells owners (where it does not, nobody counts as another).
+ *
+ * @example Our own temp dir is ours
+ * ```ts
+ * import { ownedByAnother } from "./dirs.ts";
+ * import { runtime } from "./runtime/mod.ts";
+ * console.log(ownedByAnother(runtime, await runtime.lstat(await Deno.makeTempDir()))); // false
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param stat What `runtime.lstat` found.
+ * @returns True if its owner is known and is not this user.
+ */
+export function ownedByAnother(runtime: Runtime, stat: FileStat): boolean {
+  const uid = runtime.uid();
+  return uid !== null && stat.uid !== null && stat.uid !== uid;
 }
 
 /** Joins path segments with "/" (all our paths are POSIX-style). */
@@ -109,10 +129,9 @@ export async function ensureLockDir(runtime: Runtime, dir: string): Promise<stri
       `Lock directory ${dir} exists but is not a directory. Remove it or pass another { dir }.`,
     );
   }
-  const uid = runtime.uid();
-  if (uid !== null && stat.uid !== null && stat.uid !== uid) {
+  if (ownedByAnother(runtime, stat)) {
     throw new LockPermissionError(
-      `Lock directory ${dir} is owned by uid ${stat.uid}, not by you (uid ${uid}). ` +
+      `Lock directory ${dir} is owned by uid ${stat.uid}, not by you (uid ${runtime.uid()}). ` +
         `Another user could tamper with your locks; pass your own { dir }, or ` +
         `remove it if it is yours by mistake.`,
     );

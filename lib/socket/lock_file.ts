@@ -17,7 +17,7 @@
 import { writeNewFile } from "../_write_new_file.ts";
 import { removeOldTemp } from "../_old_temps.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
-import { joinPath } from "../dirs.ts";
+import { joinPath, ownedByAnother } from "../dirs.ts";
 
 /** What a lock file records about its holder. */
 export interface LockRecord {
@@ -466,6 +466,5 @@ async function isOwnFile(runtime: Runtime, path: string): Promise<boolean> {
     if (errorCode(error) === "ENOENT") return false;
     throw error;
   }
-  const uid = runtime.uid();
-  return stat.isFile && !stat.isSymlink && (uid === null || stat.uid === null || stat.uid === uid);
+  return stat.isFile && !stat.isSymlink && !ownedByAnother(runtime, stat);
 }

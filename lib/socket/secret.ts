@@ -10,7 +10,7 @@
 
 import { writeNewFile } from "../_write_new_file.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
-import { joinPath } from "../dirs.ts";
+import { joinPath, ownedByAnother } from "../dirs.ts";
 import { LockPermissionError } from "../errors.ts";
 import { randomHex } from "./handshake.ts";
 import { removeIfExists } from "./lock_file.ts";
@@ -34,10 +34,8 @@ async function readKey(runtime: Runtime, path: string): Promise<Uint8Array | nul
     if (errorCode(error) === "ENOENT") return null;
     throw error;
   }
-  const uid = runtime.uid();
   if (
-    stat.isSymlink || !stat.isFile || (stat.mode & 0o077) !== 0 ||
-    (uid !== null && stat.uid !== null && stat.uid !== uid)
+    stat.isSymlink || !stat.isFile || (stat.mode & 0o077) !== 0 || ownedByAnother(runtime, stat)
   ) {
     throw new LockPermissionError(
       `Key file ${path} is not a private file of yours (it must be a regular file, ` +
