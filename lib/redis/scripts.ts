@@ -105,6 +105,18 @@ local function nextToken(us)
 end
 `;
 
+// Raises the counter at key `counter` to `token` (decimal digits), never
+// lowering it. 1 if raised, 0 if it was as high already.
+const RAISE = `
+local function raise(counter, token)
+  if (tonumber(redis.call('GET', counter)) or 0) < tonumber(token) then
+    redis.call('SET', counter, token)
+    return 1
+  end
+  return 0
+end
+`;
+
 // The wait queue: KEYS[3] orders owners by arrival; KEYS[4] maps each to
 // "<live until ms> <ttl> <claim ms> <client id> <value head>", '@first' to
 // "<owner> <client id>" (who is first in line, and where it hears), and
@@ -444,12 +456,10 @@ return {1, idle}
  */
 export const RAISE_TOKEN: LuaScript = {
   name: "raiseToken",
-  source: MINE + `
+  source: MINE + RAISE + `
 local current = redis.call('GET', KEYS[1])
 if not mine(current) then return 0 end
-if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[2])
-end
+raise(KEYS[2], ARGV[2])
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl > 0 then
   local value = string.gsub(current, '"token":%d+}$', '"token":' .. ARGV[2] .. '}')
@@ -489,12 +499,8 @@ return 1
  */
 export const RAISE_COUNTER: LuaScript = {
   name: "raiseCounter",
-  source: `
-if (tonumber(redis.call('GET', KEYS[1])) or 0) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
+  source: RAISE + `
+return raise(KEYS[1], ARGV[1])
 `,
 };
 
