@@ -14,6 +14,7 @@ import {
 } from "./distlockd_frames.ts";
 import {
   leaveDistlockdOwner,
+  logLease,
   MAX_CLIENT_ID_BYTES,
   MAX_CLIENT_IDS_PER_CONNECTION,
   type ServerContext,
@@ -129,13 +130,7 @@ export class DistlockdSession {
     if (command === DistlockdCommand.RELEASE) {
       const lease = ctx.verbose ? ctx.table.holderOf(name, owner) : null;
       if (!ctx.table.release(name, owner)) return this.#reply(INVALID_RELEASE);
-      if (lease) {
-        ctx.log.log("debug", "released", {
-          client: owner.info.client,
-          name,
-          token: lease.token,
-        });
-      }
+      if (lease) logLease(ctx, "released", owner, name, { token: lease.token });
       return this.#reply(OK);
     }
     // distlockd's ACQUIRE by the holder's own id succeeds again and refreshes it.
@@ -147,11 +142,7 @@ export class DistlockdSession {
     }
     const outcome = ctx.table.acquire(name, owner, ctx.ttl, 0);
     if (outcome.status === "granted" && ctx.verbose) {
-      ctx.log.log("debug", "granted", {
-        client: owner.info.client,
-        name,
-        token: outcome.lease.token,
-      });
+      logLease(ctx, "granted", owner, name, { token: outcome.lease.token });
     }
     this.#reply(outcome.status === "granted" ? OK : BUSY);
   }

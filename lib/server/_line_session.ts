@@ -17,6 +17,7 @@ import {
 import { newNonce, signChallenge, verifyChallenge } from "./auth.ts";
 import {
   holderJson,
+  logLease,
   logReleasingAll,
   type ServerContext,
   statsOf,
@@ -174,7 +175,7 @@ export class LineSession {
         return this.#acquire(request);
       case "RELEASE": {
         if (ctx.table.release(request.name, this.owner, request.token)) {
-          if (ctx.verbose) this.#debug("released", request.name);
+          if (ctx.verbose) logLease(ctx, "released", this.owner, request.name);
           return this.#write(`${tag} OK\n`);
         }
         return this.#notHolder(tag, request.name, request.token);
@@ -275,7 +276,9 @@ export class LineSession {
     const outcome = ctx.table.acquire(name, this.owner, ttl, wait, {
       granted: (lease, waited) => {
         this.#waits.delete(tag);
-        if (ctx.verbose) this.#debug("granted after waiting", name, { token: lease.token, waited });
+        if (ctx.verbose) {
+          logLease(ctx, "granted after waiting", this.owner, name, { token: lease.token, waited });
+        }
         this.#write(`${tag} OK ${lease.token} ${lease.ttl} ${Math.floor(waited)}\n`);
       },
       timedOut: (holder) => {
@@ -285,7 +288,7 @@ export class LineSession {
     });
     switch (outcome.status) {
       case "granted":
-        if (ctx.verbose) this.#debug("granted", name, { token: outcome.lease.token });
+        if (ctx.verbose) logLease(ctx, "granted", this.owner, name, { token: outcome.lease.token });
         return this.#write(`${tag} OK ${outcome.lease.token} ${ttl} 0\n`);
       case "busy":
         return this.#write(`${tag} BUSY ${holderJson(ctx, outcome.holder)}\n`);
@@ -339,7 +342,7 @@ export class LineSession {
   }
 
   #lost(lease: Lease): void {
-    if (this.#ctx.verbose) this.#debug("lease expired", lease.name, { token: lease.token });
+    logLease(this.#ctx, "lease expired", this.owner, lease.name, { token: lease.token });
     if (!this.#ended) this.#write(`* LOST ${encodeName(lease.name)} ${lease.token} expired\n`);
   }
 
@@ -360,9 +363,5 @@ export class LineSession {
 
   #write(text: string): void {
     if (!this.#ended) this.#out.write(text);
-  }
-
-  #debug(message: string, name: string, fields: Record<string, unknown> = {}): void {
-    this.#ctx.log.log("debug", message, { client: this.owner.info.client, name, ...fields });
   }
 }

@@ -121,16 +121,22 @@ export function statsOf(ctx: ServerContext) {
   };
 }
 
+/** With `-v`, logs `event` for `owner`'s lock `name`, with `fields`. */
+export function logLease(
+  ctx: ServerContext,
+  event: string,
+  owner: Owner,
+  name: string,
+  fields: Record<string, unknown> = {},
+): void {
+  if (ctx.verbose) ctx.log.log("debug", event, { client: owner.info.client, name, ...fields });
+}
+
 /** With `-v`, logs each lease of `owner` about to be released at once for `reason`. */
 export function logReleasingAll(ctx: ServerContext, owner: Owner, reason: string): void {
   if (!ctx.verbose) return;
   for (const lease of owner.leases) {
-    ctx.log.log("debug", "released", {
-      client: owner.info.client,
-      name: lease.name,
-      token: lease.token,
-      reason,
-    });
+    logLease(ctx, "released", owner, lease.name, { token: lease.token, reason });
   }
 }
 
@@ -146,15 +152,7 @@ export function useDistlockdOwner(ctx: ServerContext, clientId: string): Owner {
     const owner: Owner = new Owner(
       { pid: 0, host: "", client: `distlockd#${++ctx.distlockdLabels}` },
       // distlockd has no push to tell its client; the log is all there is.
-      (lease) => {
-        if (ctx.verbose) {
-          ctx.log.log("debug", "lease expired", {
-            client: owner.info.client,
-            name: lease.name,
-            token: lease.token,
-          });
-        }
-      },
+      (lease) => logLease(ctx, "lease expired", owner, lease.name, { token: lease.token }),
     );
     entry = { owner, connections: 0 };
     ctx.distlockdOwners.set(clientId, entry);

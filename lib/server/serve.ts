@@ -118,23 +118,15 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return value;
 }
 
-/** A time that may be 0: whole ms, 0 or more. */
-function wholeMs(name: string, value: number | undefined): number {
-  if (value === undefined) return 0;
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new ServeOptionError(
-      `serve(): ${name} must be a whole number of ms from 0 to ${Number.MAX_SAFE_INTEGER}, got ${value}.`,
-    );
-  }
-  return value;
-}
-
-/** A count or size limit: a whole number, at least 1 (1.5 connections means nothing). */
-function wholeNumber(name: string, value: number | undefined, fallback: number): number {
+/**
+ * A count, size or time: a whole number, at least `min` (1.5 connections
+ * means nothing; most limits must be at least 1, a grace may be 0).
+ */
+function wholeNumber(name: string, value: number | undefined, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) {
+  if (!Number.isSafeInteger(value) || value < min) {
     throw new ServeOptionError(
-      `serve(): ${name} must be a whole number from 1 to ${Number.MAX_SAFE_INTEGER}, got ${value}.`,
+      `serve(): ${name} must be a whole number from ${min} to ${Number.MAX_SAFE_INTEGER}, got ${value}.`,
     );
   }
   return value;
@@ -195,7 +187,7 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       `serve(): ttl (${options.ttl} ms) is above maxTtl (${maxTtl} ms); lower ttl or raise maxTtl.`,
     );
   }
-  const restartGrace = wholeMs("restartGrace", options.restartGrace);
+  const restartGrace = wholeNumber("restartGrace", options.restartGrace, 0, 0);
   const log = options.logger ?? { log() {} };
   const ctx: ServerContext = {
     runtime,
