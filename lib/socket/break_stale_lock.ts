@@ -38,7 +38,7 @@
  * with synchronous work; the kernel still accepts connections for it) is
  * not judged dead while its pid lives: silence proves nothing, so only a
  * refused port, a wrong answer or a dead pid does (dead: gone, or on Linux
- * reused by a process started after the lock was taken).
+ * reused: its start ticks differ from those the lock file records).
  * `maxAge` breaks live holders on purpose (unsafe for them; off by default),
  * so rule 3's "a live holder's file is never removed" does not hold for
  * them; instead a holder old enough to be broken so releases under the

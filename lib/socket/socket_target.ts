@@ -525,9 +525,9 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     if (record.host && record.host !== runtime.hostname()) return busy(record, null);
     const foreign = foreignNamespaces(record.ns, runtime.namespaceId());
     // Alive as far as we can tell: a pid in another namespace is not ours to
-    // check. Ours proves the holder gone if it no longer exists or (Linux) now
-    // belongs to a process that started after the lock was taken: a dead
-    // holder's reused pid must not keep its lock busy for good.
+    // check. Ours proves the holder gone if it no longer exists or (Linux) its
+    // start ticks differ from those the file records: a dead holder's reused
+    // pid must not keep its lock busy for good.
     const alive = async () =>
       foreign.pid || (runtime.isAlive(record.pid) && !(await pidReused(runtime, record)));
     if (foreign.net) return await alive() ? busy(record, null) : null;
