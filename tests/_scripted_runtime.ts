@@ -28,6 +28,16 @@ interface Entry {
   mtimeMs: number;
 }
 
+// Inode numbers, one per entry object: a file made anew (written, linked) is a new inode.
+const inodes = new WeakMap<Entry, number>();
+let lastInode = 0;
+
+function inodeOf(entry: Entry): number {
+  let ino = inodes.get(entry);
+  if (ino === undefined) inodes.set(entry, ino = ++lastInode);
+  return ino;
+}
+
 function fsError(code: string, path: string): Error {
   return Object.assign(new Error(`${code}: ${path}`), { code });
 }
@@ -188,6 +198,8 @@ export function createWorld(): World {
             uid: 1000,
             size: entry.data.length,
             mtimeMs: entry.mtimeMs,
+            dev: 1,
+            ino: inodeOf(entry),
           };
         },
       };

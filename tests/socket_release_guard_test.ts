@@ -52,10 +52,10 @@ interleaving("a retried release that cannot read the breaker key touches nothing
     if (op === "readFile" && path === paths.file) throw emfile();
   };
   await assert.rejects(grant.release(), /EMFILE/);
-  // ...and the retry cannot read the key: it must fail, not go on unguarded.
+  // ...and the retry cannot confirm the key: it must fail, not go on unguarded.
   let renamed = false;
   h.hook = (op, path) => {
-    if (op === "readFile" && path.endsWith("/socketlock.key")) throw emfile();
+    if (path.endsWith("/socketlock.key")) throw emfile();
     if (op === "rename" && path === paths.file) renamed = true;
   };
   await assert.rejects(grant.release(), /EMFILE/);

@@ -41,6 +41,8 @@ function toFileStat(s: import("node:fs").Stats): FileStat {
     uid: s.uid,
     size: s.size,
     mtimeMs: s.mtimeMs,
+    dev: s.dev,
+    ino: s.ino,
   };
 }
 

@@ -122,6 +122,8 @@ function toFileStat(s: Deno.FileInfo): FileStat {
     uid: s.uid,
     size: s.size,
     mtimeMs: s.mtime?.getTime() ?? 0,
+    dev: s.dev,
+    ino: s.ino ?? 0,
   };
 }
 

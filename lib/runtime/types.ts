@@ -34,6 +34,9 @@ export interface FileStat {
   size: number;
   /** Last modification, epoch ms. */
   mtimeMs: number;
+  /** Device and inode: with the rest, tell a replaced file from the same one (0 where unknown). */
+  dev: number;
+  ino: number;
 }
 
 /** Where to listen or connect. */

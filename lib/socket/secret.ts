@@ -9,7 +9,7 @@
  */
 
 import { writeNewFile } from "../_write_new_file.ts";
-import { errorCode, type Runtime } from "../runtime/mod.ts";
+import { errorCode, type FileStat, type Runtime } from "../runtime/mod.ts";
 import { joinPath, ownedByAnother } from "../dirs.ts";
 import { LockPermissionError } from "../errors.ts";
 import { randomHex } from "./handshake.ts";
@@ -20,13 +20,27 @@ export const KEY_FILE = "socketlock.key";
 
 const KEY_TEXT = /^([0-9a-f]{64})\n?$/;
 
-const cache = new WeakMap<Runtime, Map<string, Promise<Uint8Array>>>();
+/** A key as read, and the identity of the file it was read from. */
+interface LoadedKey {
+  key: Uint8Array;
+  file: string;
+}
+
+const cache = new WeakMap<Runtime, Map<string, Promise<LoadedKey>>>();
+
+// Everything a replacement (a new file, a chmod, a chown, a rewrite) changes.
+function identityOf(stat: FileStat): string {
+  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.mode}:${stat.uid}`;
+}
 
 function fromHex(hex: string): Uint8Array {
   return Uint8Array.from(hex.match(/../g)!, (pair) => Number.parseInt(pair, 16));
 }
 
-async function readKey(runtime: Runtime, path: string): Promise<Uint8Array | null> {
+// The file's identity is taken before its text is read: a key replaced in
+// between is read with the older identity, which the next check then finds
+// changed. Never a new identity with an old key.
+async function readKey(runtime: Runtime, path: string): Promise<LoadedKey | null> {
   let stat;
   try {
     stat = await runtime.lstat(path);
@@ -50,7 +64,7 @@ async function readKey(runtime: Runtime, path: string): Promise<Uint8Array | nul
         `this lock directory, then remove the file; a new key is made on next use.`,
     );
   }
-  return fromHex(match[1]);
+  return { key: fromHex(match[1]), file: identityOf(stat) };
 }
 
 // A file too large to be a key (EFBIG: not read) holds no key either.
@@ -63,8 +77,7 @@ async function readKeyText(runtime: Runtime, path: string): Promise<string> {
   }
 }
 
-async function loadOrCreate(runtime: Runtime, dir: string): Promise<Uint8Array> {
-  const path = joinPath(dir, KEY_FILE);
+async function loadOrCreate(runtime: Runtime, path: string): Promise<LoadedKey> {
   const existing = await readKey(runtime, path);
   if (existing) return existing;
   // Two first users race here: each writes a complete candidate under a
@@ -91,8 +104,9 @@ async function loadOrCreate(runtime: Runtime, dir: string): Promise<Uint8Array> 
 
 /**
  * The per-user key of lock directory `dir`, created on first use. Read once
- * per process: a key file replaced while locks are held would make their
- * holders look like imposters, so do not delete it while locks are held.
+ * per process (and checked where it must be current, see `fresh`): a key
+ * file replaced while locks are held would make their holders look like
+ * imposters, so do not delete it while locks are held.
  *
  * @example Load the key of a lock directory
  * ```ts
@@ -104,23 +118,39 @@ async function loadOrCreate(runtime: Runtime, dir: string): Promise<Uint8Array> 
  *
  * @param runtime The runtime adapter.
  * @param dir The lock directory (0700, checked by the caller).
- * @param fresh Read the file again (it may have been replaced: the directory
- *   was removed and made again), and keep what it holds now.
+ * @param fresh Make sure the key is the file's current one (it may have been
+ *   replaced: the directory was removed and made again): one lstat confirms
+ *   the file read before; a changed file is read again, and kept.
  * @returns The 32 key bytes.
  * @throws {LockPermissionError} If the key file is not a private key file of this user.
  */
-export function loadSecret(
+export async function loadSecret(
   runtime: Runtime,
   dir: string,
   fresh = false,
 ): Promise<Uint8Array> {
+  const path = joinPath(dir, KEY_FILE);
   let byDir = cache.get(runtime);
   if (!byDir) cache.set(runtime, byDir = new Map());
-  let key = fresh ? undefined : byDir.get(dir);
-  if (!key) {
-    key = loadOrCreate(runtime, dir);
-    key.catch(() => byDir.delete(dir));
-    byDir.set(dir, key);
+  const known = byDir.get(dir);
+  if (known && !fresh) return (await known).key;
+  const loaded = await known?.catch(() => null);
+  if (loaded && await unchanged(runtime, path, loaded)) return loaded.key;
+  const loading = loadOrCreate(runtime, path);
+  loading.catch(() => {
+    if (byDir.get(dir) === loading) byDir.delete(dir);
+  });
+  byDir.set(dir, loading);
+  return (await loading).key;
+}
+
+// Whether the key file is still the one `loaded` was read from. Any error
+// but a missing file is thrown: a key that cannot be confirmed is not used.
+async function unchanged(runtime: Runtime, path: string, loaded: LoadedKey): Promise<boolean> {
+  try {
+    return identityOf(await runtime.lstat(path)) === loaded.file;
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return false;
+    throw error;
   }
-  return key;
 }

@@ -270,9 +270,9 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   const graceSince = new Map<string, number>();
   // The directory's secret (whatever signatureSeed says) names the breaker
   // lock, so every process sharing the directory agrees on it and no other
-  // user can bind it. It is read afresh for each break (breaks are rare): a
-  // process that made the directory again after it was removed wrote a new
-  // key there. Compat mode has no secret: the lock file's path names it, the
+  // user can bind it. Before each break and release one lstat confirms the
+  // key file is the one read (a changed file is read again): a process that
+  // made the directory again after it was removed wrote a new key there. Compat mode has no secret: the lock file's path names it, the
   // same for every user who can remove that file (see breakerKey).
   const breaker = async () =>
     s.compat
