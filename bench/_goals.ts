@@ -79,6 +79,7 @@ export const P50_TARGETS_US: Record<string, (runtime: RuntimeName) => number> = 
   "socket.handoff": () => 1_000,
   "port.handoff": () => 1_000,
   "folder.handoff": () => 1_000,
+  "server.acquire_release": () => 100,
 };
 
 function latencyGoal(
@@ -156,6 +157,22 @@ export const GOALS: Goal[] = [
   handoffGoal("socket"),
   handoffGoal("port"),
   handoffGoal("folder"),
+  {
+    row: "server.acquire_release",
+    label: "server, uncontended acquire+release",
+    target: "≤ 100 µs",
+    reference: "distlockd: 0.43 ms mean acquire latency (issue 6)",
+    // Two requests to another process: their floor is shown beside.
+    check(find, runtime) {
+      const verdict = latencyGoal("server.acquire_release")(find, runtime);
+      const trip = find("floor.rtt_process");
+      if (verdict.met === null || !trip) return verdict;
+      return {
+        ...verdict,
+        value: `${verdict.value}; floor (2 round trips) ${formatUs(2 * trip.p50Us)}`,
+      };
+    },
+  },
   {
     row: "server.throughput_own",
     label: "server, 10 clients each on its own name",
