@@ -187,6 +187,11 @@ export function createWorld(): World {
           if (files.has(to)) throw fsError("EEXIST", to);
           files.set(to, { ...entry });
         },
+        // Simulated paths are spelled canonically and have no symlinks.
+        realPath(path) {
+          get(path);
+          return Promise.resolve(path);
+        },
         async lstat(path): Promise<FileStat> {
           await step("lstat", path);
           const entry = get(path);

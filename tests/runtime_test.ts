@@ -233,6 +233,31 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
     });
   });
 
+  test("realPath() resolves symlinked parents, dots and slashes; a missing path is ENOENT", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.mkdir(join(dir, "target", "sub"), 0o700);
+      await symlink(join(dir, "target"), join(dir, "link"));
+      const real = await runtime.realPath(join(dir, "target", "sub"));
+      assert.equal(await runtime.realPath(`${dir}/link//sub/./`), real);
+      assert.equal(await runtime.realPath(`${dir}/link/../target/sub`), real);
+      await rejectsWithCode(runtime.realPath(join(dir, "missing")), "ENOENT");
+    });
+  });
+
+  test("lstat() tells a replaced file from the same one by device and inode", async () => {
+    await withTempDir(async (dir) => {
+      await runtime.writeFile(join(dir, "a"), "one", 0o600);
+      const first = await runtime.lstat(join(dir, "a"));
+      assert.equal((await runtime.lstat(join(dir, "a"))).ino, first.ino);
+      await runtime.writeFile(join(dir, "b"), "two", 0o600);
+      await runtime.rename(join(dir, "b"), join(dir, "a"));
+      const second = await runtime.lstat(join(dir, "a"));
+      assert.ok(first.ino > 0 && second.ino > 0);
+      assert.notEqual(second.ino, first.ino);
+      assert.equal(second.dev, first.dev);
+    });
+  });
+
   test("watchDir() names a removed entry, sees nothing in subdirectories, and is silent once closed", async () => {
     await withTempDir(async (dir) => {
       await runtime.mkdir(join(dir, "sub"), 0o700);

@@ -90,6 +90,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
   rename: (from, to) => settled(() => fs.renameSync(from, to)),
   link: (from, to) => settled(() => fs.linkSync(from, to)),
   lstat: (path) => settled(() => toFileStat(fs.lstatSync(path))),
+  realPath: (path) => settled(() => fs.realpathSync(path)),
   executableState: executableStateSync,
   searchPath: () => process.env.PATH ?? null,
   watchDir: (path, onChange) => {

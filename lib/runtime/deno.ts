@@ -571,6 +571,7 @@ export const denoRuntime: Runtime = {
   rename: (from, to) => fsSync(() => Deno.renameSync(from, to), from, to),
   link: (from, to) => fsSync(() => Deno.linkSync(from, to), from, to),
   lstat: (path) => fsSync(() => toFileStat(Deno.lstatSync(path)), path),
+  realPath: (path) => fsSync(() => Deno.realPathSync(path), path),
   // Without read permission for it, looking would prompt in a terminal.
   executableState: (path) =>
     Deno.permissions.querySync({ name: "read", path }).state === "granted"

@@ -174,6 +174,8 @@ export interface Runtime {
   link(from: string, to: string): Promise<void>;
   /** Stats a path without following symlinks. */
   lstat(path: string): Promise<FileStat>;
+  /** The path with every symlink, `.` and `..` resolved (it must exist). */
+  realPath(path: string): Promise<string>;
   /**
    * Whether `path` is a file this process may execute (following symlinks),
    * without asking for any permission: "unknown" where it may not look.

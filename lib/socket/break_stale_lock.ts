@@ -89,9 +89,9 @@ const keys = new Map<string, Promise<string>>();
  * The cost: any local user can compute it and bind it, and then compat locks
  * of that file are neither broken nor released (a release leaves its file
  * to be broken): a denial of service, which the shared temp dir already
- * allows by planting a file, never a second holder. The path is taken as
- * spelled, so processes must name the directory alike (the default, the
- * temp dir, is).
+ * allows by planting a file, never a second holder. Pass the directory's
+ * real path (compat settings resolve it), so that every spelling of one
+ * directory names one breaker lock.
  *
  * @example The breaker keys of lock "nightly", native and compat
  * ```ts

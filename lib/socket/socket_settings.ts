@@ -30,9 +30,8 @@ export interface SocketSettings {
 }
 
 /**
- * The least `maxAge`, ms. A holder that held for less than half of it
- * releases without the breaker lock: no maxAge breaker can have broken its
- * file meanwhile (unless the wall clock was stepped forward by the rest).
+ * The least `maxAge`, ms: below it, holders that are merely slow for a
+ * moment (a GC pause, a busy machine) would have their locks broken.
  */
 export const MIN_MAX_AGE_MS = 1_000;
 
@@ -49,7 +48,10 @@ function checkMs(what: string, value: number | undefined, min: number): void {
 
 // Python socketlock's default directory is the shared temp dir (mode 1777),
 // which the strict per-user checks would refuse; compat mode only makes sure
-// it is a real directory. Lock files in it are still created 0600.
+// it is a real directory. Lock files in it are still created 0600. Its real
+// path is used: the lock file's path names the breaker lock (no key file is
+// shared there), so every spelling of the directory (a symlinked parent,
+// "/tmp/", "/tmp/./") must come to the same one.
 async function ensureCompatDir(runtime: Runtime, dir: string): Promise<string> {
   await runtime.mkdir(dir, 0o700);
   const stat = await runtime.lstat(dir);
@@ -59,7 +61,7 @@ async function ensureCompatDir(runtime: Runtime, dir: string): Promise<string> {
         `refusing to use it. Pass the real directory as { dir }.`,
     );
   }
-  return dir;
+  return await runtime.realPath(dir);
 }
 
 /**
