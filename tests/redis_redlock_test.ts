@@ -7,6 +7,8 @@ import { within } from "./_server_helpers.ts";
 import { Redis } from "ioredis";
 import { lock, LockBusyError, LockError, LockLostError, Redlock } from "../mod.ts";
 import { RELEASE } from "../lib/redis/scripts.ts";
+import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
+import { RUN_ID_RETRY_MS } from "../lib/redis/redlock.ts";
 import {
   describeRedis,
   type RedisServer,
@@ -93,6 +95,32 @@ describeRedis("Redlock over three redis-servers", () => {
       (e: unknown) => e instanceof LockError && /two clients of one Redis server/.test(e.message),
     );
     assert.ok((await keysOn(name)).every((value) => value === null), "nothing was taken");
+  });
+
+  test("a master whose INFO failed is asked again: two clients of one server are still refused", async () => {
+    const base = adaptRedisClient(raws[0]);
+    let failures = 1;
+    const flaky: RedisAdapter = {
+      name: "flaky ioredis",
+      send: (args) =>
+        args[0] === "INFO" && failures-- > 0
+          ? Promise.reject(new Error("read ECONNRESET"))
+          : base.send(args),
+      openSubscriber: () => base.openSubscriber!(),
+      onClose: (listener) => base.onClose!(listener),
+    };
+    const redlock = new Redlock([clients[0], flaky, clients[1]]);
+    const name = unique("flaky-info");
+    // The failed INFO leaves that master unchecked for now...
+    const first = await redlock.tryLock(name);
+    await first?.release();
+    // ...not for good: once asked again, it is found to be master 0's server.
+    await sleep(RUN_ID_RETRY_MS + 200);
+    await assert.rejects(
+      redlock.tryLock(name),
+      (e: unknown) => e instanceof LockError && /two clients of one Redis server/.test(e.message),
+    );
+    assert.equal(failures, -1, "INFO was asked once more, not at every try");
   });
 
   test("a master that answers a failed attempt's acquire only after its release keeps no key", async () => {

@@ -126,40 +126,59 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Each adapter's server, by its `run_id` (null if INFO is refused or unclear). */
-const runIds = new WeakMap<RedisAdapter, Promise<string | null>>();
+/**
+ * Each adapter's server, by its `run_id`: null if INFO answers without one,
+ * undefined while unknown (INFO failed or timed out: asked again after
+ * {@link RUN_ID_RETRY_MS}).
+ */
+const runIds = new WeakMap<RedisAdapter, Promise<string | null | undefined>>();
 
-function runIdOf(adapter: RedisAdapter): Promise<string | null> {
+/** How long a failed INFO leaves a master unchecked before it is asked again, ms. */
+export const RUN_ID_RETRY_MS = 1_000;
+
+function runIdOf(runtime: Runtime, adapter: RedisAdapter): Promise<string | null | undefined> {
   let id = runIds.get(adapter);
   if (!id) {
-    id = Promise.resolve().then(() => adapter.send(["INFO", "server"])).then((reply) => {
-      const text = typeof reply === "string"
-        ? reply
-        : new TextDecoder().decode(reply as Uint8Array);
-      return /^run_id:([0-9a-f]+)\s*$/m.exec(text)?.[1] ?? null;
-    }, () => null);
-    runIds.set(adapter, id);
+    const asked: Promise<string | null | undefined> = Promise.resolve()
+      .then(() => adapter.send(["INFO", "server"]))
+      .then((reply) => {
+        const text = typeof reply === "string"
+          ? reply
+          : new TextDecoder().decode(reply as Uint8Array);
+        return /^run_id:([0-9a-f]+)\s*$/m.exec(text)?.[1] ?? null;
+      }, () => {
+        // A connection error is no answer: cached for a moment, not for good.
+        runtime.setTimer(() => {
+          if (runIds.get(adapter) === asked) runIds.delete(adapter);
+        }, RUN_ID_RETRY_MS).unref();
+        return undefined;
+      });
+    runIds.set(adapter, id = asked);
   }
   return id;
 }
 
 /**
  * Refuses masters that are one server reached by two clients: it would
- * count twice toward the quorum. Servers that refuse INFO go unchecked.
+ * count twice toward the quorum. Servers whose INFO has no run_id go
+ * unchecked. Resolves true once every master answered; false while some
+ * did not (failed or too slow), to be checked again at the next try.
  */
 async function distinctMasters(
   runtime: Runtime,
   adapters: readonly RedisAdapter[],
   ms: number,
-): Promise<void> {
+): Promise<boolean> {
   const ids = await Promise.all(
     adapters.map((adapter) =>
-      settle(runtime, runIdOf(adapter), ms).then((r) => r.ok ? r.value as string | null : null)
+      settle(runtime, runIdOf(runtime, adapter), ms).then((r) =>
+        r.ok ? r.value as string | null | undefined : undefined
+      )
     ),
   );
   const seen = new Set<string>();
   for (const id of ids) {
-    if (id === null) continue;
+    if (!id) continue;
     if (seen.has(id)) {
       throw new LockError(
         `Redlock was given two clients of one Redis server (run_id ${id}): it would count ` +
@@ -168,6 +187,7 @@ async function distinctMasters(
     }
     seen.add(id);
   }
+  return !ids.includes(undefined);
 }
 
 /**
@@ -243,7 +263,9 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
   // Two clients of one server would count it twice toward the quorum.
   let distinct: Promise<void> | null = null;
   const checkDistinct = () =>
-    distinct ??= distinctMasters(runtime, adapters, timeout).catch((error) => {
+    distinct ??= distinctMasters(runtime, adapters, timeout).then((complete) => {
+      if (!complete) distinct = null;
+    }, (error) => {
       distinct = null;
       throw error;
     });
