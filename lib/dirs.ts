@@ -78,18 +78,18 @@ export function forgetLockDir(dir: string): void {
 }
 
 /**
- * Creates `dir` (0700) if missing and checks it is safe: a real directory,
- * not a symlink, owned by this user, not writable by group or others.
- * Checked once per process per directory.
+ * Creates `dir` (0700, with missing parents) and checks it is a real
+ * directory, not a symlink; what either step finds wrong is a typed error
+ * that says what to do.
  *
  * @param runtime The runtime adapter.
- * @param dir The directory.
- * @returns The directory.
- * @throws {LockPermissionError} When the directory is unsafe, saying how to fix it.
+ * @param dir The directory, as the caller's `dir` option gave it.
+ * @returns What `lstat` says of it.
+ * @throws {LockError} If `dir` is not a usable path string.
+ * @throws {LockPermissionError} If it cannot be made, or is a symlink or a file.
  */
-export async function ensureLockDir(runtime: Runtime, dir: string): Promise<string> {
-  if (checked.has(dir)) return dir;
-  if (typeof dir !== "string" || dir === "") {
+export async function makeRealDir(runtime: Runtime, dir: string): Promise<FileStat> {
+  if (typeof dir !== "string" || dir === "" || dir.includes("\0")) {
     throw new LockError(`Option dir must be a directory's path, got ${JSON.stringify(dir)}.`);
   }
   try {
@@ -129,6 +129,22 @@ export async function ensureLockDir(runtime: Runtime, dir: string): Promise<stri
       `Lock directory ${dir} exists but is not a directory. Remove it or pass another { dir }.`,
     );
   }
+  return stat;
+}
+
+/**
+ * Creates `dir` (0700) if missing and checks it is safe: a real directory,
+ * not a symlink, owned by this user, not writable by group or others.
+ * Checked once per process per directory.
+ *
+ * @param runtime The runtime adapter.
+ * @param dir The directory.
+ * @returns The directory.
+ * @throws {LockPermissionError} When the directory is unsafe, saying how to fix it.
+ */
+export async function ensureLockDir(runtime: Runtime, dir: string): Promise<string> {
+  if (checked.has(dir)) return dir;
+  const stat = await makeRealDir(runtime, dir);
   if (ownedByAnother(runtime, stat)) {
     throw new LockPermissionError(
       `Lock directory ${dir} is owned by uid ${stat.uid}, not by you (uid ${runtime.uid()}). ` +

@@ -1,9 +1,10 @@
 // The lock directory's key as breaks and releases need it: current. One
-// lstat confirms the file read before; a replaced or changed file is read
+// lstat confirms the file read before, if it was read well after it was
+// made; a replaced or changed file, or one read too soon to tell, is read
 // again, and one that cannot be confirmed is not used.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { LockPermissionError } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import type { Runtime } from "../lib/runtime/mod.ts";
@@ -31,13 +32,30 @@ async function replaceKey(dir: string, text: string): Promise<void> {
 }
 
 describe("the lock directory's key, kept current", () => {
-  test("an unchanged key file is confirmed without being read again", async () => {
+  test("a key file read well after it was made is confirmed without being read again", async () => {
     const dir = await tempDir();
     const { runtime: counted, reads } = countingReads();
+    await replaceKey(dir, keyOf("ab"));
+    const past = new Date(Date.now() - 10_000);
+    await utimes(`${dir}/${KEY_FILE}`, past, past);
     const first = await loadSecret(counted, dir);
     const readsAfterLoad = reads();
     for (let i = 0; i < 3; i++) assert.deepEqual(await loadSecret(counted, dir, true), first);
     assert.equal(reads(), readsAfterLoad, "a confirmed key is not read again");
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a key read right after it was made is read again, even if its replacement looks the same", async () => {
+    const dir = await tempDir();
+    const { runtime: counted } = countingReads();
+    await replaceKey(dir, keyOf("ab"));
+    assert.equal((await loadSecret(counted, dir))[0], 0xab);
+    // The directory made again within one timestamp grain: the new key file
+    // gets the freed inode, and the same size, mode, owner and mtime.
+    const looked = await runtime.lstat(`${dir}/${KEY_FILE}`);
+    await writeFile(`${dir}/${KEY_FILE}`, keyOf("cd"));
+    counted.lstat = () => Promise.resolve(looked);
+    assert.equal((await loadSecret(counted, dir, true))[0], 0xcd, "the new key, read again");
     await rm(dir, { recursive: true, force: true });
   });
 

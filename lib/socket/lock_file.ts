@@ -394,7 +394,8 @@ export async function sweepOldTemps(runtime: Runtime, dir: string): Promise<void
 /**
  * Takes the lock file out of place, keeping it as `.last` so the next
  * holder's token is larger. Where `.last` cannot be replaced (another user's
- * file in a shared temp dir, in compat mode) the lock file is removed instead.
+ * file or a directory in a shared temp dir, in compat mode) the lock file is
+ * removed instead.
  * Only the holder, or a breaker under the breaker lock, may call this.
  *
  * @example Retire a lock file
@@ -423,7 +424,9 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
   } catch (error) {
     const code = errorCode(error);
     if (code === "ENOENT") return;
-    if (code !== "EPERM" && code !== "EACCES") throw error;
+    // EISDIR: a directory planted at `.last`, which root (or anyone, outside
+    // a sticky directory) may try to unlink.
+    if (code !== "EPERM" && code !== "EACCES" && code !== "EISDIR") throw error;
     await removeIfExists(runtime, paths.file);
   }
 }

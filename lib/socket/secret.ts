@@ -24,7 +24,15 @@ const KEY_TEXT = /^([0-9a-f]{64})\n?$/;
 interface LoadedKey {
   key: Uint8Array;
   file: string;
+  /** Read over {@link MTIME_GRAIN_MS} after the file's mtime: see `unchanged`. */
+  settled: boolean;
 }
+
+/**
+ * Far above any file system's timestamp granularity (Deno reports whole
+ * ms; ext4 without fine-grained timestamps, a few ms; FAT, 2 s), in ms.
+ */
+const MTIME_GRAIN_MS = 2_500;
 
 const cache = new WeakMap<Runtime, Map<string, Promise<LoadedKey>>>();
 
@@ -64,7 +72,11 @@ async function readKey(runtime: Runtime, path: string): Promise<LoadedKey | null
         `this lock directory, then remove the file; a new key is made on next use.`,
     );
   }
-  return { key: fromHex(match[1]), file: identityOf(stat) };
+  return {
+    key: fromHex(match[1]),
+    file: identityOf(stat),
+    settled: runtime.now() - stat.mtimeMs > MTIME_GRAIN_MS,
+  };
 }
 
 // A file too large to be a key (EFBIG: not read) holds no key either.
@@ -146,7 +158,13 @@ export async function loadSecret(
 
 // Whether the key file is still the one `loaded` was read from. Any error
 // but a missing file is thrown: a key that cannot be confirmed is not used.
+// A file made again (its directory removed and made again) mostly gets the
+// inode just freed, the same size, mode and owner: only its mtime differs,
+// and only if it was made at least one timestamp grain after the one read.
+// That holds for any file made after a read that came a grain or more after
+// its file's mtime (`settled`); a key read sooner is read again.
 async function unchanged(runtime: Runtime, path: string, loaded: LoadedKey): Promise<boolean> {
+  if (!loaded.settled) return false;
   try {
     return identityOf(await runtime.lstat(path)) === loaded.file;
   } catch (error) {

@@ -7,8 +7,8 @@
 
 import type { Runtime } from "../runtime/mod.ts";
 import type { LockOptions } from "../types.ts";
-import { defaultLockDir, ensureLockDir } from "../dirs.ts";
-import { LockError, LockPermissionError } from "../errors.ts";
+import { defaultLockDir, ensureLockDir, makeRealDir } from "../dirs.ts";
+import { InvalidLockNameError, LockError } from "../errors.ts";
 
 /** The default bound on connecting to a holder and hearing its answer, in ms (socketlock's 1 s). */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 1000;
@@ -53,14 +53,7 @@ function checkMs(what: string, value: number | undefined, min: number): void {
 // shared there), so every spelling of the directory (a symlinked parent,
 // "/tmp/", "/tmp/./") must come to the same one.
 async function ensureCompatDir(runtime: Runtime, dir: string): Promise<string> {
-  await runtime.mkdir(dir, 0o700);
-  const stat = await runtime.lstat(dir);
-  if (stat.isSymlink || !stat.isDirectory) {
-    throw new LockPermissionError(
-      `Lock directory ${dir} is ${stat.isSymlink ? "a symlink" : "not a directory"}; ` +
-        `refusing to use it. Pass the real directory as { dir }.`,
-    );
-  }
+  await makeRealDir(runtime, dir);
   return await runtime.realPath(dir);
 }
 
@@ -80,6 +73,8 @@ async function ensureCompatDir(runtime: Runtime, dir: string): Promise<string> {
  * @param options The caller's options.
  * @returns The resolved settings.
  * @throws {LockError} If an option has a wrong value.
+ * @throws {InvalidLockNameError} If the name starts with "." outside compat mode (its file
+ *   would be a compat lock's).
  * @throws {LockPermissionError} If the lock directory is unsafe.
  */
 export async function resolveSocketSettings(
@@ -100,6 +95,18 @@ export async function resolveSocketSettings(
     throw new LockError(`Option signatureSeed must be a string.`);
   }
   const compat = options.compat === "socketlock";
+  // Compat lock "x" lives in ".x.lock": a native ".x" in the same directory
+  // would share its file, each judging the other's holder by the wrong
+  // handshake and breaking under another breaker lock.
+  if (!compat && name.startsWith(".")) {
+    throw new InvalidLockNameError(
+      name,
+      `a socket lock's file would be ${name}.lock, which is compat lock ` +
+        `"${name.slice(1)}"'s file`,
+      `Drop the leading ".", or pass compat: "socketlock" for Python socketlock's lock ` +
+        `"${name.slice(1)}".`,
+    );
+  }
   const dir = compat
     ? await ensureCompatDir(runtime, options.dir ?? runtime.tempDir())
     : await ensureLockDir(runtime, options.dir ?? defaultLockDir(runtime));

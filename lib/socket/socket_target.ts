@@ -68,6 +68,24 @@ const COMPAT_GRACE_MS = 2000;
 
 const encoder = new TextEncoder();
 
+// When each compat file (by path and text) was first seen refusing with its
+// pid alive, per runtime: shared by every target, so that the grace also
+// ends for tryLock() and lock() calls, each of which opens a target afresh.
+const graceSince = new WeakMap<Runtime, Map<string, number>>();
+
+function inGrace(runtime: Runtime, file: string, text: string): boolean {
+  let seen = graceSince.get(runtime);
+  if (!seen) graceSince.set(runtime, seen = new Map());
+  const now = runtime.monotonic();
+  for (const [key, since] of seen) {
+    if (now - since > 2 * COMPAT_GRACE_MS) seen.delete(key);
+  }
+  const key = `${file}\0${text}`;
+  const since = seen.get(key) ?? now;
+  seen.set(key, since);
+  return now - since < COMPAT_GRACE_MS;
+}
+
 // A pid's start time, or null where it cannot be told: asked only where this
 // process could read its own namespaces, that is where /proc is readable
 // (Linux; Deno only with -A, and asking without it could stop a lock at a
@@ -267,7 +285,6 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       keys = null;
       throw error;
     });
-  const graceSince = new Map<string, number>();
   // The directory's secret (whatever signatureSeed says) names the breaker
   // lock, so every process sharing the directory agrees on it and no other
   // user can bind it. Before each break and release one lstat confirms the
@@ -503,15 +520,6 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     );
   }
 
-  function inGrace(text: string): boolean {
-    const now = runtime.monotonic();
-    for (const [seen, since] of graceSince) {
-      if (now - since > 2 * COMPAT_GRACE_MS) graceSince.delete(seen);
-    }
-    const since = graceSince.get(text) ?? now;
-    graceSince.set(text, since);
-    return now - since < COMPAT_GRACE_MS;
-  }
 
   /** Busy (with the attempt to return), or stale (with nothing to add). */
   async function judge(k: Keys, text: string, breakLive: boolean): Promise<Attempt | null> {
@@ -556,7 +564,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     // A silent holder may be alive with a busy event loop (the kernel still
     // accepts for it): only a pid that is gone (or reused) proves it dead.
     if (verdict.silent && await alive()) return busy(record, null);
-    if (s.compat && await alive() && inGrace(text)) return busy(record, null);
+    if (s.compat && await alive() && inGrace(runtime, paths.file, text)) return busy(record, null);
     return null;
   }
 
