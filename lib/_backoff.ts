@@ -3,6 +3,7 @@
 
 import { LockError } from "./errors.ts";
 import type { RetryOptions } from "./types.ts";
+import { shown } from "./_shown.ts";
 
 /** Default delays: fast first retries, never more than 100 ms apart. */
 export const DEFAULT_RETRY: Required<RetryOptions> = {
@@ -30,7 +31,7 @@ export function checkRetryOptions(options: RetryOptions | undefined): void {
   if (typeof options !== "object" || options === null) {
     throw new LockError(
       `Option retry must be an object ({ minDelay, maxDelay, factor, jitter }), got ${
-        String(options)
+        shown(options)
       }.`,
     );
   }
@@ -58,7 +59,7 @@ export function checkSignal(signal: unknown): void {
     typeof s !== "object" || s === null || typeof s.aborted !== "boolean" ||
     typeof s.addEventListener !== "function" || typeof s.removeEventListener !== "function"
   ) {
-    throw new LockError(`Option signal must be an AbortSignal, got ${String(signal)}.`);
+    throw new LockError(`Option signal must be an AbortSignal, got ${shown(signal)}.`);
   }
 }
 
@@ -77,7 +78,7 @@ export function checkNumberOption(
     throw new LockError(
       `Option ${label} must be a number from ${min} to ${
         max === Number.MAX_SAFE_INTEGER ? "2^53" : max
-      }, got ${String(value)}.`,
+      }, got ${shown(value)}.`,
     );
   }
 }
@@ -91,7 +92,7 @@ export function checkTimeout(timeout: unknown): void {
   if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0)) {
     throw new LockError(
       `Option timeout must be a number of ms >= 0 (omit it to wait as long as it takes), ` +
-        `got ${String(timeout)}.`,
+        `got ${shown(timeout)}.`,
     );
   }
 }

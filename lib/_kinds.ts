@@ -46,7 +46,10 @@ export function kindOf(options: LockOptions): LockKind {
 
 /** The driver for `kind`, or a LockError listing the kinds there are. */
 export function driverFor(kind: string): KindDriver {
-  const driver = (drivers as Record<string, KindDriver | undefined>)[kind];
+  // Own properties only: "constructor" or "__proto__" are no kinds.
+  const driver = Object.hasOwn(drivers, kind)
+    ? (drivers as Record<string, KindDriver | undefined>)[kind]
+    : undefined;
   if (!driver) {
     throw new LockError(
       `Unknown lock kind "${kind}". Use one of: ${KINDS.join(", ")}.`,

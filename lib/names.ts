@@ -6,6 +6,7 @@
  */
 
 import { InvalidLockNameError } from "./errors.ts";
+import { shown } from "./_shown.ts";
 
 /** The longest name, in UTF-8 bytes: leaves room for suffixes within a 255-byte file name. */
 export const MAX_NAME_BYTES = 200;
@@ -34,7 +35,7 @@ export function validateLockName(name: string): string {
   // Most names are short printable ASCII: one test clears them.
   if (typeof name === "string" && PLAIN.test(name) && name !== "." && name !== "..") return name;
   if (typeof name !== "string") {
-    throw new InvalidLockNameError(String(name), "it is not a string");
+    throw new InvalidLockNameError(shown(name), "it is not a string");
   }
   if (name.length === 0) throw new InvalidLockNameError(name, "it is empty");
   const bytes = encoder.encode(name).length;

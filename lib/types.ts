@@ -79,8 +79,9 @@ export interface LockOptions {
   maxAge?: number;
   /**
    * Socket kind: how long a contender waits for the recorded holder to
-   * connect and answer, in ms. Default 1000. A holder whose event loop is
-   * blocked longer than this looks dead and loses its lock.
+   * connect and answer, in ms. Default 1000. A holder that does not answer
+   * within it is broken only if its pid is gone (or reused): a busy one
+   * keeps its lock, and contenders wait for it.
    */
   handshakeTimeout?: number;
   /**

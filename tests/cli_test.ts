@@ -415,6 +415,8 @@ describe("the socketlock CLI", () => {
       version,
       noServer,
       missingInPath,
+      badAddress,
+      blankDir,
     ] = await Promise
       .all(
         [
@@ -431,6 +433,8 @@ describe("the socketlock CLI", () => {
           ["--version"],
           ["run", "m9", "--kind", "server", "--", "true"],
           ["run", "m10", "--dir", d, "--", "no-such-command-socketlock"],
+          ["run", "m11", "--server", "127.0.0.1:99999", "--", "true"],
+          ["status", "m12", "--dir", ""],
         ].map((args) => cli("node", args).done),
       );
     assert.equal(missing.code, 127);
@@ -453,6 +457,11 @@ describe("the socketlock CLI", () => {
     assert.match(kind.stderr, /Unknown --kind bogus/);
     assert.equal(blank.code, 64, "a blank --wait is not --no-wait");
     assert.equal(down.code, 69, "an unreachable server is not a held lock");
+    // Values that can never work are usage errors, not a lock worth retrying (69).
+    assert.equal(badAddress.code, 64, badAddress.stderr);
+    assert.match(badAddress.stderr, /--server: Cannot read the lock server address/);
+    assert.equal(blankDir.code, 64, blankDir.stderr);
+    assert.match(blankDir.stderr, /--dir needs a directory's path/);
     assert.equal(version.code, 0);
     const published = JSON.parse(readFileSync(new URL("../jsr.json", import.meta.url), "utf8"));
     assert.equal(version.stdout, `socketlock ${published.version}\n`);

@@ -90,6 +90,7 @@ export function lockOptionsFrom(flags: Map<string, string | true>): LockOptions 
     options.kind = kind as LockKind;
   }
   const dir = flags.get("--dir");
+  if (dir === "") throw new UsageError("--dir needs a directory's path, e.g. --dir /run/locks.");
   if (typeof dir === "string") options.dir = dir;
   return options;
 }

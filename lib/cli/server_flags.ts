@@ -3,6 +3,7 @@
 
 import type { LockOptions } from "../types.ts";
 import { UsageError } from "./args.ts";
+import { parseServerAddress } from "../server/server_address.ts";
 import { readTokenFile } from "./serve_command.ts";
 
 /** The server flags that take a value. */
@@ -16,15 +17,22 @@ export const SERVER_FLAGS_HELP =
 /**
  * Adds `server` and `token` to `options` from the parsed flags.
  *
- * @throws {UsageError} If `--kind server` is given without `--server`.
+ * @throws {UsageError} If `--kind server` is given without `--server`, or its address cannot be read.
  */
 export async function applyServerFlags(
   options: LockOptions,
   flags: Map<string, string | true>,
 ): Promise<void> {
   const server = flags.get("--server");
-  if (typeof server === "string") options.server = server;
-  else if (options.kind === "server") {
+  if (typeof server === "string") {
+    // A typo is a usage error (64), not a server that is down (69).
+    try {
+      parseServerAddress(server);
+    } catch (error) {
+      throw new UsageError(`--server: ${(error as Error).message}`);
+    }
+    options.server = server;
+  } else if (options.kind === "server") {
     throw new UsageError(
       '--kind server needs --server HOST:PORT (a lock server started with "socketlock serve").',
     );

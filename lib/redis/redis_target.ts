@@ -35,6 +35,7 @@ import {
   WINDOW_REFRESHES,
 } from "./_waiting.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
+import { shown } from "../_shown.ts";
 
 /** The default ttl of a Redis lock, in ms: a crashed holder's lock frees itself this long after its last renewal. */
 export const DEFAULT_TTL = 30_000;
@@ -53,7 +54,7 @@ export function validateTtl(ttl: unknown): number {
   if (ttl === undefined) return DEFAULT_TTL;
   if (typeof ttl !== "number" || !Number.isFinite(ttl) || ttl < MIN_TTL || ttl > MAX_TTL) {
     throw new LockError(
-      `The ttl option must be a number of ms from ${MIN_TTL} to ${MAX_TTL}, got ${String(ttl)}. ` +
+      `The ttl option must be a number of ms from ${MIN_TTL} to ${MAX_TTL}, got ${shown(ttl)}. ` +
         `It is how soon a crashed holder's lock frees itself (default ${DEFAULT_TTL}).`,
     );
   }
@@ -456,7 +457,7 @@ export async function forceReleaseIfStale(
 ): Promise<boolean> {
   if (typeof staleMs !== "number" || !(staleMs >= 0)) {
     throw new LockError(
-      `forceReleaseIfStale(staleMs) needs a number of ms >= 0, got ${String(staleMs)}.`,
+      `forceReleaseIfStale(staleMs) needs a number of ms >= 0, got ${shown(staleMs)}.`,
     );
   }
   const keys = redisKeys(key);
