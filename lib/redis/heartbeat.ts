@@ -288,8 +288,11 @@ export interface HeartbeatGrantOptions extends Omit<HeartbeatOptions, "onLost"> 
   token: number;
   /** The holder's info. */
   info: LockInfo;
-  /** Deletes the lock (compare-and-delete by owner). */
-  release(): Promise<unknown>;
+  /**
+   * Deletes the lock (compare-and-delete by owner). Resolves false if it was
+   * no longer ours (its key gone or another's): the lock had been lost.
+   */
+  release(): Promise<boolean | void>;
 }
 
 /**
@@ -345,7 +348,17 @@ class HeartbeatGrant implements Grant {
     this.#releasing = true;
     this.#heartbeat.stopRenewing();
     try {
-      await this.#options.release();
+      const ours = await this.#options.release();
+      // A lease that ran out before the release (a process paused past it),
+      // or a key no longer ours, was a lost lock: the signal says so, read
+      // now or later, even though nothing is left to free.
+      this.#heartbeat.check();
+      if (ours === false) {
+        this.#heartbeat.lose(
+          "it was no longer held by this owner when released (its key had expired or been " +
+            "deleted), so another caller may have held it",
+        );
+      }
     } catch (error) {
       // The RELEASE may have run with its reply lost, or not, and nothing
       // renews the lock now: whose it is can no longer be known.

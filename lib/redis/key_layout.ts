@@ -16,7 +16,7 @@
  * @module
  */
 
-import { LockError } from "../errors.ts";
+import { InvalidLockNameError, LockError } from "../errors.ts";
 import type { LockInfo } from "../types.ts";
 
 /** The Redis names one lock uses. */
@@ -52,6 +52,50 @@ export function defaultRedisKey(name: string): string {
   return `socketlock:${name}`;
 }
 
+/** The suffixes of a lock's other keys (see {@link redisKeys}), and what each is. */
+const DERIVED: [string, string][] = [
+  [":token", "fencing counter"],
+  [":queue", "wait queue"],
+  [":waiters", "waiters' places"],
+  [":released", "release channel"],
+];
+
+/** The other lock whose key `key` derives from, and which of its keys it is, or null. */
+function derivedFrom(key: string): { base: string; what: string; suffix: string } | null {
+  for (const [suffix, what] of DERIVED) {
+    if (key.endsWith(suffix)) return { base: key.slice(0, -suffix.length), what, suffix };
+  }
+  return null;
+}
+
+/**
+ * The key of lock `name`: `key` if given (checked), else its default key.
+ * A key ending in `:token`, `:queue`, `:waiters` or `:released` is refused:
+ * it is also one of another lock's keys (lock `n`'s counter is the key of
+ * lock `n:token`), and the two would block each other for good.
+ *
+ * @param name The lock's name (already validated).
+ * @param key The caller's `key` option, if any.
+ * @returns The lock's key.
+ * @throws {InvalidLockNameError} If the default key of `name` is another lock's key.
+ * @throws {LockError} If `key` cannot be used.
+ */
+export function lockKeyFor(name: string, key: unknown): string {
+  if (key !== undefined) return validateRedisKey(key);
+  const derived = defaultRedisKey(name);
+  const other = derivedFrom(derived);
+  if (other) {
+    throw new InvalidLockNameError(
+      name,
+      `its Redis key "${derived}" is also the ${other.what} of lock "${
+        name.slice(0, -other.suffix.length)
+      }"`,
+      `Use a name that does not end in "${other.suffix}", or pass { key }.`,
+    );
+  }
+  return derived;
+}
+
 /**
  * The names of the lock stored under `key`.
  *
@@ -75,7 +119,9 @@ export function redisKeys(key: string): RedisKeys {
 }
 
 /**
- * Checks a caller-given key: a non-empty string of at most 1024 bytes.
+ * Checks a caller-given key: a non-empty string of at most 1024 bytes, not
+ * ending in a suffix of another lock's keys (`:token`, `:queue`, `:waiters`,
+ * `:released`).
  *
  * @param key The key.
  * @returns The key.
@@ -94,6 +140,13 @@ export function validateRedisKey(key: unknown): string {
   if (bytes > MAX_KEY_BYTES) {
     throw new LockError(
       `The Redis key is ${bytes} bytes long (at most ${MAX_KEY_BYTES}). Use a short key.`,
+    );
+  }
+  const other = derivedFrom(key);
+  if (other) {
+    throw new LockError(
+      `The Redis key "${key}" is also the ${other.what} of the lock under "${other.base}". ` +
+        `Use a key that does not end in "${other.suffix}".`,
     );
   }
   return key;

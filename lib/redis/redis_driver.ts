@@ -9,7 +9,7 @@ import type { KindDriver, LockTarget } from "../_kind.ts";
 import type { Runtime } from "../runtime/mod.ts";
 import { LockError } from "../errors.ts";
 import { adaptRedisClient, type RedisAdapter, SUPPORTED_CLIENTS } from "./client_adapter.ts";
-import { defaultRedisKey } from "./key_layout.ts";
+import { lockKeyFor } from "./key_layout.ts";
 import { redisTarget, validateTtl } from "./redis_target.ts";
 import { redlockTarget } from "./redlock.ts";
 
@@ -26,7 +26,7 @@ export const redisDriver: KindDriver = {
       );
     }
     const ttl = validateTtl(options.ttl);
-    const key = defaultRedisKey(name);
+    const key = lockKeyFor(name, undefined);
     if (Array.isArray(client)) {
       return redlockTarget(runtime, { adapters: client.map(adaptRedisClient), name, key, ttl });
     }

@@ -11,7 +11,7 @@ import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
 import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held_slot.ts";
 import { validateLockName } from "../names.ts";
 import { adaptRedisClient, type RedisAdapter } from "./client_adapter.ts";
-import { defaultRedisKey, validateRedisKey } from "./key_layout.ts";
+import { lockKeyFor } from "./key_layout.ts";
 import { forceReleaseIfStale, inspectRedis, redisTarget, validateTtl } from "./redis_target.ts";
 
 /** Options of {@link RedisLock}. */
@@ -91,7 +91,7 @@ export class RedisLock implements AsyncDisposable {
    */
   constructor(client: unknown, name: string, options: RedisLockOptions = {}) {
     this.name = validateLockName(name);
-    this.key = options.key === undefined ? defaultRedisKey(name) : validateRedisKey(options.key);
+    this.key = lockKeyFor(this.name, options.key);
     this.ttl = validateTtl(options.ttl);
     this.#adapter = adaptRedisClient(client);
     this.#request = {

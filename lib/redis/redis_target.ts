@@ -280,7 +280,7 @@ export function redisTarget(runtime: Runtime, settings: RedisTargetSettings): Lo
         if (Array.isArray(released) && replyNumber(released[0]) === 2) {
           grace.leftFree(replyString(released[1]) ?? "");
         }
-        return released;
+        return Array.isArray(released) || replyNumber(released) !== 0;
       },
     });
     return { acquired: true, grant };

@@ -44,13 +44,7 @@ import { LockBusyError, LockError } from "../errors.ts";
 import { validateLockName } from "../names.ts";
 import { adapterId, adaptRedisClient, type RedisAdapter } from "./client_adapter.ts";
 import { heartbeatGrant, leaseFor, safeLeaseMs } from "./heartbeat.ts";
-import {
-  defaultRedisKey,
-  holderInfo,
-  redisKeys,
-  replyNumber,
-  validateRedisKey,
-} from "./key_layout.ts";
+import { holderInfo, lockKeyFor, redisKeys, replyNumber } from "./key_layout.ts";
 import {
   checkedToken,
   grantInfo,
@@ -552,7 +546,7 @@ export class Redlock {
     wait: boolean,
   ) {
     validateLockName(name);
-    const key = options.key === undefined ? defaultRedisKey(name) : validateRedisKey(options.key);
+    const key = lockKeyFor(name, options.key);
     const target = redlockTarget(this.#runtime, {
       adapters: this.#adapters,
       name,

@@ -225,6 +225,16 @@ if current and string.sub(current, 1, #ARGV[1] + 11) == '{"owner":"' .. ARGV[1] 
 end
 ` + NOW + `
 local queued = ARGV[5] and ARGV[5] ~= ''
+if ARGV[4] and not queued then
+  -- A place taken by a try whose reply was lost (a command timeout) is the
+  -- caller's own: it keeps it, learns it, and leaves the queue if it takes
+  -- the lock (else its own release would hand the lock to it).
+  local known = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  if known then
+    ARGV[5] = known
+    queued = true
+  end
+end
 if not current then
   local free = redis.call('EXISTS', KEYS[3]) == 0
   if not free and not queued then
@@ -548,7 +558,8 @@ const HINTS: Record<string, string> = {
 function hintFor(code: string, text: string, key: string): string {
   if (HINTS[code]) return HINTS[code];
   if (/not an integer|overflow/i.test(text)) {
-    return `the fencing counter "${key}:token" holds something else: delete it or choose another key`;
+    return `the fencing counter "${key}:token" holds something else (another tool's key?): ` +
+      "choose another key, or delete it only if nothing uses it";
   }
   if (/unknown command|disabled/i.test(text)) {
     return "this server does not run Lua scripts (EVAL/EVALSHA), which socketlock needs";
