@@ -155,8 +155,10 @@ function runIdOf(runtime: Runtime, adapter: RedisAdapter): Promise<string | null
 /**
  * Refuses masters that are one server reached by two clients: it would
  * count twice toward the quorum. Servers whose INFO has no run_id go
- * unchecked. Resolves true once every master answered; false while some
- * did not (failed or too slow), to be checked again at the next try.
+ * unchecked, as do those that refuse INFO (an ACL), which are asked again
+ * every {@link RUN_ID_RETRY_MS}. Resolves true once every master answered;
+ * false while some did not (refused, failed or too slow), to be checked
+ * again at the next try.
  */
 async function distinctMasters(
   runtime: Runtime,
