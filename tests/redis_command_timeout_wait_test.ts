@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
 import { lock, LockError, LockTimeoutError, RedisLock, tryLock } from "../mod.ts";
-import { ACQUIRE, CANCEL, EXTEND } from "../lib/redis/scripts.ts";
+import { ACQUIRE, CANCEL, EXTEND, PATIENCE_MS } from "../lib/redis/scripts.ts";
 import { describeRedis } from "./_redis_server.ts";
 import { redisSuite, stallOnGrant } from "./_redis_suite.ts";
 import { sleep } from "./_server_helpers.ts";
@@ -140,6 +140,9 @@ describeRedis("Redis kind: a command timeout while waiting", () => {
       await eventually(async () => (await suite.raw.zcard(`${key(name)}:queue`)) === 1),
       "the waiter queued",
     );
+    // A hold under PATIENCE_MS leaves the lock free for the waiter's own try
+    // (no hand-off, so no claim to renew): hold it longer.
+    await sleep(4 * PATIENCE_MS);
     armed = true;
     await holder.release();
     const held = await next;

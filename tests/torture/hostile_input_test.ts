@@ -287,6 +287,12 @@ function documentedProblem(name: string, kind: LockKind): string | null {
   if (wellFormed(name) !== name) return "a lone surrogate";
   // README, port kind: "keys are at most 96 bytes on Linux".
   if (kind === "port" && bytes > 96) return "over the port kind's 96 bytes";
+  // README, errors: a socket name starting with "." (its file is a compat lock's).
+  if (kind === "socket" && name.startsWith(".")) return "a socket name starting with '.'";
+  // README, redis kind: its default key would be another lock's counter, queue or channel.
+  if (kind === "redis" && /:(token|queue|waiters|released)$/.test(name)) {
+    return "a Redis name ending in another lock's suffix";
+  }
   return null;
 }
 
@@ -297,8 +303,12 @@ function assertInvalidName(error: unknown, name: string, kind: LockKind | "sync"
     `${kind} ${show(name)}: expected InvalidLockNameError, got ${String(error)}`,
   );
   assert.equal(error.lockName, name);
-  if (kind === "port" && documentedProblem(name, "socket") === null) {
+  if (kind === "port" && documentedProblem(name, "folder") === null) {
     assert.match(error.message, /Use at most 96 bytes with the port kind, or another kind\./);
+  } else if (kind === "socket" && documentedProblem(name, "folder") === null) {
+    assert.match(error.message, /is compat lock .*'s file\. Drop the leading "\."/s);
+  } else if (kind === "redis" && documentedProblem(name, "folder") === null) {
+    assert.match(error.message, /is also the .* of lock .*\. Use a name that does not end in/s);
   } else {
     assert.match(error.message, /^Invalid lock name ".*": .+\. Use 1 to 200 bytes/s);
   }
@@ -400,11 +410,11 @@ describe(`generated lock names (seed ${SEED}, ${NAMES.length} names)`, () => {
     assert.equal(NAMES.length, NAME_COUNT);
     const has = (what: string, predicate: (name: string) => boolean, at_least = 3) =>
       assert.ok(NAMES.filter(predicate).length >= at_least, `not enough names: ${what}`);
-    has("valid", (n) => documentedProblem(n, "socket") === null, 60);
-    has("invalid", (n) => documentedProblem(n, "socket") !== null, 60);
+    has("valid", (n) => documentedProblem(n, "folder") === null, 60);
+    has("invalid", (n) => documentedProblem(n, "folder") !== null, 60);
     has(
       "97-200 bytes (port-only refusal)",
-      (n) => documentedProblem(n, "socket") === null && documentedProblem(n, "port") !== null,
+      (n) => documentedProblem(n, "folder") === null && documentedProblem(n, "port") !== null,
       10,
     );
     has("4 KB+", (n) => bytesOf(n) >= 4096);
@@ -435,7 +445,7 @@ describe(`generated lock names (seed ${SEED}, ${NAMES.length} names)`, () => {
         assertInvalidName(error, name, "sync");
         outcome = "invalid";
       }
-      assert.equal(outcome === "ok", documentedProblem(name, "socket") === null, show(name));
+      assert.equal(outcome === "ok", documentedProblem(name, "folder") === null, show(name));
       record("sync", i, outcome);
       // PortLock is k3portlock's class: "any text of at most 96 UTF-8 bytes".
       let portOk = true;
@@ -518,17 +528,20 @@ describe(`generated lock names (seed ${SEED}, ${NAMES.length} names)`, () => {
     );
   });
 
-  test("name validation agrees across kinds: only the port kind refuses more, the 97-200 byte names it documents", () => {
+  test("name validation agrees across kinds: only the port kind (97-200 byte names) and the socket kind (names starting with '.') refuse more, as documented", () => {
     const [sync, socket, folder, port, srv] = ["sync", "socket", "folder", "port", "server"]
       .map((k) => outcomes.get(k));
     for (const [kind, list] of Object.entries({ sync, socket, folder, port, srv })) {
       assert.equal(list?.filter(Boolean).length, NAMES.length, `${kind} ran every name`);
     }
     NAMES.forEach((name, i) => {
-      const agreed = [sync, socket, folder, srv].map((list) => list![i]);
+      const agreed = [sync, folder, srv].map((list) => list![i]);
       assert.deepEqual(new Set(agreed).size, 1, `kinds disagree on ${show(name)}: ${agreed}`);
-      if (port![i] !== socket![i]) {
-        assert.ok(socket![i] === "ok" && bytesOf(name) > 96, `port disagrees on ${show(name)}`);
+      if (socket![i] !== folder![i]) {
+        assert.ok(folder![i] === "ok" && name.startsWith("."), `socket disagrees on ${show(name)}`);
+      }
+      if (port![i] !== folder![i]) {
+        assert.ok(folder![i] === "ok" && bytesOf(name) > 96, `port disagrees on ${show(name)}`);
       }
     });
   });
