@@ -3,7 +3,7 @@
 // (a null-prototype object) is still refused with a message.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { InvalidLockNameError, inspect, lock, LockError, lockManager, tryLock } from "../mod.ts";
+import { inspect, InvalidLockNameError, lock, LockError, lockManager, tryLock } from "../mod.ts";
 
 describe("odd option values", () => {
   for (const kind of ["constructor", "toString", "hasOwnProperty", "__proto__"]) {

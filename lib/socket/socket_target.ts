@@ -520,7 +520,6 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     );
   }
 
-
   /** Busy (with the attempt to return), or stale (with nothing to add). */
   async function judge(k: Keys, text: string, breakLive: boolean): Promise<Attempt | null> {
     const record = parseLockFile(text);
