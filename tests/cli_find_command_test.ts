@@ -34,6 +34,12 @@ test("a command found nowhere is 127, one found only as a non-executable file 12
     reason: "permission denied",
   });
   assert.deepEqual(commandProblem("./missing", "/bin", stateOf)?.code, 127);
+  // An empty command is no command, as shells say, not "<dir>/" (a directory).
+  const dirs = (path: string): ExecutableState => path.endsWith("/") ? "no" : stateOf(path);
+  assert.deepEqual(commandProblem("", "/usr/bin:/bin", dirs), {
+    code: 127,
+    reason: "command not found",
+  });
 });
 
 test("no verdict where the runtime may not look, or PATH cannot be read", () => {

@@ -28,6 +28,8 @@ export function commandProblem(
   searchPath: string | null,
   stateOf: (path: string) => ExecutableState,
 ): CommandProblem | null {
+  // As shells say of "": there is no such command (not a directory in $PATH).
+  if (command === "") return { code: 127, reason: "command not found" };
   const candidates = command.includes("/")
     ? [command]
     : searchPath?.split(":").map((dir) => `${dir || "."}/${command}`);
