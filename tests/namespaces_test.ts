@@ -1,7 +1,8 @@
 // A lock held from other namespaces — a container that shares the lock
 // directory and the host name (docker --network host with a volume, a
-// systemd unit with PrivateNetwork=yes) — is never judged stale here: its
-// pid, its start time and its loopback addresses are not ours to check.
+// systemd unit with PrivateNetwork=yes, a process restored by CRIU in a
+// time namespace of its own) — is never judged stale here: its pid, its
+// start time and its loopback addresses are not ours to check.
 // Real namespaces, made with unshare(1); skipped, loudly, where this
 // machine does not allow them.
 import { after, describe, test } from "node:test";
@@ -9,6 +10,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readdir, rm } from "node:fs/promises";
 import { inspect, tryLock } from "../mod.ts";
+import { foreignNamespaces } from "../lib/_namespaces.ts";
 import { detectRuntimeName } from "../lib/runtime/mod.ts";
 import {
   type Child,
@@ -33,6 +35,10 @@ const hiddenBootReason = unshareUnavailable([
   "-c",
   "mount -t proc -o subset=pid proc /proc", // `true`, appended, is its $0
 ]);
+// Another time namespace: /proc shows its start ticks shifted by our
+// boot-time offset, so they never match those its bid records.
+const TIME = [...asRoot, "--time", "--boottime", "100000"];
+const timeReason = unshareUnavailable(TIME);
 const netReason = unshareUnavailable(NET);
 const pidReason = unshareUnavailable(PID);
 const loReason = netReason ?? (spawnSync("ip", ["-V"]).error ? "no ip(8) to bring up lo" : null);
@@ -61,6 +67,7 @@ describe("locks held from other namespaces", () => {
   const cases: [string, string[], string | null, "folder" | "socket", string?][] = [
     ["a folder lock held from another network namespace", NET, netReason, "folder"],
     ["a folder lock held from another pid namespace", PID, pidReason, "folder"],
+    ["a folder lock held from another time namespace", TIME, timeReason, "folder"],
     [
       "a folder lock held by a process that cannot read its own start time (/proc mounted subset=pid)",
       HIDDEN_BOOT,
@@ -100,4 +107,19 @@ describe("locks held from other namespaces", () => {
       await holder.done;
     });
   }
+});
+
+describe("foreignNamespaces", () => {
+  test("each namespace is compared on its own; a time namespace only where both ids have one", () => {
+    const none = { pid: false, net: false, time: false };
+    assert.deepEqual(foreignNamespaces("1:2:3", "1:2:3"), none);
+    assert.deepEqual(foreignNamespaces(undefined, "1:2:3"), none, "nothing recorded");
+    assert.deepEqual(foreignNamespaces("1:2:3", null), none, "ours unknown");
+    assert.deepEqual(foreignNamespaces("9:2:3", "1:2:3"), { ...none, pid: true });
+    assert.deepEqual(foreignNamespaces("1:9:3", "1:2:3"), { ...none, net: true });
+    assert.deepEqual(foreignNamespaces("1:2:9", "1:2:3"), { ...none, time: true });
+    // An older peer or kernel records no time namespace: taken as ours.
+    assert.deepEqual(foreignNamespaces("1:2", "1:2:3"), none);
+    assert.deepEqual(foreignNamespaces("1:2:3", "1:2"), none);
+  });
 });

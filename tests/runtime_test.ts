@@ -4,7 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn as spawnChild } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import * as net from "node:net";
 import { hostname, tmpdir } from "node:os";
@@ -717,11 +717,12 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
     });
   });
 
-  test("namespaceId() names this process's pid and network namespaces on Linux", () => {
+  test("namespaceId() names this process's pid and network namespaces on Linux, and its time namespace where there is one", () => {
     const id = runtime.namespaceId();
     // Deno reads /proc only with -A (the test runners here have it).
     if (runtime.platform !== "linux") return assert.equal(id, null);
-    assert.match(id ?? "", /^\d+:\d+$/);
+    assert.match(id ?? "", /^\d+:\d+(:\d+)?$/);
+    if (existsSync("/proc/self/ns/time")) assert.match(id ?? "", /^\d+:\d+:\d+$/);
     assert.equal(runtime.namespaceId(), id, "read once");
   });
 

@@ -54,8 +54,9 @@ export async function challengeBid(
   // moves with the wall clock (psutil's boot time does), ticks do not. A bid
   // with neither (CREATED 0) was written by a process that could not read its
   // own start time (a /proc without btime): nothing to compare; the pid and
-  // the beacon decide.
-  const unknownStart = bid.TICKS === undefined && bid.CREATED === 0;
+  // the beacon decide. So do they for a bidder in another time namespace:
+  // we read its ticks shifted by our boot-time offset, never equal to its own.
+  const unknownStart = (bid.TICKS === undefined && bid.CREATED === 0) || foreign.time;
   if (started === null) {
     if (!runtime.isAlive(bid.PID)) return "stale";
   } else if (

@@ -35,18 +35,24 @@ export function parseStartTime(pidStat: string, bootTime: number): ProcessStart 
 
 /**
  * The pid and network namespace ids from the targets of the links
- * `/proc/self/ns/pid` and `/proc/self/ns/net` (`pid:[4026531836]`), or
- * `null` if either is missing or unreadable.
+ * `/proc/self/ns/pid` and `/proc/self/ns/net` (`pid:[4026531836]`), and the
+ * time namespace's where the kernel has one (5.6 and later): `"pid:net"` or
+ * `"pid:net:time"`; `null` if pid or net is missing or unreadable.
  */
 export function namespaceIdOf(readLink: (path: string) => string): string | null {
-  try {
-    const inode = (link: string) => /^\w+:\[(\d+)\]$/.exec(readLink(link))?.[1];
-    const pid = inode("/proc/self/ns/pid");
-    const net = inode("/proc/self/ns/net");
-    return pid && net ? `${pid}:${net}` : null;
-  } catch {
-    return null;
-  }
+  const inode = (link: string) => {
+    try {
+      return /^\w+:\[(\d+)\]$/.exec(readLink(link))?.[1];
+    } catch {
+      return undefined;
+    }
+  };
+  const pid = inode("/proc/self/ns/pid");
+  const net = inode("/proc/self/ns/net");
+  if (!pid || !net) return null;
+  // /proc shows start ticks shifted by the reader's time namespace.
+  const time = inode("/proc/self/ns/time");
+  return time ? `${pid}:${net}:${time}` : `${pid}:${net}`;
 }
 
 /**

@@ -120,6 +120,8 @@ function ownStart(runtime: Runtime): Promise<ProcessStart | null> {
  */
 async function pidReused(runtime: Runtime, record: LockRecord): Promise<boolean> {
   if (record.startTicks === undefined) return false;
+  // From another time namespace we read its ticks shifted: never comparable.
+  if (foreignNamespaces(record.ns, runtime.namespaceId()).time) return false;
   const started = await startOf(runtime, record.pid);
   return started !== null && started.ticks !== record.startTicks;
 }
