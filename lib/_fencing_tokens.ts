@@ -17,6 +17,8 @@
  * @module
  */
 
+import { LockError } from "./errors.ts";
+
 /** Where a fencing token source reads the time: epoch milliseconds, fractional allowed. */
 export type WallClock = () => number;
 
@@ -60,10 +62,19 @@ export class FencingTokens {
    * @param floor A token seen elsewhere (e.g. the previous holder's) that the
    *   new one must exceed.
    * @returns A token larger than `floor` and every token this source issued before.
+   * @throws {LockError} If that token would not be an exact integer (past
+   *   2^53 − 1: a floor far beyond any clock), rather than repeat one.
    */
   next(floor = 0): number {
     const micros = Math.floor(this.#clock() * 1000);
-    this.#last = Math.max(this.#last + 1, Math.floor(floor) + 1, micros);
-    return this.#last;
+    const token = Math.max(this.#last + 1, Math.floor(floor) + 1, micros);
+    if (!Number.isSafeInteger(token)) {
+      throw new LockError(
+        `No fencing token above ${Math.max(this.#last, floor)} is an exact integer, so tokens ` +
+          `can no longer grow: a token that large was recorded or announced by something that is ` +
+          `not a holder of ours. Remove what recorded it, or restart this process.`,
+      );
+    }
+    return this.#last = token;
   }
 }

@@ -202,6 +202,27 @@ describe("port kind in one process", () => {
     }
   });
 
+  test("a greeting token far beyond any clock (an imposter bound the name) is not taken up", async () => {
+    const key = unique("imposter");
+    // Whoever binds the name holds it; this one greets with 2^53 - 1.
+    const imposter = await runtime.listen({ transport: "unix", path: abstractName(key) }, (conn) => {
+      conn.write(new TextEncoder().encode(`PORTLOCK_HELD ${Number.MAX_SAFE_INTEGER}\n`));
+    });
+    setTimeout(() => imposter.close(), 300);
+    const tokens: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const held = await lock(key, { kind: "port", timeout: 5_000 });
+      tokens.push(held.token);
+      await held.release();
+    }
+    const other = await lock(`${key}-other`, { kind: "port" });
+    tokens.push(other.token);
+    await other.release();
+    for (const token of tokens) assert.ok(Number.isSafeInteger(token), `token ${token}`);
+    for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i] > tokens[i - 1], `${tokens}`);
+    assert.ok(tokens[0] < Date.now() * 1000 + 60_000_000, "tokens still follow the clock");
+  });
+
   test("inspect() can only tell held from free", async () => {
     const key = unique("inspect");
     assert.equal(await inspect(key, { kind: "port" }), null);

@@ -68,6 +68,14 @@ const decoder = new TextDecoder();
 // long as clocks agree to within a hand-off (~100 µs).
 const tokens = new FencingTokens(preciseWallClock);
 
+/**
+ * How far ahead of our clock a holder's announced token may be, in µs: a
+ * day covers any clock step; more is no holder of ours (anyone can bind the
+ * name and greet), and taken up it would pin every later token of this
+ * process near 2^53.
+ */
+const MAX_TOKEN_AHEAD_US = 86_400_000_000;
+
 async function addressesOf(key: string, mode: PortMode): Promise<SocketAddress[]> {
   if (mode === "abstract") {
     return [{ transport: "unix", path: abstractName(key) } as SocketAddress];
@@ -278,11 +286,22 @@ export function portTarget(
         return lazyWakeAttempt(
           null,
           () =>
-            (watch = watchHolder(runtime, targets, (t) => seenToken = Math.max(seenToken, t))).wake,
+            (watch = watchHolder(runtime, targets, (t) => {
+              if (t <= preciseWallClock() * 1000 + MAX_TOKEN_AHEAD_US) {
+                seenToken = Math.max(seenToken, t);
+              }
+            })).wake,
           () => watch?.cancel(),
         );
       }
-      const token = held = tokens.next(seenToken);
+      let token: number;
+      try {
+        token = held = tokens.next(seenToken);
+      } catch (error) {
+        await closeAll(listeners);
+        for (const conn of conns) conn.close();
+        throw error;
+      }
       for (const conn of conns) greet(conn);
       return {
         acquired: true,
