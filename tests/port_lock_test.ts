@@ -205,9 +205,12 @@ describe("port kind in one process", () => {
   test("a greeting token far beyond any clock (an imposter bound the name) is not taken up", async () => {
     const key = unique("imposter");
     // Whoever binds the name holds it; this one greets with 2^53 - 1.
-    const imposter = await runtime.listen({ transport: "unix", path: abstractName(key) }, (conn) => {
-      conn.write(new TextEncoder().encode(`PORTLOCK_HELD ${Number.MAX_SAFE_INTEGER}\n`));
-    });
+    const imposter = await runtime.listen(
+      { transport: "unix", path: abstractName(key) },
+      (conn) => {
+        conn.write(new TextEncoder().encode(`PORTLOCK_HELD ${Number.MAX_SAFE_INTEGER}\n`));
+      },
+    );
     setTimeout(() => imposter.close(), 300);
     const tokens: number[] = [];
     for (let i = 0; i < 3; i++) {

@@ -133,7 +133,13 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         token = await nextFencingToken(runtime, folder);
       } catch (error) {
         await removeBid(runtime, result.path);
-        throw unwritable(folder, error);
+        // The folder removed between the win and the token: nothing is
+        // held; the next try (a waiting caller's) makes it again.
+        const code = errorCode(error);
+        if (code !== "ENOENT" && code !== "ENOTDIR") throw unwritable(folder, error);
+        forgetLockDir(folder);
+        ready = null;
+        return { acquired: false, holder: null };
       }
       const info: LockInfo = {
         kind: "folder",
