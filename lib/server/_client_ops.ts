@@ -52,6 +52,31 @@ export interface Op extends ReplyHandler {
   fail(error: Error): void;
 }
 
+/**
+ * A reply's JSON object (STATS, STATUS): anything else breaks the protocol.
+ *
+ * @param server The server's address, for the message.
+ * @param what The request answered.
+ * @param json The reply's text after `OK`.
+ * @returns The object.
+ * @throws {LockProtocolError} If it is not a JSON object.
+ */
+export function jsonReply(server: string, what: string, json: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new LockProtocolError(
+      `The lock server at ${server} answered ${what} with something that is not a JSON ` +
+        `object: ${json.slice(0, 80)}`,
+    );
+  }
+  return value as Record<string, unknown>;
+}
+
 /** Parses the holder JSON of BUSY/QUEUED/TIMEOUT/STATUS replies. */
 export function holderInfo(name: string, server: string, json: string): LockInfo | null {
   let value: unknown;
@@ -275,7 +300,10 @@ export class AcquireCall implements Op {
       case "BUSY":
       case "TIMEOUT": {
         const holder = holderInfo(this.#name, host.server, reply.rest);
-        this.#finish({ status: reply.kind === "BUSY" ? "busy" : "timeout", holder });
+        // A call that asked to wait, sent once its wait had run out (a slow
+        // handshake, a reconnect), went as a try: it timed out.
+        const busy = reply.kind === "BUSY" && this.#wait === 0;
+        this.#finish({ status: busy ? "busy" : "timeout", holder });
         return true;
       }
       case "CANCELLED":

@@ -22,6 +22,7 @@ import {
 import { validateLockName } from "../names.ts";
 import { type AcquireAnswer, type AcquireCall, ClientCore } from "./_client_core.ts";
 import { DEFAULT_PORT } from "./server_address.ts";
+import { jsonReply } from "./_client_ops.ts";
 import { serverTarget } from "./server_target.ts";
 import type { ServerStats } from "./serve.ts";
 
@@ -317,7 +318,7 @@ export class LockClient implements AsyncDisposable {
   async stats(): Promise<ServerStats> {
     const reply = await this.#core.request("STATS");
     if (reply.kind !== "OK") throw new LockError(`The lock server refused STATS: ${reply.rest}`);
-    return JSON.parse(reply.rest) as ServerStats;
+    return jsonReply(this.#core.server, "STATS", reply.rest) as unknown as ServerStats;
   }
 
   /**

@@ -20,6 +20,9 @@ import { LockProtocolError } from "../errors.ts";
 /** The protocol's name and version, sent in the reply to `HELLO`. */
 export const PROTOCOL_VERSION = "socketlock/1";
 
+/** The longest host a HELLO may give, in characters: a DNS name's length. */
+export const MAX_HOST_LENGTH = 255;
+
 /** Wait values at or above this mean "wait forever" (and `forever` does too). */
 export const WAIT_FOREVER = 2 ** 31 - 1;
 
@@ -167,6 +170,11 @@ export function parseRequest(line: string): Request | RequestError {
       // The isolate (main thread or worker) of the client, for STATUS.
       const isolate = args[2] ?? "";
       if (pid === null || host === null || !/^[0-9A-Za-z-]{0,64}$/.test(isolate)) return wrong();
+      // Repeated in replies to other clients (who holds what): a host name's
+      // length at most, printable, so no client can make those replies long.
+      if (host.length > MAX_HOST_LENGTH || /\p{Cc}/u.test(host)) {
+        return bad(tag, `A HELLO host is at most ${MAX_HOST_LENGTH} printable characters.`);
+      }
       return { tag, command, pid: pid ?? 0, host, isolate };
     }
     case "AUTH":

@@ -268,6 +268,13 @@ export async function serveOn(runtime: Runtime, options: ServeOptions = {}): Pro
       if (!connections.delete(conn)) return;
       ctx.counters.connections = connections.size;
       state.session?.closed();
+      // A line session logs its own close, with what it released.
+      if (ctx.verbose && !(state.session instanceof LineSession)) {
+        log.log("debug", "connection closed", {
+          client: `conn-${id}`,
+          protocol: state.session ? "distlockd" : "none (closed before a byte)",
+        });
+      }
     });
   }
 

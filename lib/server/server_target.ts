@@ -10,10 +10,11 @@
 import type { Runtime } from "../runtime/mod.ts";
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
-import { LockError } from "../errors.ts";
+import { LockError, LockProtocolError } from "../errors.ts";
 import { validateLockName } from "../names.ts";
 import { type AcquireAnswer, ClientCore, type ClientLease, holderInfo } from "./_client_core.ts";
 import type { LeaseKeeper } from "./_lease_keeper.ts";
+import { jsonReply } from "./_client_ops.ts";
 import { encodeName } from "./protocol.ts";
 import { parseServerAddress } from "./server_address.ts";
 
@@ -145,8 +146,14 @@ export function serverTarget(
       if (reply.kind !== "OK") {
         throw new LockError(`The lock server at ${core.server} refused STATUS: ${reply.rest}`);
       }
-      const status = JSON.parse(reply.rest) as { holder: unknown };
-      return status.holder ? holderInfo(name, core.server, JSON.stringify(status.holder)) : null;
+      const { holder } = jsonReply(core.server, "STATUS", reply.rest);
+      if (holder !== null && (typeof holder !== "object" || Array.isArray(holder))) {
+        throw new LockProtocolError(
+          `The lock server at ${core.server} answered STATUS with a holder that is not an ` +
+            `object or null: ${reply.rest.slice(0, 80)}`,
+        );
+      }
+      return holder ? holderInfo(name, core.server, JSON.stringify(holder)) : null;
     },
   };
 }
