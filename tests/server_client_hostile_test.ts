@@ -3,7 +3,6 @@
 // over a few connections, never by reconnecting and resending in a loop.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import {
   lock,
   LockClient,
@@ -14,51 +13,9 @@ import {
   serve,
 } from "../mod.ts";
 import { type Child, childRuntimes } from "./_processes.ts";
+import { fakeServer, type Script } from "./_fake_lock_server.ts";
 import { serveProcess, signal, within } from "./_server_helpers.ts";
 import { eventually } from "./_waiting.ts";
-
-/** What the fake server answers `COMMAND` (its `count`-th): a reply line, or "drop" to cut the connection. */
-type Script = (command: string, tag: string, count: number) => string;
-
-/** A fake server on loopback: greets like `socketlock serve`, then follows `script`. */
-async function fakeServer(script: Script) {
-  const sockets = new Set<net.Socket>();
-  const counts = new Map<string, number>();
-  const stats = { connections: 0 };
-  const server = net.createServer((socket) => {
-    stats.connections++;
-    sockets.add(socket);
-    socket.on("error", () => {});
-    let buffered = "";
-    socket.on("data", (chunk) => {
-      const lines = (buffered + chunk.toString("utf8")).split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        const [tag, command] = line.split(" ");
-        if (command === "HELLO") {
-          socket.write(`${tag} OK socketlock/1 -\n`);
-          continue;
-        }
-        const count = (counts.get(command) ?? 0) + 1;
-        counts.set(command, count);
-        const reply = script(command, tag, count);
-        if (reply === "drop") return void socket.destroy();
-        socket.write(reply);
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    stats,
-    /** How often `command` came, over all connections. */
-    count: (command: string) => counts.get(command) ?? 0,
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** Grants ACQUIRE (token 7) and answers everything else OK. */
 const GRANT: Script = (command, tag) =>

@@ -6,7 +6,6 @@
 // close, distlockd's and silent ones included.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import {
   inspect,
   LockBusyError,
@@ -16,35 +15,9 @@ import {
   serve,
 } from "../mod.ts";
 import { DistlockdCommand, encodeDistlockdRequest } from "../lib/server/distlockd_frames.ts";
+import { fakeServer } from "./_fake_lock_server.ts";
 import { relayProxy } from "./_relay_proxy.ts";
 import { RawConnection, sleep, within } from "./_server_helpers.ts";
-
-async function fakeServer(answer: (command: string) => string) {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on("error", () => {});
-    let buffered = "";
-    socket.on("data", (chunk) => {
-      const lines = (buffered + chunk.toString("utf8")).split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        const [tag, command] = line.split(" ");
-        socket.write(
-          command === "HELLO" ? `${tag} OK socketlock/1 -\n` : `${tag} ${answer(command)}\n`,
-        );
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 describe("lock server, review 5", () => {
   const closers: (() => Promise<void> | void)[] = [];
@@ -102,7 +75,7 @@ describe("lock server, review 5", () => {
 
   for (const [what, body] of [["not JSON", "OK {oops"], ["JSON null", "OK null"]] as const) {
     test(`status(), inspect() and stats() answered ${what} fail with a LockProtocolError`, async () => {
-      const fake = await fakeServer(() => body);
+      const fake = await fakeServer((_command, tag) => `${tag} ${body}\n`);
       closers.push(fake.close);
       const client = new LockClient({ port: fake.port });
       closers.push(() => client.close());
