@@ -34,8 +34,9 @@ export interface FileStat {
   size: number;
   /** Last modification, epoch ms. */
   mtimeMs: number;
-  /** Device and inode: with the rest, tell a replaced file from the same one (0 where unknown). */
+  /** The device it is on (0 where unknown). */
   dev: number;
+  /** Its inode: with the rest, tells a file made again from the same one (0 where unknown). */
   ino: number;
 }
 
