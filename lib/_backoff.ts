@@ -5,7 +5,7 @@ import { LockError } from "./errors.ts";
 import type { RetryOptions } from "./types.ts";
 import { shown } from "./_shown.ts";
 
-/** Default delays: fast first retries, never more than 100 ms apart. */
+/** Default delays: fast first retries, never more than 150 ms apart (100 ms ± 50 % jitter). */
 export const DEFAULT_RETRY: Required<RetryOptions> = {
   minDelay: 1,
   maxDelay: 100,

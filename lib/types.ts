@@ -35,7 +35,7 @@ export interface LockInfo {
 export interface RetryOptions {
   /** First delay between attempts, in ms. Default 1. */
   minDelay?: number;
-  /** Largest delay between attempts, in ms. Default 100. */
+  /** Largest delay between attempts before jitter, in ms (with jitter j, up to maxDelay·(1 + j)). Default 100. */
   maxDelay?: number;
   /** Growth factor of the delay after each failed attempt. Default 2. */
   factor?: number;
@@ -121,7 +121,9 @@ export interface HeldLock extends AsyncDisposable {
   readonly kind: LockKind;
   /**
    * The fencing token: larger for every later acquisition of the same name,
-   * so a resource can reject writes from a holder that lost its lock.
+   * so a resource can reject writes from a holder that lost its lock — as
+   * long as the kind's record of the last token survives, or else the host's
+   * clock does not step back (the README says which, per kind).
    */
   readonly token: number;
   /** Who holds it: this process, with kind-specific details. */

@@ -110,6 +110,15 @@ export async function startCommand(
     }
   }
   const wrapped = setpriv !== null && await usable(setpriv, diesWithParent, log);
+  if (!wrapped && runtime.platform === "linux" && !warnedUnwrapped) {
+    warnedUnwrapped = true;
+    log.log(
+      "warn",
+      `${setpriv ?? "setpriv"} (util-linux 2.33 or later) ${
+        setpriv ? "cannot be run" : "was not found"
+      }, so if this process is killed outright, the command runs on without the lock`,
+    );
+  }
   if (cancel.aborted) return null;
   return sharedGroupTree(
     wrapped
@@ -253,6 +262,9 @@ async function findProgram(paths: string[]): Promise<string | null> {
 // setpriv knows --pdeathsig from util-linux 2.33): tried once per wrapping.
 const probes = new Map<string, Promise<boolean>>();
 
+// Whether a command was started unwrapped and that was said (once).
+let warnedUnwrapped = false;
+
 function usable(setpriv: string, wrap: string[], log: Logger): Promise<boolean> {
   const key = [setpriv, ...wrap].join(" ");
   let probe = probes.get(key);
@@ -263,6 +275,7 @@ function usable(setpriv: string, wrap: string[], log: Logger): Promise<boolean> 
         return code === 0;
       } catch (error) {
         if (error instanceof LockPermissionError) {
+          warnedUnwrapped = true;
           const programs = [setpriv, ...wrap.filter((arg) => arg.startsWith("/"))].join(",");
           log.log(
             "warn",

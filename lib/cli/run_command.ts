@@ -36,7 +36,8 @@ Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND (SIGINT and
 SIGHUP only when they cannot have come from the terminal, which sends them
 to COMMAND itself: Ctrl-C reaches COMMAND once). The lock is released when
 COMMAND ends, or by the OS if this process dies; on Linux, COMMAND then
-dies too (it is started with a parent-death signal).
+dies too (it is started with a parent-death signal by setpriv, util-linux
+2.33+; without it, a warning says COMMAND would outlive this process).
 
 With no controlling terminal (cron, CI, a service), on Linux, COMMAND runs
 in a process group of its own, and the lock is kept until that group is

@@ -7,7 +7,7 @@
  *
  * @example Take a lock over Redis with the one API
  * ```ts
- * import Redis from "npm:ioredis";
+ * import { Redis } from "npm:ioredis";
  * import { lock } from "jsr:@x/socketlock";
  * const redis = new Redis();
  * const held = await lock("nightly-report", { redis, ttl: 10_000, timeout: 5_000 });
