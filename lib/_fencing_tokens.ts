@@ -19,6 +19,33 @@
 
 import { LockError } from "./errors.ts";
 
+/**
+ * The largest token a holder of ours can have announced or recorded: 2^52,
+ * microseconds into the year 2112. Tokens are clock microseconds (about
+ * 1.8 × 10^15 now), so one above it is not a holder's, whatever the clock
+ * did; taken up as a floor, it would leave too little room below 2^53 for
+ * tokens to keep growing. Floors read from elsewhere are checked with
+ * {@link plausibleToken}.
+ */
+export const MAX_PLAUSIBLE_TOKEN = 2 ** 52;
+
+/**
+ * `token` if a holder of ours could have issued it, else 0 (ignored).
+ *
+ * @example Ignore an imposter's token
+ * ```ts
+ * import { plausibleToken } from "./_fencing_tokens.ts";
+ * console.log(plausibleToken(1_800_000_000_000_000)); // 1800000000000000
+ * console.log(plausibleToken(Number.MAX_SAFE_INTEGER)); // 0
+ * ```
+ *
+ * @param token A token announced or recorded by another process.
+ * @returns It, or 0.
+ */
+export function plausibleToken(token: number): number {
+  return Number.isSafeInteger(token) && token > 0 && token <= MAX_PLAUSIBLE_TOKEN ? token : 0;
+}
+
 /** Where a fencing token source reads the time: epoch milliseconds, fractional allowed. */
 export type WallClock = () => number;
 

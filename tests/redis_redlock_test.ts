@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { within } from "./_server_helpers.ts";
 import { Redis } from "ioredis";
 import { lock, LockBusyError, LockError, LockLostError, Redlock } from "../mod.ts";
-import { RELEASE } from "../lib/redis/scripts.ts";
+import { ACQUIRE, RELEASE } from "../lib/redis/scripts.ts";
 import { adaptRedisClient, type RedisAdapter } from "../lib/redis/client_adapter.ts";
 import { RUN_ID_RETRY_MS } from "../lib/redis/redlock.ts";
 import {
@@ -95,6 +95,37 @@ describeRedis("Redlock over three redis-servers", () => {
       (e: unknown) => e instanceof LockError && /two clients of one Redis server/.test(e.message),
     );
     assert.ok((await keysOn(name)).every((value) => value === null), "nothing was taken");
+  });
+
+  test("a master whose INFO never answers does not delay every try of a wait", async () => {
+    const name = unique("hung-info");
+    const acquireSha = Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-1", new TextEncoder().encode(ACQUIRE.source))),
+      (byte) => byte.toString(16).padStart(2, "0"),
+    ).join("");
+    const tries: number[] = [];
+    const inner = adaptRedisClient(raws[2]);
+    const hung: RedisAdapter = {
+      name: "hung INFO",
+      send: (args) => {
+        if (args[0] === "INFO") return new Promise(() => {});
+        if (args[1] === acquireSha || args[1] === ACQUIRE.source) tries.push(Date.now());
+        return inner.send(args);
+      },
+      openSubscriber: () => inner.openSubscriber!(),
+      onClose: (listener) => inner.onClose!(listener),
+    };
+    const held = await new Redlock(clients, { ttl: 5_000 }).lock(name);
+    // Per-master timeout 500 ms (ttl 5000): only the first try waits it out.
+    const waiting = new Redlock([raws[0], raws[1], hung], { ttl: 5_000 })
+      .lock(name, { timeout: 10_000 }).then((h) => ({ h, at: Date.now() }));
+    for (let i = 0; i < 300 && tries.length < 3; i++) await sleep(10);
+    await sleep(20);
+    const releasedAt = Date.now();
+    await held.release();
+    const { h, at } = await waiting;
+    await h.release();
+    assert.ok(at - releasedAt < 300, `the woken waiter took the lock ${at - releasedAt} ms late`);
   });
 
   test("a master whose INFO failed is asked again: two clients of one server are still refused", async () => {

@@ -1,6 +1,6 @@
 // Compat mode's edges: a file left by a live process that stopped answering
 // is broken once its 2 s grace is over, by tryLock() and lock() calls too
-// (each opens its target afresh); a directory planted at the per-user
+// (each opens its target afresh), however far apart; a directory planted at the per-user
 // `.last` does not stop releases or breaks; a bad `dir` is a LockError.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -38,11 +38,34 @@ describe("socket kind, compat mode: edges", () => {
     }
   });
 
+  test("tryLock calls further apart than twice the grace still break such a file", async () => {
+    const dir = await tempDir();
+    const name = `spaced-${randomHex(4)}`;
+    try {
+      const port = await freePort();
+      await writeFile(
+        `${dir}/.${name}.lock`,
+        JSON.stringify({ port, pid: process.pid, timestamp: Date.now() / 1000 - 60, name }),
+        { mode: 0o600 },
+      );
+      assert.equal(await tryLock(name, { dir, compat: "socketlock" }), null, "in its grace");
+      await new Promise((resolve) => setTimeout(resolve, 4_200));
+      const held = await tryLock(name, { dir, compat: "socketlock" });
+      assert.ok(held, "seen 4.2 s ago and still refusing: past its grace");
+      await held.release();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a directory at the per-user .last name: releases and breaks go on without it", async () => {
     const dir = await tempDir();
     const name = `lastdir-${randomHex(4)}`;
     try {
-      await mkdir(lockPaths(dir, name, true, runtime.uid()).last);
+      // Not empty: Deno's remove then says ENOTEMPTY, unlink elsewhere EISDIR.
+      const last = lockPaths(dir, name, true, runtime.uid()).last;
+      await mkdir(last);
+      await writeFile(`${last}/inside`, "x");
       const held = await tryLock(name, { dir, compat: "socketlock" });
       assert.ok(held);
       await held.release();

@@ -22,7 +22,7 @@ import {
 import type { Attempt, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { abstractName, basePort, PORT_COUNT, validatePortKey } from "./port_name.ts";
-import { FencingTokens } from "../_fencing_tokens.ts";
+import { FencingTokens, plausibleToken } from "../_fencing_tokens.ts";
 import { preciseWallClock } from "../_precise_wall_clock.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
@@ -67,14 +67,6 @@ const decoder = new TextDecoder();
 // this process issued or saw a holder use. Across processes they grow as
 // long as clocks agree to within a hand-off (~100 µs).
 const tokens = new FencingTokens(preciseWallClock);
-
-/**
- * How far ahead of our clock a holder's announced token may be, in µs: a
- * day covers any clock step; more is no holder of ours (anyone can bind the
- * name and greet), and taken up it would pin every later token of this
- * process near 2^53.
- */
-const MAX_TOKEN_AHEAD_US = 86_400_000_000;
 
 async function addressesOf(key: string, mode: PortMode): Promise<SocketAddress[]> {
   if (mode === "abstract") {
@@ -286,10 +278,10 @@ export function portTarget(
         return lazyWakeAttempt(
           null,
           () =>
+            // Anyone can bind the name and greet: a token no holder of ours
+            // could have (near 2^53) is not taken up as a floor.
             (watch = watchHolder(runtime, targets, (t) => {
-              if (t <= preciseWallClock() * 1000 + MAX_TOKEN_AHEAD_US) {
-                seenToken = Math.max(seenToken, t);
-              }
+              seenToken = Math.max(seenToken, plausibleToken(t));
             })).wake,
           () => watch?.cancel(),
         );

@@ -256,15 +256,34 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
     undoLate(owner, sent);
     return held ? onAll(RELEASE, keyList, [owner]) : onAll(UNDO_ACQUIRE, [keys.lock], [owner]);
   };
-  // Two clients of one server would count it twice toward the quorum.
-  let distinct: Promise<void> | null = null;
-  const checkDistinct = () =>
-    distinct ??= distinctMasters(runtime, adapters, timeout).then((complete) => {
-      if (!complete) distinct = null;
+  // Two clients of one server would count it twice toward the quorum. The
+  // first try waits for the check; one left incomplete (a master that did
+  // not answer INFO) is repeated in the background, never waited for again
+  // (a wait's every try would otherwise pay the per-master timeout first),
+  // and a duplicate it finds fails the next try.
+  let firstCheck: Promise<void> | null = null;
+  let firstDone = false;
+  let complete = false;
+  let rechecking = false;
+  let duplicate: unknown = null;
+  const checkDistinct = async () => {
+    if (duplicate) throw duplicate;
+    if (complete) return;
+    firstCheck ??= distinctMasters(runtime, adapters, timeout).then((done) => {
+      complete = done;
+      firstDone = true;
     }, (error) => {
-      distinct = null;
+      firstCheck = null;
       throw error;
     });
+    if (!firstDone) return await firstCheck;
+    if (rechecking) return;
+    rechecking = true;
+    distinctMasters(runtime, adapters, timeout).then(
+      (done) => void (complete ||= done),
+      (error) => void (duplicate = error),
+    ).finally(() => rechecking = false);
+  };
   // True once a try of this acquisition found the lock held and its caller
   // waited on: a wait outlasts a command timeout (see tryAcquire).
   let waited = false;

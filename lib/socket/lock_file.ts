@@ -16,6 +16,7 @@
 
 import { writeNewFile } from "../_write_new_file.ts";
 import { removeOldTemp } from "../_old_temps.ts";
+import { plausibleToken } from "../_fencing_tokens.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
 import { joinPath, ownedByAnother } from "../dirs.ts";
 
@@ -424,9 +425,9 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
   } catch (error) {
     const code = errorCode(error);
     if (code === "ENOENT") return;
-    // EISDIR: a directory planted at `.last`, which root (or anyone, outside
-    // a sticky directory) may try to unlink.
-    if (code !== "EPERM" && code !== "EACCES" && code !== "EISDIR") throw error;
+    // EISDIR (ENOTEMPTY from Deno's remove): a directory planted at `.last`,
+    // which root (or anyone, outside a sticky directory) may try to unlink.
+    if (!["EPERM", "EACCES", "EISDIR", "ENOTEMPTY"].includes(code ?? "")) throw error;
     await removeIfExists(runtime, paths.file);
   }
 }
@@ -456,7 +457,8 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
 export async function lastToken(runtime: Runtime, paths: LockPaths): Promise<number> {
   if (paths.compat && !(await isOwnFile(runtime, paths.last))) return 0;
   const text = await readIfExists(runtime, paths.last);
-  return (text === null ? null : parseLockFile(text))?.token ?? 0;
+  // A token no holder of ours could have recorded (a damaged file) is no floor.
+  return plausibleToken((text === null ? null : parseLockFile(text))?.token ?? 0);
 }
 
 // A regular file (not a symlink, FIFO or directory) owned by this user, as

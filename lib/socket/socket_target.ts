@@ -66,6 +66,9 @@ const RETRY_WINDOW_MS = 1_000;
  */
 const COMPAT_GRACE_MS = 2000;
 
+/** How many refusing compat files (by path and text) are remembered for their grace. */
+const MAX_GRACE_ENTRIES = 1024;
+
 const encoder = new TextEncoder();
 
 // When each compat file (by path and text) was first seen refusing with its
@@ -77,12 +80,14 @@ function inGrace(runtime: Runtime, file: string, text: string): boolean {
   let seen = graceSince.get(runtime);
   if (!seen) graceSince.set(runtime, seen = new Map());
   const now = runtime.monotonic();
-  for (const [key, since] of seen) {
-    if (now - since > 2 * COMPAT_GRACE_MS) seen.delete(key);
-  }
   const key = `${file}\0${text}`;
   const since = seen.get(key) ?? now;
-  seen.set(key, since);
+  if (!seen.has(key)) {
+    // Bounded by count, not by age: a grace must end for tries spaced
+    // further apart than it, however far. The oldest sighting goes first.
+    if (seen.size >= MAX_GRACE_ENTRIES) seen.delete(seen.keys().next().value!);
+    seen.set(key, since);
+  }
   return now - since < COMPAT_GRACE_MS;
 }
 
@@ -325,21 +330,28 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       { name: s.name, id, key: k.key, seed: s.compat ? s.signatureSeed : undefined },
       s.compat,
     );
-    const namespaces = runtime.namespaceId();
-    const started = await ownStart(runtime);
-    const record: LockRecord = {
-      pid: runtime.pid,
-      port: served.port,
-      acquiredAt: runtime.now(),
-      host: runtime.hostname(),
-      ...(namespaces ? { ns: namespaces } : {}),
-      name: s.name,
-      id,
-      token: tokens.next(),
-      ...(k.keyId ? { keyId: k.keyId } : {}),
-      isolate: ISOLATE_ID,
-      ...(started ? { startTicks: started.ticks } : {}),
-    };
+    let record: LockRecord;
+    try {
+      const namespaces = runtime.namespaceId();
+      const started = await ownStart(runtime);
+      record = {
+        pid: runtime.pid,
+        port: served.port,
+        acquiredAt: runtime.now(),
+        host: runtime.hostname(),
+        ...(namespaces ? { ns: namespaces } : {}),
+        name: s.name,
+        id,
+        token: tokens.next(),
+        ...(k.keyId ? { keyId: k.keyId } : {}),
+        isolate: ISOLATE_ID,
+        ...(started ? { startTicks: started.ticks } : {}),
+      };
+    } catch (error) {
+      // A permission refused (Deno), or no token left: nothing was created.
+      await served.stop();
+      throw error;
+    }
     let text = formatLockFile(record, s.compat);
     let linked = false;
     try {
