@@ -12,18 +12,27 @@ import { randomHex } from "../lib/socket/handshake.ts";
 import { lockPaths } from "../lib/socket/lock_file.ts";
 import { freePort, tempDir } from "./_processes.ts";
 
+/** A compat lock file left by a live process (ours) that stopped answering: its port refuses. */
+async function refusingLiveFile(label: string): Promise<{ dir: string; name: string }> {
+  const dir = await tempDir();
+  const name = `${label}-${randomHex(4)}`;
+  await writeFile(
+    `${dir}/.${name}.lock`,
+    JSON.stringify({
+      port: await freePort(),
+      pid: process.pid,
+      timestamp: Date.now() / 1000 - 60,
+      name,
+    }),
+    { mode: 0o600 },
+  );
+  return { dir, name };
+}
+
 describe("socket kind, compat mode: edges", () => {
   test("a live pid's file whose port refuses is broken by tryLock once its grace is over", async () => {
-    const dir = await tempDir();
-    const name = `grace-${randomHex(4)}`;
+    const { dir, name } = await refusingLiveFile("grace");
     try {
-      // Left by a live process (ours) that stopped answering.
-      const port = await freePort();
-      await writeFile(
-        `${dir}/.${name}.lock`,
-        JSON.stringify({ port, pid: process.pid, timestamp: Date.now() / 1000 - 60, name }),
-        { mode: 0o600 },
-      );
       const started = Date.now();
       let held = null;
       for (let i = 0; i < 20 && !held; i++) {
@@ -39,15 +48,8 @@ describe("socket kind, compat mode: edges", () => {
   });
 
   test("tryLock calls further apart than twice the grace still break such a file", async () => {
-    const dir = await tempDir();
-    const name = `spaced-${randomHex(4)}`;
+    const { dir, name } = await refusingLiveFile("spaced");
     try {
-      const port = await freePort();
-      await writeFile(
-        `${dir}/.${name}.lock`,
-        JSON.stringify({ port, pid: process.pid, timestamp: Date.now() / 1000 - 60, name }),
-        { mode: 0o600 },
-      );
       assert.equal(await tryLock(name, { dir, compat: "socketlock" }), null, "in its grace");
       await new Promise((resolve) => setTimeout(resolve, 4_200));
       const held = await tryLock(name, { dir, compat: "socketlock" });
