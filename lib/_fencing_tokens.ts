@@ -20,30 +20,35 @@
 import { LockError } from "./errors.ts";
 
 /**
- * The largest token a holder of ours can have announced or recorded: 2^52,
- * microseconds into the year 2112. Tokens are clock microseconds (about
- * 1.8 × 10^15 now), so one above it is not a holder's, whatever the clock
- * did; taken up as a floor, it would leave too little room below 2^53 for
- * tokens to keep growing. Floors read from elsewhere are checked with
- * {@link plausibleToken}.
+ * How far ahead of our clock another holder's token may be, in µs: 50
+ * years. Tokens are clock microseconds, so a real holder is that far ahead
+ * only if the clock stepped back by decades since; a token beyond it (near
+ * 2^53, say: a damaged `.last`, or anyone who binds a port lock's name and
+ * greets) taken up as a floor would leave tokens no room to grow. The same
+ * margin for every reader keeps what one holder took up acceptable to the
+ * next: its token is at most one above it, and the clock has moved on.
  */
-export const MAX_PLAUSIBLE_TOKEN = 2 ** 52;
+export const PLAUSIBLE_AHEAD_US = 50 * 365.25 * 86_400_000_000;
 
 /**
- * `token` if a holder of ours could have issued it, else 0 (ignored).
+ * `token` if a holder of ours could have issued it by now, else 0 (ignored).
  *
  * @example Ignore an imposter's token
  * ```ts
  * import { plausibleToken } from "./_fencing_tokens.ts";
- * console.log(plausibleToken(1_800_000_000_000_000)); // 1800000000000000
- * console.log(plausibleToken(Number.MAX_SAFE_INTEGER)); // 0
+ * const nowUs = Date.now() * 1000;
+ * console.log(plausibleToken(nowUs + 1_000_000, nowUs) > 0); // true: a clock a second ahead
+ * console.log(plausibleToken(Number.MAX_SAFE_INTEGER, nowUs)); // 0
  * ```
  *
  * @param token A token announced or recorded by another process.
+ * @param nowUs Our wall clock, epoch microseconds.
  * @returns It, or 0.
  */
-export function plausibleToken(token: number): number {
-  return Number.isSafeInteger(token) && token > 0 && token <= MAX_PLAUSIBLE_TOKEN ? token : 0;
+export function plausibleToken(token: number, nowUs: number): number {
+  return Number.isSafeInteger(token) && token > 0 && token <= nowUs + PLAUSIBLE_AHEAD_US
+    ? token
+    : 0;
 }
 
 /** Where a fencing token source reads the time: epoch milliseconds, fractional allowed. */

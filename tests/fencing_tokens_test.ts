@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { FencingTokens } from "../lib/_fencing_tokens.ts";
+import { FencingTokens, PLAUSIBLE_AHEAD_US, plausibleToken } from "../lib/_fencing_tokens.ts";
 import { LockError } from "../mod.ts";
 
 describe("FencingTokens", () => {
@@ -29,5 +29,21 @@ describe("FencingTokens", () => {
     const near = new FencingTokens(() => 1_000, Number.MAX_SAFE_INTEGER - 1);
     assert.equal(near.next(), Number.MAX_SAFE_INTEGER);
     assert.throws(() => near.next(), LockError);
+  });
+
+  test("a floor from elsewhere is plausible up to 50 years ahead of our clock, in any year", () => {
+    // 2223: a second ahead is still taken up (the margin then reaches past 2^53).
+    assert.equal(plausibleToken(8e15 + 1_000_000, 8e15), 8e15 + 1_000_000);
+    for (const nowUs of [1.8e15, 4.6e15]) { // 2027, 2115
+      assert.equal(plausibleToken(nowUs + 1_000_000, nowUs), nowUs + 1_000_000, `${nowUs}`);
+      assert.equal(plausibleToken(nowUs + PLAUSIBLE_AHEAD_US, nowUs), nowUs + PLAUSIBLE_AHEAD_US);
+      // What one reader took up (t) and issued (t + 1) the next one, later, takes up too.
+      const t = nowUs + PLAUSIBLE_AHEAD_US;
+      assert.equal(plausibleToken(t + 1, nowUs + 1), t + 1);
+    }
+    assert.equal(plausibleToken(Number.MAX_SAFE_INTEGER - 1, 1.8e15), 0, "a damaged .last");
+    assert.equal(plausibleToken(1.8e15 + PLAUSIBLE_AHEAD_US + 1, 1.8e15), 0);
+    assert.equal(plausibleToken(-5, 1.8e15), 0);
+    assert.equal(plausibleToken(1.5, 1.8e15), 0);
   });
 });

@@ -97,6 +97,36 @@ describeRedis("Redlock over three redis-servers", () => {
     assert.ok((await keysOn(name)).every((value) => value === null), "nothing was taken");
   });
 
+  test("a duplicate master found when its INFO is asked again takes part in no grant", async () => {
+    const name = unique("dup-recheck");
+    const key = `socketlock:${name}`;
+    await raws[1].set(key, '{"owner":"someone-else"}', "PX", 60_000); // master 2 refuses throughout
+    await raws[0].set(key, '{"owner":"someone-else"}', "PX", 60_000); // held, for now
+    const base = adaptRedisClient(raws[0]); // master 1: a second client of master 0's server
+    let infos = 0;
+    const flaky: RedisAdapter = {
+      name: "flaky INFO",
+      send: async (args) => {
+        if (args[0] !== "INFO") return await base.send(args);
+        if (infos++ === 0) throw new Error("read ECONNRESET"); // the first INFO fails
+        await raws[0].del(key); // the holder lets go just as INFO is asked again,
+        await sleep(300); // which answers within the per-master timeout
+        return await base.send(args);
+      },
+      openSubscriber: () => base.openSubscriber!(),
+      onClose: (listener) => base.onClose!(listener),
+    };
+    const outcome = await new Redlock([clients[0], flaky, clients[1]]).lock(name, {
+      timeout: 5_000,
+    })
+      .then(async (held) => (await held.release(), "granted"), (error) => error);
+    await raws[1].del(key);
+    assert.ok(
+      outcome instanceof LockError && /two clients of one Redis server/.test(outcome.message),
+      `${outcome}: only one real master could grant it`,
+    );
+  });
+
   test("a master whose INFO never answers does not delay every try of a wait", async () => {
     const name = unique("hung-info");
     const acquireSha = Array.from(

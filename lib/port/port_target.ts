@@ -279,9 +279,9 @@ export function portTarget(
           null,
           () =>
             // Anyone can bind the name and greet: a token no holder of ours
-            // could have (near 2^53) is not taken up as a floor.
+            // could have (decades ahead, near 2^53) is not taken up as a floor.
             (watch = watchHolder(runtime, targets, (t) => {
-              seenToken = Math.max(seenToken, plausibleToken(t));
+              seenToken = Math.max(seenToken, plausibleToken(t, preciseWallClock() * 1000));
             })).wake,
           () => watch?.cancel(),
         );

@@ -130,6 +130,15 @@ const runIds = new WeakMap<RedisAdapter, Promise<string | null | undefined>>();
 /** How long a failed INFO leaves a master unchecked before it is asked again, ms. */
 export const RUN_ID_RETRY_MS = 1_000;
 
+/**
+ * How long a master whose INFO did not answer within the per-master
+ * timeout is left unchecked without being waited for, ms. Its INFO stays
+ * asked: an answer that comes meanwhile is used from then on.
+ */
+const UNANSWERED_MS = 30_000;
+
+const unansweredUntil = new WeakMap<RedisAdapter, number>();
+
 function runIdOf(runtime: Runtime, adapter: RedisAdapter): Promise<string | null | undefined> {
   let id = runIds.get(adapter);
   if (!id) {
@@ -156,22 +165,25 @@ function runIdOf(runtime: Runtime, adapter: RedisAdapter): Promise<string | null
  * Refuses masters that are one server reached by two clients: it would
  * count twice toward the quorum. Servers whose INFO has no run_id go
  * unchecked, as do those that refuse INFO (an ACL), which are asked again
- * every {@link RUN_ID_RETRY_MS}. Resolves true once every master answered;
- * false while some did not (refused, failed or too slow), to be checked
- * again at the next try.
+ * every {@link RUN_ID_RETRY_MS}, and those whose INFO does not answer in
+ * time, not waited for again for {@link UNANSWERED_MS}. Resolves true once
+ * every master answered; false while some did not, to be checked again at
+ * the next try.
  */
 async function distinctMasters(
   runtime: Runtime,
   adapters: readonly RedisAdapter[],
   ms: number,
 ): Promise<boolean> {
-  const ids = await Promise.all(
-    adapters.map((adapter) =>
-      settle(runtime, runIdOf(runtime, adapter), ms).then((r) =>
-        r.ok ? r.value as string | null | undefined : undefined
-      )
-    ),
-  );
+  const ids = await Promise.all(adapters.map(async (adapter) => {
+    // A master whose INFO did not answer in time is not waited for again
+    // for a while: each try of a wait would pay the timeout first.
+    if ((unansweredUntil.get(adapter) ?? 0) > runtime.monotonic()) return undefined;
+    const r = await settle(runtime, runIdOf(runtime, adapter), ms);
+    if (r.ok) return r.value as string | null | undefined;
+    unansweredUntil.set(adapter, runtime.monotonic() + UNANSWERED_MS);
+    return undefined;
+  }));
   const seen = new Set<string>();
   for (const id of ids) {
     if (!id) continue;
@@ -256,34 +268,18 @@ export function redlockTarget(runtime: Runtime, settings: RedlockSettings): Lock
     undoLate(owner, sent);
     return held ? onAll(RELEASE, keyList, [owner]) : onAll(UNDO_ACQUIRE, [keys.lock], [owner]);
   };
-  // Two clients of one server would count it twice toward the quorum. The
-  // first try waits for the check; one left incomplete (a master that did
-  // not answer INFO) is repeated in the background, never waited for again
-  // (a wait's every try would otherwise pay the per-master timeout first),
-  // and a duplicate it finds fails the next try.
-  let firstCheck: Promise<void> | null = null;
-  let firstDone = false;
-  let complete = false;
-  let rechecking = false;
-  let duplicate: unknown = null;
-  const checkDistinct = async () => {
-    if (duplicate) throw duplicate;
-    if (complete) return;
-    firstCheck ??= distinctMasters(runtime, adapters, timeout).then((done) => {
-      complete = done;
-      firstDone = true;
+  // Two clients of one server would count it twice toward the quorum: every
+  // try waits for the check until it is complete (a master that did not
+  // answer INFO is asked again, see distinctMasters), so no try can win a
+  // quorum that counts one server twice.
+  let distinct: Promise<void> | null = null;
+  const checkDistinct = () =>
+    distinct ??= distinctMasters(runtime, adapters, timeout).then((complete) => {
+      if (!complete) distinct = null;
     }, (error) => {
-      firstCheck = null;
+      distinct = null;
       throw error;
     });
-    if (!firstDone) return await firstCheck;
-    if (rechecking) return;
-    rechecking = true;
-    distinctMasters(runtime, adapters, timeout).then(
-      (done) => void (complete ||= done),
-      (error) => void (duplicate = error),
-    ).finally(() => rechecking = false);
-  };
   // True once a try of this acquisition found the lock held and its caller
   // waited on: a wait outlasts a command timeout (see tryAcquire).
   let waited = false;

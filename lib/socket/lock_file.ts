@@ -458,7 +458,10 @@ export async function lastToken(runtime: Runtime, paths: LockPaths): Promise<num
   if (paths.compat && !(await isOwnFile(runtime, paths.last))) return 0;
   const text = await readIfExists(runtime, paths.last);
   // A token no holder of ours could have recorded (a damaged file) is no floor.
-  return plausibleToken((text === null ? null : parseLockFile(text))?.token ?? 0);
+  return plausibleToken(
+    (text === null ? null : parseLockFile(text))?.token ?? 0,
+    runtime.now() * 1000,
+  );
 }
 
 // A regular file (not a symlink, FIFO or directory) owned by this user, as
