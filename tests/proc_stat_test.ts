@@ -2,7 +2,19 @@
 // stat file is read is gone, not an error that reaches lock().
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import process from "node:process";
 import { procStartTimeReader } from "../lib/runtime/_proc_stat.ts";
+import { detectRuntimeName } from "../lib/runtime/mod.ts";
+import {
+  fixture,
+  NEW_NET_NAMESPACE,
+  scriptCommand,
+  spawnCommand,
+  tempDir,
+  unshareUnavailable,
+} from "./_processes.ts";
+import { within } from "./_server_helpers.ts";
 
 const BOOT = "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n";
 // Field 22 (start ticks) is 250: 2.5 s after boot. The name holds ") (" on purpose.
@@ -49,4 +61,40 @@ describe("procStartTimeReader", () => {
     });
     await assert.rejects(read(4242), { code: "EACCES" });
   });
+});
+
+// Hundreds of CPUs put /proc/stat past 64 KiB (the bound on untrusted
+// files); the kernel also hands it out in pieces. Mounted over /proc/stat in
+// a private mount namespace; skipped, loudly, where that is not allowed.
+const MOUNT_NS = [...NEW_NET_NAMESPACE.slice(0, -1), "-m", "--propagation", "private"];
+
+test("the runtime reads start times where /proc/stat is over 64 KiB", async (t) => {
+  const reason = process.platform !== "linux" ? "not Linux" : unshareUnavailable(MOUNT_NS);
+  if (reason) {
+    console.log(`SKIPPED: a large /proc/stat: ${reason}`);
+    t.skip(reason);
+    return;
+  }
+  const dir = await tempDir();
+  try {
+    const real = readFileSync("/proc/stat", "utf8");
+    const cpu = real.split("\n").find((line) => /^cpu0 /.test(line))!;
+    const more = Array.from({ length: 1500 }, (_, i) => cpu.replace(/^cpu0/, `cpu${i + 1000}`));
+    writeFileSync(`${dir}/stat`, real.replace(/^(cpu0 .*)$/m, `$1\n${more.join("\n")}`));
+    assert.ok(statSync(`${dir}/stat`).size > 64 * 1024);
+    const [cmd, args] = scriptCommand(detectRuntimeName(), fixture("print_start_time.ts"));
+    const child = spawnCommand("unshare", [
+      ...MOUNT_NS,
+      "sh",
+      "-c",
+      `mount --bind '${dir}/stat' /proc/stat && exec "$@"`,
+      "sh",
+      cmd,
+      ...args,
+    ]);
+    const { stdout, stderr } = await within(child.done, 30_000, "the child");
+    assert.match(stdout, /^result \{"created":\d+,"ticks":\d+\}/, stdout + stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -3,8 +3,8 @@
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn as spawnChild } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { execFileSync, spawn as spawnChild } from "node:child_process";
+import { closeSync, constants, existsSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import * as net from "node:net";
 import { hostname, tmpdir } from "node:os";
@@ -230,6 +230,21 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
       assert.equal(stat.isSymlink, true);
       assert.equal(stat.isDirectory, false);
       assert.equal(stat.isFile, false);
+    });
+  });
+
+  test("readFile() of a FIFO someone holds open for writing reads as empty, not EAGAIN", async () => {
+    if (runtime.platform !== "linux") return;
+    await withTempDir(async (dir) => {
+      const fifo = join(dir, "x.lock");
+      execFileSync("mkfifo", [fifo]);
+      // A planted FIFO whose planter keeps a writer open (O_RDWR never blocks on Linux).
+      const writer = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+      try {
+        assert.equal(await runtime.readFile(fifo), "");
+      } finally {
+        closeSync(writer);
+      }
     });
   });
 

@@ -26,8 +26,10 @@ function settled<T>(op: () => T): Promise<T> {
   }
 }
 
+// /proc/stat is a table the kernel hands out in pieces, past 64 KiB on
+// large hosts: read to its end, unbounded (no user can plant it).
 const readStartTime = procStartTimeReader(
-  (path) => settled(() => readTextSync(path)),
+  (path) => settled(() => readTextSync(path, path === "/proc/stat")),
   (error) => (error as { code?: string }).code === "ENOENT",
   process.pid,
 );

@@ -48,13 +48,13 @@ const MAX_TEXT_BYTES = 64 * 1024;
 export function readTextSync(path: string, untilEnd = false): string {
   const fd = fs.openSync(path, READ_FLAGS);
   try {
-    let n = fs.readSync(fd, scratch, 0, scratch.length, null);
+    let n = readOrEmpty(fd);
     if (n < scratch.length && (!untilEnd || n === 0)) {
       return decoder.decode(scratch.subarray(0, n));
     }
     const parts = [scratch.slice(0, n)];
     let size = n;
-    while ((n = fs.readSync(fd, scratch, 0, scratch.length, null)) > 0) {
+    while ((n = readOrEmpty(fd)) > 0) {
       size += n;
       if (size > MAX_TEXT_BYTES && !untilEnd) throw tooLarge(path);
       parts.push(scratch.slice(0, n));
@@ -102,8 +102,9 @@ export function updateSync(path: string, update: (text: string) => string | null
   return text;
 }
 
-// Bytes read from the start of a freshly opened fd; a FIFO, which we hold
-// open for writing too, has nothing to read rather than EAGAIN.
+// Bytes read from the fd (into `scratch`); a FIFO with nothing in it (held
+// open for writing by us, or by whoever planted it) reads as its end
+// rather than EAGAIN.
 function readOrEmpty(fd: number): number {
   try {
     return fs.readSync(fd, scratch, 0, scratch.length, null);

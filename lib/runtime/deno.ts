@@ -457,7 +457,7 @@ const readStartTime = procStartTimeReader(
   (path) =>
     attempt(
       // deno-lint-ignore require-await
-      async () => readTextSync(path),
+      async () => readTextSync(path, path === "/proc/stat"), // see _node_common.ts
       "-A",
       "read process start times from /proc (Deno refuses /proc even with --allow-read of the exact path)",
     ),
