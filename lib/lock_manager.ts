@@ -20,7 +20,11 @@ export interface WebLock {
   readonly mode: "exclusive";
   /** The fencing token of this acquisition (not in the Web Locks API). */
   readonly token: number;
-  /** Aborted if the lock is lost while the callback runs (lease kinds). */
+  /**
+   * Aborted if the lock is lost while the callback runs: a lease that ran out
+   * (server, Redis), or a lock file, folder or bid removed from under it
+   * (socket, folder).
+   */
   readonly signal: AbortSignal;
 }
 

@@ -391,6 +391,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     }
     let stopLater: Timer | null = null;
     let check: HeldCheck | null = null;
+    let released = false;
     return {
       token: record.token!,
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
@@ -398,7 +399,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       // replaced (its directory removed, a maxAge break) means another
       // process may hold the lock now.
       get lost() {
-        return (check ??= checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy)).signal;
+        if (!check) {
+          check = checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy);
+          // Read first once released: our file is gone by our own hand.
+          if (released) check.stop();
+        }
+        return check.signal;
       },
       // A release that failed goes on answering for RETRY_WINDOW_MS, so
       // that contenders do not break the file under a retry; then it stops
@@ -407,6 +413,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       // works under the breaker lock.
       async release() {
         // Stopped first: the file we are about to retire is not a lost lock.
+        released = true;
         check?.stop();
         try {
           await releaseFile(text);
