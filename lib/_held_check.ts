@@ -83,3 +83,46 @@ export function checkHeld(
     },
   };
 }
+
+/**
+ * A {@link HeldCheck} started only when its signal is first read (most
+ * holders never read it), and never once stopped: a signal first read after
+ * the release says nothing was lost, as the file or bid is gone by the
+ * holder's own hand. A class, so every grant's shares one shape.
+ *
+ * @example Start checking only if the holder watches
+ * ```ts
+ * import { checkHeld, HeldCheckOnDemand } from "./_held_check.ts";
+ * import { runtime } from "./runtime/mod.ts";
+ * const check = new HeldCheckOnDemand(() =>
+ *   checkHeld(runtime, "job", () => Promise.resolve("held"), "it was removed")
+ * );
+ * check.stop(); // released before anyone read the signal
+ * console.log(check.signal.aborted); // false, and nothing runs
+ * ```
+ */
+export class HeldCheckOnDemand implements HeldCheck {
+  #start: () => HeldCheck;
+  #check: HeldCheck | null = null;
+  #stopped = false;
+
+  /** @param start Starts the check, on the first read of `signal`. */
+  constructor(start: () => HeldCheck) {
+    this.#start = start;
+  }
+
+  /** The check's signal; reading it first starts the check (stopped at once if released). */
+  get signal(): AbortSignal {
+    if (!this.#check) {
+      this.#check = this.#start();
+      if (this.#stopped) this.#check.stop();
+    }
+    return this.#check.signal;
+  }
+
+  /** Stops the check if it runs, and keeps it from starting. Idempotent. */
+  stop(): void {
+    this.#stopped = true;
+    this.#check?.stop();
+  }
+}

@@ -8,7 +8,7 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rm, writeFile } from "node:fs/promises";
 import { FolderLock, lock, LockLostError, type LockOptions } from "../mod.ts";
-import { HELD_CHECK_MS } from "../lib/_held_check.ts";
+import { HELD_CHECK_MS, type HeldCheck, HeldCheckOnDemand } from "../lib/_held_check.ts";
 import {
   type Child,
   childRuntimes,
@@ -139,5 +139,34 @@ describe("kind-specific losses", () => {
     } finally {
       await held.release().catch(() => {});
     }
+  });
+});
+
+describe("HeldCheckOnDemand", () => {
+  function counting() {
+    const made = { starts: 0, stops: 0 };
+    const start = (): HeldCheck => {
+      made.starts++;
+      return { signal: new AbortController().signal, stop: () => void made.stops++ };
+    };
+    return { made, start };
+  }
+
+  test("starts the check at the first read of its signal, once, and stops it", () => {
+    const { made, start } = counting();
+    const check = new HeldCheckOnDemand(start);
+    assert.equal(made.starts, 0, "nothing runs before a read");
+    assert.equal(check.signal, check.signal);
+    assert.equal(made.starts, 1);
+    check.stop();
+    assert.equal(made.stops, 1);
+  });
+
+  test("a signal first read after stop() belongs to a check stopped at once", () => {
+    const { made, start } = counting();
+    const check = new HeldCheckOnDemand(start);
+    check.stop();
+    assert.equal(check.signal.aborted, false);
+    assert.deepEqual(made, { starts: 1, stops: 1 });
   });
 });

@@ -23,7 +23,7 @@ import { removeBid } from "./bid.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
 import { checkOwnBid } from "./own_bid_check.ts";
-import type { HeldCheck } from "../_held_check.ts";
+import { HeldCheckOnDemand } from "../_held_check.ts";
 import { isolateBeacon } from "./isolate_beacon.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
@@ -177,11 +177,9 @@ class FolderGrant implements Grant {
   readonly token: number;
   readonly info: LockInfo;
   #runtime: Runtime;
-  #name: string;
   #folder: string;
   #bid: string;
-  #check: HeldCheck | null = null;
-  #released = false;
+  #check: HeldCheckOnDemand;
 
   constructor(
     runtime: Runtime,
@@ -194,24 +192,18 @@ class FolderGrant implements Grant {
     this.token = token;
     this.info = info;
     this.#runtime = runtime;
-    this.#name = name;
     this.#folder = folder;
     this.#bid = bid;
+    this.#check = new HeldCheckOnDemand(() => checkOwnBid(runtime, name, bid));
   }
 
   get lost(): AbortSignal {
-    if (!this.#check) {
-      this.#check = checkOwnBid(this.#runtime, this.#name, this.#bid);
-      // Read first after release: nothing to check any more.
-      if (this.#released) this.#check.stop();
-    }
     return this.#check.signal;
   }
 
   async release(): Promise<void> {
     // Stopped first: the bid we are about to remove is not a lost lock.
-    this.#released = true;
-    this.#check?.stop();
+    this.#check.stop();
     await removeBid(this.#runtime, this.#bid);
     guessFree(this.#runtime, this.#folder);
   }

@@ -50,7 +50,7 @@ import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
 import { breakerKey, breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
 import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
-import { checkHeld, type HeldCheck, type HeldProbe } from "../_held_check.ts";
+import { checkHeld, HeldCheckOnDemand, type HeldProbe } from "../_held_check.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
 const MAX_ROUNDS = 4;
@@ -390,20 +390,15 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       throw error;
     }
     let stopLater: Timer | null = null;
-    let check: HeldCheck | null = null;
-    let released = false;
+    // Our file removed or replaced (its directory removed, a maxAge break)
+    // means another process may hold the lock now.
+    const check = new HeldCheckOnDemand(() =>
+      checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy)
+    );
     return {
       token: record.token!,
       info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
-      // Made only if the holder reads held.signal: our file removed or
-      // replaced (its directory removed, a maxAge break) means another
-      // process may hold the lock now.
       get lost() {
-        if (!check) {
-          check = checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy);
-          // Read first once released: our file is gone by our own hand.
-          if (released) check.stop();
-        }
         return check.signal;
       },
       // A release that failed goes on answering for RETRY_WINDOW_MS, so
@@ -413,8 +408,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       // works under the breaker lock.
       async release() {
         // Stopped first: the file we are about to retire is not a lost lock.
-        released = true;
-        check?.stop();
+        check.stop();
         try {
           await releaseFile(text);
         } catch (error) {
