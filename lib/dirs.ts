@@ -49,6 +49,30 @@ export function ownedByAnother(runtime: Runtime, stat: FileStat): boolean {
   return uid !== null && stat.uid !== null && stat.uid !== uid;
 }
 
+/**
+ * What `lstat` says of `path`, or null if nothing is there; any other error
+ * is thrown.
+ *
+ * @example Look at a path that may be absent
+ * ```ts
+ * import { lstatIfExists } from "./dirs.ts";
+ * import { runtime } from "./runtime/mod.ts";
+ * console.log(await lstatIfExists(runtime, "/nonexistent/x.lock")); // null
+ * ```
+ *
+ * @param runtime The runtime adapter.
+ * @param path The path.
+ * @returns Its stat, or null.
+ */
+export async function lstatIfExists(runtime: Runtime, path: string): Promise<FileStat | null> {
+  try {
+    return await runtime.lstat(path);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return null;
+    throw error;
+  }
+}
+
 /** Joins path segments with "/" (all our paths are POSIX-style). */
 export function joinPath(...parts: string[]): string {
   return parts.join("/").replace(/\/{2,}/g, "/");
@@ -171,19 +195,15 @@ export async function ensureLockDir(runtime: Runtime, dir: string): Promise<stri
  * @throws {LockPermissionError} If the path is a symlink or not a file.
  */
 export async function checkLockFile(runtime: Runtime, path: string): Promise<boolean> {
-  try {
-    const stat = await runtime.lstat(path);
-    if (stat.isSymlink || !stat.isFile) {
-      throw new LockPermissionError(
-        `Lock file ${path} is ${
-          stat.isSymlink ? "a symlink" : stat.isDirectory ? "a directory" : "not a regular file"
-        }; ` +
-          `refusing to use it. Remove it if you did not create it on purpose.`,
-      );
-    }
-    return true;
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return false;
-    throw error;
+  const stat = await lstatIfExists(runtime, path);
+  if (!stat) return false;
+  if (stat.isSymlink || !stat.isFile) {
+    throw new LockPermissionError(
+      `Lock file ${path} is ${
+        stat.isSymlink ? "a symlink" : stat.isDirectory ? "a directory" : "not a regular file"
+      }; ` +
+        `refusing to use it. Remove it if you did not create it on purpose.`,
+    );
   }
+  return true;
 }

@@ -18,7 +18,7 @@ import { writeNewFile } from "../_write_new_file.ts";
 import { removeOldTemp } from "../_old_temps.ts";
 import { plausibleToken } from "../_fencing_tokens.ts";
 import { errorCode, type Runtime } from "../runtime/mod.ts";
-import { joinPath, ownedByAnother } from "../dirs.ts";
+import { joinPath, lstatIfExists, ownedByAnother } from "../dirs.ts";
 
 /** What a lock file records about its holder. */
 export interface LockRecord {
@@ -467,12 +467,6 @@ export async function lastToken(runtime: Runtime, paths: LockPaths): Promise<num
 // A regular file (not a symlink, FIFO or directory) owned by this user, as
 // far as the platform tells owners; false if absent.
 async function isOwnFile(runtime: Runtime, path: string): Promise<boolean> {
-  let stat;
-  try {
-    stat = await runtime.lstat(path);
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return false;
-    throw error;
-  }
-  return stat.isFile && !stat.isSymlink && !ownedByAnother(runtime, stat);
+  const stat = await lstatIfExists(runtime, path);
+  return stat !== null && stat.isFile && !stat.isSymlink && !ownedByAnother(runtime, stat);
 }

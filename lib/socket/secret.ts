@@ -10,7 +10,7 @@
 
 import { writeNewFile } from "../_write_new_file.ts";
 import { errorCode, type FileStat, type Runtime } from "../runtime/mod.ts";
-import { joinPath, ownedByAnother } from "../dirs.ts";
+import { joinPath, lstatIfExists, ownedByAnother } from "../dirs.ts";
 import { LockPermissionError } from "../errors.ts";
 import { randomHex } from "./handshake.ts";
 import { removeIfExists } from "./lock_file.ts";
@@ -49,13 +49,8 @@ function fromHex(hex: string): Uint8Array {
 // between is read with the older identity, which the next check then finds
 // changed. Never a new identity with an old key.
 async function readKey(runtime: Runtime, path: string): Promise<LoadedKey | null> {
-  let stat;
-  try {
-    stat = await runtime.lstat(path);
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return null;
-    throw error;
-  }
+  const stat = await lstatIfExists(runtime, path);
+  if (!stat) return null;
   if (
     stat.isSymlink || !stat.isFile || (stat.mode & 0o077) !== 0 || ownedByAnother(runtime, stat)
   ) {
@@ -165,10 +160,6 @@ export async function loadSecret(
 // its file's mtime (`settled`); a key read sooner is read again.
 async function unchanged(runtime: Runtime, path: string, loaded: LoadedKey): Promise<boolean> {
   if (!loaded.settled) return false;
-  try {
-    return identityOf(await runtime.lstat(path)) === loaded.file;
-  } catch (error) {
-    if (errorCode(error) === "ENOENT") return false;
-    throw error;
-  }
+  const stat = await lstatIfExists(runtime, path);
+  return stat !== null && identityOf(stat) === loaded.file;
 }
