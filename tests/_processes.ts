@@ -106,8 +106,14 @@ for (const [signal, number] of [["SIGTERM", 15], ["SIGHUP", 1]] as const) {
   });
 }
 
+/** unshare(1) flags for a user namespace, unless root (which needs none). */
+const AS_ROOT = process.getuid?.() === 0 ? [] : ["-r"];
+
 /** unshare(1) flags for a network namespace of its own (and a user namespace unless root). */
-export const NEW_NET_NAMESPACE = [...(process.getuid?.() === 0 ? [] : ["-r"]), "-n"];
+export const NEW_NET_NAMESPACE = [...AS_ROOT, "-n"];
+
+/** unshare(1) flags for a private mount namespace, where bind mounts stay (user namespace unless root). */
+export const NEW_MOUNT_NAMESPACE = [...AS_ROOT, "-m", "--propagation", "private"];
 
 /** Why `unshare flags` cannot run here, or null if it can. */
 export function unshareUnavailable(flags: string[]): string | null {

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import process from "node:process";
 import { detectRuntimeName } from "../lib/runtime/mod.ts";
 import {
-  NEW_NET_NAMESPACE,
+  NEW_MOUNT_NAMESPACE,
   scriptCommand,
   spawnCommand,
   tempDirsRemovedAfter,
@@ -19,7 +19,6 @@ import { within } from "./_server_helpers.ts";
 
 const CLI = new URL("../lib/cli.ts", import.meta.url).pathname;
 const tempDir = tempDirsRemovedAfter();
-const MOUNT_NS = [...NEW_NET_NAMESPACE.slice(0, -1), "-m", "--propagation", "private"];
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].filter((path) => existsSync(path));
 
 test("run warns that its command may outlive it where setpriv is missing", async (t) => {
@@ -27,7 +26,7 @@ test("run warns that its command may outlive it where setpriv is missing", async
     ? "not Linux"
     : SETPRIV.length === 0
     ? "no setpriv to hide"
-    : unshareUnavailable(MOUNT_NS);
+    : unshareUnavailable(NEW_MOUNT_NAMESPACE);
   if (reason) {
     console.log(`SKIPPED: run without setpriv: ${reason}`);
     t.skip(reason);
@@ -39,7 +38,12 @@ test("run warns that its command may outlive it where setpriv is missing", async
   const hide = SETPRIV.map((path) => `mount --bind /dev/null ${path}`).join(" && ");
   const runLine = [cmd, ...base, "run", "nosetpriv", "--dir", dir, "--", "true"].map(quote)
     .join(" ");
-  const child = spawnCommand("unshare", [...MOUNT_NS, "sh", "-c", `${hide} && exec ${runLine}`]);
+  const child = spawnCommand("unshare", [
+    ...NEW_MOUNT_NAMESPACE,
+    "sh",
+    "-c",
+    `${hide} && exec ${runLine}`,
+  ]);
   const { code, stderr } = await within(child.done, 30_000, "run's exit");
   assert.equal(code, 0, stderr);
   assert.match(

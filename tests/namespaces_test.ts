@@ -15,6 +15,7 @@ import { detectRuntimeName } from "../lib/runtime/mod.ts";
 import {
   type Child,
   fixture,
+  NEW_MOUNT_NAMESPACE,
   NEW_NET_NAMESPACE,
   scriptCommand,
   spawnCommand,
@@ -28,7 +29,7 @@ const NET = NEW_NET_NAMESPACE;
 const PID = [...asRoot, "-p", "-f", "--mount-proc", "--kill-child"];
 
 // A mount namespace whose /proc shows no boot time (systemd's ProcSubset=pid).
-const HIDDEN_BOOT = [...asRoot, "-m", "--propagation", "private"];
+const HIDDEN_BOOT = NEW_MOUNT_NAMESPACE;
 const hiddenBootReason = unshareUnavailable([
   ...HIDDEN_BOOT,
   "sh",

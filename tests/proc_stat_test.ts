@@ -8,7 +8,7 @@ import { procStartTimeReader } from "../lib/runtime/_proc_stat.ts";
 import { detectRuntimeName } from "../lib/runtime/mod.ts";
 import {
   fixture,
-  NEW_NET_NAMESPACE,
+  NEW_MOUNT_NAMESPACE,
   scriptCommand,
   spawnCommand,
   tempDir,
@@ -66,10 +66,11 @@ describe("procStartTimeReader", () => {
 // Hundreds of CPUs put /proc/stat past 64 KiB (the bound on untrusted
 // files); the kernel also hands it out in pieces. Mounted over /proc/stat in
 // a private mount namespace; skipped, loudly, where that is not allowed.
-const MOUNT_NS = [...NEW_NET_NAMESPACE.slice(0, -1), "-m", "--propagation", "private"];
 
 test("the runtime reads start times where /proc/stat is over 64 KiB", async (t) => {
-  const reason = process.platform !== "linux" ? "not Linux" : unshareUnavailable(MOUNT_NS);
+  const reason = process.platform !== "linux"
+    ? "not Linux"
+    : unshareUnavailable(NEW_MOUNT_NAMESPACE);
   if (reason) {
     console.log(`SKIPPED: a large /proc/stat: ${reason}`);
     t.skip(reason);
@@ -84,7 +85,7 @@ test("the runtime reads start times where /proc/stat is over 64 KiB", async (t) 
     assert.ok(statSync(`${dir}/stat`).size > 64 * 1024);
     const [cmd, args] = scriptCommand(detectRuntimeName(), fixture("print_start_time.ts"));
     const child = spawnCommand("unshare", [
-      ...MOUNT_NS,
+      ...NEW_MOUNT_NAMESPACE,
       "sh",
       "-c",
       `mount --bind '${dir}/stat' /proc/stat && exec "$@"`,
