@@ -106,6 +106,14 @@ export function forgetLockDir(dir: string): void {
  * directory, not a symlink; what either step finds wrong is a typed error
  * that says what to do.
  *
+ * @example Make a lock directory's parents and all
+ * ```ts
+ * import { makeRealDir } from "./dirs.ts";
+ * import { runtime } from "./runtime/mod.ts";
+ * const stat = await makeRealDir(runtime, `${await Deno.makeTempDir()}/locks/app`);
+ * console.log(stat.isDirectory); // true
+ * ```
+ *
  * @param runtime The runtime adapter.
  * @param dir The directory, as the caller's `dir` option gave it.
  * @returns What `lstat` says of it.

@@ -74,6 +74,13 @@ function derivedFrom(key: string): { base: string; what: string; suffix: string 
  * it is also one of another lock's keys (lock `n`'s counter is the key of
  * lock `n:token`), and the two would block each other for good.
  *
+ * @example The key of a lock, by default or given
+ * ```ts
+ * import { lockKeyFor } from "./key_layout.ts";
+ * console.log(lockKeyFor("nightly", undefined)); // "socketlock:nightly"
+ * console.log(lockKeyFor("nightly", "LOCK:nightly")); // "LOCK:nightly"
+ * ```
+ *
  * @param name The lock's name (already validated).
  * @param key The caller's `key` option, if any.
  * @returns The lock's key.

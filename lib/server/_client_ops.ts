@@ -55,6 +55,12 @@ export interface Op extends ReplyHandler {
 /**
  * A reply's JSON object (STATS, STATUS): anything else breaks the protocol.
  *
+ * @example Read a STATS reply
+ * ```ts
+ * import { jsonReply } from "./_client_ops.ts";
+ * console.log(jsonReply("127.0.0.1:8888", "STATS", '{"held":2}').held); // 2
+ * ```
+ *
  * @param server The server's address, for the message.
  * @param what The request answered.
  * @param json The reply's text after `OK`.
