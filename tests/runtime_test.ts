@@ -690,6 +690,23 @@ describe(`runtime adapter (${runtime.name}): processes and clock`, () => {
     assert.equal(runtime.env("SOCKETLOCK_SURELY_UNSET_VARIABLE"), undefined);
   });
 
+  test("tempDir() follows TMPDIR, TMP and TEMP as os.tmpdir() does", () => {
+    const saved = ["TMPDIR", "TMP", "TEMP"].map((name) => [name, process.env[name]] as const);
+    try {
+      for (const [tmpdirVar, tmp] of [["/x/y/", undefined], ["", "/t/"], ["/", undefined]]) {
+        process.env.TMPDIR = tmpdirVar;
+        if (tmp === undefined) delete process.env.TMP;
+        else process.env.TMP = tmp;
+        assert.equal(runtime.tempDir(), tmpdir());
+      }
+    } finally {
+      for (const [name, value] of saved) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   test("isAlive() is true for this process and false for an exited child", async () => {
     assert.equal(runtime.isAlive(runtime.pid), true);
     assert.equal(runtime.isAlive(await deadPid()), false);

@@ -34,6 +34,15 @@ const readStartTime = procStartTimeReader(
   process.pid,
 );
 
+// Node's os.tmpdir() rule, read from process.env: os.tmpdir() asks the
+// kernel five times per variable whether the process is privileged, fifteen
+// system calls on every socket acquisition in the default directory.
+function tempDir(): string {
+  if (process.platform === "win32") return tmpdir();
+  const path = process.env.TMPDIR || process.env.TMP || process.env.TEMP || "/tmp";
+  return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+}
+
 function toFileStat(s: import("node:fs").Stats): FileStat {
   return {
     isFile: s.isFile(),
@@ -113,7 +122,7 @@ export const nodeCommon: Omit<Runtime, "name" | "listen" | "connect"> = {
   uid: () => (typeof process.getuid === "function" ? process.getuid() : null),
   hostname: () => host ??= osHostname(),
   platform: process.platform,
-  tempDir: () => tmpdir(),
+  tempDir,
   env: (name) => process.env[name],
   isAlive: (pid) => {
     // kill(0 or -n, 0) probes a process group, and would call garbage alive.

@@ -113,11 +113,11 @@ export function breakerKey(
   runtime: Runtime,
   name: string,
   secret: Uint8Array | null,
-  dir: string = runtime.tempDir(),
+  dir?: string,
 ): Promise<string> {
   const id = secret
-    ? `key:${Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("")}:${name}`
-    : `file:${lockPaths(dir, name, true).file}`;
+    ? `key:${hexOf(secret)}:${name}`
+    : `file:${lockPaths(dir ?? runtime.tempDir(), name, true).file}`;
   let key = keys.get(id);
   if (!key) {
     key = crypto.subtle.digest("SHA-1", new TextEncoder().encode(id)).then((digest) =>
@@ -127,6 +127,19 @@ export function breakerKey(
     keys.set(id, key);
   }
   return key;
+}
+
+// A directory's secret is one array for the life of the process (loadSecret
+// caches it): its hex spelling, made on every release, is made once.
+const secretHex = new WeakMap<Uint8Array, string>();
+
+function hexOf(secret: Uint8Array): string {
+  let hex = secretHex.get(secret);
+  if (hex === undefined) {
+    hex = Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("");
+    secretHex.set(secret, hex);
+  }
+  return hex;
 }
 
 /** How long a release waits for a breaker to finish before leaving its file to be broken, ms. */
