@@ -152,7 +152,20 @@ export const GOALS: Goal[] = [
     target: "≤ 100 µs",
     reference: "Python socketlock 540 µs",
     python: "python.socketlock_check",
-    check: latencyGoal("socket.contended"),
+    // Met by the repeated try (it reuses the verified connection); the first
+    // try's fresh handshake, a round trip to another process, is shown beside
+    // with that round trip's floor.
+    check(find, runtime) {
+      const verdict = latencyGoal("socket.contended")(find, runtime);
+      const first = find("socket.contended_handshake");
+      const trip = find("floor.rtt_process");
+      if (verdict.met === null || !first || !trip) return verdict;
+      return {
+        ...verdict,
+        value: `${verdict.value} repeated; first try ${formatUs(first.p50Us)} ` +
+          `(floor: one round trip to another process, ${formatUs(trip.p50Us)})`,
+      };
+    },
   },
   handoffGoal("socket"),
   handoffGoal("port"),
