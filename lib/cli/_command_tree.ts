@@ -55,7 +55,7 @@ export interface CommandTree {
    */
   stop(): void;
   /**
-   * Resolves once nothing of the command is left: after {@link exited},
+   * Resolves once nothing of the command is left (never rejects): after {@link exited},
    * and, where it has a process group of its own, once that group is empty.
    * Processes left there get SIGTERM, and SIGKILL {@link STOP_GRACE_MS}
    * later (sooner if {@link stop} came first).
@@ -135,8 +135,11 @@ function groupedTree(child: ChildProcess, log: Logger): CommandTree {
   let force: Timer | undefined;
   let empty = false;
   const escalate = () => {
-    // Never once the group is gone: its id may then name another group.
-    if (!empty) force ??= runtime.setTimer(() => signalGroup(group, "SIGKILL"), STOP_GRACE_MS);
+    // Never once the group is gone: its id may then name another group. A
+    // failed start has no pid, and group 0 would be our own.
+    if (!empty && group > 0) {
+      force ??= runtime.setTimer(() => signalGroup(group, "SIGKILL"), STOP_GRACE_MS);
+    }
   };
   const signal = async (name: PassedSignal) => {
     const pid = await childOf(child.pid);
@@ -156,12 +159,12 @@ function groupedTree(child: ChildProcess, log: Logger): CommandTree {
       escalate();
     },
     async ended() {
-      await child.exited;
+      await child.exited.catch(() => {});
       // Killed rather than waited for: a forgotten background process (a
       // `sleep infinity &`, a daemon that did not leave the group) would
       // hold the lock forever; stopping the rest of a finished service is
       // what systemd does too.
-      if (await groupRuns(group)) {
+      if (group > 0 && await groupRuns(group)) {
         log.log(
           "warn",
           `the command left processes running; stopping them (SIGTERM, SIGKILL ` +
@@ -192,7 +195,7 @@ function sharedGroupTree(child: ChildProcess): CommandTree {
       force ??= runtime.setTimer(() => child.kill("SIGKILL"), STOP_GRACE_MS);
     },
     async ended() {
-      await child.exited;
+      await child.exited.catch(() => {});
       force?.clear();
     },
   };

@@ -15,7 +15,14 @@ import {
 import type { Logger } from "../log.ts";
 import { millis, parseArgs, UsageError } from "./args.ts";
 import { applyServerFlags, SERVER_FLAGS, SERVER_FLAGS_HELP } from "./server_flags.ts";
-import { type CommandTree, PASSED_SIGNALS, startCommand, STOP_GRACE_MS } from "./_command_tree.ts";
+import {
+  type CommandTree,
+  PASSED_SIGNALS,
+  type PassedSignal,
+  startCommand,
+  STOP_GRACE_MS,
+} from "./_command_tree.ts";
+import { ignoredSignals, withSignalsIgnored } from "./_ignored_signals.ts";
 import { describeHolder } from "../_describe_holder.ts";
 import { commandProblem } from "./_find_command.ts";
 
@@ -34,7 +41,9 @@ export const RUN_HELP = `Usage: socketlock run NAME [options] -- COMMAND [ARGS..
 Runs COMMAND while holding the lock NAME; exits with COMMAND's exit code.
 Signals (SIGINT, SIGTERM, SIGHUP) are forwarded to COMMAND (SIGINT and
 SIGHUP only when they cannot have come from the terminal, which sends them
-to COMMAND itself: Ctrl-C reaches COMMAND once). The lock is released when
+to COMMAND itself: Ctrl-C reaches COMMAND once); signals ignored when run
+starts (nohup) stay ignored, in COMMAND too (not under Node, which resets
+them at start-up). The lock is released when
 COMMAND ends, or by the OS if this process dies; on Linux, COMMAND then
 dies too (it is started with a parent-death signal by setpriv, util-linux
 2.33+; without it, a warning says COMMAND would outlive this process).
@@ -67,8 +76,9 @@ and SIGKILL ${STOP_GRACE_MS / 1000} s later); 77 on a permission problem; 128+N 
 was killed by signal N. Stopping what COMMAND left running does not change
 the exit code.`;
 
-/** The number of signal `name` on this OS (SIGTERM → 15), or 0 if unknown. */
+/** The number of signal `name` on this OS (SIGTERM → 15; "34" → 34), or 0 if unknown. */
 function signalNumber(name: string): number {
+  if (/^[1-9]\d?$/.test(name)) return Number(name);
   return (constants.signals as Record<string, number>)[name] ?? 0;
 }
 
@@ -124,15 +134,16 @@ function busyMessage(
       `or see who holds it: ${status}`;
 }
 
-/** While waiting for the lock, a signal cancels the wait. */
+/** While waiting for the lock, a signal of `passed` cancels the wait. */
 async function takeLock(
   name: string,
   options: LockOptions,
   flags: Map<string, string | true>,
   log: Logger,
+  passed: readonly PassedSignal[],
 ): Promise<HeldLock | number> {
   const abort = new AbortController();
-  const stop = PASSED_SIGNALS.map((sig) => runtime.onSignal(sig, () => abort.abort(sig)));
+  const stop = passed.map((sig) => runtime.onSignal(sig, () => abort.abort(sig)));
   try {
     return await lock(name, { ...options, signal: abort.signal });
   } catch (error) {
@@ -185,7 +196,12 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
     return problem.code;
   }
 
-  const held = await takeLock(name, options, parsed.flags, log);
+  const ignored = await ignoredSignals();
+  // Kept ignored by a listener that does nothing, for the rest of the
+  // process: Deno replaces every ignore once any signal is listened to.
+  for (const sig of ignored) runtime.onSignal(sig, () => {});
+  const passed = PASSED_SIGNALS.filter((sig) => !ignored.includes(sig));
+  const held = await takeLock(name, options, parsed.flags, log, passed);
   if (typeof held === "number") return held;
   if (verbose) log.log("info", `lock "${name}" taken`, { kind: held.kind, token: held.token });
   let child: CommandTree | null = null;
@@ -206,14 +222,17 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   const stop = [() => held.signal.removeEventListener("abort", onLost)];
   try {
     if (held.signal.aborted) onLost();
-    if (!lost) child = await startCommand(command, commandArgs, log, held.signal);
+    if (!lost) {
+      const [program, programArgs] = withSignalsIgnored(command, commandArgs, ignored);
+      child = await startCommand(program, programArgs, log, held.signal);
+    }
     if (!child) {
       log.log("error", `lock "${name}" was lost before the command started; not starting it`);
       return EXIT_LOST;
     }
     // Lost while it was being spawned: the listener found no command to stop.
     if (lost) stopCommand(child);
-    for (const sig of PASSED_SIGNALS) stop.push(runtime.onSignal(sig, () => child?.forward(sig)));
+    for (const sig of passed) stop.push(runtime.onSignal(sig, () => child?.forward(sig)));
     const { code, signal } = await child.exited;
     // The lock is kept until nothing of the command runs any more.
     await child.ended();
@@ -221,6 +240,9 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
     if (lost) return EXIT_LOST;
     return code ?? 128 + signalNumber(signal ?? "");
   } catch (error) {
+    // Once started, nothing of the command may run on without the lock,
+    // whatever went wrong in waiting for it.
+    if (child) await child.ended();
     // Deno without --allow-run for it: a permission problem, said as such (77).
     if (error instanceof LockPermissionError) throw error;
     log.log("error", `cannot run ${command}: ${(error as Error).message}`);

@@ -1,5 +1,5 @@
 // The Bun adapter: node: built-ins (which Bun implements natively) for files
-// and processes, Bun.listen/Bun.connect for sockets.
+// and processes, Bun.listen/Bun.connect for sockets, Bun.spawn for children.
 
 import {
   type Connection,
@@ -11,6 +11,7 @@ import {
 } from "./types.ts";
 import { existsSync } from "node:fs";
 import { nodeCommon } from "./_node_common.ts";
+import { bunSpawn } from "./_bun_spawn.ts";
 import { readTextSync } from "./_sync_files.ts";
 import { timerDelay } from "./_timer_delay.ts";
 
@@ -364,6 +365,7 @@ function readProcTable(path: string, header: string): string[] {
 export const bunRuntime: Runtime = {
   name: "bun",
   ...nodeCommon,
+  spawn: bunSpawn,
   listen,
   connect,
 };

@@ -506,6 +506,13 @@ function spawn(command: string, args: string[], options?: { quiet?: boolean }): 
     done = true;
     // Deno reports 128+n as the code of a signalled child; Node reports null.
     return signal === null ? { code, signal: null } : { code: null, signal };
+  }, (error) => {
+    // A signal Deno has no name for (a real-time one) rejects the status of
+    // a child that has ended all the same.
+    const number = /^Invalid signal: ([1-9]\d?)$/.exec((error as Error)?.message ?? "")?.[1];
+    if (number === undefined) throw error;
+    done = true;
+    return { code: null, signal: number };
   });
   return {
     pid: child.pid,

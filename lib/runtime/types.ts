@@ -106,7 +106,12 @@ export interface Listener {
 export interface ChildProcess {
   /** The child's pid. */
   readonly pid: number;
-  /** Resolves when the child ends: its exit code, or the signal that ended it. */
+  /**
+   * Resolves when the child ends: its exit code, or the signal that ended it
+   * (its name, `"SIGTERM"`, or for a signal without one, a real-time signal,
+   * its number: `"34"`). Node reports a real-time signal as exit code 0:
+   * libuv names no such signal.
+   */
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   /** Sends a signal (e.g. `"SIGTERM"`). Does nothing if the child has ended. */
   kill(signal: string): void;
