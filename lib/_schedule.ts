@@ -5,9 +5,10 @@
 // to and deletes from a set.
 
 import type { Runtime, Timer } from "./runtime/mod.ts";
+import { LinkedList, type Listed } from "./_linked_list.ts";
 
 /** Something to run at a monotonic time. */
-export interface Due {
+export interface Due extends Listed<Due> {
   /** When, monotonic ms. */
   at: number;
   /** Runs it (once per `add`). */
@@ -16,7 +17,7 @@ export interface Due {
 
 class Schedule {
   #runtime: Runtime;
-  #entries = new Set<Due>();
+  #entries = new LinkedList<Due>();
   #timer: Timer | null = null;
   #timerAt = Infinity;
 
@@ -52,7 +53,7 @@ class Schedule {
     const now = this.#runtime.monotonic();
     const due: Due[] = [];
     let next = Infinity;
-    for (const entry of this.#entries) {
+    for (const entry of this.#entries.toArray()) {
       if (entry.at <= now) {
         due.push(entry);
         this.#entries.delete(entry);

@@ -119,7 +119,7 @@ export class Heartbeat {
   // Off once a release is under way; the deadline still holds until it answers.
   #renewing = true;
   #lastError: unknown = undefined;
-  #nextBeat: Due = { at: 0, run: () => void this.#beat() };
+  #nextBeat: Due = { at: 0, run: () => void this.#beat(), prev: null, next: null };
   #deadlineTimer: Timer | null = null;
   /** The lease behind the deadline: the grant's own until a renewal is confirmed. */
   #runningLease: { ms: number; since: string };

@@ -41,9 +41,15 @@ export class ClientConnection {
   #conn: Connection;
   #out: TextOutbox;
   #reader = new LineReader(MAX_REPLY_BYTES);
-  #pending = new Map<string, ReplyHandler>();
-  /** Tags of requests without any reply yet, oldest first. */
-  #unanswered = new Set<string>();
+  // Requests without any reply yet, oldest first (tags and handlers side by
+  // side), and those answered once that wait for more (a queued acquire).
+  // The server answers every request first in the order they came, so a
+  // reply is nearly always to the oldest. Not one Map of all: under V8, a
+  // Map that gains and loses an entry per request keeps them all alive
+  // until a full GC (see ../_linked_list.ts).
+  #unansweredTags: string[] = [];
+  #unansweredHandlers: ReplyHandler[] = [];
+  #waiting = new Map<string, ReplyHandler>();
   #nextTag = 1;
   #closed = false;
   #rejectOnClose = new Set<(error: Error) => void>();
@@ -188,8 +194,8 @@ export class ClientConnection {
   send(request: string, handler: ReplyHandler): string {
     const tag = (this.#nextTag++).toString(36);
     if (this.#closed) return tag;
-    this.#pending.set(tag, handler);
-    this.#unanswered.add(tag);
+    this.#unansweredTags.push(tag);
+    this.#unansweredHandlers.push(handler);
     this.#out.write(`${tag} ${request}\n`);
     return tag;
   }
@@ -261,18 +267,38 @@ export class ClientConnection {
       // the order they came, and this error in its place among them, so it
       // belongs to the oldest request not answered yet: fail that one rather
       // than leave it waiting forever.
-      const oldest = this.#unanswered.values().next();
-      if (oldest.done) return this.onPush(reply);
-      reply = { ...reply, tag: oldest.value };
+      const oldest = this.#unansweredTags[0];
+      if (oldest === undefined) return this.onPush(reply);
+      reply = { ...reply, tag: oldest };
     }
-    this.#unanswered.delete(reply.tag);
-    const handler = this.#pending.get(reply.tag);
+    const first = this.#takeUnanswered(reply.tag);
+    const handler = first ?? this.#waiting.get(reply.tag);
+    if (!handler) return;
     try {
-      if (handler && handler.onReply(reply)) this.#pending.delete(reply.tag);
+      if (handler.onReply(reply)) {
+        if (!first) this.#waiting.delete(reply.tag);
+      } else if (first) this.#waiting.set(reply.tag, handler);
     } catch (error) {
       this.#violated(error);
     }
   };
+
+  /** Takes the handler of `tag` if it has had no reply yet (nearly always the oldest's). */
+  #takeUnanswered(tag: string): ReplyHandler | undefined {
+    const tags = this.#unansweredTags;
+    const handlers = this.#unansweredHandlers;
+    if (tags[0] === tag) {
+      tags.shift();
+      return handlers.shift();
+    }
+    // A later reply to a queued acquire, or (from a server that answers
+    // out of order) a first reply to a newer request.
+    if (this.#waiting.has(tag)) return undefined;
+    const at = tags.indexOf(tag);
+    if (at < 0) return undefined;
+    tags.splice(at, 1);
+    return handlers.splice(at, 1)[0];
+  }
 
   readonly #onTooLong = () =>
     this.#violated(
@@ -284,8 +310,9 @@ export class ClientConnection {
   #ended(violation: LockProtocolError | null): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#pending.clear();
-    this.#unanswered.clear();
+    this.#unansweredTags.length = 0;
+    this.#unansweredHandlers.length = 0;
+    this.#waiting.clear();
     // A lost connection may be retried (the code says so); a violation may not.
     const error = violation ?? Object.assign(
       new LockProtocolError("The connection to the lock server closed."),

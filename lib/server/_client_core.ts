@@ -11,6 +11,7 @@ import { decodeName, encodeName, type Reply } from "./protocol.ts";
 import { importAuthKey } from "./auth.ts";
 import { ClientConnection, describeServer, hostName } from "./_client_connection.ts";
 import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
+import { LinkedList } from "../_linked_list.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import {
   AcquireCall,
@@ -67,7 +68,7 @@ export class ClientCore implements KeeperHost, OpHost {
   #key: Promise<CryptoKey | null> | null = null;
   #conn: ClientConnection | null = null;
   #connecting: Promise<ClientConnection> | null = null;
-  #inflight = new Set<Op>();
+  #inflight = new LinkedList<Op>();
   #watchdog: Timer | null = null;
   #grants = new Map<string, ClientLease>();
   #closed = false;
@@ -187,7 +188,7 @@ export class ClientCore implements KeeperHost, OpHost {
     // The server releases them the moment it reads our FIN, which can be
     // before this side sees its own close event: they are lost now.
     this.#loseAll("the LockClient was closed, and the server released it");
-    for (const op of [...this.#inflight]) op.fail(new LockError("The LockClient was closed."));
+    for (const op of this.#inflight.toArray()) op.fail(new LockError("The LockClient was closed."));
     this.#conn?.close();
   }
 
@@ -306,7 +307,7 @@ export class ClientCore implements KeeperHost, OpHost {
     if (this.#conn === conn) this.#conn = null;
     // The server released everything this connection held.
     this.#loseAll("the connection to the lock server closed, and the server released it");
-    for (const op of [...this.#inflight]) {
+    for (const op of this.#inflight.toArray()) {
       if (op.conn !== conn) continue;
       op.conn = null;
       if (violation) op.fail(violation);
@@ -329,7 +330,7 @@ export class ClientCore implements KeeperHost, OpHost {
     this.#watchdog = this.runtime.setTimer(() => {
       this.#watchdog = null;
       const now = this.runtime.monotonic();
-      for (const op of [...this.#inflight]) {
+      for (const op of this.#inflight.toArray()) {
         if (op.deadline > now) continue;
         op.fail(
           new LockProtocolError(

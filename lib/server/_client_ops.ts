@@ -8,6 +8,7 @@ import { LockError, LockProtocolError } from "../errors.ts";
 import { encodeName, type Reply } from "./protocol.ts";
 import type { ClientConnection, ReplyHandler } from "./_client_connection.ts";
 import { type Lease, leaseEnd, type LeaseKeeper } from "./_lease_keeper.ts";
+import type { Listed } from "../_linked_list.ts";
 
 /** A granted lease as the client knows it. */
 export interface ClientLease extends Lease {
@@ -37,7 +38,7 @@ export interface OpHost {
 }
 
 /** A request in flight: what to send, what to do with replies, and on a drop. */
-export interface Op extends ReplyHandler {
+export interface Op extends ReplyHandler, Listed<Op> {
   /** Monotonic ms after which the watchdog gives up on it. */
   deadline: number;
   conn: ClientConnection | null;
@@ -188,6 +189,8 @@ export class AcquireCall implements Op {
   conn: ClientConnection | null = null;
   tag = "";
   sentAt = 0;
+  prev: Op | null = null;
+  next: Op | null = null;
   #host: OpHost;
   #name: string;
   #wait: number;
@@ -355,6 +358,8 @@ export class SimpleRequest implements Op {
   conn: ClientConnection | null = null;
   tag = "";
   sentAt = 0;
+  prev: Op | null = null;
+  next: Op | null = null;
   readonly reply: Promise<Reply>;
   #host: OpHost;
   #line: string;

@@ -59,7 +59,7 @@ export class LeaseKeeper {
   // grant, never after the lease's end: most leases are released before
   // their first renewal, and a timer per lease is a measurable share of an
   // acquire+release round trip.
-  readonly #renewal: Due = { at: 0, run: () => this.#due() };
+  readonly #renewal: Due = { at: 0, run: () => this.#due(), prev: null, next: null };
   readonly #lease: Lease;
   // Made on first use: most leases are released without anyone reading it.
   #controller: AbortController | null = null;
