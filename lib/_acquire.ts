@@ -207,7 +207,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
       if (attempt === GAVE_UP) {
         abandoned = abandonTry(trying);
         if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
-        throw new LockTimeoutError(name, request.timeout!, holder);
+        throw target.unanswered?.() ?? new LockTimeoutError(name, request.timeout!, holder);
       }
       // Lost before it was handed out: a signal aborted already would never
       // fire a listener the caller adds to it.

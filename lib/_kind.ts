@@ -64,6 +64,13 @@ export interface LockTarget {
   tryAcquire(willWait?: boolean): Promise<Attempt>;
   /** The current holder's info, or null if free. */
   inspect(): Promise<LockInfo | null>;
+  /**
+   * Why a try still has no answer when the caller's time runs out, if the
+   * kind knows a better reason than "timed out" (a lock server it cannot
+   * reach): thrown instead of a `LockTimeoutError`, which would say the
+   * lock was held.
+   */
+  unanswered?(): Error | null;
 }
 
 /** Builds targets for one kind. */

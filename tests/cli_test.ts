@@ -417,6 +417,7 @@ describe("the socketlock CLI", () => {
       missingInPath,
       badAddress,
       blankDir,
+      downWhileWaiting,
     ] = await Promise
       .all(
         [
@@ -435,6 +436,8 @@ describe("the socketlock CLI", () => {
           ["run", "m10", "--dir", d, "--", "no-such-command-socketlock"],
           ["run", "m11", "--server", "127.0.0.1:99999", "--", "true"],
           ["status", "m12", "--dir", ""],
+          // Shorter than the client's 5 s to connect: the wait runs out first.
+          ["run", "m13", "--server", "127.0.0.1:1", "--wait", "500", "--", "true"],
         ].map((args) => cli("node", args).done),
       );
     assert.equal(missing.code, 127);
@@ -457,6 +460,9 @@ describe("the socketlock CLI", () => {
     assert.match(kind.stderr, /Unknown --kind bogus/);
     assert.equal(blank.code, 64, "a blank --wait is not --no-wait");
     assert.equal(down.code, 69, "an unreachable server is not a held lock");
+    assert.equal(downWhileWaiting.code, 69, downWhileWaiting.stderr);
+    assert.match(downWhileWaiting.stderr, /Cannot reach the lock server/);
+    assert.doesNotMatch(downWhileWaiting.stderr, /held/);
     // Values that can never work are usage errors, not a lock worth retrying (69).
     assert.equal(badAddress.code, 64, badAddress.stderr);
     assert.match(badAddress.stderr, /--server: Cannot read the lock server address/);

@@ -17,7 +17,14 @@ import {
 } from "../mod.ts";
 import process from "node:process";
 import * as net from "node:net";
-import { type Child, childRuntimes, fixture, inOneRunner, spawnScript } from "./_processes.ts";
+import {
+  type Child,
+  childRuntimes,
+  fixture,
+  freePort,
+  inOneRunner,
+  spawnScript,
+} from "./_processes.ts";
 import { CLOCK_MARGIN, leaseEnd, WAIT_RATE_MARGIN } from "../lib/server/_lease_keeper.ts";
 import {
   abortedSignal,
@@ -152,6 +159,19 @@ describe("LockClient", () => {
     assert.ok(lease.token > 0);
     assert.equal(await c.release("after-restart"), true);
     signal(second.pid, "SIGKILL");
+  });
+
+  test("a wait that runs out while no server can be reached says so, not that the lock was held", async () => {
+    const port = await freePort();
+    const c = client({ port });
+    const viaClient = await c.acquire("down", { timeout: 300 }).catch((e) => e);
+    const viaLock = await lock("down", { server: `127.0.0.1:${port}`, timeout: 300 })
+      .catch((e) => e);
+    for (const error of [viaClient, viaLock]) {
+      assert.ok(!(error instanceof LockTimeoutError), String(error));
+      assert.ok(error instanceof LockError, String(error));
+      assert.match(error.message, /Cannot reach the lock server .*ECONNREFUSED/);
+    }
   });
 
   test("acquire() with timeout 0 throws LockBusyError naming the holder, and a wait times out with LockTimeoutError", async () => {

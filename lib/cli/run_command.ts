@@ -127,8 +127,10 @@ function busyMessage(
     if (typeof value === "string") status += ` ${flag} ${shellWord(value)}`;
   }
   const held = describeHolder(error.holder);
+  // A wait that saw no holder (a lock server that did not answer) says no "held".
   return error instanceof LockTimeoutError
-    ? `timed out after ${error.timeout} ms waiting for lock "${name}", held ${held}. ` +
+    ? `timed out after ${Math.round(error.timeout)} ms waiting for lock "${name}"` +
+      `${error.holder ? `, held ${held}` : ""}. ` +
       `Wait longer with --wait MS, or see who holds it: ${status}`
     : `lock "${name}" is held ${held}. Wait for it with --wait MS (or without --no-wait), ` +
       `or see who holds it: ${status}`;

@@ -68,6 +68,8 @@ export class ClientCore implements KeeperHost, OpHost {
   #key: Promise<CryptoKey | null> | null = null;
   #conn: ClientConnection | null = null;
   #connecting: Promise<ClientConnection> | null = null;
+  // Why the last connect failed, while no connection has opened since.
+  #connectError: Error | null = null;
   #inflight = new LinkedList<Op>();
   #watchdog: Timer | null = null;
   #grants = new Map<string, ClientLease>();
@@ -225,6 +227,14 @@ export class ClientCore implements KeeperHost, OpHost {
     this.#dispatch(op);
   }
 
+  /**
+   * Why the server cannot be reached: the last connect's error, while no
+   * connection is open and the last try to open one failed; else null.
+   */
+  unreachable(): Error | null {
+    return this.#conn && !this.#conn.closed ? null : this.#connectError;
+  }
+
   /** Sends `op` on the open connection, or once one is open. */
   #dispatch(op: Op): void {
     const conn = this.#conn;
@@ -273,8 +283,10 @@ export class ClientCore implements KeeperHost, OpHost {
         conn.onPush = (reply) => this.#push(reply);
         conn.onClose = (violation) => this.#dropped(conn, violation);
         this.#conn = conn;
+        this.#connectError = null;
         return conn;
       } catch (error) {
+        this.#connectError = error as Error;
         const code = (error as { code?: string }).code;
         const pause = delay();
         if (

@@ -179,7 +179,9 @@ export class LockClient implements AsyncDisposable {
         throw new LockTimeoutError(name, timeout ?? 0, outcome.holder);
       case "expired":
         call.abandon();
-        throw new LockTimeoutError(name, timeout ?? 0, call.holder);
+        // Never answered because the server cannot be reached: say that, not "held".
+        throw (call.holder ? null : core.unreachable()) ??
+          new LockTimeoutError(name, timeout ?? 0, call.holder);
       default: // aborted, or cancelled
         if (outcome.status === "aborted") call.abandon();
         throw new LockAbortedError(name, signal?.reason);

@@ -141,6 +141,7 @@ export function serverTarget(
       );
       return waiting(current);
     },
+    unanswered: () => core.unreachable(),
     async inspect(): Promise<LockInfo | null> {
       const reply = await core.request(`STATUS ${encodeName(name)}`);
       if (reply.kind !== "OK") {
