@@ -418,6 +418,8 @@ describe("the socketlock CLI", () => {
       badAddress,
       blankDir,
       downWhileWaiting,
+      statusWithCommand,
+      blankHost,
     ] = await Promise
       .all(
         [
@@ -438,6 +440,8 @@ describe("the socketlock CLI", () => {
           ["status", "m12", "--dir", ""],
           // Shorter than the client's 5 s to connect: the wait runs out first.
           ["run", "m13", "--server", "127.0.0.1:1", "--wait", "500", "--", "true"],
+          ["status", "m14", "--dir", d, "--", "junk"],
+          ["serve", "--host", ""],
         ].map((args) => cli("node", args).done),
       );
     assert.equal(missing.code, 127);
@@ -463,6 +467,9 @@ describe("the socketlock CLI", () => {
     assert.equal(downWhileWaiting.code, 69, downWhileWaiting.stderr);
     assert.match(downWhileWaiting.stderr, /Cannot reach the lock server/);
     assert.doesNotMatch(downWhileWaiting.stderr, /held/);
+    assert.equal(statusWithCommand.code, 64, statusWithCommand.stderr);
+    assert.equal(blankHost.code, 64, blankHost.stderr);
+    assert.match(blankHost.stderr, /--host needs an address/);
     // Values that can never work are usage errors, not a lock worth retrying (69).
     assert.equal(badAddress.code, 64, badAddress.stderr);
     assert.match(badAddress.stderr, /--server: Cannot read the lock server address/);

@@ -122,6 +122,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   const log = createLogger({ verbose, json: parsed.flags.has("--json") });
   const options: ServeOptions = { logger: log, verbose, insecure: parsed.flags.has("--insecure") };
   const host = parsed.flags.get("--host");
+  if (host === "") {
+    throw new UsageError("--host needs an address to listen on, e.g. --host 127.0.0.1.");
+  }
   if (typeof host === "string") options.host = host;
   const port = parsed.flags.get("--port");
   if (port !== undefined) {

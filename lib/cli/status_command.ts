@@ -29,7 +29,9 @@ export async function statusCommand(args: string[]): Promise<number> {
     return 0;
   }
   const [name, ...extra] = parsed.positionals;
-  if (!name || extra.length) throw new UsageError("status takes exactly one lock NAME.");
+  if (!name || extra.length || parsed.rest.length) {
+    throw new UsageError("status takes exactly one lock NAME (and no command after --).");
+  }
   const options = lockOptionsFrom(parsed.flags);
   await applyServerFlags(options, parsed.flags);
   const holder = await inspect(name, options);
