@@ -3,7 +3,7 @@
 // verdict where the runtime may not look (exec then decides).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { commandProblem } from "../lib/cli/_find_command.ts";
+import { commandProblem, commandWord } from "../lib/cli/_find_command.ts";
 import type { ExecutableState } from "../lib/runtime/mod.ts";
 
 const files: Record<string, ExecutableState> = {
@@ -50,4 +50,13 @@ test("no verdict where the runtime may not look, or PATH cannot be read", () => 
 test("an empty PATH entry means the current directory, as for exec", () => {
   const here = (path: string): ExecutableState => (path === "./local" ? "yes" : "missing");
   assert.equal(commandProblem("local", "/bin::/usr/bin", here), null);
+});
+
+test("commandWord() spells a command named like an option as the path exec would run", () => {
+  const onlyDashX = (path: string): ExecutableState => path === "/usr/bin/-x" ? "yes" : "missing";
+  assert.equal(commandWord("ls", "/bin", onlyDashX), "ls");
+  assert.equal(commandWord("-x", "/bin:/usr/bin", onlyDashX), "/usr/bin/-x");
+  assert.equal(commandWord("-x", ":/bin", () => "yes"), "./-x");
+  assert.equal(commandWord("-d/run.sh", "/bin", onlyDashX), "./-d/run.sh");
+  assert.equal(commandWord("-y", null, onlyDashX), "./-y");
 });

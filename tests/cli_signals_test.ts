@@ -3,16 +3,18 @@
 // ignored (`nohup socketlock run`, `socketlock run … &` in a script).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { ignoredIn, withSignalsIgnored } from "../lib/cli/_ignored_signals.ts";
 import {
   type Child,
   childRuntimes,
+  NEW_MOUNT_NAMESPACE,
   type RuntimeName,
   scriptCommand,
   spawnCommand,
   tempDirsRemovedAfter,
+  unshareUnavailable,
 } from "./_processes.ts";
 import { signal, within } from "./_server_helpers.ts";
 
@@ -22,6 +24,12 @@ const linuxOnly = process.platform !== "linux" && "Linux only (/proc, real-time 
 // Node resets every ignored signal when it starts, and libuv names no
 // real-time signal: neither can be told under Node (the README says so).
 const notNode = (rt: RuntimeName, why: string) => rt === "node" && `Node cannot: ${why}`;
+
+const bashAsSh = process.getuid?.() !== 0
+  ? "needs root (a bind mount over /bin/sh)"
+  : !existsSync("/bin/bash")
+  ? "no /bin/bash"
+  : unshareUnavailable(NEW_MOUNT_NAMESPACE);
 
 /** The CLI under `rt`, through `prefix` (a program that execs it: setsid, nohup, sh). */
 function cli(rt: RuntimeName, prefix: string[], args: string[]): Child {
@@ -117,6 +125,37 @@ describe("socketlock run: signals", { skip: linuxOnly }, () => {
         assert.equal(mask & 1n, 1n, `the command's SIGHUP is not ignored: ${result.stdout}`);
       },
     );
+
+    test(`${rt}: under nohup, where /bin/sh is bash, a command named like an option ("-x") runs`, {
+      skip: notNode(rt, "it resets ignored signals at start-up") || bashAsSh || false,
+    }, async () => {
+      const bin = await tempDir();
+      const dir = await tempDir();
+      writeFileSync(`${bin}/-x`, `#!/bin/sh\necho "-x ran: $*"\n`);
+      chmodSync(`${bin}/-x`, 0o755);
+      const [cmd, base] = scriptCommand(rt, CLI);
+      // bash's exec takes "-x" for an option of its own; dash's does not.
+      const run = spawnCommand("unshare", [
+        ...NEW_MOUNT_NAMESPACE,
+        "--",
+        "/bin/bash",
+        "-c",
+        `mount --bind /bin/bash /bin/sh && trap '' HUP && exec "$@"`,
+        "bash",
+        cmd,
+        ...base,
+        "run",
+        "dash-x",
+        "--dir",
+        dir,
+        "--",
+        "-x",
+        "a b",
+      ], { PATH: `${bin}:${process.env.PATH}` });
+      const result = await ended(run);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /-x ran: a b/);
+    });
 
     test(
       `${rt}: started with SIGINT ignored (a script's \`run … &\`), SIGINT does not end its wait`,

@@ -14,6 +14,35 @@ export interface CommandProblem {
 }
 
 /**
+ * `command` as a word that no shell's `exec` takes for an option (bash's
+ * takes `-c`, `-l`, `-a`, and refuses others): a name starting with `-` as
+ * the path exec would run.
+ *
+ * @example A command named like an option
+ * ```ts
+ * import { commandWord } from "./_find_command.ts";
+ * console.log(commandWord("-x", "/bin", () => "yes")); // "/bin/-x"
+ * console.log(commandWord("ls", "/bin", () => "yes")); // "ls"
+ * ```
+ *
+ * @param command The command as given.
+ * @param searchPath $PATH, or null if it cannot be read.
+ * @param stateOf What a path is (the runtime's `executableState`).
+ * @returns The word to pass to `exec`.
+ */
+export function commandWord(
+  command: string,
+  searchPath: string | null,
+  stateOf: (path: string) => ExecutableState,
+): string {
+  if (!command.startsWith("-")) return command;
+  if (command.includes("/")) return `./${command}`;
+  const found = searchPath?.split(":").map((dir) => `${dir || "."}/${command}`)
+    .find((path) => stateOf(path) === "yes" || stateOf(path) === "unknown");
+  return found ?? `./${command}`;
+}
+
+/**
  * Looks `command` up as exec does: a path if it contains a slash, else
  * each directory of `searchPath` in turn.
  *

@@ -56,8 +56,9 @@ export function ignoredIn(status: string): PassedSignal[] {
 
 /**
  * `command` and `args` started so that `signals` are ignored in it: through
- * `sh -c 'trap "" …; exec "$@"'` (an ignored signal stays ignored across
- * exec), or as they are if there are none.
+ * `sh -c 'trap "" … && exec "$@"'` (an ignored signal stays ignored across
+ * exec), or as they are if there are none. `command` must not start with
+ * `-` (see `commandWord`).
  *
  * @param command The program.
  * @param args Its arguments.

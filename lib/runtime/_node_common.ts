@@ -34,13 +34,16 @@ const readStartTime = procStartTimeReader(
   process.pid,
 );
 
-// Node's os.tmpdir() rule, read from process.env: os.tmpdir() asks the
-// kernel five times per variable whether the process is privileged, fifteen
-// system calls on every socket acquisition in the default directory.
+// os.tmpdir(), asked again only when the variables it reads change: it asks
+// the kernel five times per variable whether the process is privileged
+// (and then reads none), fifteen system calls on every socket acquisition.
+let temp: { vars: string; dir: string } | null = null;
+
 function tempDir(): string {
-  if (process.platform === "win32") return tmpdir();
-  const path = process.env.TMPDIR || process.env.TMP || process.env.TEMP || "/tmp";
-  return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+  const { TMPDIR, TMP, TEMP } = process.env;
+  const vars = [TMPDIR, TMP, TEMP].join("\0");
+  if (temp?.vars !== vars) temp = { vars, dir: tmpdir() };
+  return temp.dir;
 }
 
 function toFileStat(s: import("node:fs").Stats): FileStat {

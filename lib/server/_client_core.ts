@@ -268,6 +268,8 @@ export class ClientCore implements KeeperHost, OpHost {
     const delay = backoff({ minDelay: 20, maxDelay: 1_000 });
     for (;;) {
       const left = connectTimeout - (runtime.monotonic() - started);
+      // Only the latest try's failure tells that the server cannot be reached.
+      this.#connectError = null;
       try {
         const conn = await ClientConnection.open({
           runtime,

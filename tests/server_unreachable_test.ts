@@ -1,0 +1,106 @@
+// A wait that runs out while the lock server cannot be reached says so
+// (server_client_test.ts); one that runs out while a connect to a server
+// that listens is under way (after an earlier connect failed) is a held
+// lock's LockTimeoutError: an older ECONNREFUSED must not be reported
+// (it was, the CLI then exiting 69 for a lock that was merely held).
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import * as net from "node:net";
+import { lock, LockClient, LockTimeoutError, serve } from "../mod.ts";
+import { freePort } from "./_processes.ts";
+import { sleep } from "./_server_helpers.ts";
+
+// A loopback relay on `port` to the server on `upstreamPort` whose replies
+// reach the client `delayMs` late: a reachable server that is slow to greet.
+async function slowRelay(port: number, upstreamPort: number, delayMs: number) {
+  const sockets = new Set<net.Socket>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(upstreamPort, "127.0.0.1");
+    sockets.add(client).add(upstream);
+    client.on("data", (chunk) => upstream.write(chunk));
+    upstream.on("data", (chunk) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        if (!client.destroyed) client.write(chunk);
+      }, delayMs);
+      timers.add(t);
+    });
+    for (const s of [client, upstream]) {
+      s.on("error", () => {});
+      s.on("close", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
+  });
+  return {
+    close: () => {
+      for (const t of timers) clearTimeout(t);
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+});
+
+test("LockClient: a wait that runs out while a connect to a listening server is under way is a LockTimeoutError, not a stale ECONNREFUSED", async () => {
+  const server = await serve({ port: 0 });
+  cleanups.push(() => server.close());
+  const holder = new LockClient({ port: server.address.port });
+  cleanups.push(() => holder.close());
+  await holder.acquire("stale-connect", { ttl: 30_000 });
+
+  const port = await freePort();
+  const c = new LockClient({ port, connectTimeout: 1_500 });
+  cleanups.push(() => c.close());
+  // Nothing listens yet: this one is right to say it cannot reach the server.
+  const down = await c.acquire("stale-connect", { timeout: 100 }).catch((e) => e);
+  assert.match(String(down?.message), /Cannot reach the lock server .*ECONNREFUSED/);
+  await sleep(1_700); // the client's connect loop has given up
+
+  // The server is reachable now (through a relay that greets 500 ms late);
+  // the lock is merely held.
+  const relay = await slowRelay(port, server.address.port, 500);
+  cleanups.push(() => relay.close());
+  const held = await c.acquire("stale-connect", { timeout: 200 }).catch((e) => e);
+  assert.ok(
+    held instanceof LockTimeoutError,
+    `expected LockTimeoutError for a held lock on a reachable server, got: ${held}`,
+  );
+});
+
+test("lock({ server }): a wait that runs out while the reconnect loop is under way to a listening server is a LockTimeoutError", async () => {
+  const server = await serve({ port: 0 });
+  cleanups.push(() => server.close());
+  const holder = new LockClient({ port: server.address.port });
+  cleanups.push(() => holder.close());
+  await holder.acquire("stale-connect-2", { ttl: 30_000 });
+
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  // Another name: the abandoned try keeps its own name's in-process slot until it settles.
+  const down = await lock("stale-connect-probe", { server: address, timeout: 100 }).catch((e) => e);
+  assert.match(String(down?.message), /Cannot reach the lock server .*ECONNREFUSED/);
+
+  const relay = await slowRelay(port, server.address.port, 500);
+  cleanups.push(() => relay.close());
+  const held = await lock("stale-connect-2", { server: address, timeout: 200 }).catch((e) => e);
+  if (typeof held?.release === "function") await held.release();
+  assert.ok(
+    held instanceof LockTimeoutError,
+    `expected LockTimeoutError for a held lock on a reachable server, got: ${held}`,
+  );
+  // The server was reachable all along: once connected, the wait is answered.
+  await holder.release("stale-connect-2");
+  const later = await lock("stale-connect-2", { server: address, timeout: 5_000 });
+  await later.release();
+});
