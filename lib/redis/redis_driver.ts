@@ -26,11 +26,11 @@ export const redisDriver: KindDriver = {
       );
     }
     const ttl = validateTtl(options.ttl);
-    const key = lockKeyFor(name, undefined);
     if (Array.isArray(client)) {
+      const key = lockKeyFor(name, undefined);
       return redlockTarget(runtime, { adapters: client.map(adaptRedisClient), name, key, ttl });
     }
-    return cachedTarget(runtime, adaptRedisClient(client), name, key, ttl);
+    return cachedTarget(runtime, adaptRedisClient(client), name, ttl);
   },
 };
 
@@ -39,6 +39,7 @@ const CACHED_PER_CLIENT = 256;
 
 interface Cached {
   runtime: Runtime;
+  ttl: number;
   target: LockTarget;
 }
 
@@ -50,11 +51,13 @@ const cache = new WeakMap<RedisAdapter, Map<string, Cached>>();
 // client and key, lets one through), and between acquisitions a target
 // keeps only whether this process came back after a release (for a run of
 // quick acquisitions; see _run_grace.ts), which the next lock() call must see.
+// Found by name, not by a key built per call (the default key follows from
+// the name, and is made and checked with the target); a call with another
+// ttl replaces it.
 function cachedTarget(
   runtime: Runtime,
   adapter: RedisAdapter,
   name: string,
-  key: string,
   ttl: number,
 ): LockTarget {
   let targets = cache.get(adapter);
@@ -62,11 +65,11 @@ function cachedTarget(
     targets = new Map();
     cache.set(adapter, targets);
   }
-  const id = `${ttl}:${key}`;
-  const found = targets.get(id);
-  if (found && found.runtime === runtime) return found.target;
+  const found = targets.get(name);
+  if (found && found.ttl === ttl && found.runtime === runtime) return found.target;
+  const key = lockKeyFor(name, undefined);
   const target = redisTarget(runtime, { adapter, name, key, ttl });
-  if (targets.size >= CACHED_PER_CLIENT) targets.delete(targets.keys().next().value!);
-  targets.set(id, { runtime, target });
+  if (!found && targets.size >= CACHED_PER_CLIENT) targets.delete(targets.keys().next().value!);
+  targets.set(name, { runtime, ttl, target });
   return target;
 }
