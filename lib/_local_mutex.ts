@@ -4,6 +4,7 @@
 
 import type { LockInfo } from "./types.ts";
 import type { Grant } from "./_kind.ts";
+import { StableMap } from "./_stable_map.ts";
 
 interface Waiter {
   grant(): void;
@@ -15,7 +16,8 @@ interface Slot {
   queue: Waiter[];
 }
 
-const slots = new Map<string, Slot>();
+// A key is taken and freed once per lock/release: see _stable_map.ts.
+const slots = new StableMap<string, Slot>();
 
 /** The info of the in-process holder of `key`, if any. */
 export function localHolder(key: string): LockInfo | null | undefined {

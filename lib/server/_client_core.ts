@@ -12,6 +12,7 @@ import { importAuthKey } from "./auth.ts";
 import { ClientConnection, describeServer, hostName } from "./_client_connection.ts";
 import { type KeeperHost, type Lease, leaseEnd, LeaseKeeper } from "./_lease_keeper.ts";
 import { LinkedList } from "../_linked_list.ts";
+import { StableMap } from "../_stable_map.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import {
   AcquireCall,
@@ -72,7 +73,8 @@ export class ClientCore implements KeeperHost, OpHost {
   #connectError: Error | null = null;
   #inflight = new LinkedList<Op>();
   #watchdog: Timer | null = null;
-  #grants = new Map<string, ClientLease>();
+  // A name is granted and released once per pair: see ../_stable_map.ts.
+  #grants = new StableMap<string, ClientLease>();
   #closed = false;
   #probing: ClientConnection | null = null;
 
@@ -331,7 +333,7 @@ export class ClientCore implements KeeperHost, OpHost {
 
   /** Every lease held counts as lost (their signals abort), for `why`. */
   #loseAll(why: string): void {
-    for (const lease of [...this.#grants.values()]) {
+    for (const lease of this.#grants.values()) {
       this.#grants.delete(lease.name);
       if (lease.keeper) lease.keeper.lost(why);
       else lease.active = false;
@@ -374,7 +376,7 @@ export class ClientCore implements KeeperHost, OpHost {
         // drop would lose them); once none is, it is dropped, and waits go
         // on over a new one. Meanwhile the next probe follows this one.
         const now = this.runtime.monotonic();
-        const holding = [...this.#grants.values()].some((l) => l.active && l.validUntil > now);
+        const holding = this.#grants.values().some((l) => l.active && l.validUntil > now);
         if (!holding && !conn.closed) conn.close();
       },
     ).finally(() => {
