@@ -63,7 +63,12 @@ function pause(
 // never aborts. (An object literal with a getter gave every held lock a
 // hidden class of its own, see _lazy_wake.ts; one with `__proto__` and
 // symbol keys instead took 10 times as long to make as this class: 195
-// against 19 ns in Node 24, 164 against 15 in Deno.)
+// against 19 ns in Node 24, 164 against 15 in Deno.) Symbol keys, not
+// private fields: the getter must work through a Proxy or an object made
+// with Object.create(held), whose `this` is not the instance.
+const GRANT = Symbol("grant");
+const SIGNAL = Symbol("signal");
+
 class Held {
   readonly name: string;
   readonly kind: LockKind;
@@ -72,21 +77,21 @@ class Held {
   /** Its own, so that it works detached: `const { release } = held`. */
   readonly release: () => Promise<void>;
   readonly [asyncDispose]: () => Promise<void>;
-  #grant: Grant;
-  #signal: AbortSignal | undefined = undefined;
+  readonly [GRANT]: Grant;
+  [SIGNAL]: AbortSignal | undefined = undefined;
 
   constructor(request: AcquireRequest, grant: Grant) {
     this.name = request.name;
     this.kind = request.kind;
     this.token = grant.token;
     this.info = grant.info;
-    this.#grant = grant;
+    this[GRANT] = grant;
     this.release = releaseOnce(request.target.key, grant);
     this[asyncDispose] = this.release;
   }
 
   get signal(): AbortSignal {
-    return this.#signal ??= this.#grant.lost ?? new AbortController().signal;
+    return this[SIGNAL] ??= this[GRANT].lost ?? new AbortController().signal;
   }
 }
 

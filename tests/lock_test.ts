@@ -81,6 +81,19 @@ for (const kind of KINDS) {
       await again.release();
     });
 
+    test("a held lock's fields and signal read through a Proxy and an object derived from it", async () => {
+      const held = await lock(unique("receiver"), await options());
+      try {
+        const wrapped = new Proxy(held, {});
+        assert.equal(wrapped.token, held.token);
+        assert.equal(wrapped.signal, held.signal);
+        assert.equal((Object.create(held) as typeof held).signal, held.signal);
+        assert.equal(held.signal.aborted, false);
+      } finally {
+        await held.release();
+      }
+    });
+
     test("waiters in one process get the lock one at a time in FIFO order", async () => {
       const opts = await options({ timeout: 10_000 });
       const name = unique("fifo");
