@@ -3,6 +3,7 @@
 // exit code 0, a success; Bun.spawn reports the signal's number.
 
 import type { ChildProcess } from "./types.ts";
+import { guardedChild } from "./_guarded_child.ts";
 
 type Stdio = "inherit" | "ignore";
 
@@ -34,24 +35,11 @@ export function bunSpawn(
   } catch (error) {
     return { pid: 0, exited: Promise.reject(error), kill() {} };
   }
-  let done = false;
   const exited = child.exited.then(() => {
-    done = true;
     const signal = child.signalCode;
     return signal === null
       ? { code: child.exitCode, signal: null }
       : { code: null, signal: String(signal) };
   });
-  return {
-    pid: child.pid,
-    exited,
-    kill(signal) {
-      if (done) return;
-      try {
-        child.kill(signal);
-      } catch {
-        // ended between the check and the kill
-      }
-    },
-  };
+  return guardedChild(child.pid, exited, (signal) => child.kill(signal));
 }

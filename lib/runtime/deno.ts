@@ -17,6 +17,7 @@ import { isLoopback } from "./types.ts";
 import { fileInUseSync } from "./_open_files.ts";
 import { namespaceIdOf, procStartTimeReader } from "./_proc_stat.ts";
 import { timerDelay } from "./_timer_delay.ts";
+import { guardedChild } from "./_guarded_child.ts";
 // node:fs for reads and writes: Deno's passes open(2) flags through (Deno.open
 // cannot) and raises NotCapable for a missing flag just as Deno.* does.
 import { createExclusiveSync, readTextSync, updateSync } from "./_sync_files.ts";
@@ -501,9 +502,7 @@ function spawn(command: string, args: string[], options?: { quiet?: boolean }): 
     const failed = mapError(error, `--allow-run=${command}`, `start ${command}`);
     return { pid: 0, exited: Promise.reject(failed), kill() {} };
   }
-  let done = false;
   const exited = child.status.then(({ code, signal }) => {
-    done = true;
     // Deno reports 128+n as the code of a signalled child; Node reports null.
     return signal === null ? { code, signal: null } : { code: null, signal };
   }, (error) => {
@@ -511,21 +510,9 @@ function spawn(command: string, args: string[], options?: { quiet?: boolean }): 
     // a child that has ended all the same.
     const number = /^Invalid signal: ([1-9]\d?)$/.exec((error as Error)?.message ?? "")?.[1];
     if (number === undefined) throw error;
-    done = true;
     return { code: null, signal: number };
   });
-  return {
-    pid: child.pid,
-    exited,
-    kill(signal) {
-      if (done) return;
-      try {
-        child.kill(signal as Deno.Signal);
-      } catch {
-        // ended between the check and the kill
-      }
-    },
-  };
+  return guardedChild(child.pid, exited, (signal) => child.kill(signal as Deno.Signal));
 }
 
 function setTimer(fn: () => void, ms: number): Timer {
