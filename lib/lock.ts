@@ -47,6 +47,8 @@ async function open(name: string, options: LockOptions) {
  * @throws {LockTimeoutError} If the timeout runs out.
  * @throws {LockAbortedError} If `options.signal` aborts the wait.
  * @throws {LockPermissionError} If the lock directory is unsafe or a Deno permission is missing.
+ * @throws {LockError} If a lock server or Redis cannot be reached (also when the timeout runs out
+ *   while a lock server cannot be).
  */
 export async function lock(name: string, options: LockOptions = {}): Promise<HeldLock> {
   const { driver, target } = await open(name, options);
