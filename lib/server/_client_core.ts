@@ -25,7 +25,7 @@ import {
 } from "./_client_ops.ts";
 
 export type { Lease } from "./_lease_keeper.ts";
-export { type AcquireAnswer, AcquireCall, type ClientLease, holderInfo } from "./_client_ops.ts";
+export { type AcquireAnswer, AcquireCall, type ClientLease } from "./_client_ops.ts";
 
 /** How a core reaches its server. */
 export interface CoreOptions {
@@ -287,7 +287,6 @@ export class ClientCore implements KeeperHost, OpHost {
         conn.onPush = (reply) => this.#push(reply);
         conn.onClose = (violation) => this.#dropped(conn, violation);
         this.#conn = conn;
-        this.#connectError = null;
         return conn;
       } catch (error) {
         this.#connectError = error as Error;

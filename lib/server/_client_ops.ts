@@ -84,7 +84,7 @@ export function jsonReply(server: string, what: string, json: string): Record<st
   return value as Record<string, unknown>;
 }
 
-/** Parses the holder JSON of BUSY/QUEUED/TIMEOUT/STATUS replies. */
+/** Parses the holder JSON of BUSY/QUEUED/TIMEOUT replies. */
 export function holderInfo(name: string, server: string, json: string): LockInfo | null {
   let value: unknown;
   try {
@@ -94,6 +94,11 @@ export function holderInfo(name: string, server: string, json: string): LockInfo
       `The lock server sent a holder that is not JSON: ${json.slice(0, 80)}`,
     );
   }
+  return holderFrom(name, server, value);
+}
+
+/** A holder as the server sent it (parsed JSON; a STATUS reply's `holder`), or null if none. */
+export function holderFrom(name: string, server: string, value: unknown): LockInfo | null {
   if (typeof value !== "object" || value === null) return null;
   const h = value as Record<string, unknown>;
   const num = (v: unknown) => (typeof v === "number" ? v : 0);

@@ -12,9 +12,9 @@ import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { LockError, LockProtocolError } from "../errors.ts";
 import { validateLockName } from "../names.ts";
-import { type AcquireAnswer, ClientCore, type ClientLease, holderInfo } from "./_client_core.ts";
+import { type AcquireAnswer, ClientCore, type ClientLease } from "./_client_core.ts";
 import type { LeaseKeeper } from "./_lease_keeper.ts";
-import { jsonReply } from "./_client_ops.ts";
+import { holderFrom, jsonReply } from "./_client_ops.ts";
 import { encodeName } from "./protocol.ts";
 import { parseServerAddress } from "./server_address.ts";
 
@@ -154,7 +154,7 @@ export function serverTarget(
             `object or null: ${reply.rest.slice(0, 80)}`,
         );
       }
-      return holder ? holderInfo(name, core.server, JSON.stringify(holder)) : null;
+      return holderFrom(name, core.server, holder);
     },
   };
 }
