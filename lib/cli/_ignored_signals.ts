@@ -13,6 +13,7 @@
 import { constants } from "node:os";
 import { runtime } from "../runtime/mod.ts";
 import { PASSED_SIGNALS, type PassedSignal } from "./_command_tree.ts";
+import { commandWord } from "./_find_command.ts";
 
 /**
  * The signals of {@link PASSED_SIGNALS} that this process ignores, read
@@ -57,8 +58,8 @@ export function ignoredIn(status: string): PassedSignal[] {
 /**
  * `command` and `args` started so that `signals` are ignored in it: through
  * `sh -c 'trap "" … && exec "$@"'` (an ignored signal stays ignored across
- * exec), or as they are if there are none. `command` must not start with
- * `-` (see `commandWord`).
+ * exec), or as they are if there are none. A command named like an option
+ * goes as its path (see `commandWord`): bash's exec would take it for one.
  *
  * @param command The program.
  * @param args Its arguments.
@@ -72,5 +73,6 @@ export function withSignalsIgnored(
 ): [string, string[]] {
   if (signals.length === 0) return [command, args];
   const names = signals.map((name) => name.slice(3)).join(" ");
-  return ["/bin/sh", ["-c", `trap '' ${names} && exec "$@"`, "sh", command, ...args]];
+  const word = commandWord(command, runtime.searchPath(), runtime.executableState);
+  return ["/bin/sh", ["-c", `trap '' ${names} && exec "$@"`, "sh", word, ...args]];
 }

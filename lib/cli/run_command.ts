@@ -24,7 +24,7 @@ import {
 } from "./_command_tree.ts";
 import { ignoredSignals, withSignalsIgnored } from "./_ignored_signals.ts";
 import { describeHolder } from "../_describe_holder.ts";
-import { commandProblem, commandWord } from "./_find_command.ts";
+import { commandProblem } from "./_find_command.ts";
 
 /** Exit code when the lock is busy (`--no-wait`) or the wait timed out: EX_TEMPFAIL. */
 export const EXIT_BUSY = 75;
@@ -225,13 +225,7 @@ export async function runCommand(args: string[], log: Logger): Promise<number> {
   try {
     if (held.signal.aborted) onLost();
     if (!lost) {
-      const [program, programArgs] = ignored.length === 0
-        ? [command, commandArgs]
-        : withSignalsIgnored(
-          commandWord(command, runtime.searchPath(), runtime.executableState),
-          commandArgs,
-          ignored,
-        );
+      const [program, programArgs] = withSignalsIgnored(command, commandArgs, ignored);
       child = await startCommand(program, programArgs, log, held.signal);
     }
     if (!child) {
