@@ -102,6 +102,21 @@ function latencyGoal(
   };
 }
 
+/**
+ * {@link latencyGoal} with figures shown beside its value (a floor, a
+ * related row), where `beside` finds what it needs measured.
+ */
+function latencyGoalWith(
+  id: string,
+  beside: (find: Lookup) => string | null,
+): (find: Lookup, runtime: RuntimeName) => Verdict {
+  return (find, runtime) => {
+    const verdict = latencyGoal(id)(find, runtime);
+    const extra = verdict.met === null ? null : beside(find);
+    return extra === null ? verdict : { ...verdict, value: `${verdict.value}${extra}` };
+  };
+}
+
 function handoffGoal(kind: string): Goal {
   return {
     row: `${kind}.handoff`,
@@ -155,17 +170,14 @@ export const GOALS: Goal[] = [
     // Met by the repeated try (it reuses the verified connection); the first
     // try's fresh handshake, a round trip to another process, is shown beside
     // with that round trip's floor.
-    check(find, runtime) {
-      const verdict = latencyGoal("socket.contended")(find, runtime);
+    check: latencyGoalWith("socket.contended", (find) => {
       const first = find("socket.contended_handshake");
       const trip = find("floor.rtt_process");
-      if (verdict.met === null || !first || !trip) return verdict;
-      return {
-        ...verdict,
-        value: `${verdict.value} repeated; first try ${formatUs(first.p50Us)} ` +
-          `(floor: one round trip to another process, ${formatUs(trip.p50Us)})`,
-      };
-    },
+      return first && trip
+        ? ` repeated; first try ${formatUs(first.p50Us)} ` +
+          `(floor: one round trip to another process, ${formatUs(trip.p50Us)})`
+        : null;
+    }),
   },
   handoffGoal("socket"),
   handoffGoal("port"),
@@ -176,15 +188,10 @@ export const GOALS: Goal[] = [
     target: "≤ 100 µs",
     reference: "distlockd: 0.43 ms mean acquire latency (issue 6)",
     // Two requests to another process: their floor is shown beside.
-    check(find, runtime) {
-      const verdict = latencyGoal("server.acquire_release")(find, runtime);
+    check: latencyGoalWith("server.acquire_release", (find) => {
       const trip = find("floor.rtt_process");
-      if (verdict.met === null || !trip) return verdict;
-      return {
-        ...verdict,
-        value: `${verdict.value}; floor (2 round trips) ${formatUs(2 * trip.p50Us)}`,
-      };
-    },
+      return trip ? `; floor (2 round trips) ${formatUs(2 * trip.p50Us)}` : null;
+    }),
   },
   {
     row: "server.throughput_own",

@@ -21,7 +21,7 @@ import {
   P50_TARGETS_US,
   type Verdict,
 } from "./_goals.ts";
-import { median } from "./_measure.ts";
+import { median, TURN_EVERY } from "./_measure.ts";
 
 const ORDER: RuntimeName[] = ["deno", "bun", "node"];
 const TITLE: Record<RuntimeName, string> = { deno: "Deno", bun: "Bun", node: "Node" };
@@ -77,7 +77,7 @@ md.push(
   "one runtime after the other on the machine below. Every figure: warm-up, then repeats; the",
   "table shows the median of the repeats and ± half their spread (noise). Figures under 20 µs are",
   "batch means (timer cost would dominate single ops), so their p99 understates single-op tails.",
-  "Back-to-back ops give the event loop a turn every 32 ops (timed with them), as a program does",
+  `Back-to-back ops give the event loop a turn every ${TURN_EVERY} ops (timed with them), as a program does`,
   "between locks: Node finishes closing a socket only in such a turn.",
   "",
   "## Machine",
