@@ -81,12 +81,12 @@ function inGrace(runtime: Runtime, file: string, text: string): boolean {
   if (!seen) graceSince.set(runtime, seen = new Map());
   const now = runtime.monotonic();
   const key = `${file}\0${text}`;
-  const since = seen.get(key) ?? now;
-  if (!seen.has(key)) {
+  let since = seen.get(key);
+  if (since === undefined) {
     // Bounded by count, not by age: a grace must end for tries spaced
     // further apart than it, however far. The oldest sighting goes first.
     if (seen.size >= MAX_GRACE_ENTRIES) seen.delete(seen.keys().next().value!);
-    seen.set(key, since);
+    seen.set(key, since = now);
   }
   return now - since < COMPAT_GRACE_MS;
 }
@@ -296,8 +296,9 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   // lock, so every process sharing the directory agrees on it and no other
   // user can bind it. Before each break and release one lstat confirms the
   // key file is the one read (a changed file is read again): a process that
-  // made the directory again after it was removed wrote a new key there. Compat mode has no secret: the lock file's path names it, the
-  // same for every user who can remove that file (see breakerKey).
+  // made the directory again after it was removed wrote a new key there.
+  // Compat mode has no secret: the lock file's path names it, the same for
+  // every user who can remove that file (see breakerKey).
   const breaker = async () =>
     s.compat
       ? breakerKey(runtime, s.name, null, s.dir)
