@@ -12,17 +12,20 @@ export interface RelayProxy {
 }
 
 /**
- * Listens on a free loopback port and, for each client, connects to
- * `127.0.0.1:port`. `relay` wires the two sockets' data: nothing passes
- * unless it does. Either side closing closes both; errors only close.
+ * Listens on a loopback port (`listenPort`, else a free one) and, for each
+ * client, connects to `127.0.0.1:port`. `relay` wires the two sockets'
+ * data: nothing passes unless it does. Either side closing closes both;
+ * errors only close.
  *
  * @param port The server's port.
  * @param relay Called once per connection with its two sockets.
+ * @param listenPort The port to listen on (0: a free one).
  * @returns The relay, once it listens.
  */
 export async function relayProxy(
   port: number,
   relay: (client: net.Socket, upstream: net.Socket) => void,
+  listenPort = 0,
 ): Promise<RelayProxy> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
@@ -37,7 +40,10 @@ export async function relayProxy(
       });
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(listenPort, "127.0.0.1", () => resolve());
+  });
   return {
     port: (server.address() as net.AddressInfo).port,
     close: () => {

@@ -16,7 +16,7 @@ import {
   tempDirsRemovedAfter,
   unshareUnavailable,
 } from "./_processes.ts";
-import { signal, within } from "./_server_helpers.ts";
+import { signal, sleep, within } from "./_server_helpers.ts";
 
 const CLI = new URL("../lib/cli.ts", import.meta.url).pathname;
 const tempDir = tempDirsRemovedAfter();
@@ -204,7 +204,3 @@ describe("socketlock run: signals", { skip: linuxOnly }, () => {
     );
   }
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

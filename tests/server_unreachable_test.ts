@@ -5,19 +5,16 @@
 // (it was, the CLI then exiting 69 for a lock that was merely held).
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import { lock, LockClient, LockTimeoutError, serve } from "../mod.ts";
 import { freePort } from "./_processes.ts";
 import { sleep } from "./_server_helpers.ts";
+import { relayProxy } from "./_relay_proxy.ts";
 
 // A loopback relay on `port` to the server on `upstreamPort` whose replies
 // reach the client `delayMs` late: a reachable server that is slow to greet.
 async function slowRelay(port: number, upstreamPort: number, delayMs: number) {
-  const sockets = new Set<net.Socket>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(upstreamPort, "127.0.0.1");
-    sockets.add(client).add(upstream);
+  const relay = await relayProxy(upstreamPort, (client, upstream) => {
     client.on("data", (chunk) => upstream.write(chunk));
     upstream.on("data", (chunk) => {
       const t = setTimeout(() => {
@@ -26,23 +23,11 @@ async function slowRelay(port: number, upstreamPort: number, delayMs: number) {
       }, delayMs);
       timers.add(t);
     });
-    for (const s of [client, upstream]) {
-      s.on("error", () => {});
-      s.on("close", () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve());
-  });
+  }, port);
   return {
     close: () => {
       for (const t of timers) clearTimeout(t);
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
+      return relay.close();
     },
   };
 }
