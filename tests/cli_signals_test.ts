@@ -32,9 +32,14 @@ const bashAsSh = process.getuid?.() !== 0
   : unshareUnavailable(NEW_MOUNT_NAMESPACE);
 
 /** The CLI under `rt`, through `prefix` (a program that execs it: setsid, nohup, sh). */
-function cli(rt: RuntimeName, prefix: string[], args: string[]): Child {
+function cli(
+  rt: RuntimeName,
+  prefix: string[],
+  args: string[],
+  env: Record<string, string> = {},
+): Child {
   const [cmd, base] = scriptCommand(rt, CLI);
-  return spawnCommand(prefix[0], [...prefix.slice(1), cmd, ...base, ...args]);
+  return spawnCommand(prefix[0], [...prefix.slice(1), cmd, ...base, ...args], env);
 }
 
 function ended(child: Child) {
@@ -133,25 +138,21 @@ describe("socketlock run: signals", { skip: linuxOnly }, () => {
       const dir = await tempDir();
       writeFileSync(`${bin}/-x`, `#!/bin/sh\necho "-x ran: $*"\n`);
       chmodSync(`${bin}/-x`, 0o755);
-      const [cmd, base] = scriptCommand(rt, CLI);
       // bash's exec takes "-x" for an option of its own; dash's does not.
-      const run = spawnCommand("unshare", [
-        ...NEW_MOUNT_NAMESPACE,
-        "--",
-        "/bin/bash",
-        "-c",
-        `mount --bind /bin/bash /bin/sh && trap '' HUP && exec "$@"`,
-        "bash",
-        cmd,
-        ...base,
-        "run",
-        "dash-x",
-        "--dir",
-        dir,
-        "--",
-        "-x",
-        "a b",
-      ], { PATH: `${bin}:${process.env.PATH}` });
+      const run = cli(
+        rt,
+        [
+          "unshare",
+          ...NEW_MOUNT_NAMESPACE,
+          "--",
+          "/bin/bash",
+          "-c",
+          `mount --bind /bin/bash /bin/sh && trap '' HUP && exec "$@"`,
+          "bash",
+        ],
+        ["run", "dash-x", "--dir", dir, "--", "-x", "a b"],
+        { PATH: `${bin}:${process.env.PATH}` },
+      );
       const result = await ended(run);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /-x ran: a b/);
@@ -176,13 +177,7 @@ describe("socketlock run: signals", { skip: linuxOnly }, () => {
         ]);
         await holder.waitFor("held", 20_000);
         // A non-interactive shell starts a background job with SIGINT ignored.
-        const [cmd, base] = scriptCommand(rt, CLI);
-        const waiter = spawnCommand("sh", [
-          "-c",
-          `trap '' INT; exec "$@"`,
-          "sh",
-          cmd,
-          ...base,
+        const waiter = cli(rt, ["sh", "-c", `trap '' INT; exec "$@"`, "sh"], [
           "run",
           "bg",
           "--dir",
