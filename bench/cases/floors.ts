@@ -1,7 +1,10 @@
 // The floors: what the OS and the runtime charge for the steps a lock is
 // built from, through the same Runtime adapter the kinds use — an exclusive
 // create + unlink of a small file, a bind + close of a socket, and one
-// loopback round trip (within one event loop, and to another process).
+// loopback round trip (within one event loop, and to another process) —
+// and the file and socket steps of one socket-kind and one folder-kind
+// acquire+release, made raw, in the same order, with no library logic: what
+// those kinds' designs cost before a line of theirs runs.
 
 import type { BenchCase, BenchContext } from "../_case.ts";
 import { type Connection, runtime } from "../../lib/runtime/mod.ts";
@@ -32,6 +35,65 @@ async function fileFloor(ctx: BenchContext): Promise<void> {
     await runtime.remove(path);
   }, ctx.budget);
   ctx.record("floor.file", "floor", "exclusive create + unlink of a small file", measured);
+}
+
+// One socket-kind cycle's steps (see lib/socket/lock_file.ts and
+// socket_target.ts): the lock file created whole (temp file, link, unlink
+// the temp), the token floor read from `.last`; at release the key file's
+// lstat, the breaker lock bound, the lock file read back, `.last` replaced
+// by the lock file, the breaker lock closed.
+async function socketStepsFloor(ctx: BenchContext, data: string): Promise<void> {
+  const base = `${ctx.dir}/${ctx.unique("floor-socket")}`;
+  const [file, last, key] = [`${base}.lock`, `${base}.lock.last`, `${base}.key`];
+  const breaker = `\0${ctx.unique("socketlock-bench-floor-breaker")}`;
+  await runtime.writeFileExclusive(key, "k", 0o600);
+  await runtime.writeFileExclusive(last, data, 0o600);
+  let n = 0;
+  const measured = await measureOps(async () => {
+    const temp = `${file}.${n++}.tmp`;
+    await runtime.writeFileExclusive(temp, data, 0o600);
+    await runtime.link(temp, file);
+    await runtime.remove(temp);
+    await runtime.readFile(last);
+    await runtime.lstat(key);
+    const held = await runtime.listen({ transport: "unix", path: breaker }, (c) => c.close());
+    await runtime.readFile(file);
+    await runtime.remove(last);
+    await runtime.rename(file, last);
+    await held.close();
+  }, ctx.budget);
+  ctx.record(
+    "floor.socket_steps",
+    "floor",
+    "the socket kind's file and socket steps, raw",
+    measured,
+    "one acquire+release's system calls in its order, without the library",
+  );
+}
+
+// One folder-kind cycle's steps (see lib/folder/check_bid_check.ts): the bid
+// written whole (temp file, rename), the folder listed, the token file read
+// and rewritten, the bid removed.
+async function folderStepsFloor(ctx: BenchContext, data: string): Promise<void> {
+  const folder = `${ctx.dir}/${ctx.unique("floor-folder")}.folder`;
+  await runtime.mkdir(folder, 0o700);
+  await runtime.writeFile(`${folder}/token`, "1", 0o600);
+  let n = 0;
+  const measured = await measureOps(async () => {
+    const [temp, bid] = [`${folder}/.${n}.tmp`, `${folder}/${n++}.json`];
+    await runtime.writeFileExclusive(temp, data, 0o600);
+    await runtime.rename(temp, bid);
+    await runtime.readDir(folder);
+    await runtime.updateFile(`${folder}/token`, (text) => String(Number(text) + 1));
+    await runtime.remove(bid);
+  }, ctx.budget);
+  ctx.record(
+    "floor.folder_steps",
+    "floor",
+    "the folder kind's file steps, raw",
+    measured,
+    "one acquire+release's system calls in its order, without the library",
+  );
 }
 
 async function bindFloors(ctx: BenchContext): Promise<void> {
@@ -100,6 +162,17 @@ export const floors: BenchCase = {
   async run(ctx) {
     await fileFloor(ctx);
     await bindFloors(ctx);
+    // A lock file's size: what the kinds write.
+    const data = JSON.stringify({
+      pid: runtime.pid,
+      port: 40_000,
+      acquiredAt: Date.now(),
+      host: runtime.hostname(),
+      id: crypto.randomUUID(),
+      token: Date.now() * 1000,
+    });
+    await socketStepsFloor(ctx, data);
+    await folderStepsFloor(ctx, data);
     await roundTripFloors(ctx);
   },
 };
