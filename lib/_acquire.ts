@@ -10,6 +10,7 @@ import { timerAt } from "./_timer_at.ts";
 import { GAVE_UP, raceUntil } from "./_race_until.ts";
 import { localHolder, releaseLocal, setLocalHolder, tryLocal, waitLocal } from "./_local_mutex.ts";
 import { LockAbortedError, LockTimeoutError } from "./errors.ts";
+import { asyncDispose } from "./_async_dispose.ts";
 
 /** What one acquisition needs. */
 export interface AcquireRequest {
@@ -31,9 +32,6 @@ export type AcquireResult =
   | { held: null; holder: LockInfo | null };
 
 const SELF_WAKING_KEEPALIVE_MS = 60_000;
-
-const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
-  Symbol.for("Symbol.asyncDispose");
 
 /** Sleeps `ms`, returning early when `wake` resolves or `signal` aborts. */
 function pause(

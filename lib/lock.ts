@@ -67,7 +67,9 @@ export async function lock(name: string, options: LockOptions = {}): Promise<Hel
 }
 
 /**
- * Takes the lock `name` if it is free right now; never waits.
+ * Takes the lock `name` if it is free right now; never waits for a holder
+ * to let go (checking a silent socket holder takes up to its handshake
+ * timeout, 1 s by default).
  *
  * @example Skip work another process is already doing
  * ```ts

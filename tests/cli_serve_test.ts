@@ -155,7 +155,7 @@ describe("socketlock serve", () => {
     kids.push(proc.child);
     const without = await runCli("node", ["run", "guarded", "--server", proc.address, "--", "true"])
       .done;
-    assert.equal(without.code, 69, "not 1: a command may exit 1 itself");
+    assert.equal(without.code, 77, "a permission problem: not 1, which a command may exit itself");
     assert.match(without.stderr, /requires a token/);
     const withToken = await runCli("deno", [
       "run",

@@ -21,6 +21,16 @@ describe("FolderLock", () => {
     return `${dir}/locks`;
   }
 
+  test("await using releases a FolderLock at the end of its scope", async () => {
+    const path = await folder();
+    const lockObject = new FolderLock(path);
+    assert.equal(typeof lockObject[Symbol.asyncDispose], "function");
+    assert.equal(await lockObject.tryAcquire(), true);
+    await lockObject[Symbol.asyncDispose]();
+    assert.equal(lockObject.held, null);
+    assert.equal(await new FolderLock(path).getLockInfo(), null);
+  });
+
   /** A live process whose bid we forge in Python's exact format. */
   function sleeper(): number {
     const child = spawnCommand("sleep", ["30"]);

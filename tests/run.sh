@@ -77,6 +77,18 @@ show_failures() { # name
     *) awk '/failing tests:/ { on = 1 } on' <<<"$plain" ;;
   esac | head -120
 }
+if [ "$#" -eq 0 ]; then
+  # Type errors, in the code and in every JSDoc example (the tests run
+  # --no-check under Deno), fail the suite as one failed step.
+  echo
+  echo "== typecheck: deno check mod.ts lib/ tests/ bench/ && deno check --doc-only mod.ts lib/"
+  if "$SOCKETLOCK_DENO" check -q mod.ts lib/ tests/ bench/ &&
+    "$SOCKETLOCK_DENO" check -q --doc-only mod.ts lib/; then
+    summary+=("typecheck: 1 passed, 0 failed"); total_pass=$((total_pass + 1))
+  else
+    summary+=("typecheck: 0 passed, 1 failed"); total_fail=$((total_fail + 1))
+  fi
+fi
 if [ "${#files[@]}" -gt 0 ]; then
   run deno env DENO_JOBS=2 "$SOCKETLOCK_DENO" test -A --no-check --parallel "${files[@]}"
   run bun "$SOCKETLOCK_BUN" test --parallel=2 --timeout 120000 "${files[@]/#/./}"

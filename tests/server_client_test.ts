@@ -11,6 +11,7 @@ import {
   LockClient,
   LockError,
   LockLostError,
+  LockPermissionError,
   type LockServer,
   LockTimeoutError,
   serve,
@@ -215,6 +216,21 @@ describe("LockClient", () => {
     assert.equal(await c.release("renew-me"), false);
   });
 
+  test("a ttl under 30 ms or not a number is refused with a clear error before anything is sent", async () => {
+    const c = client();
+    const address = `127.0.0.1:${port}`;
+    const bad = /Option ttl must be a number from 30 to 2147483647/;
+    for (const ttl of [0, 1, 29, -5, NaN, Infinity, "5000" as unknown as number]) {
+      await assert.rejects(c.acquire("ttl-checked", { ttl }), bad, String(ttl));
+      await assert.rejects(c.lock("ttl-checked", { ttl }), bad, String(ttl));
+      await assert.rejects(lock("ttl-checked", { server: address, ttl }), bad, String(ttl));
+    }
+    const lease = await c.acquire("ttl-checked", { ttl: 30 });
+    assert.equal(lease.ttl, 30);
+    await assert.rejects(c.renew("ttl-checked", 1), bad);
+    assert.equal(await c.release("ttl-checked"), true);
+  });
+
   test("lock(name, { server }) from the main module takes the lock through the server", async () => {
     const held = await lock("unified", { server: `127.0.0.1:${port}` });
     assert.equal(held.kind, "server");
@@ -266,11 +282,15 @@ describe("LockClient", () => {
       assert.ok(lease.token > 0);
       await good.release("guarded");
       const none = await client({ port: guarded.address.port }).acquire("guarded").catch((e) => e);
-      assert.ok(none instanceof LockError && /requires a token/.test(none.message), String(none));
+      // A permission problem (CLI exit 77), not a server that is down.
+      assert.ok(
+        none instanceof LockPermissionError && /requires a token/.test(none.message),
+        String(none),
+      );
       const wrong = await client({ port: guarded.address.port, token: "nope" }).acquire("guarded")
         .catch((e) => e);
       assert.ok(
-        wrong instanceof LockError && /refused our token/.test(wrong.message),
+        wrong instanceof LockPermissionError && /refused our token/.test(wrong.message),
         String(wrong),
       );
       const imposter = await client({ port, token: secret }).acquire("guarded").catch((e) => e);

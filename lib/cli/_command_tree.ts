@@ -87,8 +87,8 @@ export async function startCommand(
   // that cannot read its terminal would stop, which is worse.
   const grouped = (await terminalState())?.controlling === false;
   const [setpriv, timeout] = await Promise.all([
-    findProgram(SETPRIV),
-    grouped ? findProgram(TIMEOUT) : null,
+    findProgram(SETPRIV, log),
+    grouped ? findProgram(TIMEOUT, log) : null,
   ]);
   const diesWithParent = ["--pdeathsig", "KILL", "--"];
   if (setpriv && timeout) {
@@ -252,11 +252,33 @@ async function childOf(pid: number): Promise<number | null> {
   }
 }
 
-async function findProgram(paths: string[]): Promise<string | null> {
+async function findProgram(paths: string[], log: Logger): Promise<string | null> {
   if (runtime.platform !== "linux") return null;
   for (const path of paths) {
-    // A link too (uutils coreutils installs them); the probe run tells if it works.
-    if (await runtime.lstat(path).then((s) => s.isFile || s.isSymlink, () => false)) return path;
+    try {
+      // A link too (uutils coreutils installs them); the probe run tells if it works.
+      const stat = await runtime.lstat(path);
+      if (stat.isFile || stat.isSymlink) return path;
+    } catch (error) {
+      // Deno with --allow-read scoped elsewhere: not "not found", and the
+      // warning names the flag. (Without timeout, only the grouping of
+      // what the command leaves is lost, as where none is installed.)
+      if (error instanceof LockPermissionError && paths === SETPRIV) {
+        return warnUnreadable(path, log);
+      }
+    }
+  }
+  return null;
+}
+
+function warnUnreadable(path: string, log: Logger): null {
+  if (!warnedUnwrapped) {
+    warnedUnwrapped = true;
+    log.log(
+      "warn",
+      `${path} cannot be looked at (Deno: add --allow-read=${SETPRIV[0]},${TIMEOUT[0]}, or -A), ` +
+        "so if this process is killed outright, the command runs on without the lock",
+    );
   }
   return null;
 }

@@ -11,6 +11,7 @@ import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
 import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held_slot.ts";
 import type { LockTarget } from "../_kind.ts";
 import { folderTarget } from "./folder_target.ts";
+import { asyncDispose } from "../_async_dispose.ts";
 
 /** Options of {@link FolderLock}. */
 export interface FolderLockOptions {
@@ -95,6 +96,11 @@ export class FolderLock {
   /** Withdraws this object's bid. Does nothing if it holds no lock. */
   release(): Promise<void> {
     return releaseFrom(this.#slot);
+  }
+
+  /** Releases the lock at the end of an `await using` scope. */
+  [asyncDispose](): Promise<void> {
+    return this.release();
   }
 
   /**

@@ -14,17 +14,15 @@ import { LockAbortedError, LockTimeoutError } from "../errors.ts";
 import type { LockTarget } from "../_kind.ts";
 import { type HeldSlot, releaseFrom } from "../_held_slot.ts";
 import { portTarget } from "./port_target.ts";
+import { asyncDispose } from "../_async_dispose.ts";
 
 /** Options of {@link PortLock}, in milliseconds (k3portlock takes seconds). */
 export interface PortLockOptions {
   /** How long {@link PortLock.acquire} waits, in ms. Default 1000 (k3portlock's 1 s). */
   timeout?: number;
-  /** The longest pause between two tries, in ms. Default 10 (k3portlock's 0.01 s). */
+  /** The pause between two tries, in ms, ±20 % (jitter). Default 10 (k3portlock's 0.01 s). */
   sleepTime?: number;
 }
-
-const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
-  Symbol.for("Symbol.asyncDispose");
 
 /**
  * A lock held by binding an address derived from `key`: on Linux the abstract
@@ -95,7 +93,7 @@ export class PortLock implements AsyncDisposable {
   /**
    * Takes the lock, retrying until `timeout` ms pass. A waiter wakes as soon
    * as a holder of this library lets go; Python holders are polled every
-   * `sleepTime` ms at most. Does nothing if this object already holds it;
+   * `sleepTime` ms (±20 %). Does nothing if this object already holds it;
    * a call while another is waiting shares that one's outcome, within its own
    * timeout and signal.
    *

@@ -27,7 +27,8 @@ export interface RedisSubscriber {
  * @example Adapt a client by hand
  * ```ts
  * import type { RedisAdapter } from "jsr:@x/socketlock/redis";
- * declare const myClient: { command(args: string[]): Promise<unknown> };
+ * // Stands for a client whose command() sends one command and resolves its reply.
+ * const myClient = { command: (args: string[]) => Promise.resolve<unknown>(args.length) };
  * const adapter: RedisAdapter = {
  *   name: "my-client",
  *   send: (args) => myClient.command([...args]),
@@ -174,7 +175,7 @@ const adapters = new WeakMap<object, RedisAdapter>();
  *
  * @example Adapt an ioredis client
  * ```ts
- * import Redis from "ioredis";
+ * import { Redis } from "ioredis";
  * import { adaptRedisClient } from "jsr:@x/socketlock/redis";
  * const adapter = adaptRedisClient(new Redis());
  * console.log(adapter.name); // "ioredis"

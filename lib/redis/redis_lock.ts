@@ -13,6 +13,7 @@ import { validateLockName } from "../names.ts";
 import { adaptRedisClient, type RedisAdapter } from "./client_adapter.ts";
 import { lockKeyFor } from "./key_layout.ts";
 import { forceReleaseIfStale, inspectRedis, redisTarget, validateTtl } from "./redis_target.ts";
+import { asyncDispose } from "../_async_dispose.ts";
 
 /** Options of {@link RedisLock}. */
 export interface RedisLockOptions {
@@ -32,16 +33,13 @@ export interface RedisLockOptions {
   retry?: RetryOptions;
 }
 
-const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
-  Symbol.for("Symbol.asyncDispose");
-
 /**
  * A lock on one Redis key, shared by every process that uses the same key
  * on the same Redis — the same lock as `lock(name, { redis: client })`.
  *
  * @example Guard a job across hosts
  * ```ts
- * import Redis from "npm:ioredis";
+ * import { Redis } from "npm:ioredis";
  * import { RedisLock } from "jsr:@x/socketlock";
  * const client = new Redis();
  * const lock = new RedisLock(client, "nightly-report", { ttl: 10_000 });
@@ -56,7 +54,7 @@ const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
  *
  * @example Use AppLocker's key and clear a holder that stopped renewing
  * ```ts
- * import Redis from "npm:ioredis";
+ * import { Redis } from "npm:ioredis";
  * import { RedisLock } from "jsr:@x/socketlock";
  * const client = new Redis();
  * const lock = new RedisLock(client, "billing", { key: "LOCK:billing" });

@@ -486,7 +486,7 @@ export interface RedlockOptions {
  *
  * @example Lock over three independent masters
  * ```ts
- * import Redis from "npm:ioredis";
+ * import { Redis } from "npm:ioredis";
  * import { Redlock } from "jsr:@x/socketlock/redis";
  * const masters = [6379, 6380, 6381].map((port) => new Redis(port));
  * const redlock = new Redlock(masters, { ttl: 10_000 });

@@ -85,8 +85,8 @@ export class ClientConnection {
   /**
    * Connects, says HELLO and, when the server asks, proves the token.
    *
-   * @throws {LockError} If the server cannot be reached, speaks another
-   *   protocol, or the token is missing or wrong.
+   * @throws {LockPermissionError} If the token is missing or wrong.
+   * @throws {LockError} If the server cannot be reached or speaks another protocol.
    */
   static async open(options: ConnectOptions): Promise<ClientConnection> {
     const where = describeServer(options);
@@ -118,7 +118,9 @@ export class ClientConnection {
       timer = options.runtime.setTimer(() => {
         reject(
           new LockProtocolError(
-            `The lock server at ${where} did not answer HELLO within ${options.timeout} ms; check that it is "socketlock serve".`,
+            `The lock server at ${where} did not answer HELLO within ${
+              Math.round(options.timeout)
+            } ms; check that it is "socketlock serve".`,
           ),
         );
       }, options.timeout);
@@ -164,8 +166,10 @@ export class ClientConnection {
       }
       return;
     }
+    // A token missing or refused is a permission problem (CLI exit 77), not
+    // a server that is down (69): retrying cannot help.
     if (!options.key) {
-      throw new LockError(
+      throw new LockPermissionError(
         `The lock server at ${where} requires a token. Pass { token } (or --token-file) with the secret in the server's --token-file.`,
       );
     }
@@ -173,7 +177,7 @@ export class ClientConnection {
     const mac = await signChallenge(options.key, "client", nonce, mine);
     const answer = await this.ask(`AUTH ${mac} ${mine}`);
     if (answer.kind !== "OK") {
-      throw new LockError(
+      throw new LockPermissionError(
         `The lock server at ${where} refused our token (${
           answer.rest.slice(0, 120)
         }). Use the secret in the server's --token-file.`,

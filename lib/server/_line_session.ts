@@ -29,6 +29,11 @@ import { Throttle } from "./_throttle.ts";
 /** Lines a client may send before its AUTH is checked; they are answered afterwards. */
 const MAX_LINES_DURING_AUTH = 64;
 
+/** "1 lock", "2 locks": for the limits' error messages. */
+function locks(count: number): string {
+  return `${count} lock${count === 1 ? "" : "s"}`;
+}
+
 /**
  * A line over the limit, by the tag it started with (`*` if none could be
  * read). It queues with the lines around it, so that its error reply comes
@@ -251,7 +256,9 @@ export class LineSession {
       return this.#error(
         tag,
         "TOO_MANY_LOCKS",
-        `This connection holds ${this.owner.leases.size} locks and waits for ${this.owner.waiters.size}, the most allowed; release some (or cancel some waits) first.`,
+        `This connection holds ${
+          locks(this.owner.leases.size)
+        } and waits for ${this.owner.waiters.size}, the most allowed; release some (or cancel some waits) first.`,
       );
     }
     if (this.#waits.has(tag)) {
@@ -269,7 +276,9 @@ export class LineSession {
       return this.#error(
         tag,
         "TOO_MANY_WAITERS",
-        `This connection already waits for ${this.owner.waiters.size} locks, the most allowed; cancel or finish some waits first.`,
+        `This connection already waits for ${
+          locks(this.owner.waiters.size)
+        }, the most allowed; cancel or finish some waits first.`,
       );
     }
     const ttl = Math.min(request.ttl ?? ctx.ttl, ctx.maxTtl);

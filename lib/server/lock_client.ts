@@ -11,7 +11,6 @@ import { type Runtime, runtime as defaultRuntime } from "../runtime/mod.ts";
 import type { HeldLock, LockInfo, RetryOptions } from "../types.ts";
 import { acquire as acquireLock } from "../_acquire.ts";
 import { GAVE_UP, raceUntil } from "../_race_until.ts";
-import { checkNumberOption } from "../_backoff.ts";
 import {
   LockAbortedError,
   LockBusyError,
@@ -23,7 +22,8 @@ import { validateLockName } from "../names.ts";
 import { type AcquireAnswer, type AcquireCall, ClientCore } from "./_client_core.ts";
 import { DEFAULT_PORT } from "./server_address.ts";
 import { jsonReply } from "./_client_ops.ts";
-import { serverTarget } from "./server_target.ts";
+import { checkServerTtl, serverTarget } from "./server_target.ts";
+import { asyncDispose } from "../_async_dispose.ts";
 import type { ServerStats } from "./serve.ts";
 
 const checkedNames = new Set<string>();
@@ -158,10 +158,12 @@ export class LockClient implements AsyncDisposable {
    * @throws {LockBusyError} If `timeout` is 0 and the lock is held.
    * @throws {LockTimeoutError} If the wait ran out.
    * @throws {LockAbortedError} If `signal` aborted the wait.
-   * @throws {LockError} If the server cannot be reached or refuses.
+   * @throws {LockError} If `ttl` is not a number of ms from 30 to 2^31 - 1,
+   *   or the server cannot be reached or refuses.
    */
   async acquire(name: string, options: ServerLockOptions = {}): Promise<ServerLease> {
     checkName(name);
+    checkServerTtl(options.ttl);
     const { signal, timeout } = options;
     if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
     const core = this.#core;
@@ -229,11 +231,11 @@ export class LockClient implements AsyncDisposable {
    * @param ttl The new lease length in ms (default: the current one).
    * @returns The renewed lease.
    * @throws {LockLostError} If this client no longer holds `name`.
-   * @throws {LockError} If `ttl` is not a number of ms >= 1 (the lease is
-   *   left as it was), or the server refused for another reason.
+   * @throws {LockError} If `ttl` is not a number of ms from 30 to 2^31 - 1
+   *   (the lease is left as it was), or the server refused for another reason.
    */
   async renew(name: string, ttl?: number): Promise<ServerLease> {
-    checkNumberOption(ttl, "ttl", 1);
+    checkServerTtl(ttl);
     const lease = this.#core.grantOf(name);
     if (!lease || !(await this.#core.renew(lease, ttl))) {
       throw new LockLostError(
@@ -268,12 +270,14 @@ export class LockClient implements AsyncDisposable {
    * @throws {LockBusyError} If `timeout` is 0 and the lock is held.
    * @throws {LockTimeoutError} If the wait ran out.
    * @throws {LockAbortedError} If `signal` aborted the wait.
+   * @throws {LockError} If `ttl` is not a number of ms from 30 to 2^31 - 1.
    */
   async lock(
     name: string,
     options: ServerLockOptions & { retry?: RetryOptions } = {},
   ): Promise<HeldLock> {
     checkName(name);
+    checkServerTtl(options.ttl);
     const result = await acquireLock({
       name,
       kind: "server",
@@ -332,7 +336,9 @@ export class LockClient implements AsyncDisposable {
    * console.log(await new LockClient({ port: 8888 }).health());
    * ```
    *
-   * @returns true if it answered HEALTH; false if it cannot be reached.
+   * @returns true if it answered HEALTH; false if it cannot be reached, or
+   *   it requires a token this client lacks or has wrong (a client always
+   *   proves the token before its first request).
    */
   async health(): Promise<boolean> {
     try {
@@ -352,7 +358,7 @@ export class LockClient implements AsyncDisposable {
   }
 
   /** Closes the client (for `await using`). */
-  [Symbol.asyncDispose](): Promise<void> {
+  [asyncDispose](): Promise<void> {
     return this.close();
   }
 }

@@ -38,8 +38,7 @@ export type ErrorCode =
   | "AUTH_REQUIRED"
   | "AUTH_FAILED"
   | "NOT_HOLDER"
-  | "NOT_WAITING"
-  | "SHUTTING_DOWN";
+  | "NOT_WAITING";
 
 /** A parsed request of the line protocol. */
 export type Request =

@@ -12,6 +12,7 @@ import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import { LockError, LockProtocolError } from "../errors.ts";
 import { validateLockName } from "../names.ts";
+import { checkNumberOption } from "../_backoff.ts";
 import { type AcquireAnswer, ClientCore, type ClientLease } from "./_client_core.ts";
 import type { LeaseKeeper } from "./_lease_keeper.ts";
 import { holderFrom, jsonReply } from "./_client_ops.ts";
@@ -177,11 +178,30 @@ export function sharedCore(
   return core;
 }
 
+/** The shortest lease a client asks for, in ms: it renews every ttl/3, a round trip each. */
+export const MIN_SERVER_TTL = 30;
+
+/**
+ * Checks a `ttl` option of the server kind before anything is sent: the
+ * server would refuse 0 with a protocol usage line, and grant 1 ms, a lease
+ * lost at once.
+ *
+ * @throws {LockError} If `ttl` is not a number of ms from 30 to 2^31 - 1.
+ */
+export function checkServerTtl(ttl: unknown): void {
+  checkNumberOption(ttl, "ttl", MIN_SERVER_TTL, 2 ** 31 - 1);
+}
+
 /** The server kind for `lock(name, { server: "host:port" })`. */
 export const serverDriver: KindDriver = {
   kind: "server",
   open(name, options, runtime) {
     validateLockName(name);
+    try {
+      checkServerTtl(options.ttl);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (!options.server) {
       return Promise.reject(
         new LockError(

@@ -13,15 +13,13 @@ import { type HeldSlot, releaseFrom, type SlotRequest, takeInto } from "../_held
 import { validateLockName } from "../names.ts";
 import { resolveSocketSettings } from "./socket_settings.ts";
 import { socketTarget } from "./socket_target.ts";
+import { asyncDispose } from "../_async_dispose.ts";
 
 /** Options of {@link SocketLock}: the socket kind's options of {@link LockOptions}. */
 export type SocketLockOptions = Pick<
   LockOptions,
   "dir" | "signatureSeed" | "compat" | "maxAge" | "handshakeTimeout" | "retry"
 >;
-
-const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ??
-  Symbol.for("Symbol.asyncDispose");
 
 /**
  * A lock file naming a loopback port whose listener proves, by handshake,
