@@ -50,7 +50,7 @@ import { verifyHolder, watchCompatHolder } from "./verify_holder.ts";
 import { breakerKey, breakStaleLock, holdBreakerLock } from "./break_stale_lock.ts";
 import { resolveSocketSettings, type SocketSettings } from "./socket_settings.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
-import { checkHeld, HeldCheckOnDemand, type HeldProbe } from "../_held_check.ts";
+import { checkHeld, type HeldCheck, HeldCheckOnDemand, type HeldProbe } from "../_held_check.ts";
 
 /** Bound on create/verify/break rounds in one try (each round changes the file). */
 const MAX_ROUNDS = 4;
@@ -268,6 +268,31 @@ function firstTryIn(runtime: Runtime, dir: string): boolean {
 const tokens = new FencingTokens(preciseWallClock);
 
 /**
+ * A held socket lock. A class, not an object literal with a `lost` getter:
+ * that gives every grant a hidden class of its own, made in the old
+ * generation (see ../_lazy_wake.ts), and in a loop of lock and release each
+ * one kept the grants after it from dying young, so that minor collections
+ * copied and promoted every one of them.
+ */
+class SocketGrant implements Grant {
+  readonly token: number;
+  readonly info: LockInfo;
+  readonly release: () => Promise<void>;
+  #check: HeldCheck;
+
+  constructor(token: number, info: LockInfo, check: HeldCheck, release: () => Promise<void>) {
+    this.token = token;
+    this.info = info;
+    this.#check = check;
+    this.release = release;
+  }
+
+  get lost(): AbortSignal {
+    return this.#check.signal;
+  }
+}
+
+/**
  * A socket-kind target with resolved settings.
  *
  * @example Try a socket lock once, below the public API
@@ -396,31 +421,25 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     const check = new HeldCheckOnDemand(() =>
       checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy)
     );
-    return {
-      token: record.token!,
-      info: { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) },
-      get lost() {
-        return check.signal;
-      },
-      // A release that failed goes on answering for RETRY_WINDOW_MS, so
-      // that contenders do not break the file under a retry; then it stops
-      // (no retry may ever come: withLock and `await using` make none), and
-      // the next contender breaks the file. Like every release, a retry
-      // works under the breaker lock.
-      async release() {
-        // Stopped first: the file we are about to retire is not a lost lock.
-        check.stop();
-        try {
-          await releaseFile(text);
-        } catch (error) {
-          stopLater ??= runtime.setTimer(() => void served.stop(), RETRY_WINDOW_MS);
-          stopLater.unref();
-          throw error;
-        }
-        stopLater?.clear();
-        await served.stop();
-      },
-    };
+    const info = { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) };
+    // A release that failed goes on answering for RETRY_WINDOW_MS, so that
+    // contenders do not break the file under a retry; then it stops (no
+    // retry may ever come: withLock and `await using` make none), and the
+    // next contender breaks the file. Like every release, a retry works
+    // under the breaker lock.
+    return new SocketGrant(record.token!, info, check, async () => {
+      // Stopped first: the file we are about to retire is not a lost lock.
+      check.stop();
+      try {
+        await releaseFile(text);
+      } catch (error) {
+        stopLater ??= runtime.setTimer(() => void served.stop(), RETRY_WINDOW_MS);
+        stopLater.unref();
+        throw error;
+      }
+      stopLater?.clear();
+      await served.stop();
+    });
   }
 
   // Whether the lock file still holds `text`, ours; "unknown" if it cannot be read.
