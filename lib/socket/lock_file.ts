@@ -432,6 +432,12 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
   }
 }
 
+/** A lock file this process wrote, and the token it records. */
+export interface OwnLockFile {
+  text: string;
+  token: number;
+}
+
 /**
  * The token of the last released or broken lock, or 0. In compat mode a
  * `.last` that is not a regular file of this user is ignored (0): in the
@@ -452,16 +458,25 @@ export async function retireLockFile(runtime: Runtime, paths: LockPaths): Promis
  *
  * @param runtime The runtime adapter.
  * @param paths The lock's paths.
+ * @param own A lock file this process wrote: found as `.last`, its token is
+ *   taken as known rather than parsed again (a loop of lock and release
+ *   reads back, at each acquisition, the file it retired at the release).
  * @returns The last token seen.
  */
-export async function lastToken(runtime: Runtime, paths: LockPaths): Promise<number> {
+export async function lastToken(
+  runtime: Runtime,
+  paths: LockPaths,
+  own?: OwnLockFile,
+): Promise<number> {
   if (paths.compat && !(await isOwnFile(runtime, paths.last))) return 0;
   const text = await readIfExists(runtime, paths.last);
+  const token = text === null
+    ? 0
+    : text === own?.text
+    ? own.token
+    : parseLockFile(text)?.token ?? 0;
   // A token no holder of ours could have recorded (a damaged file) is no floor.
-  return plausibleToken(
-    (text === null ? null : parseLockFile(text))?.token ?? 0,
-    runtime.now() * 1000,
-  );
+  return plausibleToken(token, runtime.now() * 1000);
 }
 
 // A regular file (not a symlink, FIFO or directory) owned by this user, as

@@ -37,6 +37,7 @@ import {
   type LockPaths,
   lockPaths,
   type LockRecord,
+  type OwnLockFile,
   parseLockFile,
   readIfExists,
   removeIfExists,
@@ -267,6 +268,11 @@ function firstTryIn(runtime: Runtime, dir: string): boolean {
 // Wall-clock microseconds: a token floor that needs no file read.
 const tokens = new FencingTokens(preciseWallClock);
 
+// The last lock file this process made, whose token (from `tokens`, and
+// valid as every record made here is) needs no parse when the next
+// acquisition finds it retired as `.last`.
+let lastMade: OwnLockFile | undefined;
+
 /**
  * A held socket lock. A class, not an object literal with a `lost` getter:
  * that gives every grant a hidden class of its own, made in the old
@@ -383,7 +389,10 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     try {
       const { created, cleanup } = await createLockFile(runtime, paths, text, id);
       linked = created;
-      const [, last] = await Promise.all([cleanup, created ? lastToken(runtime, paths) : 0]);
+      const [, last] = await Promise.all([
+        cleanup,
+        created ? lastToken(runtime, paths, lastMade) : 0,
+      ]);
       if (!created) {
         await served.stop();
         return null;
@@ -415,6 +424,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       await served.stop();
       throw error;
     }
+    lastMade = { text, token: record.token! };
     let stopLater: Timer | null = null;
     // Our file removed or replaced (its directory removed, a maxAge break)
     // means another process may hold the lock now.
