@@ -23,9 +23,16 @@ const KEY_TEXT = /^([0-9a-f]{64})\n?$/;
 /** A key as read, and the identity of the file it was read from. */
 interface LoadedKey {
   key: Uint8Array;
-  file: string;
+  file: FileStat;
   /** Read over {@link MTIME_GRAIN_MS} after the file's mtime: see `unchanged`. */
   settled: boolean;
+}
+
+/** A directory's key: its file, its loading, and what that loaded once it has. */
+interface CachedKey {
+  path: string;
+  loading: Promise<LoadedKey>;
+  loaded: LoadedKey | null;
 }
 
 /**
@@ -34,11 +41,14 @@ interface LoadedKey {
  */
 const MTIME_GRAIN_MS = 2_500;
 
-const cache = new WeakMap<Runtime, Map<string, Promise<LoadedKey>>>();
+const cache = new WeakMap<Runtime, Map<string, CachedKey>>();
 
-// Everything a replacement (a new file, a chmod, a chown, a rewrite) changes.
-function identityOf(stat: FileStat): string {
-  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.mode}:${stat.uid}`;
+// Compares everything a replacement (a new file, a chmod, a chown, a
+// rewrite) changes, field by field: spelling them as one string (a
+// fractional mtime among them) took Node ~0.5 us on every release.
+function sameFile(a: FileStat, b: FileStat): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size &&
+    a.mtimeMs === b.mtimeMs && a.mode === b.mode && a.uid === b.uid;
 }
 
 function fromHex(hex: string): Uint8Array {
@@ -69,7 +79,7 @@ async function readKey(runtime: Runtime, path: string): Promise<LoadedKey | null
   }
   return {
     key: fromHex(match[1]),
-    file: identityOf(stat),
+    file: stat,
     settled: runtime.now() - stat.mtimeMs > MTIME_GRAIN_MS,
   };
 }
@@ -136,19 +146,21 @@ export async function loadSecret(
   dir: string,
   fresh = false,
 ): Promise<Uint8Array> {
-  const path = joinPath(dir, KEY_FILE);
   let byDir = cache.get(runtime);
   if (!byDir) cache.set(runtime, byDir = new Map());
   const known = byDir.get(dir);
-  if (known && !fresh) return (await known).key;
-  const loaded = await known?.catch(() => null);
-  if (loaded && await unchanged(runtime, path, loaded)) return loaded.key;
-  const loading = loadOrCreate(runtime, path);
-  loading.catch(() => {
-    if (byDir.get(dir) === loading) byDir.delete(dir);
+  if (known && !fresh) return (await known.loading).key;
+  const loaded = known && (known.loaded ?? await known.loading.catch(() => null));
+  if (loaded && await unchanged(runtime, known.path, loaded)) return loaded.key;
+  const path = known?.path ?? joinPath(dir, KEY_FILE);
+  const entry: CachedKey = { path, loading: loadOrCreate(runtime, path), loaded: null };
+  entry.loading.then((key) => {
+    entry.loaded = key;
+  }, () => {
+    if (byDir.get(dir) === entry) byDir.delete(dir);
   });
-  byDir.set(dir, loading);
-  return (await loading).key;
+  byDir.set(dir, entry);
+  return (await entry.loading).key;
 }
 
 // Whether the key file is still the one `loaded` was read from. Any error
@@ -161,5 +173,5 @@ export async function loadSecret(
 async function unchanged(runtime: Runtime, path: string, loaded: LoadedKey): Promise<boolean> {
   if (!loaded.settled) return false;
   const stat = await lstatIfExists(runtime, path);
-  return stat !== null && identityOf(stat) === loaded.file;
+  return stat !== null && sameFile(stat, loaded.file);
 }
