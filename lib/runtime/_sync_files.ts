@@ -23,6 +23,8 @@ const EXCLUSIVE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.consta
 
 // Lock files, bids, keys and /proc stat lines are far smaller: one read.
 const scratch = new Uint8Array(16 * 1024);
+// What writeAt writes, encoded: as far above what it writes.
+const output = new Uint8Array(16 * 1024);
 // ignoreBOM: keep a BOM as readFileSync does, so text compares byte for byte.
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
@@ -124,9 +126,14 @@ export function createExclusiveSync(path: string, data: string, mode: number): v
 
 function writeAt(fd: number, data: string): void {
   try {
-    const bytes = encoder.encode(data);
+    // Into a reused buffer: encode() allocates one per call, which costs
+    // more than the write. Only a text too long for it gets its own.
+    const { read, written } = encoder.encodeInto(data, output);
+    const whole = read === data.length;
+    const bytes = whole ? output : encoder.encode(data);
+    const length = whole ? written : bytes.length;
     let at = 0;
-    while (at < bytes.length) at += fs.writeSync(fd, bytes, at, bytes.length - at, at);
+    while (at < length) at += fs.writeSync(fd, bytes, at, length - at, at);
   } finally {
     fs.closeSync(fd);
   }
