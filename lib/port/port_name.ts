@@ -31,6 +31,7 @@ export const PORT_SPAN = 20000;
 export const MAX_PORT_KEY_BYTES = 96;
 
 const encoder = new TextEncoder();
+const keyBytes = new Uint8Array(MAX_PORT_KEY_BYTES + 1);
 
 /**
  * Checks that `key` fits in k3portlock's abstract socket name.
@@ -54,8 +55,11 @@ export function validatePortKey(key: string): string {
       `Use any text of at most ${MAX_PORT_KEY_BYTES} UTF-8 bytes, e.g. "nightly-report".`,
     );
   }
-  const bytes = encoder.encode(key).length;
-  if (bytes > MAX_PORT_KEY_BYTES) {
+  // encodeInto a buffer one byte too long for any key: every socket release
+  // checks its breaker lock's key, and encode() would allocate each time.
+  const { read, written } = encoder.encodeInto(key, keyBytes);
+  if (read < key.length || written > MAX_PORT_KEY_BYTES) {
+    const bytes = encoder.encode(key).length;
     throw new InvalidLockNameError(
       key,
       `the port kind binds the unix socket "\\0/portlock/<name>" as k3portlock does, ` +

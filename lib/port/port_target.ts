@@ -68,10 +68,15 @@ const decoder = new TextDecoder();
 // long as clocks agree to within a hand-off (~100 µs).
 const tokens = new FencingTokens(preciseWallClock);
 
-async function addressesOf(key: string, mode: PortMode): Promise<SocketAddress[]> {
+// Without an await for an abstract name: every socket release binds one.
+function addressesOf(key: string, mode: PortMode): SocketAddress[] | Promise<SocketAddress[]> {
   if (mode === "abstract") {
     return [{ transport: "unix", path: abstractName(key) } as SocketAddress];
   }
+  return tcpAddressesOf(key);
+}
+
+async function tcpAddressesOf(key: string): Promise<SocketAddress[]> {
   const base = await basePort(key);
   return Array.from({ length: PORT_COUNT }, (_, i): SocketAddress => ({
     transport: "tcp",
@@ -211,10 +216,15 @@ export async function holdPortKey(
   const listeners = await bindMajority(
     runtime,
     await addressesOf(validatePortKey(key), mode),
-    (conn) => conn.close(),
+    closeAtOnce,
   );
   if (!listeners) return null;
   return () => closeAll(listeners);
+}
+
+// A bare key lock greets nobody: whoever connects is let go at once.
+function closeAtOnce(conn: Connection): void {
+  conn.close();
 }
 
 /**

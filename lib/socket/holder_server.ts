@@ -70,7 +70,8 @@ export interface HolderRegistration {
 
 interface Served {
   entry: HolderEntry;
-  waiters: Set<Connection>;
+  /** Made for the first waiter: most locks are released before any comes. */
+  waiters: Set<Connection> | null;
 }
 
 interface Server {
@@ -96,7 +97,7 @@ function answer(server: Server, conn: Connection, text: string): void {
     case "wait":
       // Compat locks only: anyone may ask (their files are public), and our
       // keyed locks' waiters keep the connection of their handshake.
-      if (!only || only.entry.key || only.waiters.size >= MAX_WAITERS) return conn.close();
+      if (!only || only.entry.key || (only.waiters?.size ?? 0) >= MAX_WAITERS) return conn.close();
       conn.write(encoder.encode(WAITING));
       return keep(only, conn);
     case "hmac": {
@@ -116,8 +117,9 @@ function answer(server: Server, conn: Connection, text: string): void {
 }
 
 function keep(served: Served, conn: Connection): void {
-  served.waiters.add(conn);
-  conn.onClose(() => served.waiters.delete(conn));
+  const waiters = served.waiters ??= new Set();
+  waiters.add(conn);
+  conn.onClose(() => waiters.delete(conn));
 }
 
 async function openServer(runtime: Runtime): Promise<Server> {
@@ -260,7 +262,7 @@ export async function serveHolder(
   entry: HolderEntry,
   dedicated: boolean,
 ): Promise<HolderRegistration> {
-  const served: Served = { entry, waiters: new Set() };
+  const served: Served = { entry, waiters: null };
   if (dedicated) {
     const server = await openServer(runtime);
     server.served.set(entry.id, served);

@@ -235,18 +235,28 @@ function rememberVerified(
   return verified;
 }
 
+// Built key by key rather than with spreads of optional parts, which cost an
+// acquisition a temporary object and a copy each; the keys keep their order.
 function infoOf(record: LockRecord, s: SocketSettings, paths: LockPaths): LockInfo {
-  return {
+  const info: LockInfo = {
     kind: "socket",
     name: s.name,
     pid: record.pid,
     host: record.host,
     acquiredAt: record.acquiredAt,
-    ...(record.token === undefined ? {} : { token: record.token }),
-    port: record.port,
-    ...(record.isolate ? { isolate: record.isolate } : {}),
-    file: paths.file,
   };
+  if (record.token !== undefined) info.token = record.token;
+  info.port = record.port;
+  if (record.isolate) info.isolate = record.isolate;
+  info.file = paths.file;
+  return info;
+}
+
+// The holder's own info: as a contender sees it, and compat mode named.
+function ownInfoOf(record: LockRecord, s: SocketSettings, paths: LockPaths): LockInfo {
+  const info = infoOf(record, s, paths);
+  if (s.compat) info.compat = "socketlock";
+  return info;
 }
 
 // Temp files left by creators killed mid-create are swept at two moments
@@ -366,18 +376,20 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     try {
       const namespaces = runtime.namespaceId();
       const started = await ownStart(runtime);
+      // Every key present, those unknown undefined (which the file leaves
+      // out): one shape, and no spreads of optional parts to copy.
       record = {
         pid: runtime.pid,
         port: served.port,
         acquiredAt: runtime.now(),
         host: runtime.hostname(),
-        ...(namespaces ? { ns: namespaces } : {}),
+        ns: namespaces || undefined,
         name: s.name,
         id,
         token: tokens.next(),
-        ...(k.keyId ? { keyId: k.keyId } : {}),
+        keyId: k.keyId || undefined,
         isolate: ISOLATE_ID,
-        ...(started ? { startTicks: started.ticks } : {}),
+        startTicks: started?.ticks,
       };
     } catch (error) {
       // A permission refused (Deno), or no token left: nothing was created.
@@ -431,13 +443,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     const check = new HeldCheckOnDemand(() =>
       checkHeld(runtime, s.name, () => probeOwnFile(text), lostWhy)
     );
-    const info = { ...infoOf(record, s, paths), ...(s.compat ? { compat: "socketlock" } : {}) };
     // A release that failed goes on answering for RETRY_WINDOW_MS, so that
     // contenders do not break the file under a retry; then it stops (no
     // retry may ever come: withLock and `await using` make none), and the
     // next contender breaks the file. Like every release, a retry works
     // under the breaker lock.
-    return new SocketGrant(record.token!, info, check, async () => {
+    return new SocketGrant(record.token!, ownInfoOf(record, s, paths), check, async () => {
       // Stopped first: the file we are about to retire is not a lost lock.
       check.stop();
       try {
