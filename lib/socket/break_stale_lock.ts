@@ -70,8 +70,6 @@ export type BreakOutcome =
   /** Another process is breaking this lock right now: nothing was removed. */
   | "contended";
 
-const keys = new Map<string, Promise<string>>();
-
 /**
  * The breaker lock's port-lock key for lock `name`, short enough for a unix
  * socket address whatever the name's length. With the lock directory's
@@ -115,31 +113,40 @@ export function breakerKey(
   secret: Uint8Array | null,
   dir?: string,
 ): Promise<string> {
-  const id = secret
-    ? `key:${hexOf(secret)}:${name}`
-    : `file:${lockPaths(dir ?? runtime.tempDir(), name, true).file}`;
-  let key = keys.get(id);
+  if (!secret) {
+    const file = lockPaths(dir ?? runtime.tempDir(), name, true).file;
+    return madeOnce(fileKeys, file, () => `file:${file}`);
+  }
+  let byName = secretKeys.get(secret);
+  if (!byName) secretKeys.set(secret, byName = new Map());
+  return madeOnce(byName, name, () => `key:${hexOf(secret)}:${name}`);
+}
+
+// The keys made: per directory secret (one array for the life of the
+// process: loadSecret caches it) and name, or per compat lock file. Found
+// by the secret and the name, not by the text hashed: every release asks,
+// and spelling that text (the secret in hex) cost more than the lookup.
+const secretKeys = new WeakMap<Uint8Array, Map<string, Promise<string>>>();
+const fileKeys = new Map<string, Promise<string>>();
+
+function madeOnce(
+  keys: Map<string, Promise<string>>,
+  source: string,
+  hashed: () => string,
+): Promise<string> {
+  let key = keys.get(source);
   if (!key) {
-    key = crypto.subtle.digest("SHA-1", new TextEncoder().encode(id)).then((digest) =>
+    key = crypto.subtle.digest("SHA-1", new TextEncoder().encode(hashed())).then((digest) =>
       "socketlock.break." +
       Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("")
     );
-    keys.set(id, key);
+    keys.set(source, key);
   }
   return key;
 }
 
-// A directory's secret is one array for the life of the process (loadSecret
-// caches it): its hex spelling, made on every release, is made once.
-const secretHex = new WeakMap<Uint8Array, string>();
-
 function hexOf(secret: Uint8Array): string {
-  let hex = secretHex.get(secret);
-  if (hex === undefined) {
-    hex = Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("");
-    secretHex.set(secret, hex);
-  }
-  return hex;
+  return Array.from(secret, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** How long a release waits for a breaker to finish before leaving its file to be broken, ms. */
