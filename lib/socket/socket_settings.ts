@@ -110,13 +110,16 @@ export async function resolveSocketSettings(
   const dir = compat
     ? await ensureCompatDir(runtime, options.dir ?? runtime.tempDir())
     : await ensureLockDir(runtime, options.dir ?? defaultLockDir(runtime));
-  return {
+  // Optional keys set one by one, not spread in: every lock() call resolves
+  // its settings, and a spread costs a temporary object and a copy.
+  const settings: SocketSettings = {
     name,
     dir,
     compat,
-    // Like socketlock, an empty seed means "no seed".
-    ...(options.signatureSeed ? { signatureSeed: options.signatureSeed } : {}),
-    ...(options.maxAge !== undefined ? { maxAge: options.maxAge } : {}),
     handshakeTimeout: options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
   };
+  // Like socketlock, an empty seed means "no seed".
+  if (options.signatureSeed) settings.signatureSeed = options.signatureSeed;
+  if (options.maxAge !== undefined) settings.maxAge = options.maxAge;
+  return settings;
 }
