@@ -92,6 +92,40 @@ const CANNOT_CREATE: Record<string, string> = {
     "file system such as /proc)",
 };
 
+// Why a write in an existing directory failed, for the errors a user can
+// fix by choosing another directory.
+const CANNOT_WRITE: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "not permitted",
+  EROFS: "the file system is read-only",
+};
+
+/**
+ * `error` as a {@link LockPermissionError} if choosing another directory
+ * would fix it (no write permission, a read-only file system), else as is.
+ *
+ * @example Say why a write in a lock directory failed
+ * ```ts
+ * import { cannotWriteIn } from "./dirs.ts";
+ * const error = Object.assign(new Error("EROFS: read-only file system"), { code: "EROFS" });
+ * console.log((cannotWriteIn("lock directory", "/mnt/ro/locks", error) as Error).message);
+ * ```
+ *
+ * @param what What the directory is, for the message ("lock directory").
+ * @param dir The directory.
+ * @param error What the write threw.
+ * @returns The error to throw.
+ */
+export function cannotWriteIn(what: string, dir: string, error: unknown): unknown {
+  const reason = CANNOT_WRITE[errorCode(error) ?? ""];
+  if (!reason) return error;
+  return new LockPermissionError(
+    `Cannot use ${what} ${dir}: ${reason}. Pass one you can write, or fix this one ` +
+      `(yours, mode 700, on a writable file system).`,
+    { cause: error },
+  );
+}
+
 /**
  * Forgets that `dir` was checked: it was found gone (removed while in use,
  * say by a logout cleaning `$XDG_RUNTIME_DIR`), so the next

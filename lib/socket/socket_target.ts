@@ -21,7 +21,7 @@ import { ISOLATE_ID } from "../_isolate.ts";
 import { foreignNamespaces } from "../_namespaces.ts";
 import { FencingTokens } from "../_fencing_tokens.ts";
 import { preciseWallClock } from "../_precise_wall_clock.ts";
-import { checkLockFile, ensureLockDir, forgetLockDir } from "../dirs.ts";
+import { cannotWriteIn, checkLockFile, ensureLockDir, forgetLockDir } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import {
   type HmacKey,
@@ -476,6 +476,12 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
     `removed — a logout's cleanup of $XDG_RUNTIME_DIR, tmpfiles cleaning /tmp, rm — or ` +
     `the file broken: a maxAge break), so another process may hold the lock now`;
 
+  // A directory we may not write (a read-only file system, no permission):
+  // a LockPermissionError that says so, as the folder kind's.
+  function unwritableDir(error: unknown): never {
+    throw cannotWriteIn("lock directory", s.dir, error);
+  }
+
   async function createInDir(k: Keys): Promise<Grant | null> {
     try {
       return await create(k);
@@ -512,7 +518,19 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
    * let us remove a newcomer's file.
    */
   async function whileOurs<T>(text: string, act: () => Promise<T>): Promise<T | undefined> {
-    const unlock = await holdBreakerLock(runtime, await breaker());
+    let key: string;
+    try {
+      key = await breaker();
+    } catch (error) {
+      // The lock directory removed (a logout, a tmp cleaner) took our file
+      // with it, and its key cannot be made there again: nothing of ours is
+      // left to act on, and a file with our fresh id never comes back.
+      if (errorCode(error) === "ENOENT" && (await readIfExists(runtime, paths.file)) !== text) {
+        return undefined;
+      }
+      throw error;
+    }
+    const unlock = await holdBreakerLock(runtime, key);
     if (!unlock) return undefined;
     try {
       return (await readIfExists(runtime, paths.file)) === text ? await act() : undefined;
@@ -626,11 +644,11 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
   return {
     key: `socket:${paths.file}`,
     async tryAcquire(): Promise<Attempt> {
-      const k = await ready();
+      const k = await ready().catch(unwritableDir);
       if (!s.compat && firstTryIn(runtime, s.dir)) await sweepOldTemps(runtime, s.dir);
       for (let round = 0; round < MAX_ROUNDS; round++) {
         if (!busyHints.has(paths.file)) {
-          const grant = await createInDir(k);
+          const grant = await createInDir(k).catch(unwritableDir);
           if (grant) return { acquired: true, grant };
         }
         hintBusy(paths.file, false);
@@ -641,7 +659,8 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
           hintBusy(paths.file, true);
           return held;
         }
-        const outcome = await breakStaleLock(runtime, paths, await breaker(), text);
+        const outcome = await breakStaleLock(runtime, paths, await breaker(), text)
+          .catch(unwritableDir);
         // Someone else is breaking it this very moment; they will take it.
         if (outcome === "contended") return { acquired: false, holder: null };
         if (outcome === "broken" && !s.compat) await sweepOldTemps(runtime, s.dir);
