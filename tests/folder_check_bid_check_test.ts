@@ -342,7 +342,10 @@ describe("check-bid-check under forced interleavings", () => {
   test("a full disk while bidding throws and leaves no bid behind", async () => {
     const { world, procs: [a] } = setup([601]);
     world.diskFull = true;
-    await assert.rejects(checkBidCheck(a.runtime, FOLDER, { PID: 601, CREATED: 1 }), /ENOSPC/);
+    await assert.rejects(
+      checkBidCheck(a.runtime, FOLDER, JSON.stringify({ PID: 601, CREATED: 1 })),
+      /ENOSPC/,
+    );
     world.diskFull = false;
     assert.deepEqual(bids(world), []);
   });

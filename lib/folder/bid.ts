@@ -75,7 +75,8 @@ export function parseBid(text: string): Bid | null {
 }
 
 /**
- * Writes a bid so that no reader ever sees it half-written: the content goes
+ * Writes a bid (`text`, a {@link Bid} in JSON) so that no reader ever sees it
+ * half-written: the content goes
  * to a temp name without the `.json` suffix (invisible to checkers, ours and
  * Python's), then is renamed into place in one atomic step.
  */
@@ -83,11 +84,11 @@ export async function writeBid(
   runtime: Runtime,
   folder: string,
   id: string,
-  bid: Bid,
+  text: string,
 ): Promise<string> {
   const path = joinPath(folder, `${id}.json`);
   const temp = joinPath(folder, `.${id}.tmp`);
-  await writeNewFile(runtime, temp, JSON.stringify(bid), 0o600);
+  await writeNewFile(runtime, temp, text, 0o600);
   await runtime.rename(temp, path);
   return path;
 }

@@ -18,8 +18,8 @@ import {
 } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import { LockPermissionError } from "../errors.ts";
-import { type Bid, type FoundBid, removeBid } from "./bid.ts";
-import { knownBidder, readBidder } from "./bidder.ts";
+import { type FoundBid, removeBid } from "./bid.ts";
+import { bidText, knownBidder, readBidder } from "./bidder.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
 import { checkOwnBid } from "./own_bid_check.ts";
@@ -96,7 +96,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
       if (!isLockDirChecked(folder)) await ensureFolder();
       const bidder = knownBidder(runtime) ?? await readBidder(runtime);
       const acquiredAt = runtime.now();
-      const bid: Bid = { ...bidder, acquiredAt };
+      const bid = bidText(bidder, acquiredAt);
       const checkFirst = !releasedHere.get(runtime)?.delete(folder);
       let result;
       try {
