@@ -75,7 +75,10 @@ export async function lstatIfExists(runtime: Runtime, path: string): Promise<Fil
 
 /** Joins path segments with "/" (all our paths are POSIX-style). */
 export function joinPath(...parts: string[]): string {
-  return parts.join("/").replace(/\/{2,}/g, "/");
+  const joined = parts.join("/");
+  // A doubled slash is rare (a part with a trailing one): a search that finds
+  // none is cheaper than a replace that finds none, in Bun several times so.
+  return joined.includes("//") ? joined.replace(/\/{2,}/g, "/") : joined;
 }
 
 const checked = new Set<string>();
