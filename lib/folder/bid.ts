@@ -142,10 +142,10 @@ export async function readBids(
 const TEMP_FILE = /^\.(token\.)?[0-9a-f-]{36}\.tmp$/;
 
 /** Removes a bid file; a bid already gone is not an error. */
-export async function removeBid(runtime: Runtime, path: string): Promise<void> {
-  try {
-    await runtime.remove(path);
-  } catch (error) {
-    if (errorCode(error) !== "ENOENT") throw error;
-  }
+export function removeBid(runtime: Runtime, path: string): Promise<void> {
+  return runtime.remove(path).catch(unlessGone);
+}
+
+function unlessGone(error: unknown): void {
+  if (errorCode(error) !== "ENOENT") throw error;
 }
