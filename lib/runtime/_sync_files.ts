@@ -23,12 +23,11 @@ const EXCLUSIVE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.consta
 
 // Lock files, bids, keys and /proc stat lines are far smaller: one read.
 const scratch = new Uint8Array(16 * 1024);
+// What writeAt writes, encoded: as far above what it writes.
+const output = new Uint8Array(16 * 1024);
 // ignoreBOM: keep a BOM as readFileSync does, so text compares byte for byte.
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
-// What is written goes through one reused buffer: encode() would allocate an
-// ArrayBuffer per write (malloc'd, then swept by the GC), a microsecond each.
-const outgoing = new Uint8Array(4 * 1024);
 
 /**
  * The largest file {@link readTextSync} reads without `untilEnd`. Every
@@ -127,18 +126,17 @@ export function createExclusiveSync(path: string, data: string, mode: number): v
 
 function writeAt(fd: number, data: string): void {
   try {
-    const bytes = encoded(data);
+    // Into a reused buffer: encode() allocates one per call, which costs
+    // more than the write. Only a text too long for it gets its own.
+    const { read, written } = encoder.encodeInto(data, output);
+    const whole = read === data.length;
+    const bytes = whole ? output : encoder.encode(data);
+    const length = whole ? written : bytes.length;
     let at = 0;
-    while (at < bytes.length) at += fs.writeSync(fd, bytes, at, bytes.length - at, at);
+    while (at < length) at += fs.writeSync(fd, bytes, at, length - at, at);
   } finally {
     fs.closeSync(fd);
   }
-}
-
-// `data` as UTF-8: a view of `outgoing` if it fits there.
-function encoded(data: string): Uint8Array {
-  const { read, written } = encoder.encodeInto(data, outgoing);
-  return read === data.length ? outgoing.subarray(0, written) : encoder.encode(data);
 }
 
 /**
