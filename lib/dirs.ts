@@ -201,6 +201,17 @@ export async function makeRealDir(runtime: Runtime, dir: string): Promise<FileSt
 }
 
 /**
+ * Whether {@link ensureLockDir} has checked `dir` (and nobody has found it
+ * gone since): then it returns at once.
+ *
+ * @param dir The directory.
+ * @returns True if checked.
+ */
+export function isLockDirChecked(dir: string): boolean {
+  return checked.has(dir);
+}
+
+/**
  * Creates `dir` (0700) if missing and checks it is safe: a real directory,
  * not a symlink, owned by this user, not writable by group or others.
  * Checked once per process per directory.

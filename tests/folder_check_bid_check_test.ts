@@ -35,24 +35,35 @@ function placeBid(
 const bids = (world: World) =>
   [...world.files.keys()].filter((p) => p.startsWith(`${FOLDER}/`) && p.endsWith(".json"));
 
-/** Pauses `proc` at its `n`-th readDir (the n-th CHECK) until the gate opens. */
-function pauseAtCheck(proc: SimulatedProcess, n: number) {
+/**
+ * Pauses `proc` at its `n`-th readDir (the n-th CHECK) until the gate opens,
+ * and before writing its bid until `bidAfter` resolves. `bidding` resolves
+ * once it is about to write its bid.
+ */
+function pauseAtCheck(proc: SimulatedProcess, n: number, bidAfter: () => Promise<void>) {
   const reached = gate();
   const release = gate();
+  const bidding = gate();
   let checks = 0;
   proc.hook = async (op) => {
+    if (op === "writeFileExclusive") {
+      bidding.open();
+      await bidAfter();
+    }
     if (op === "readDir" && ++checks === n) {
       reached.open();
       await release.wait();
     }
   };
-  return { reached: reached.wait, release: release.open };
+  return { reached: reached.wait, release: release.open, bidding: bidding.wait };
 }
 
 /**
  * Lets `a` and `b` bid, pauses each at its deciding CHECK (its `checkA`-th
  * and `checkB`-th readDir) with both bids in place, then lets both go: both
- * must see the other's bid, fail and withdraw.
+ * must see the other's bid, fail and withdraw. Each bids only once the other
+ * is about to (its first CHECK, if it makes one, done): a first CHECK finds
+ * no bid of the other's, however the two tries' steps happen to interleave.
  */
 async function bothBidThenBothWithdraw(
   world: World,
@@ -60,8 +71,8 @@ async function bothBidThenBothWithdraw(
   checkA: number,
   checkB: number,
 ): Promise<void> {
-  const pa = pauseAtCheck(a, checkA);
-  const pb = pauseAtCheck(b, checkB);
+  const pa = pauseAtCheck(a, checkA, () => pb.bidding());
+  const pb = pauseAtCheck(b, checkB, () => pa.bidding());
   const ra = folderTarget(a.runtime, "x", FOLDER).tryAcquire();
   const rb = folderTarget(b.runtime, "x", FOLDER).tryAcquire();
   await Promise.all([pa.reached(), pb.reached()]);
@@ -331,7 +342,10 @@ describe("check-bid-check under forced interleavings", () => {
   test("a full disk while bidding throws and leaves no bid behind", async () => {
     const { world, procs: [a] } = setup([601]);
     world.diskFull = true;
-    await assert.rejects(checkBidCheck(a.runtime, FOLDER, { PID: 601, CREATED: 1 }), /ENOSPC/);
+    await assert.rejects(
+      checkBidCheck(a.runtime, FOLDER, JSON.stringify({ PID: 601, CREATED: 1 })),
+      /ENOSPC/,
+    );
     world.diskFull = false;
     assert.deepEqual(bids(world), []);
   });

@@ -5,6 +5,7 @@ import { mkdir, readdir, readFile, rm, utimes, writeFile } from "node:fs/promise
 import { FolderLock, InvalidLockNameError, LockTimeoutError } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { GARBAGE_GRACE_MS } from "../lib/folder/challenge_bid.ts";
+import { parseBid } from "../lib/folder/bid.ts";
 import { type Child, fixture, spawnCommand, spawnScript, tempDir } from "./_processes.ts";
 import { NO_POLLING, wokenWithin } from "./_waiting.ts";
 
@@ -103,8 +104,18 @@ describe("FolderLock", () => {
     await lock.acquire();
     const [name] = (await readdir(path)).filter((n) => n.endsWith(".json"));
     assert.match(name, /^[0-9a-f-]{36}\.json$/);
-    const bid = JSON.parse(await readFile(`${path}/${name}`, "utf8"));
+    const text = await readFile(`${path}/${name}`, "utf8");
+    const bid = JSON.parse(text);
     assert.equal(bid.PID, runtime.pid);
+    // Every field well-typed (parseBid drops any that is not), and the holder's own.
+    assert.deepEqual(parseBid(text), bid);
+    const { info } = lock.held!;
+    assert.deepEqual([bid.host, bid.acquiredAt, bid.isolate], [
+      info.host,
+      info.acquiredAt,
+      info.isolate,
+    ]);
+    assert.equal(typeof bid.beacon, "string");
     // psutil's int(create_time()), computed here by Python itself.
     const python = spawnCommand("python3", [
       "-c",

@@ -75,7 +75,8 @@ export function parseBid(text: string): Bid | null {
 }
 
 /**
- * Writes a bid so that no reader ever sees it half-written: the content goes
+ * Writes a bid (`text`, a {@link Bid} in JSON) so that no reader ever sees it
+ * half-written: the content goes
  * to a temp name without the `.json` suffix (invisible to checkers, ours and
  * Python's), then is renamed into place in one atomic step.
  */
@@ -83,11 +84,11 @@ export async function writeBid(
   runtime: Runtime,
   folder: string,
   id: string,
-  bid: Bid,
+  text: string,
 ): Promise<string> {
   const path = joinPath(folder, `${id}.json`);
   const temp = joinPath(folder, `.${id}.tmp`);
-  await writeNewFile(runtime, temp, JSON.stringify(bid), 0o600);
+  await writeNewFile(runtime, temp, text, 0o600);
   await runtime.rename(temp, path);
   return path;
 }
@@ -141,10 +142,10 @@ export async function readBids(
 const TEMP_FILE = /^\.(token\.)?[0-9a-f-]{36}\.tmp$/;
 
 /** Removes a bid file; a bid already gone is not an error. */
-export async function removeBid(runtime: Runtime, path: string): Promise<void> {
-  try {
-    await runtime.remove(path);
-  } catch (error) {
-    if (errorCode(error) !== "ENOENT") throw error;
-  }
+export function removeBid(runtime: Runtime, path: string): Promise<void> {
+  return runtime.remove(path).catch(unlessGone);
+}
+
+function unlessGone(error: unknown): void {
+  if (errorCode(error) !== "ENOENT") throw error;
 }

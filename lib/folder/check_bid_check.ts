@@ -53,23 +53,24 @@ export async function findLiveBid(
  * import { runtime } from "../runtime/mod.ts";
  * const folder = await Deno.makeTempDir();
  * const start = await runtime.startTime(runtime.pid);
- * const result = await checkBidCheck(runtime, folder, {
- *   PID: runtime.pid,
- *   CREATED: start?.created ?? 0,
- * });
+ * const result = await checkBidCheck(
+ *   runtime,
+ *   folder,
+ *   JSON.stringify({ PID: runtime.pid, CREATED: start?.created ?? 0 }),
+ * );
  * console.log(result.acquired); // true
  * ```
  *
  * @param runtime The runtime adapter.
  * @param folder The lock folder (must exist).
- * @param bid This process's bid.
+ * @param bid This process's bid, as its file's text (a {@link Bid} in JSON).
  * @param checkFirst false to skip the first CHECK.
  * @returns The acquired bid's id and path, or the live bid that won.
  */
 export async function checkBidCheck(
   runtime: Runtime,
   folder: string,
-  bid: Bid,
+  bid: string,
   checkFirst = true,
 ): Promise<CheckBidCheckResult> {
   if (checkFirst) {

@@ -6,25 +6,24 @@
  * @module
  */
 
-import {
-  type DirWatch,
-  errorCode,
-  type ProcessStart,
-  type Runtime,
-  type Timer,
-} from "../runtime/mod.ts";
+import { type DirWatch, errorCode, type Runtime, type Timer } from "../runtime/mod.ts";
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
-import { defaultLockDir, ensureLockDir, forgetLockDir, joinPath } from "../dirs.ts";
+import {
+  defaultLockDir,
+  ensureLockDir,
+  forgetLockDir,
+  isLockDirChecked,
+  joinPath,
+} from "../dirs.ts";
 import { validateLockName } from "../names.ts";
 import { LockPermissionError } from "../errors.ts";
-import type { FoundBid } from "./bid.ts";
-import { removeBid } from "./bid.ts";
+import { type FoundBid, removeBid } from "./bid.ts";
+import { bidText, knownBidder, readBidder } from "./bidder.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
 import { nextFencingToken } from "./fencing_token.ts";
 import { checkOwnBid } from "./own_bid_check.ts";
 import { HeldCheckOnDemand } from "../_held_check.ts";
-import { isolateBeacon } from "./isolate_beacon.ts";
 import { ISOLATE_ID } from "../_isolate.ts";
 import { lazyWakeAttempt } from "../_lazy_wake.ts";
 
@@ -93,24 +92,11 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
   return {
     key: `folder:${folder}`,
     async tryAcquire() {
-      await ensureFolder();
-      const [started, beacon] = await Promise.all([
-        ownStartTime(runtime),
-        isolateBeacon(runtime),
-      ]);
+      // Checked already (the usual case): no promise to wait for.
+      if (!isLockDirChecked(folder)) await ensureFolder();
+      const bidder = knownBidder(runtime) ?? await readBidder(runtime);
       const acquiredAt = runtime.now();
-      const host = runtime.hostname();
-      const namespaces = runtime.namespaceId();
-      const bid = {
-        PID: runtime.pid,
-        CREATED: started?.created ?? 0,
-        ...(started ? { TICKS: started.ticks } : {}),
-        host,
-        ...(namespaces ? { ns: namespaces } : {}),
-        acquiredAt,
-        isolate: ISOLATE_ID,
-        beacon,
-      };
+      const bid = bidText(bidder, acquiredAt);
       const checkFirst = !releasedHere.get(runtime)?.delete(folder);
       let result;
       try {
@@ -145,7 +131,7 @@ export function folderTarget(runtime: Runtime, name: string, folder: string): Lo
         kind: "folder",
         name,
         pid: runtime.pid,
-        host,
+        host: bidder.host,
         acquiredAt,
         token,
         isolate: ISOLATE_ID,
@@ -253,25 +239,13 @@ function busy(runtime: Runtime, name: string, folder: string, holder: FoundBid):
   );
 }
 
-const startTimes = new WeakMap<Runtime, Promise<ProcessStart | null>>();
-
-// Our own start time never changes; read /proc once per runtime.
-function ownStartTime(runtime: Runtime): Promise<ProcessStart | null> {
-  let started = startTimes.get(runtime);
-  if (!started) {
-    const reading = runtime.startTime(runtime.pid);
-    reading.catch(() => startTimes.delete(runtime));
-    startTimes.set(runtime, started = reading);
-  }
-  return started;
-}
-
 /** The folder kind for `lock(name, { kind: "folder" })`: folder `<dir>/<name>.folder`. */
 export const folderDriver: KindDriver = {
   kind: "folder",
   async open(name, options, runtime) {
     validateLockName(name);
-    const dir = await ensureLockDir(runtime, options.dir ?? defaultLockDir(runtime));
+    const dir = options.dir ?? defaultLockDir(runtime);
+    if (!isLockDirChecked(dir)) await ensureLockDir(runtime, dir);
     return folderTarget(runtime, name, joinPath(dir, `${name}.folder`));
   },
 };
