@@ -98,6 +98,7 @@ const CANNOT_WRITE: Record<string, string> = {
   EACCES: "permission denied",
   EPERM: "not permitted",
   EROFS: "the file system is read-only",
+  ENOTDIR: "a part of its path is not a directory",
 };
 
 /**

@@ -120,7 +120,7 @@ describe("folder kind: review fixes", () => {
       await assert.rejects(folderTarget(readOnly, "x", path).tryAcquire(), (error: Error) => {
         assert.ok(error instanceof LockPermissionError, `${code}: ${error.name}: ${error.message}`);
         assert.ok(error.message.includes(path), error.message);
-        assert.match(error.message, /Pass a folder you can write/);
+        assert.match(error.message, /Pass one you can write/);
         assert.equal(errorCodeOf(error.cause), code);
         return true;
       });
@@ -152,7 +152,7 @@ describe("folder kind: review fixes", () => {
     try {
       await assert.rejects(new FolderLock(path).tryAcquire(), (error: Error) => {
         assert.ok(error instanceof LockPermissionError, `${error.name}: ${error.message}`);
-        assert.match(error.message, /Cannot use lock folder .*Pass a folder you can write/);
+        assert.match(error.message, /Cannot use lock folder .*Pass one you can write/);
         return true;
       });
     } finally {

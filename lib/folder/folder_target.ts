@@ -10,6 +10,7 @@ import { type DirWatch, errorCode, type Runtime, type Timer } from "../runtime/m
 import type { Attempt, Grant, KindDriver, LockTarget } from "../_kind.ts";
 import type { LockInfo } from "../types.ts";
 import {
+  cannotWriteIn,
   defaultLockDir,
   ensureLockDir,
   forgetLockDir,
@@ -17,7 +18,6 @@ import {
   joinPath,
 } from "../dirs.ts";
 import { validateLockName } from "../names.ts";
-import { LockPermissionError } from "../errors.ts";
 import { type FoundBid, removeBid } from "./bid.ts";
 import { bidText, knownBidder, readBidder } from "./bidder.ts";
 import { checkBidCheck, findLiveBid } from "./check_bid_check.ts";
@@ -55,25 +55,12 @@ function guessFree(runtime: Runtime, folder: string): void {
   folders.add(folder);
 }
 
-// Why the folder's own entries could not be read or written, for the errors a
-// user fixes by choosing another folder: ensureLockDir maps these only when
-// mkdir fails, and a folder that exists passes mkdir.
-const CANNOT_WRITE: Record<string, string> = {
-  EACCES: "permission denied",
-  EPERM: "not permitted",
-  EROFS: "the file system is read-only",
-  ENOTDIR: "a part of its path is not a directory",
-};
-
-// `error` as a LockPermissionError if choosing another folder would fix it.
+// The folder's own entries could not be read or written: a
+// LockPermissionError where choosing another folder would fix it
+// (ensureLockDir maps errors only when mkdir fails, and a folder that
+// exists passes mkdir).
 function unwritable(folder: string, error: unknown): unknown {
-  const reason = CANNOT_WRITE[errorCode(error) ?? ""];
-  if (!reason) return error;
-  return new LockPermissionError(
-    `Cannot use lock folder ${folder}: ${reason}. Pass a folder you can write, or fix this ` +
-      `one (yours, mode 700, on a writable file system).`,
-    { cause: error },
-  );
+  return cannotWriteIn("lock folder", folder, error);
 }
 
 /** A check-bid-check target over an explicit folder (shared with lockfolder peers). */
