@@ -34,3 +34,55 @@ describe("socket kind: a lock directory that cannot be written", () => {
     }
   }
 });
+
+describe("socket kind: inspect() in a lock directory that cannot be written", () => {
+  for (const code of ["EROFS", "EACCES"]) {
+    test(`${code} making the key file gives a LockPermissionError`, async () => {
+      const world = createWorld();
+      const p = world.process(411);
+      await p.runtime.mkdir(DIR, 0o700);
+      p.hook = (op, path) => {
+        if (op === "writeFileExclusive" || op === "writeFile") {
+          throw Object.assign(new Error(`${code}: cannot write, open '${path}'`), { code });
+        }
+      };
+      const error = await socketTarget(p.runtime, settings(`ro-inspect-${code}`)).inspect()
+        .then(() => null, (e) => e);
+      assert.ok(error instanceof LockPermissionError, `got ${error?.constructor?.name}: ${error}`);
+    });
+  }
+});
+
+describe("socket kind: release() once the lock directory cannot be written", () => {
+  const writes = new Set([
+    "writeFileExclusive",
+    "writeFile",
+    "updateFile",
+    "remove",
+    "rename",
+    "link",
+  ]);
+  for (const code of ["EROFS", "EACCES"]) {
+    // With a seed, the key file is first needed at the release (its breaker lock).
+    for (const seeded of [false, true]) {
+      test(`${code} gives a LockPermissionError (${seeded ? "signatureSeed" : "key file"})`, async () => {
+        const world = createWorld();
+        const p = world.process(421);
+        await p.runtime.mkdir(DIR, 0o700);
+        const s = settings(`ro-release-${code}-${seeded}`, seeded ? { signatureSeed: "seed" } : {});
+        const attempt = await socketTarget(p.runtime, s).tryAcquire();
+        assert.ok(attempt.acquired);
+        p.hook = (op, path) => {
+          if (writes.has(op)) {
+            throw Object.assign(new Error(`${code}: cannot write, '${path}'`), { code });
+          }
+        };
+        const error = await attempt.grant.release().then(() => null, (e) => e);
+        assert.ok(
+          error instanceof LockPermissionError,
+          `got ${error?.constructor?.name}: ${error}`,
+        );
+      });
+    }
+  }
+});

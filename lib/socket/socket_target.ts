@@ -456,7 +456,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       } catch (error) {
         stopLater ??= runtime.setTimer(() => void served.stop(), RETRY_WINDOW_MS);
         stopLater.unref();
-        throw error;
+        throw cannotWriteIn("lock directory", s.dir, error);
       }
       stopLater?.clear();
       await served.stop();
@@ -659,7 +659,8 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
           hintBusy(paths.file, true);
           return held;
         }
-        const outcome = await breakStaleLock(runtime, paths, await breaker(), text)
+        const outcome = await breaker()
+          .then((key) => breakStaleLock(runtime, paths, key, text))
           .catch(unwritableDir);
         // Someone else is breaking it this very moment; they will take it.
         if (outcome === "contended") return { acquired: false, holder: null };
@@ -668,7 +669,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       return { acquired: false, holder: null };
     },
     async inspect() {
-      const k = await ready();
+      const k = await ready().catch(unwritableDir);
       const text = await readLock();
       if (text === null) return null;
       const held = await judge(k, text, false);
