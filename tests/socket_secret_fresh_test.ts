@@ -59,6 +59,17 @@ describe("the lock directory's key, kept current", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  test("a key read again with the same bytes is the same array, so what is cached by it is found again", async () => {
+    const dir = await tempDir();
+    const { runtime: counted, reads } = countingReads();
+    await replaceKey(dir, keyOf("ef"));
+    const first = await loadSecret(counted, dir);
+    const again = await loadSecret(counted, dir, true); // read too soon to confirm: read again
+    assert.equal(reads(), 2);
+    assert.equal(again, first, "the same array (the breaker keys are cached by it)");
+    await rm(dir, { recursive: true, force: true });
+  });
+
   test("a key file replaced under a running process is read again by a fresh load", async () => {
     const dir = await tempDir();
     const { runtime: counted } = countingReads();

@@ -153,7 +153,11 @@ export async function loadSecret(
   const loaded = known && (known.loaded ?? await known.loading.catch(() => null));
   if (loaded && await unchanged(runtime, known.path, loaded)) return loaded.key;
   const path = known?.path ?? joinPath(dir, KEY_FILE);
-  const entry: CachedKey = { path, loading: loadOrCreate(runtime, path), loaded: null };
+  const entry: CachedKey = {
+    path,
+    loading: loadOrCreate(runtime, path).then((fresh) => sameKeyAs(loaded, fresh)),
+    loaded: null,
+  };
   entry.loading.then((key) => {
     entry.loaded = key;
   }, () => {
@@ -161,6 +165,17 @@ export async function loadSecret(
   });
   byDir.set(dir, entry);
   return (await entry.loading).key;
+}
+
+// A key read again (its file not yet settled, or changed) that holds the
+// same bytes keeps the array it had: what is cached by that array (the
+// breaker locks' keys, made by a SHA-1 in the thread pool) is found again.
+function sameKeyAs(previous: LoadedKey | null | undefined, fresh: LoadedKey): LoadedKey {
+  if (!previous || previous.key.length !== fresh.key.length) return fresh;
+  for (let i = 0; i < fresh.key.length; i++) {
+    if (previous.key[i] !== fresh.key[i]) return fresh;
+  }
+  return { ...fresh, key: previous.key };
 }
 
 // Whether the key file is still the one `loaded` was read from. Any error
