@@ -306,6 +306,23 @@ describe(`runtime adapter (${runtime.name}): files`, () => {
 describe(`runtime adapter (${runtime.name}): sockets`, () => {
   const tcp = (port: number): SocketAddress => ({ transport: "tcp", hostname: LOOPBACK, port });
 
+  test(
+    "a loop of listen and close that awaits only promises still lets the event loop turn now and then (Node: closed listeners are freed only in a turn)",
+    {
+      skip: runtime.name !== "node" || process.platform !== "linux",
+    },
+    async () => {
+      let turned = false;
+      setImmediate(() => turned = true);
+      const path = `\0socketlock-test-turns-${process.pid}`;
+      for (let i = 0; i < 3_000 && !turned; i++) {
+        const listener = await runtime.listen({ transport: "unix", path }, (conn) => conn.close());
+        await listener.close();
+      }
+      assert.equal(turned, true, "3,000 listeners closed without a turn: none could be freed");
+    },
+  );
+
   test("listen() on port 0 reports a nonzero port, and a second listen on it throws EADDRINUSE", async () => {
     const listener = await runtime.listen(tcp(0), () => {});
     try {

@@ -1,6 +1,7 @@
 // The Node adapter: node:fs and node:net.
 
 import * as net from "node:net";
+import { setImmediate } from "node:timers";
 import type { Connection, Listener, Runtime, SocketAddress } from "./types.ts";
 import { nodeCommon } from "./_node_common.ts";
 import { timerDelay } from "./_timer_delay.ts";
@@ -104,6 +105,20 @@ function toNetOptions(address: SocketAddress): net.ListenOptions & net.NetConnec
     : { path: address.path };
 }
 
+// Listeners closed whose handles libuv has not freed yet: it frees them only
+// in a turn of the event loop, so a loop that awaits nothing but promises
+// (lock, release, lock ...) would keep every one alive. Past this many, a
+// close() waits for one turn, which frees them all.
+const MAX_UNFREED_LISTENERS = 1024;
+let unfreedListeners = 0;
+
+function closeListener(server: net.Server): Promise<void> {
+  unfreedListeners++;
+  server.close(() => unfreedListeners--);
+  if (unfreedListeners <= MAX_UNFREED_LISTENERS) return Promise.resolve();
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function listen(
   address: SocketAddress,
   onConnection: (conn: Connection) => void,
@@ -121,7 +136,7 @@ function listen(
       port: typeof bound === "object" && bound ? bound.port : 0,
       // server.close()'s callback waits for every accepted connection to end;
       // the address itself is free as soon as close() returns.
-      close: () => closing ??= Promise.resolve(void server.close()),
+      close: () => closing ??= closeListener(server),
       unref: () => {
         server.unref();
       },
