@@ -76,9 +76,14 @@ test("lock({ server }): a wait that runs out while the reconnect loop is under w
   const down = await lock("stale-connect-probe", { server: address, timeout: 100 }).catch((e) => e);
   assert.match(String(down?.message), /Cannot reach the lock server .*ECONNREFUSED/);
 
-  const relay = await slowRelay(port, server.address.port, 500);
+  // The shared client's reconnect loop is pausing now (backoff up to 1.5 s
+  // between tries, jitter included): a wait of 1.7 s sees a new try start,
+  // connect to the relay and wait for its greeting (2.5 s late). A shorter
+  // wait could end before any new try, and rightly report the last one's
+  // ECONNREFUSED.
+  const relay = await slowRelay(port, server.address.port, 2_500);
   cleanups.push(() => relay.close());
-  const held = await lock("stale-connect-2", { server: address, timeout: 200 }).catch((e) => e);
+  const held = await lock("stale-connect-2", { server: address, timeout: 1_700 }).catch((e) => e);
   if (typeof held?.release === "function") await held.release();
   assert.ok(
     held instanceof LockTimeoutError,
@@ -86,6 +91,6 @@ test("lock({ server }): a wait that runs out while the reconnect loop is under w
   );
   // The server was reachable all along: once connected, the wait is answered.
   await holder.release("stale-connect-2");
-  const later = await lock("stale-connect-2", { server: address, timeout: 5_000 });
+  const later = await lock("stale-connect-2", { server: address, timeout: 10_000 });
   await later.release();
 });
