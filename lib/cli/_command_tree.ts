@@ -110,13 +110,12 @@ export async function startCommand(
     }
   }
   const wrapped = setpriv !== null && await usable(setpriv, diesWithParent, log);
-  if (!wrapped && runtime.platform === "linux" && !warnedUnwrapped) {
-    warnedUnwrapped = true;
-    log.log(
-      "warn",
+  if (!wrapped && runtime.platform === "linux") {
+    warnUnwrapped(
+      log,
       `${setpriv ?? "setpriv"} (util-linux 2.33 or later) ${
         setpriv ? "cannot be run" : "was not found"
-      }, so if this process is killed outright, the command runs on without the lock`,
+      }`,
     );
   }
   if (cancel.aborted) return null;
@@ -272,14 +271,10 @@ async function findProgram(paths: string[], log: Logger): Promise<string | null>
 }
 
 function warnUnreadable(path: string, log: Logger): null {
-  if (!warnedUnwrapped) {
-    warnedUnwrapped = true;
-    log.log(
-      "warn",
-      `${path} cannot be looked at (Deno: add --allow-read=${SETPRIV[0]},${TIMEOUT[0]}, or -A), ` +
-        "so if this process is killed outright, the command runs on without the lock",
-    );
-  }
+  warnUnwrapped(
+    log,
+    `${path} cannot be looked at (Deno: add --allow-read=${SETPRIV[0]},${TIMEOUT[0]}, or -A)`,
+  );
   return null;
 }
 
@@ -289,6 +284,16 @@ const probes = new Map<string, Promise<boolean>>();
 
 // Whether a command was started unwrapped and that was said (once).
 let warnedUnwrapped = false;
+
+// Says, once, why the command may outlive this process.
+function warnUnwrapped(log: Logger, why: string): void {
+  if (warnedUnwrapped) return;
+  warnedUnwrapped = true;
+  log.log(
+    "warn",
+    `${why}, so if this process is killed outright, the command runs on without the lock`,
+  );
+}
 
 function usable(setpriv: string, wrap: string[], log: Logger): Promise<boolean> {
   const key = [setpriv, ...wrap].join(" ");
@@ -300,12 +305,10 @@ function usable(setpriv: string, wrap: string[], log: Logger): Promise<boolean> 
         return code === 0;
       } catch (error) {
         if (error instanceof LockPermissionError) {
-          warnedUnwrapped = true;
           const programs = [setpriv, ...wrap.filter((arg) => arg.startsWith("/"))].join(",");
-          log.log(
-            "warn",
-            `${programs} may not be run (Deno: add --allow-run=${programs}, or -A), so if this ` +
-              "process is killed outright, the command runs on without the lock",
+          warnUnwrapped(
+            log,
+            `${programs} may not be run (Deno: add --allow-run=${programs}, or -A)`,
           );
         }
         return false;

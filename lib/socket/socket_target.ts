@@ -456,7 +456,7 @@ export function socketTarget(runtime: Runtime, s: SocketSettings): LockTarget {
       } catch (error) {
         stopLater ??= runtime.setTimer(() => void served.stop(), RETRY_WINDOW_MS);
         stopLater.unref();
-        throw cannotWriteIn("lock directory", s.dir, error);
+        return unwritableDir(error); // throws
       }
       stopLater?.clear();
       await served.stop();
