@@ -37,12 +37,18 @@ after(async () => {
   for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
 });
 
-test("LockClient: a wait that runs out while a connect to a listening server is under way is a LockTimeoutError, not a stale ECONNREFUSED", async () => {
+/** A lock server of its own, and a client holding `name` there. */
+async function heldOnAServer(name: string) {
   const server = await serve({ port: 0 });
   cleanups.push(() => server.close());
   const holder = new LockClient({ port: server.address.port });
   cleanups.push(() => holder.close());
-  await holder.acquire("stale-connect", { ttl: 30_000 });
+  await holder.acquire(name, { ttl: 30_000 });
+  return { server, holder };
+}
+
+test("LockClient: a wait that runs out while a connect to a listening server is under way is a LockTimeoutError, not a stale ECONNREFUSED", async () => {
+  const { server } = await heldOnAServer("stale-connect");
 
   const port = await freePort();
   const c = new LockClient({ port, connectTimeout: 1_500 });
@@ -64,11 +70,7 @@ test("LockClient: a wait that runs out while a connect to a listening server is 
 });
 
 test("lock({ server }): a wait that runs out while the reconnect loop is under way to a listening server is a LockTimeoutError", async () => {
-  const server = await serve({ port: 0 });
-  cleanups.push(() => server.close());
-  const holder = new LockClient({ port: server.address.port });
-  cleanups.push(() => holder.close());
-  await holder.acquire("stale-connect-2", { ttl: 30_000 });
+  const { server, holder } = await heldOnAServer("stale-connect-2");
 
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
