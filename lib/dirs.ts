@@ -205,6 +205,15 @@ export async function makeRealDir(runtime: Runtime, dir: string): Promise<FileSt
  * Whether {@link ensureLockDir} has checked `dir` (and nobody has found it
  * gone since): then it returns at once.
  *
+ * @example Skip the wait for a directory already checked
+ * ```ts
+ * import { ensureLockDir, isLockDirChecked } from "./dirs.ts";
+ * import { runtime } from "./runtime/mod.ts";
+ * const dir = `${await Deno.makeTempDir()}/locks`;
+ * if (!isLockDirChecked(dir)) await ensureLockDir(runtime, dir);
+ * console.log(isLockDirChecked(dir)); // true
+ * ```
+ *
  * @param dir The directory.
  * @returns True if checked.
  */

@@ -60,6 +60,14 @@ export async function readBidder(runtime: Runtime): Promise<Bidder> {
  * The text of a bid of `bidder`'s made at `acquiredAt` (epoch ms): its
  * fields' JSON, serialized once, and the time.
  *
+ * @example This isolate's bid, made now
+ * ```ts
+ * import { bidText, knownBidder, readBidder } from "./bidder.ts";
+ * import { runtime } from "../runtime/mod.ts";
+ * const bidder = knownBidder(runtime) ?? await readBidder(runtime);
+ * console.log(JSON.parse(bidText(bidder, Date.now())).PID === runtime.pid); // true
+ * ```
+ *
  * @param bidder The bidder.
  * @param acquiredAt When the bid is made.
  * @returns The bid file's text.

@@ -186,6 +186,18 @@ export const MIN_SERVER_TTL = 30;
  * server would refuse 0 with a protocol usage line, and grant 1 ms, a lease
  * lost at once.
  *
+ * @example Refuse a lease too short to renew
+ * ```ts
+ * import { checkServerTtl } from "./server_target.ts";
+ * checkServerTtl(10_000); // fine
+ * try {
+ *   checkServerTtl(1);
+ * } catch (error) {
+ *   console.log((error as Error).message); // Option ttl must be a number from 30 to ...
+ * }
+ * ```
+ *
+ * @param ttl The option's value (undefined: the server's default).
  * @throws {LockError} If `ttl` is not a number of ms from 30 to 2^31 - 1.
  */
 export function checkServerTtl(ttl: unknown): void {
