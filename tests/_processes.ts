@@ -142,6 +142,8 @@ export function spawnCommand(
   let stdout = "";
   let stderr = "";
   const watchers = new Set<() => void>();
+  // Set at "close", not "exit": a child's last output can arrive after its exit.
+  let closed = false;
   child.stdout!.on("data", (chunk) => {
     stdout += chunk;
     for (const watcher of watchers) watcher();
@@ -152,6 +154,7 @@ export function spawnCommand(
   >(
     (resolve) => {
       child.once("close", (code, signal) => {
+        closed = true;
         children.delete(child);
         for (const watcher of watchers) watcher();
         resolve({ code, signal, stdout, stderr });
@@ -178,12 +181,12 @@ export function spawnCommand(
             clearTimeout(timer);
             watchers.delete(check);
             resolve();
-          } else if (child.exitCode !== null || child.signalCode !== null) {
+          } else if (closed) {
             clearTimeout(timer);
             watchers.delete(check);
             reject(
               new Error(
-                `child exited before printing ${
+                `child exited (code ${child.exitCode}, signal ${child.signalCode}) before printing ${
                   JSON.stringify(text)
                 }; stdout: ${stdout}; stderr: ${stderr}`,
               ),
