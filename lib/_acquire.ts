@@ -188,7 +188,9 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
   }
   let nextDelay: (() => number) | null = null;
   let granted = false;
-  let holder: LockInfo | null = null;
+  // The last failed try: its holder is read (and, for some kinds, parsed)
+  // only if the wait ends in a timeout.
+  let failed: { holder: LockInfo | null } | null = null;
   let abandoned: Promise<void> | null = null;
   try {
     for (;;) {
@@ -208,7 +210,8 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
       if (attempt === GAVE_UP) {
         abandoned = abandonTry(trying);
         if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
-        throw target.unanswered?.() ?? new LockTimeoutError(name, request.timeout!, holder);
+        throw target.unanswered?.() ??
+          new LockTimeoutError(name, request.timeout!, failed?.holder ?? null);
       }
       // Lost before it was handed out: a signal aborted already would never
       // fire a listener the caller adds to it.
@@ -222,7 +225,7 @@ export async function acquire(request: AcquireRequest): Promise<AcquireResult> {
         setLocalHolder(target.key, grant);
         return { held: new Held(request, grant) };
       }
-      holder = attempt.holder;
+      failed = attempt;
       const left = deadline - runtime.monotonic();
       if (!request.wait || left <= 0) {
         attempt.cancelWake?.();
