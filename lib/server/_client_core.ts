@@ -154,6 +154,9 @@ export class ClientCore implements KeeperHost, OpHost {
       false,
       renewedTtl,
     );
+    // Lost or released while the RENEW was on its way (our keeper gave up
+    // at the lease end and released it): the server's OK came too late.
+    if (!lease.active) return false;
     const granted = renewedTtl(reply);
     if (granted === null) {
       if (reply.rest.split(" ", 1)[0] === "NOT_HOLDER") return false;

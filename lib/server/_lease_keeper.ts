@@ -156,11 +156,16 @@ export class LeaseKeeper {
   }
 
   async #renew(): Promise<void> {
-    let renewed = false;
+    let renewed: boolean;
     try {
       renewed = await this.#host.renew(this.#lease);
     } catch {
-      renewed = false;
+      // No answer in time, or a refusal that does not say the lease is gone:
+      // it may still be ours. Try again before its end; the deadline timer,
+      // still armed, declares it lost at our lease end unless a renewal is
+      // confirmed first. (A closed connection loses every lease on its own.)
+      if (!this.#stopped) this.#scheduleRenewal();
+      return;
     }
     if (this.#stopped) return;
     if (!renewed) {

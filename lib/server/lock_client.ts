@@ -22,7 +22,8 @@ import { validateLockName } from "../names.ts";
 import { type AcquireAnswer, type AcquireCall, ClientCore } from "./_client_core.ts";
 import { DEFAULT_PORT } from "./server_address.ts";
 import { jsonReply } from "./_client_ops.ts";
-import { checkServerTtl, serverTarget } from "./server_target.ts";
+import { checkClientToken, checkServerTtl, serverTarget } from "./server_target.ts";
+import { checkTimeout } from "../_backoff.ts";
 import { asyncDispose } from "../_async_dispose.ts";
 import type { ServerStats } from "./serve.ts";
 
@@ -125,8 +126,10 @@ export class LockClient implements AsyncDisposable {
    * Creates a client; nothing connects until the first call.
    *
    * @param options Where the server is, and its token.
+   * @throws {LockError} If `token` is given and is not a non-empty string.
    */
   constructor(options: LockClientOptions = {}) {
+    checkClientToken(options.token);
     this.host = options.host ?? "127.0.0.1";
     this.port = options.port ?? DEFAULT_PORT;
     this.#runtime = defaultRuntime;
@@ -159,11 +162,13 @@ export class LockClient implements AsyncDisposable {
    * @throws {LockTimeoutError} If the wait ran out.
    * @throws {LockAbortedError} If `signal` aborted the wait.
    * @throws {LockError} If `ttl` is not a number of ms from 30 to 2^31 - 1,
-   *   or the server cannot be reached or refuses.
+   *   `timeout` not a number of ms >= 0, or the server cannot be reached or
+   *   refuses.
    */
   async acquire(name: string, options: ServerLockOptions = {}): Promise<ServerLease> {
     checkName(name);
     checkServerTtl(options.ttl);
+    checkTimeout(options.timeout);
     const { signal, timeout } = options;
     if (signal?.aborted) throw new LockAbortedError(name, signal.reason);
     const core = this.#core;

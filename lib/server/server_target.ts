@@ -204,6 +204,34 @@ export function checkServerTtl(ttl: unknown): void {
   checkNumberOption(ttl, "ttl", MIN_SERVER_TTL, 2 ** 31 - 1);
 }
 
+/**
+ * Checks a client's `token` option before any key is made of it: a string
+ * of at least one character, as the server's own token must be (Web Crypto
+ * refuses an empty key with an error of its own).
+ *
+ * @example Refuse an empty token
+ * ```ts
+ * import { checkClientToken } from "./server_target.ts";
+ * checkClientToken("s3cret"); // fine
+ * try {
+ *   checkClientToken("");
+ * } catch (error) {
+ *   console.log((error as Error).message); // Option token must be ...
+ * }
+ * ```
+ *
+ * @param token The option's value (undefined: the server needs none).
+ * @throws {LockError} If `token` is given and is not a non-empty string.
+ */
+export function checkClientToken(token: unknown): void {
+  if (token !== undefined && !(typeof token === "string" && token.length > 0)) {
+    throw new LockError(
+      `Option token must be the server's shared secret, a non-empty string (omit it for a server ` +
+        `without --token-file), got ${token === "" ? "an empty string" : typeof token}.`,
+    );
+  }
+}
+
 /** The server kind for `lock(name, { server: "host:port" })`. */
 export const serverDriver: KindDriver = {
   kind: "server",
@@ -211,6 +239,7 @@ export const serverDriver: KindDriver = {
     validateLockName(name);
     try {
       checkServerTtl(options.ttl);
+      checkClientToken(options.token);
     } catch (error) {
       return Promise.reject(error);
     }

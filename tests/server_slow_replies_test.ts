@@ -1,0 +1,105 @@
+// Replies that come late: a RENEW answered after our own keeper gave the
+// lease up at its end, and a renewal answered after the request's own
+// deadline but well within the lease.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Socket } from "node:net";
+import { LockClient, LockLostError, serve } from "../mod.ts";
+import { abortedSignal, sleep, within } from "./_server_helpers.ts";
+import { relayProxy } from "./_relay_proxy.ts";
+
+test("renew() does not resolve with a lease its own keeper has declared lost and released", async () => {
+  await using server = await serve({ port: 0 });
+  // Server-to-client bytes can be held back (a slow link, a stalled reply path).
+  let stalled = false;
+  const held: Buffer[] = [];
+  let toClient: Socket | null = null;
+  const proxy = await relayProxy(server.address.port, (client, upstream) => {
+    toClient = client;
+    client.on("data", (chunk) => upstream.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      if (stalled) held.push(chunk);
+      else client.write(chunk);
+    });
+  });
+  const client = new LockClient({ port: proxy.port });
+  const other = new LockClient({ port: server.address.port });
+  try {
+    const lock = await client.lock("renew-race", { ttl: 300 });
+    stalled = true; // from now on, no reply reaches the client until released below
+    const renewing = client.renew("renew-race").then(
+      (lease) => ({ ok: true as const, lease }),
+      (error) => ({ ok: false as const, error }),
+    );
+    // The keeper's own renewal (due at ttl/3) gets no answer: at the lease's
+    // end by our clock (~300 ms) it declares the lock lost and releases it.
+    await within(abortedSignal(lock.signal), 3_000, "held.signal to abort");
+    assert.ok(lock.signal.reason instanceof LockLostError);
+    await sleep(100); // the keeper's RELEASE reaches the server
+    // Another client now holds the name, legitimately.
+    const theirs = await other.acquire("renew-race", { timeout: 0 });
+    assert.ok(theirs.token > lock.token);
+    // The replies come through at last: RENEW OK (read before the RELEASE).
+    stalled = false;
+    for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    const result = await within(renewing, 3_000, "renew() to settle");
+    assert.equal(
+      result.ok,
+      false,
+      `renew() resolved with a lease (token ${
+        result.ok ? result.lease.token : "-"
+      }) although held.signal had aborted, the client had released it, and another client holds the name (token ${theirs.token})`,
+    );
+    assert.ok(!result.ok && result.error instanceof LockLostError);
+  } finally {
+    await client.close();
+    await other.close();
+    await proxy.close();
+  }
+});
+
+test("a renewal answered late, but well within the lease, does not lose the lock", async () => {
+  await using server = await serve({ port: 0 });
+  let stalled = false;
+  const held: Buffer[] = [];
+  let toClient: Socket | null = null;
+  const proxy = await relayProxy(server.address.port, (client, upstream) => {
+    toClient = client;
+    client.on("data", (chunk) => upstream.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      if (stalled) held.push(chunk);
+      else client.write(chunk);
+    });
+  });
+  const client = new LockClient({ port: proxy.port, connectTimeout: 500 });
+  const other = new LockClient({ port: server.address.port });
+  try {
+    const lock = await client.lock("slow-renewal", { ttl: 6_000 });
+    const start = performance.now();
+    // Replies from the server stall for 3.5 s; the keeper renews at ttl/3
+    // (~2 s); the lease is ours by our clock until ~5.9 s.
+    stalled = true;
+    await sleep(3_500);
+    const abortedDuringStall = lock.signal.aborted;
+    const when = (performance.now() - start).toFixed(0);
+    stalled = false;
+    for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    await sleep(300);
+    const status = await other.status("slow-renewal");
+    assert.equal(
+      abortedDuringStall,
+      false,
+      `held.signal aborted within ${when} ms (${
+        (lock.signal.reason as Error)?.message
+      }), though the lease was ours by our clock for ~5,900 ms; the server now says the name is ${
+        status ? `held by token ${status.token}` : "free"
+      }`,
+    );
+    assert.equal(status?.token, lock.token, "the server still grants it to us");
+    await lock.release();
+  } finally {
+    await client.close();
+    await other.close();
+    await proxy.close();
+  }
+});
