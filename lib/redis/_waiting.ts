@@ -145,9 +145,15 @@ export class Waiting {
     this.#holder = holder;
   }
 
-  /** Forgets the confirmation: the next try must ask Redis. */
+  /**
+   * Forgets the confirmation: the next try must ask Redis. Until a try is
+   * confirmed again, no grant heard is taken up without asking either: a
+   * try whose reply never came may run later and queue this owner again,
+   * so a grant's token no longer dates it after the last grant to us.
+   */
   unconfirm(): void {
     this.confirmedAt = -Infinity;
+    this.confirmedCounter = Infinity;
     this.#confirmedLive = false;
   }
 
