@@ -282,10 +282,23 @@ export const GOALS: Goal[] = [
             `${formatRatio(theirsHandoff.p50Us / oursHandoff.p50Us)} faster hand-off vs ${peer}`,
         );
       }
-      return { met, value: parts.join("; ") };
+      return { met, value: parts.join("; ") + withoutContention(find) };
     },
   },
 ];
+
+// The same load with a name per client: what a pair costs when nothing is
+// waited for, beside the raw floor of a Redis lock (SET NX PX + Lua DEL).
+function withoutContention(find: Lookup): string {
+  const rates = [
+    ["ours", find("redis.throughput_own")],
+    ["redis-semaphore", find("redis-semaphore.throughput_own")],
+    ["raw floor", find("floor.redis_own")],
+  ] as const;
+  if (rates.some(([, row]) => !row?.opsPerSec)) return "";
+  return "; no contention (100 × 100): " +
+    rates.map(([who, row]) => `${who} ${formatRate(row!.opsPerSec)}`).join(", ") + " pairs/s";
+}
 
 /** The ratios printed after the goals. */
 export const COMPARISONS: Comparison[] = [

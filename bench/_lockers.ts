@@ -39,6 +39,7 @@ export type LockerKind =
   | "server-api"
   | "server-bare"
   | "redis"
+  | "redis-raw"
   | "proper-lockfile"
   | "redlock"
   | "redis-semaphore";
@@ -152,6 +153,33 @@ function redisKindLocker(client: Redis): Locker {
   return {
     lock: (name) => lock(name, options),
     tryLock: (name) => tryLock(name, options),
+    close: async () => void await client.quit(),
+  };
+}
+
+/** The release every Redis lock uses: delete the key only if it holds our value. */
+export const COMPARE_AND_DELETE =
+  'if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0';
+
+/**
+ * The floor of a Redis lock: `SET NX PX` with a random value, and the Lua
+ * compare-and-delete, nothing else. It cannot wait: `lock` on a taken name
+ * throws, so it only measures loads without contention.
+ */
+async function rawRedisLocker(client: Redis): Promise<Locker> {
+  const sha = String(await client.script("LOAD", COMPARE_AND_DELETE));
+  const tryLock = async (name: string): Promise<Held | null> => {
+    const value = crypto.randomUUID();
+    if ((await client.set(name, value, "PX", 30_000, "NX")) !== "OK") return null;
+    return { release: async () => void await client.evalsha(sha, 1, name, value) };
+  };
+  return {
+    tryLock,
+    async lock(name) {
+      const held = await tryLock(name);
+      if (!held) throw new Error(`raw floor: ${name} is taken (it cannot wait)`);
+      return held;
+    },
     close: async () => void await client.quit(),
   };
 }
@@ -272,6 +300,8 @@ export async function makeLocker(kind: LockerKind, setup: LockerSetup): Promise<
   switch (kind) {
     case "redis":
       return redisKindLocker(client);
+    case "redis-raw":
+      return await rawRedisLocker(client);
     case "redlock":
       return redlockLocker(client);
     case "redis-semaphore":

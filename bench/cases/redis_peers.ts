@@ -1,7 +1,8 @@
 // The Redis peers users would pick instead, on the same redis-server and
 // ioredis: redlock 4 (one instance) and redis-semaphore 5's Mutex.
 // acquire+release, contended detection, hand-off (both poll), and the same
-// throughput load as ours (100 clients × 10 names, two load processes).
+// throughput loads as ours (100 clients × 10 names, two load processes; and
+// 100 names, no contention).
 
 import type { BenchCase } from "../_case.ts";
 import { measureAcquireRelease, measureContended } from "../_kind_ops.ts";
@@ -48,6 +49,14 @@ export const redisPeers: BenchCase = {
         10,
         `${peer}.throughput_shared`,
         "throughput, 100 clients × 10 names",
+      );
+      await measureThroughput(
+        ctx,
+        peer,
+        100,
+        100,
+        `${peer}.throughput_own`,
+        "throughput, 100 clients × 100 names (no contention)",
       );
     }
   },
