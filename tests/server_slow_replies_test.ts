@@ -1,6 +1,7 @@
 // Replies that come late: a RENEW answered after our own keeper gave the
-// lease up at its end, and a renewal answered after the request's own
-// deadline but well within the lease.
+// lease up at its end, a renewal answered after the request's own deadline
+// but well within the lease, and a manual renewal to a shorter ttl after
+// such a late one (the keeper must renew for the new, earlier end).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
@@ -102,4 +103,57 @@ test("a renewal answered late, but well within the lease, does not lose the lock
     await other.close();
     await proxy.close();
   }
+});
+
+async function shortenAfterStall() {
+  await using server = await serve({ port: 0 });
+  let stalled = false;
+  const held: Buffer[] = [];
+  let toClient: Socket | null = null;
+  const proxy = await relayProxy(server.address.port, (client, upstream) => {
+    toClient = client;
+    client.on("data", (chunk) => upstream.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      if (stalled) held.push(chunk);
+      else client.write(chunk);
+    });
+  });
+  // RENEW's own deadline: connectTimeout * 2 = 1 s.
+  const client = new LockClient({ port: proxy.port, connectTimeout: 500 });
+  const other = new LockClient({ port: server.address.port });
+  try {
+    const lock = await client.lock("shorter", { ttl: 6_000 });
+    // Replies stall for 3.6 s: the keeper's renewal (at ~2 s) times out at
+    // ~3 s and is rescheduled for ~4.5 s; the lease is ours until ~5.9 s.
+    stalled = true;
+    await sleep(3_600);
+    assert.equal(lock.signal.aborted, false, "still held by our clock");
+    stalled = false;
+    for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    await sleep(50);
+    // The server is answering again: shorten the lease to 600 ms.
+    const lease = await client.renew("shorter", 600);
+    assert.equal(lease.ttl, 600);
+    // A keeper renews every ttl/3 = 200 ms from here; wait out 3 leases.
+    await sleep(1_800);
+    const status = await other.status("shorter");
+    assert.equal(
+      lock.signal.aborted,
+      false,
+      `held.signal aborted (${(lock.signal.reason as Error)?.message}) although the server ` +
+        `answered every request after the stall; server says: ${
+          status ? `held by token ${status.token}` : "free"
+        }`,
+    );
+    assert.equal(status?.token, lock.token);
+    await lock.release();
+  } finally {
+    await client.close();
+    await other.close();
+    await proxy.close();
+  }
+}
+
+test("renew(name, shorter ttl) after a timed-out background renewal keeps the lease held", async () => {
+  await shortenAfterStall();
 });

@@ -161,10 +161,14 @@ export class LeaseKeeper {
       renewed = await this.#host.renew(this.#lease);
     } catch {
       // No answer in time, or a refusal that does not say the lease is gone:
-      // it may still be ours. Try again before its end; the deadline timer,
-      // still armed, declares it lost at our lease end unless a renewal is
-      // confirmed first. (A closed connection loses every lease on its own.)
-      if (!this.#stopped) this.#scheduleRenewal();
+      // it may still be ours. Try again before its end (halfway there); past
+      // it, the next try finds it expired. The deadline timer is for a
+      // renewal on its way only (see rescheduled). A closed connection loses
+      // every lease on its own.
+      if (this.#stopped) return;
+      this.#deadlineTimer?.clear();
+      this.#deadlineTimer = null;
+      this.#scheduleRenewal();
       return;
     }
     if (this.#stopped) return;
