@@ -77,3 +77,24 @@ export function takenAfterRelease<T>(
 ): Promise<T | null> {
   return kind === "port" ? takenAfterForks(take) : take();
 }
+
+/**
+ * Binds again (`bind`, e.g. a lock server's serve()) on a port whose
+ * listener was just closed, as {@link takenAfterForks} takes a freed port: a
+ * bind that fails with EADDRINUSE is tried again for up to 5 s, since a
+ * child that another thread of this process is starting can keep a copy of
+ * the closed listener a moment. Any other error, or EADDRINUSE for 5 s, is
+ * thrown.
+ */
+export async function reboundAfterForks<T>(bind: () => Promise<T>): Promise<T> {
+  let busy: unknown = null;
+  const bound = await takenAfterForks(() =>
+    bind().catch((error: unknown) => {
+      if ((error as { code?: unknown } | null)?.code !== "EADDRINUSE") throw error;
+      busy = error;
+      return null;
+    })
+  );
+  if (bound === null) throw busy ?? new Error("bind did not succeed within 5 s");
+  return bound;
+}

@@ -22,7 +22,7 @@ import {
   startRestartableRedisServer,
 } from "./_redis_server.ts";
 import { redisSuite } from "./_redis_suite.ts";
-import { NO_POLLING } from "./_waiting.ts";
+import { eventually, NO_POLLING } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
@@ -330,10 +330,16 @@ describeRedis("Redis kind", () => {
     const prefixed = () => suite.client({ keyPrefix: "app:" });
     const held = await lock(name, { redis: prefixed() });
     assert.ok(await suite.raw.exists(`app:socketlock:${name}`), "the key carries the prefix");
-    const waiting = lock(name, { redis: prefixed(), timeout: 10_000 });
-    await sleep(300);
-    const channels = await suite.raw.pubsub("CHANNELS", `app:socketlock:${name}:released*`);
-    assert.ok((channels as string[]).length > 0, "the waiter listens on a prefixed channel");
+    const waiting = lock(name, { redis: prefixed(), timeout: 20_000 });
+    // Polled, not a fixed sleep: on a loaded machine the waiter's first try
+    // and SUBSCRIBE can take longer than any sleep chosen here.
+    assert.ok(
+      await eventually(async () => {
+        const channels = await suite.raw.pubsub("CHANNELS", `app:socketlock:${name}:released*`);
+        return (channels as string[]).length > 0;
+      }, 10_000),
+      "the waiter listens on a prefixed channel",
+    );
     await held.release();
     await (await waiting).release();
   });

@@ -153,13 +153,18 @@ describeRedis("Redis kind's wait queue", () => {
     assert.ok(await eventually(async () => (await queued(name)) === 1, 10_000), "child queued");
     const next = lock(name, { redis: client(), timeout: 20_000 });
     assert.ok(await eventually(async () => (await queued(name)) === 2), "queued behind it");
+    // SIGKILL takes effect at once: the child runs no more code. Its exit is
+    // awaited only after the release, which must come while the dead
+    // waiter's place (500 ms from its last renewal, every 100 ms) is still
+    // live; waiting for the child's "close" first took that margin away on
+    // a loaded machine.
     child.process.kill("SIGKILL");
-    await child.done;
     // At once: the dead waiter's place is still live, so it is handed the lock.
     // Timed from before the release, so before the claim's 2 s began: load
     // can only lengthen what is measured.
     const startedAt = performance.now();
     await holder.release();
+    await child.done;
     const handed = JSON.parse((await suite.raw.get(key))!);
     assert.equal(handed.claim, 2_000, "handed over for the claim time");
     assert.ok((await suite.raw.pttl(key)) <= 2_000);

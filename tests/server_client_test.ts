@@ -35,7 +35,7 @@ import {
   sleep,
   within,
 } from "./_server_helpers.ts";
-import { eventually } from "./_waiting.ts";
+import { eventually, reboundAfterForks } from "./_waiting.ts";
 
 describe("LockClient", () => {
   let server: LockServer;
@@ -383,7 +383,9 @@ if (inOneRunner(1)) {
           await held.release();
           await holder.close();
           await first.close();
-          second = await serve({ port: serverPort });
+          // Rebound as a port just freed is (see reboundAfterForks): under a
+          // parallel runner another test's child can hold the listener a moment.
+          second = await reboundAfterForks(() => serve({ port: serverPort }));
           const started = performance.now();
           const got = await within(waiting, 20_000, "the waiter gets the lock from the new server");
           assert.ok(performance.now() - started < 15_000);

@@ -15,6 +15,7 @@ import { LockTable, Owner, type WaiterHandler } from "../lib/server/lock_table.t
 import { DistlockdCommand, encodeDistlockdRequest } from "../lib/server/distlockd_frames.ts";
 import { type Child, childRuntimes } from "./_processes.ts";
 import { FakeClock } from "./_fake_table_clock.ts";
+import { reboundAfterForks } from "./_waiting.ts";
 import { RawConnection, runCli, serveProcess, sleep, within } from "./_server_helpers.ts";
 
 function recorder() {
@@ -147,7 +148,9 @@ describe("a restarted lock server", () => {
     held.signal.addEventListener("abort", () => (abortedAt = performance.now()));
     relay.cut();
     await s1.close();
-    const s2 = await serve({ port, restartGrace });
+    // Rebound as a port just freed is (see reboundAfterForks): under a
+    // parallel runner another test's child can hold s1's listener a moment.
+    const s2 = await reboundAfterForks(() => serve({ port, restartGrace }));
     const startedAt = performance.now();
     return {
       port,

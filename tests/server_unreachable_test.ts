@@ -79,13 +79,14 @@ test("lock({ server }): a wait that runs out while the reconnect loop is under w
   assert.match(String(down?.message), /Cannot reach the lock server .*ECONNREFUSED/);
 
   // The shared client's reconnect loop is pausing now (backoff up to 1.5 s
-  // between tries, jitter included): a wait of 1.7 s sees a new try start,
-  // connect to the relay and wait for its greeting (2.5 s late). A shorter
+  // between tries, jitter included): a wait of 2.8 s sees a new try start,
+  // connect to the relay and wait for its greeting (3 s late). A shorter
   // wait could end before any new try, and rightly report the last one's
-  // ECONNREFUSED.
-  const relay = await slowRelay(port, server.address.port, 2_500);
+  // ECONNREFUSED: 1.7 s left a loaded machine 200 ms for a late timer
+  // (failed once under Deno in a full run).
+  const relay = await slowRelay(port, server.address.port, 3_000);
   cleanups.push(() => relay.close());
-  const held = await lock("stale-connect-2", { server: address, timeout: 1_700 }).catch((e) => e);
+  const held = await lock("stale-connect-2", { server: address, timeout: 2_800 }).catch((e) => e);
   if (typeof held?.release === "function") await held.release();
   assert.ok(
     held instanceof LockTimeoutError,
@@ -93,6 +94,8 @@ test("lock({ server }): a wait that runs out while the reconnect loop is under w
   );
   // The server was reachable all along: once connected, the wait is answered.
   await holder.release("stale-connect-2");
-  const later = await lock("stale-connect-2", { server: address, timeout: 10_000 });
+  // Every reply through the relay comes 3 s late: the connect, greeting and
+  // ACQUIRE take about four of those.
+  const later = await lock("stale-connect-2", { server: address, timeout: 30_000 });
   await later.release();
 });
