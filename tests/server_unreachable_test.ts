@@ -53,8 +53,9 @@ test("LockClient: a wait that runs out while a connect to a listening server is 
   const port = await freePort();
   const c = new LockClient({ port, connectTimeout: 1_500 });
   cleanups.push(() => c.close());
-  // Nothing listens yet: this one is right to say it cannot reach the server.
-  const down = await c.acquire("stale-connect", { timeout: 100 }).catch((e) => e);
+  // Nothing listens yet: this one is right to say it cannot reach the server
+  // (1 s: a 100 ms wait could end, on a loaded machine, before any connect failed).
+  const down = await c.acquire("stale-connect", { timeout: 1_000 }).catch((e) => e);
   assert.match(String(down?.message), /Cannot reach the lock server .*ECONNREFUSED/);
   await sleep(1_700); // the client's connect loop has given up
 
@@ -75,7 +76,9 @@ test("lock({ server }): a wait that runs out while the reconnect loop is under w
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
   // Another name: the abandoned try keeps its own name's in-process slot until it settles.
-  const down = await lock("stale-connect-probe", { server: address, timeout: 100 }).catch((e) => e);
+  const down = await lock("stale-connect-probe", { server: address, timeout: 1_000 }).catch((e) =>
+    e
+  );
   assert.match(String(down?.message), /Cannot reach the lock server .*ECONNREFUSED/);
 
   // The shared client's reconnect loop is pausing now (backoff up to 1.5 s
