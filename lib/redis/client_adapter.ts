@@ -82,13 +82,16 @@ function ioredisAdapter(client: Loose): RedisAdapter {
       sub.on("error", ignore);
       const handlers = new Map<string, (message: string) => void>();
       sub.on("message", (channel: string, message: string) => handlers.get(channel)?.(message));
+      const ready = untilReady(sub);
       return Promise.resolve({
         async subscribe(channel, onMessage) {
           handlers.set(prefix + channel, onMessage);
+          await ready;
           await sub.subscribe(prefix + channel);
         },
         async unsubscribe(channel) {
           handlers.delete(prefix + channel);
+          await ready;
           await sub.unsubscribe(prefix + channel);
         },
         close: () => sub.disconnect(),
@@ -96,6 +99,32 @@ function ioredisAdapter(client: Loose): RedisAdapter {
     },
     onClose: (listener) => client.once("end", listener),
   };
+}
+
+// Resolves once an ioredis connection is ready; rejects if it ends first.
+// SUBSCRIBE waits for it: sent while the connection is still being set up
+// (a duplicate of a lazyConnect client connects on its first command), it
+// can go out before ioredis's ready check, whose INFO the server refuses in
+// subscriber mode; ioredis then drops the connection, and channels whose
+// SUBSCRIBE was under way are never subscribed.
+function untilReady(sub: Loose): Promise<void> {
+  const ready = sub.status === "ready"
+    ? Promise.resolve()
+    : new Promise<void>((resolve, reject) => {
+      const onReady = () => {
+        sub.off("end", onEnd);
+        resolve();
+      };
+      const onEnd = () => {
+        sub.off("ready", onReady);
+        reject(new Error("The subscriber connection ended before it was ready."));
+      };
+      sub.once("ready", onReady);
+      sub.once("end", onEnd);
+      if (sub.status === "wait") sub.connect().catch(ignore);
+    });
+  ready.catch(ignore); // nobody may subscribe before it settles
+  return ready;
 }
 
 function nodeRedisAdapter(client: Loose): RedisAdapter {
