@@ -282,10 +282,22 @@ export const GOALS: Goal[] = [
             `${formatRatio(theirsHandoff.p50Us / oursHandoff.p50Us)} faster hand-off vs ${peer}`,
         );
       }
-      return { met, value: parts.join("; ") + withoutContention(find) };
+      return { met, value: parts.join("; ") + oneClientPerProcess(find) + withoutContention(find) };
     },
   },
 ];
+
+// The same contended load with one ioredis client per load process.
+function oneClientPerProcess(find: Lookup): string {
+  const rates = [
+    ["ours", find("redis.throughput_one_client")],
+    ["redlock", find("redlock.throughput_one_client")],
+    ["redis-semaphore", find("redis-semaphore.throughput_one_client")],
+  ] as const;
+  if (rates.some(([, row]) => !row?.opsPerSec)) return "";
+  return "; one client per process: " +
+    rates.map(([who, row]) => `${who} ${formatRate(row!.opsPerSec)}`).join(", ") + " pairs/s";
+}
 
 // The same load with a name per client: what a pair costs when nothing is
 // waited for, beside the raw floor of a Redis lock (SET NX PX + Lua DEL).

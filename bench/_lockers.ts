@@ -42,7 +42,8 @@ export type LockerKind =
   | "redis-raw"
   | "proper-lockfile"
   | "redlock"
-  | "redis-semaphore";
+  | "redis-semaphore"
+  | `${"redis" | "redlock" | "redis-semaphore"}:shared`;
 
 /** Where the lockers find their resources. */
 export interface LockerSetup {
@@ -295,16 +296,46 @@ export async function makeLocker(kind: LockerKind, setup: LockerSetup): Promise<
       return await bareServerLocker(setup.serverPort);
   }
   if (!setup.redis) throw new Error("no redis-server (run through bench/run.sh)");
+  if (kind.endsWith(":shared")) return await sharedClientLocker(kind, setup.redis);
   const client = redisClient(setup.redis);
   await client.ping();
+  return redisLocker(kind, client);
+}
+
+function redisLocker(kind: LockerKind, client: Redis): Locker | Promise<Locker> {
   switch (kind) {
     case "redis":
       return redisKindLocker(client);
     case "redis-raw":
-      return await rawRedisLocker(client);
+      return rawRedisLocker(client);
     case "redlock":
       return redlockLocker(client);
     case "redis-semaphore":
       return semaphoreLocker(client);
   }
+  throw new Error(`not a Redis locker: ${kind}`);
+}
+
+// One ioredis client per process for every `<kind>:shared` locker, as an
+// application shares its client between its lock calls; quit when the last
+// locker on it closes.
+let sharedClient: { client: Redis; lockers: number } | null = null;
+
+async function sharedClientLocker(
+  kind: LockerKind,
+  redis: { host: string; port: number },
+): Promise<Locker> {
+  const shared = sharedClient ??= { client: redisClient(redis), lockers: 0 };
+  shared.lockers++;
+  await shared.client.ping();
+  const locker = await redisLocker(kind.slice(0, -":shared".length) as LockerKind, shared.client);
+  return {
+    lock: locker.lock,
+    tryLock: locker.tryLock,
+    async close() {
+      if (--shared.lockers > 0) return;
+      if (sharedClient === shared) sharedClient = null;
+      await shared.client.quit();
+    },
+  };
 }

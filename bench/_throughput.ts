@@ -8,6 +8,10 @@ import { type ChildLink, startChild } from "./_children.ts";
 import type { LockerKind } from "./_lockers.ts";
 import { measureWindows, type WindowResult } from "./_measure.ts";
 
+/** The row label of the contended load with one Redis client per load process. */
+export const SHARED_CLIENT_OPERATION =
+  "throughput, 100 clients × 10 names, one ioredis client per process";
+
 /** Load processes the clients are spread over. */
 export const LOAD_PROCESSES = 2;
 
@@ -44,7 +48,10 @@ export async function measureThroughput(
   operation: string,
   rowKind: string = kind,
 ): Promise<void> {
-  const names = Array.from({ length: nameCount }, (_, i) => ctx.unique(`${kind}-load${i}`));
+  const names = Array.from(
+    { length: nameCount },
+    (_, i) => ctx.unique(`${kind.replace(":", "-")}-load${i}`),
+  );
   const loads = await loadProcesses(ctx);
   try {
     for (const [p, load] of loads.entries()) {

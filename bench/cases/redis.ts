@@ -2,7 +2,8 @@
 // same redis-server — SET NX PX, then the compare-and-delete Lua script
 // every Redis lock releases with (issue 8's floor). Measured: acquire+release,
 // contended detection, hand-off, and throughput with 100 clients over 10
-// names, and without contention (100 clients × 100 names) beside the raw
+// names (each client with its own connection, and all of a process's
+// clients on one), and without contention (100 clients × 100 names) beside the raw
 // floor of a Redis lock under the same load. The floors are measured
 // whenever a redis-server is running.
 
@@ -10,7 +11,7 @@ import type { BenchCase } from "../_case.ts";
 import { measureAcquireRelease, measureContended } from "../_kind_ops.ts";
 import { COMPARE_AND_DELETE, hasKind, makeLocker, redisClient } from "../_lockers.ts";
 import { measureOps } from "../_measure.ts";
-import { measureThroughput } from "../_throughput.ts";
+import { measureThroughput, SHARED_CLIENT_OPERATION } from "../_throughput.ts";
 import { measureHandoff } from "./handoff.ts";
 
 const ROWS: [string, string][] = [
@@ -19,6 +20,7 @@ const ROWS: [string, string][] = [
   ["redis.handoff", "hand-off to a waiting process"],
   ["redis.throughput_shared", "throughput, 100 clients × 10 names"],
   ["redis.throughput_own", "throughput, 100 clients × 100 names (no contention)"],
+  ["redis.throughput_one_client", SHARED_CLIENT_OPERATION],
 ];
 const FLOOR: [string, string] = [
   "floor.redis_pair",
@@ -76,6 +78,7 @@ export const redis: BenchCase = {
     );
     await measureThroughput(ctx, "redis", 100, 10, ROWS[3][0], ROWS[3][1]);
     await measureThroughput(ctx, "redis", 100, 100, ROWS[4][0], ROWS[4][1]);
+    await measureThroughput(ctx, "redis:shared", 100, 10, ROWS[5][0], ROWS[5][1], "redis");
     await measureOwnFloor();
   },
 };

@@ -1,13 +1,13 @@
 // The Redis peers users would pick instead, on the same redis-server and
 // ioredis: redlock 4 (one instance) and redis-semaphore 5's Mutex.
 // acquire+release, contended detection, hand-off (both poll), and the same
-// throughput loads as ours (100 clients × 10 names, two load processes; and
-// 100 names, no contention).
+// throughput loads as ours (100 clients × 10 names, two load processes, with
+// a connection each or one per process; and 100 names, no contention).
 
 import type { BenchCase } from "../_case.ts";
 import { measureAcquireRelease, measureContended } from "../_kind_ops.ts";
 import { makeLocker, PEER_RETRY_MS } from "../_lockers.ts";
-import { measureThroughput } from "../_throughput.ts";
+import { measureThroughput, SHARED_CLIENT_OPERATION } from "../_throughput.ts";
 import { measureHandoff } from "./handoff.ts";
 
 const PEERS = ["redlock", "redis-semaphore"] as const;
@@ -49,6 +49,15 @@ export const redisPeers: BenchCase = {
         10,
         `${peer}.throughput_shared`,
         "throughput, 100 clients × 10 names",
+      );
+      await measureThroughput(
+        ctx,
+        `${peer}:shared`,
+        100,
+        10,
+        `${peer}.throughput_one_client`,
+        SHARED_CLIENT_OPERATION,
+        peer,
       );
       await measureThroughput(
         ctx,
