@@ -31,6 +31,8 @@ export interface HeldCheck {
   readonly signal: AbortSignal;
   /** Stops checking (before a release: a file we remove is not a lost lock). Idempotent. */
   stop(): void;
+  /** True once the lock was found gone; starts nothing (unlike reading `signal` on demand). */
+  lostAlready(): boolean;
 }
 
 /**
@@ -76,6 +78,7 @@ export function checkHeld(
   schedule();
   return {
     signal: controller.signal,
+    lostAlready: () => controller.signal.aborted,
     stop() {
       stopped = true;
       timer?.clear();
@@ -118,6 +121,11 @@ export class HeldCheckOnDemand implements HeldCheck {
       if (this.#stopped) this.#check.stop();
     }
     return this.#check.signal;
+  }
+
+  /** True if the check runs and found the lock gone; never starts it. */
+  lostAlready(): boolean {
+    return this.#check?.lostAlready() ?? false;
   }
 
   /** Stops the check if it runs, and keeps it from starting. Idempotent. */

@@ -23,9 +23,10 @@ export interface Grant {
    */
   readonly lost?: AbortSignal;
   /**
-   * Whether the lock is lost already (without making `lost`): a grant lost
-   * before it is handed out (its connection closed meanwhile) is given back
-   * and counts as a failed try.
+   * Whether the lock is known to be lost already, without making `lost` or
+   * starting what it would start: a grant lost before it is handed out (its
+   * connection closed meanwhile) is given back and counts as a failed try,
+   * and a lost in-process holder is not named as the holder.
    */
   lostAlready?(): boolean;
 }

@@ -22,8 +22,11 @@ const slots = new StableMap<string, Slot>();
 /** The info of the in-process holder of `key`, if any. */
 export function localHolder(key: string): LockInfo | null | undefined {
   const holder = slots.get(key)?.holder;
+  if (!holder) return holder;
   // A lost lock is no holder to report: another process may hold it now.
-  return holder && (holder.lost?.aborted ? null : holder.info);
+  // Asked without reading `lost`, which would start a kind's checks.
+  const lost = holder.lostAlready ? holder.lostAlready() : holder.lost?.aborted;
+  return lost ? null : holder.info;
 }
 
 /** Takes `key` at once if free; returns false if held in this process. */

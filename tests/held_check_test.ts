@@ -145,12 +145,27 @@ describe("kind-specific losses", () => {
 describe("HeldCheckOnDemand", () => {
   function counting() {
     const made = { starts: 0, stops: 0 };
+    const controller = new AbortController();
     const start = (): HeldCheck => {
       made.starts++;
-      return { signal: new AbortController().signal, stop: () => void made.stops++ };
+      return {
+        signal: controller.signal,
+        stop: () => void made.stops++,
+        lostAlready: () => controller.signal.aborted,
+      };
     };
-    return { made, start };
+    return { made, start, controller };
   }
+
+  test("lostAlready() never starts the check, and tells a loss the running check found", () => {
+    const { made, start, controller } = counting();
+    const check = new HeldCheckOnDemand(start);
+    assert.equal(check.lostAlready(), false);
+    assert.equal(made.starts, 0, "asking started nothing");
+    assert.equal(check.signal.aborted, false); // the holder reads its signal: started
+    controller.abort();
+    assert.equal(check.lostAlready(), true);
+  });
 
   test("starts the check at the first read of its signal, once, and stops it", () => {
     const { made, start } = counting();

@@ -174,6 +174,10 @@ class FolderGrant implements Grant {
     return this.#check.signal;
   }
 
+  lostAlready(): boolean {
+    return this.#check.lostAlready();
+  }
+
   async release(): Promise<void> {
     // Stopped first: the bid we are about to remove is not a lost lock.
     this.#check.stop();

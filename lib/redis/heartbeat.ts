@@ -341,6 +341,10 @@ class HeartbeatGrant implements Grant {
     return this.#heartbeat.signal;
   }
 
+  lostAlready(): boolean {
+    return this.#lost;
+  }
+
   // HeldLock.release() calls this once, and again only after it failed.
   async release(): Promise<void> {
     // A lost lock's leftover is being deleted already (onLost).

@@ -5,7 +5,7 @@
 import type { Runtime } from "../runtime/mod.ts";
 import type { LockInfo } from "../types.ts";
 import { LockError, LockProtocolError } from "../errors.ts";
-import { encodeName, type Reply } from "./protocol.ts";
+import { encodeName, type Reply, WAIT_FOREVER } from "./protocol.ts";
 import type { ClientConnection, ReplyHandler } from "./_client_connection.ts";
 import { type Lease, leaseEnd, type LeaseKeeper } from "./_lease_keeper.ts";
 import type { Listed } from "../_linked_list.ts";
@@ -259,9 +259,10 @@ export class AcquireCall implements Op {
       this.#finish({ status: "cancelled", holder: null });
       return null;
     }
-    const wait = this.#wait === Infinity
-      ? "forever"
-      : Math.max(0, Math.floor(this.#start + this.#wait - this.#host.runtime.monotonic()));
+    // A wait the server would read as forever, or could not read (past
+    // 2^53), is sent as forever: our own deadline still ends it on time.
+    const left = Math.floor(this.#start + this.#wait - this.#host.runtime.monotonic());
+    const wait = left >= WAIT_FOREVER ? "forever" : Math.max(0, left);
     const ttl = this.#ttl === undefined ? "" : ` ${Math.ceil(this.#ttl)}`;
     return `ACQUIRE ${encodeName(this.#name)} ${wait}${ttl}`;
   }

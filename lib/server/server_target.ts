@@ -82,6 +82,14 @@ export function serverTarget(
   let holder: LockInfo | null = null;
   let cancelPending = false;
   const deadline = options.timeout === undefined ? Infinity : opened + options.timeout;
+  // The pauses waiting for the queued call to settle. A promise per pause,
+  // dropped when the pause ends: the loop's reactions do not pile up on the
+  // call's one pending promise for as long as the wait lasts (hours).
+  const wakers = new Set<() => void>();
+  const wakeAll = () => {
+    for (const wake of wakers) wake();
+    wakers.clear();
+  };
 
   // Drops a server-side wait nobody waits for any more (a grant that got
   // in first is released).
@@ -91,14 +99,20 @@ export function serverTarget(
   }
 
   function waiting(current: Call): Attempt {
+    let wake!: () => void;
+    const woken = new Promise<void>((resolve) => wakers.add(wake = resolve));
     return {
       acquired: false,
       holder,
-      wake: current.final.then(() => {}, () => {}),
+      wake: woken,
+      // The server answers the queued call itself (granted, TIMEOUT,
+      // CANCELLED, or the connection drops): no polling.
+      wakesItself: true,
       // The generic loop calls cancelWake after every pause and then, in the
       // same synchronous run, tries again. Only a cancel not followed by a
       // try (a timeout, an abort, tryLock) withdraws the wait on the server.
       cancelWake: () => {
+        wakers.delete(wake);
         cancelPending = true;
         queueMicrotask(() => {
           if (cancelPending && call === current) abandon(current);
@@ -135,9 +149,11 @@ export function serverTarget(
       current.final.then(
         (answer) => {
           if (call === current) settled = { answer };
+          wakeAll();
         },
         (error) => {
           if (call === current) settled = { error };
+          wakeAll();
         },
       );
       return waiting(current);

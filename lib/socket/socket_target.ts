@@ -306,6 +306,10 @@ class SocketGrant implements Grant {
   get lost(): AbortSignal {
     return this.#check.signal;
   }
+
+  lostAlready(): boolean {
+    return this.#check.lostAlready();
+  }
 }
 
 /**
