@@ -537,8 +537,11 @@ function shaOf(script: LuaScript): string | Promise<string> {
   return sha;
 }
 
+// An error's message, or its class's name when it has none (node-redis'
+// TimeoutError has an empty message).
 function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  if (!(error instanceof Error)) return String(error);
+  return error.message || error.constructor?.name || error.name;
 }
 
 // Redis error replies start with an upper-case code (ERR, WRONGTYPE, NOPERM...);
@@ -549,7 +552,8 @@ const HINTS: Record<string, string> = {
   WRONGTYPE: "the key holds data that is not a socketlock lock: choose another key " +
     '(the "key" option) or delete it',
   NOPERM: "the Redis user may not run this: grant it EVAL, EVALSHA and PUBLISH " +
-    "(e.g. ACL SETUSER <user> +@scripting +publish) and access to the key",
+    "(e.g. ACL SETUSER <user> +@scripting +publish), access to the key and to its channels " +
+    "(&<key>:*)",
   NOAUTH: "Redis requires a password: pass it to your Redis client",
   OOM: "Redis is out of memory (maxmemory): free memory or raise maxmemory",
   READONLY: "the client is connected to a read-only replica: connect it to the master",
@@ -565,6 +569,10 @@ function hintFor(code: string, text: string, key: string): string {
   if (/not an integer|overflow/i.test(text)) {
     return `the fencing counter "${key}:token" holds something else (another tool's key?): ` +
       "choose another key, or delete it only if nothing uses it";
+  }
+  if (/can't publish|channel/i.test(text)) {
+    return "the Redis user may not publish on the lock's channels, which releases and waiters " +
+      `use (Redis 7 gives new users no channels): grant them, e.g. ACL SETUSER <user> &${key}:*`;
   }
   if (/unknown command|disabled/i.test(text)) {
     return "this server does not run Lua scripts (EVAL/EVALSHA), which socketlock needs";
@@ -596,7 +604,8 @@ export function redisError(
 }
 
 // How clients word a command that went unanswered in time: ioredis
-// "Command timed out", node-redis' TimeoutError, a socket's ETIMEDOUT.
+// "Command timed out", node-redis' TimeoutError (a class of that name, with
+// an empty message), a socket's ETIMEDOUT.
 const TIMED_OUT = /timed? ?out/i;
 
 /**
@@ -607,7 +616,8 @@ const TIMED_OUT = /timed? ?out/i;
 export function isCommandTimeout(error: unknown): boolean {
   if (!(error instanceof LockError) || error instanceof LockProtocolError) return false;
   const cause = error.cause;
-  return cause instanceof Error && TIMED_OUT.test(`${cause.name} ${cause.message}`);
+  return cause instanceof Error &&
+    TIMED_OUT.test(`${cause.name} ${cause.constructor?.name} ${cause.message}`);
 }
 
 function isNoScript(error: unknown): boolean {
