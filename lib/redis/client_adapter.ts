@@ -131,19 +131,32 @@ function nodeRedisAdapter(client: Loose): RedisAdapter {
   return {
     name: "node-redis",
     send: (args) => client.sendCommand([...args]),
-    async openSubscriber() {
+    openSubscriber() {
       const sub = client.duplicate();
       sub.on("error", ignore);
-      await sub.connect();
-      return {
-        subscribe: async (channel, onMessage) => void await sub.subscribe(channel, onMessage),
-        unsubscribe: async (channel) => void await sub.unsubscribe(channel),
+      // Handed out before it is connected: while Redis cannot be reached
+      // connect() retries for ever, and a close must be able to stop it.
+      const connected = Promise.resolve(sub.connect());
+      connected.catch(ignore);
+      return Promise.resolve({
+        async subscribe(channel, onMessage) {
+          await connected;
+          await sub.subscribe(channel, onMessage);
+        },
+        async unsubscribe(channel) {
+          await connected;
+          await sub.unsubscribe(channel);
+        },
         close() {
           // v5 has destroy(); v4 only disconnect(), which returns a promise.
-          const closing = isFunction(sub.destroy) ? sub.destroy() : sub.disconnect();
-          Promise.resolve(closing).catch(ignore);
+          try {
+            const closing = isFunction(sub.destroy) ? sub.destroy() : sub.disconnect();
+            Promise.resolve(closing).catch(ignore);
+          } catch {
+            // Not connected yet (v4's disconnect() throws then): nothing to close.
+          }
         },
-      };
+      });
     },
     onClose: (listener) => client.once("end", listener),
   };
