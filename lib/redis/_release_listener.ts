@@ -3,6 +3,9 @@
 // one has waited for a while or when the user's client closes. Anything that
 // goes wrong here only costs wake-ups: waiters also poll with backoff, and a
 // queued waiter renews its place, which tells it of a grant it did not hear.
+// A subscriber connection that drops (and may come back without its
+// subscriptions, and missed messages meanwhile) makes every channel not
+// live until it is subscribed again, and its listeners hear RESET.
 
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import type { RedisAdapter, RedisSubscriber } from "./client_adapter.ts";
@@ -13,7 +16,18 @@ export const LINGER_MS = 1_000;
 /** How long to poll only after the subscriber connection failed, in ms. */
 const RETRY_SUBSCRIBER_MS = 5_000;
 
+/**
+ * What listeners hear when the subscriber connection dropped: messages may
+ * have been missed, and the channel is not live until subscribed again.
+ * (Never published: it starts with a NUL.)
+ */
+export const RESET = "\u0000reset";
+
 interface Channel {
+  /** Hears this channel's messages (given to every subscribe of it). */
+  onMessage: (message: unknown) => void;
+  /** Bumped by each subscribe: only the latest one's outcome counts. */
+  attempt: number;
   refs: number;
   /** Messages seen on this channel since it was subscribed. */
   count: number;
@@ -31,7 +45,10 @@ interface Channel {
 export interface Watch {
   /** Messages seen so far, or -1 while not yet subscribed. */
   seen(): number;
-  /** Resolves true once the subscription is live, false if it failed (never for a left watch). */
+  /**
+   * Resolves true once the subscription is live, false if it failed (never
+   * for a left watch). Read it when needed: after a reset it is a new one.
+   */
   readonly ready: Promise<boolean>;
   /**
    * Calls `handler` with every message on the channel from now on, until
@@ -78,6 +95,8 @@ class ReleaseListener {
     let channel = this.#channels.get(name);
     if (!channel) {
       const fresh: Channel = {
+        onMessage: () => {},
+        attempt: 0,
         refs: 0,
         count: 0,
         ready: Promise.resolve(false),
@@ -85,6 +104,11 @@ class ReleaseListener {
         wakers: new Set(),
         idle: null,
         leftAt: 0,
+      };
+      fresh.onMessage = (message: unknown) => {
+        fresh.count++;
+        const text = replyString(message) ?? String(message);
+        for (const waker of [...fresh.wakers]) waker(text);
       };
       fresh.ready = this.#subscribe(name, fresh);
       this.#channels.set(name, fresh);
@@ -96,7 +120,9 @@ class ReleaseListener {
     const handlers = new Set<(message: string) => void>();
     return {
       seen: () => (ch.subscribed ? ch.count : -1),
-      ready: ch.ready,
+      get ready() {
+        return ch.ready;
+      },
       listen: (handler) => {
         const waker = (message: string) => handler(message);
         if (left) return () => {};
@@ -133,19 +159,44 @@ class ReleaseListener {
   }
 
   #subscribe(name: string, channel: Channel): Promise<boolean> {
-    const onMessage = (message: unknown) => {
-      channel.count++;
-      const text = replyString(message) ?? String(message);
-      for (const waker of [...channel.wakers]) waker(text);
-    };
+    const attempt = ++channel.attempt;
     return this.#open()
       .then(async (connection) => {
         if (!connection || this.#channels.get(name) !== channel) return false;
-        await connection.subscribe(name, onMessage);
+        await connection.subscribe(name, channel.onMessage);
+        // A reset since: that subscribe's outcome is the one that counts.
+        if (channel.attempt !== attempt) return channel.ready;
         channel.subscribed = true;
         return true;
       })
-      .catch(() => false);
+      .catch(() => channel.attempt === attempt ? false : channel.ready);
+  }
+
+  // The subscriber connection dropped (`ended`: for good). Channels are not
+  // live until subscribed again, their listeners hear RESET (so a waiter
+  // asks Redis instead of trusting what it would have heard), and each is
+  // subscribed again: on the same connection once it is back, or on a new
+  // one, after RETRY_SUBSCRIBER_MS, if it ended.
+  #reset(connection: Promise<RedisSubscriber | null>, ended: boolean): void {
+    if (this.#connection !== connection) return;
+    if (ended) {
+      // New waits open a new connection (after RETRY_SUBSCRIBER_MS); the
+      // channels of this one are dropped, and their waiters poll.
+      this.#connection = null;
+      this.#failedAt = this.#runtime.monotonic();
+    }
+    for (const [name, channel] of [...this.#channels]) {
+      channel.subscribed = false;
+      channel.attempt++;
+      if (ended) {
+        channel.ready = Promise.resolve(false);
+        this.#channels.delete(name);
+        channel.idle?.clear();
+      } else {
+        channel.ready = this.#subscribe(name, channel);
+      }
+      for (const waker of [...channel.wakers]) waker(RESET);
+    }
   }
 
   #open(): Promise<RedisSubscriber | null> {
@@ -154,11 +205,17 @@ class ReleaseListener {
     if (!open || this.#closed || this.#runtime.monotonic() - this.#failedAt < RETRY_SUBSCRIBER_MS) {
       return Promise.resolve(null);
     }
-    const connection = open.call(this.#adapter).catch(() => {
-      this.#failedAt = this.#runtime.monotonic();
-      this.#connection = null;
-      return null;
-    });
+    const connection: Promise<RedisSubscriber | null> = open.call(this.#adapter).then(
+      (subscriber) => {
+        subscriber.onReset?.((ended) => this.#reset(connection, ended));
+        return subscriber;
+      },
+      () => {
+        this.#failedAt = this.#runtime.monotonic();
+        this.#connection = null;
+        return null;
+      },
+    );
     this.#connection = connection;
     return connection;
   }

@@ -16,7 +16,7 @@
 import type { Runtime, Timer } from "../runtime/mod.ts";
 import type { LockInfo } from "../types.ts";
 import type { RedisAdapter } from "./client_adapter.ts";
-import type { Watch } from "./_release_listener.ts";
+import { RESET, type Watch } from "./_release_listener.ts";
 
 /** The longest time between two confirmations of a waiter's place, ms. */
 export const MAX_REFRESH_MS = 100;
@@ -229,6 +229,13 @@ export class Waiting {
   }
 
   #onMessage(message: string): void {
+    if (message === RESET) {
+      // Messages may have been missed: the next try asks Redis, and the one
+      // after waits for the channel to be live again (see wake).
+      this.#confirmedLive = false;
+      this.#poke?.();
+      return;
+    }
     const [what, owner, a, b] = message.split(" ");
     if (owner !== this.owner) return;
     if (what === "granted") {

@@ -18,6 +18,13 @@ export interface RedisSubscriber {
   unsubscribe(channel: string): Promise<void>;
   /** Closes the connection at once. */
   close(): void;
+  /**
+   * Registers `listener`, called when the connection drops after it was up
+   * (its subscriptions may be gone, and messages were missed meanwhile):
+   * `ended` says it will not come back. Subscribing again then waits for
+   * the connection to be back.
+   */
+  onReset?(listener: (ended: boolean) => void): void;
 }
 
 /**
@@ -82,7 +89,21 @@ function ioredisAdapter(client: Loose): RedisAdapter {
       sub.on("error", ignore);
       const handlers = new Map<string, (message: string) => void>();
       sub.on("message", (channel: string, message: string) => handlers.get(channel)?.(message));
-      const ready = untilReady(sub);
+      let ready = untilReady(sub);
+      // A drop after the connection was ready: it comes back (without its
+      // subscriptions if autoResubscribe is off), or ends.
+      const resets: ((ended: boolean) => void)[] = [];
+      let up = false;
+      sub.on("ready", () => void (up = true));
+      sub.on("close", () => {
+        if (!up) return;
+        up = false;
+        ready = untilReady(sub);
+        for (const reset of resets) reset(false);
+      });
+      sub.on("end", () => {
+        for (const reset of resets) reset(true);
+      });
       return Promise.resolve({
         async subscribe(channel, onMessage) {
           handlers.set(prefix + channel, onMessage);
@@ -95,6 +116,7 @@ function ioredisAdapter(client: Loose): RedisAdapter {
           await sub.unsubscribe(prefix + channel);
         },
         close: () => sub.disconnect(),
+        onReset: (listener) => void resets.push(listener),
       });
     },
     onClose: (listener) => client.once("end", listener),
@@ -168,10 +190,29 @@ function bunAdapter(client: Loose): RedisAdapter {
     send: (args) => client.send(args[0], args.slice(1)),
     async openSubscriber() {
       const sub = await client.duplicate();
+      // Bun reconnects a dropped connection without its subscriptions (and
+      // without calling onclose): each connect after the first is a reset.
+      const resets: ((ended: boolean) => void)[] = [];
+      let connectedOnce = sub.connected === true;
+      sub.onconnect = () => {
+        if (!connectedOnce) return void (connectedOnce = true);
+        for (const reset of resets) reset(false);
+      };
+      const subscribed = new Set<string>();
       return {
-        subscribe: async (channel, onMessage) => void await sub.subscribe(channel, onMessage),
-        unsubscribe: async (channel) => void await sub.unsubscribe(channel),
+        async subscribe(channel, onMessage) {
+          // Again after a reconnect: Bun still has the old listener, and
+          // would call both.
+          if (subscribed.has(channel)) await sub.unsubscribe(channel).catch(ignore);
+          subscribed.add(channel);
+          await sub.subscribe(channel, onMessage);
+        },
+        async unsubscribe(channel) {
+          subscribed.delete(channel);
+          await sub.unsubscribe(channel);
+        },
         close: () => sub.close(),
+        onReset: (listener) => void resets.push(listener),
       };
     },
     onClose(listener) {
