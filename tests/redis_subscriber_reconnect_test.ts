@@ -9,7 +9,6 @@
 // their waiters (RESET), and subscribes them again.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Redis } from "ioredis";
 import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
 import { watchReleases } from "../lib/redis/_release_listener.ts";
 import { runtime } from "../lib/runtime/mod.ts";

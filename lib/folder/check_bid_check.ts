@@ -16,7 +16,7 @@
  */
 
 import type { Runtime } from "../runtime/mod.ts";
-import { type Bid, type FoundBid, readBids, removeBid, writeBid } from "./bid.ts";
+import { type FoundBid, readBids, removeBid, writeBid } from "./bid.ts";
 import { challengeBid } from "./challenge_bid.ts";
 
 /** The outcome of one check-bid-check round. */
@@ -63,7 +63,7 @@ export async function findLiveBid(
  *
  * @param runtime The runtime adapter.
  * @param folder The lock folder (must exist).
- * @param bid This process's bid, as its file's text (a {@link Bid} in JSON).
+ * @param bid This process's bid, as its file's text (a `Bid` of ./bid.ts, in JSON).
  * @param checkFirst false to skip the first CHECK.
  * @returns The acquired bid's id and path, or the live bid that won.
  */
