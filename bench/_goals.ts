@@ -287,29 +287,30 @@ export const GOALS: Goal[] = [
   },
 ];
 
+// "; <label>: who N, who N pairs/s", if every row was measured.
+function ratesLine(label: string, rates: [string, MeasuredResult | undefined][]): string {
+  if (rates.some(([, row]) => !row?.opsPerSec)) return "";
+  return `; ${label}: ` +
+    rates.map(([who, row]) => `${who} ${formatRate(row!.opsPerSec)}`).join(", ") + " pairs/s";
+}
+
 // The same contended load with one ioredis client per load process.
 function oneClientPerProcess(find: Lookup): string {
-  const rates = [
+  return ratesLine("one client per process", [
     ["ours", find("redis.throughput_one_client")],
     ["redlock", find("redlock.throughput_one_client")],
     ["redis-semaphore", find("redis-semaphore.throughput_one_client")],
-  ] as const;
-  if (rates.some(([, row]) => !row?.opsPerSec)) return "";
-  return "; one client per process: " +
-    rates.map(([who, row]) => `${who} ${formatRate(row!.opsPerSec)}`).join(", ") + " pairs/s";
+  ]);
 }
 
 // The same load with a name per client: what a pair costs when nothing is
 // waited for, beside the raw floor of a Redis lock (SET NX PX + Lua DEL).
 function withoutContention(find: Lookup): string {
-  const rates = [
+  return ratesLine("no contention (100 × 100)", [
     ["ours", find("redis.throughput_own")],
     ["redis-semaphore", find("redis-semaphore.throughput_own")],
     ["raw floor", find("floor.redis_own")],
-  ] as const;
-  if (rates.some(([, row]) => !row?.opsPerSec)) return "";
-  return "; no contention (100 × 100): " +
-    rates.map(([who, row]) => `${who} ${formatRate(row!.opsPerSec)}`).join(", ") + " pairs/s";
+  ]);
 }
 
 /** The ratios printed after the goals. */

@@ -18,20 +18,27 @@ import { eventually } from "./_waiting.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+type Duplicate = { isOpen: boolean; destroy(): void };
+
+// The duplicates `client` makes from now on (the adapter's subscriber), kept.
+function keptDuplicates(client: { duplicate(...args: never[]): unknown }): Duplicate[] {
+  const duplicates: Duplicate[] = [];
+  const duplicate = client.duplicate.bind(client);
+  // deno-lint-ignore no-explicit-any
+  (client as any).duplicate = (...args: any[]) => {
+    const sub = (duplicate as (...args: unknown[]) => Duplicate)(...args);
+    duplicates.push(sub);
+    return sub;
+  };
+  return duplicates;
+}
+
 describeRedis("Redis kind with node-redis: a subscriber still connecting", () => {
   test("is closed when the user closes their client while Redis is unreachable", async () => {
     const server = await startRedisServer();
     const client = createClient({ url: `redis://127.0.0.1:${server.port}` });
     client.on("error", () => {});
-    // Keep hold of the duplicate the adapter opens.
-    const duplicates: { isOpen: boolean; destroy(): void }[] = [];
-    const duplicate = client.duplicate.bind(client);
-    // deno-lint-ignore no-explicit-any
-    (client as any).duplicate = (...args: any[]) => {
-      const sub = duplicate(...args);
-      duplicates.push(sub);
-      return sub;
-    };
+    const duplicates = keptDuplicates(client);
     await client.connect();
     const adapter = adaptRedisClient(client);
     await server.stop(); // Redis goes away (a restart, a network cut)
@@ -61,14 +68,7 @@ describeRedis("Redis kind with node-redis: a subscriber still connecting", () =>
     await peer.call("ACL", "SETUSER", "app", "on", ">old", "~*", "&*", "+@all");
     const client = createClient({ url: `redis://app:old@127.0.0.1:${server.port}` });
     client.on("error", () => {});
-    const duplicates: { isOpen: boolean; destroy(): void }[] = [];
-    const duplicate = client.duplicate.bind(client);
-    // deno-lint-ignore no-explicit-any
-    (client as any).duplicate = (...args: any[]) => {
-      const sub = duplicate(...args);
-      duplicates.push(sub);
-      return sub;
-    };
+    const duplicates = keptDuplicates(client);
     await client.connect();
     try {
       // The password is rotated: live connections stay authenticated, new ones are refused.

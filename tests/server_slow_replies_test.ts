@@ -9,13 +9,13 @@ import { LockClient, LockLostError, serve } from "../mod.ts";
 import { abortedSignal, sleep, within } from "./_server_helpers.ts";
 import { relayProxy } from "./_relay_proxy.ts";
 
-test("renew() does not resolve with a lease its own keeper has declared lost and released", async () => {
-  await using server = await serve({ port: 0 });
-  // Server-to-client bytes can be held back (a slow link, a stalled reply path).
+// A relay to the server whose replies to the client can be held back (a
+// slow link, a stalled reply path), and then let through in order.
+async function stallingRelay(port: number) {
   let stalled = false;
   const held: Buffer[] = [];
   let toClient: Socket | null = null;
-  const proxy = await relayProxy(server.address.port, (client, upstream) => {
+  const proxy = await relayProxy(port, (client, upstream) => {
     toClient = client;
     client.on("data", (chunk) => upstream.write(chunk));
     upstream.on("data", (chunk: Buffer) => {
@@ -23,11 +23,25 @@ test("renew() does not resolve with a lease its own keeper has declared lost and
       else client.write(chunk);
     });
   });
+  return {
+    port: proxy.port,
+    close: () => proxy.close(),
+    stall: () => void (stalled = true),
+    flow() {
+      stalled = false;
+      for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    },
+  };
+}
+
+test("renew() does not resolve with a lease its own keeper has declared lost and released", async () => {
+  await using server = await serve({ port: 0 });
+  const proxy = await stallingRelay(server.address.port);
   const client = new LockClient({ port: proxy.port });
   const other = new LockClient({ port: server.address.port });
   try {
     const lock = await client.lock("renew-race", { ttl: 300 });
-    stalled = true; // from now on, no reply reaches the client until released below
+    proxy.stall(); // from now on, no reply reaches the client until released below
     const renewing = client.renew("renew-race").then(
       (lease) => ({ ok: true as const, lease }),
       (error) => ({ ok: false as const, error }),
@@ -41,8 +55,7 @@ test("renew() does not resolve with a lease its own keeper has declared lost and
     const theirs = await other.acquire("renew-race", { timeout: 0 });
     assert.ok(theirs.token > lock.token);
     // The replies come through at last: RENEW OK (read before the RELEASE).
-    stalled = false;
-    for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    proxy.flow();
     const result = await within(renewing, 3_000, "renew() to settle");
     assert.equal(
       result.ok,
@@ -61,17 +74,7 @@ test("renew() does not resolve with a lease its own keeper has declared lost and
 
 test("a renewal answered late, but well within the lease, does not lose the lock", async () => {
   await using server = await serve({ port: 0 });
-  let stalled = false;
-  const held: Buffer[] = [];
-  let toClient: Socket | null = null;
-  const proxy = await relayProxy(server.address.port, (client, upstream) => {
-    toClient = client;
-    client.on("data", (chunk) => upstream.write(chunk));
-    upstream.on("data", (chunk: Buffer) => {
-      if (stalled) held.push(chunk);
-      else client.write(chunk);
-    });
-  });
+  const proxy = await stallingRelay(server.address.port);
   const client = new LockClient({ port: proxy.port, connectTimeout: 500 });
   const other = new LockClient({ port: server.address.port });
   try {
@@ -79,12 +82,11 @@ test("a renewal answered late, but well within the lease, does not lose the lock
     const start = performance.now();
     // Replies from the server stall for 3.5 s; the keeper renews at ttl/3
     // (~2 s); the lease is ours by our clock until ~5.9 s.
-    stalled = true;
+    proxy.stall();
     await sleep(3_500);
     const abortedDuringStall = lock.signal.aborted;
     const when = (performance.now() - start).toFixed(0);
-    stalled = false;
-    for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    proxy.flow();
     await sleep(300);
     const status = await other.status("slow-renewal");
     assert.equal(
@@ -107,17 +109,7 @@ test("a renewal answered late, but well within the lease, does not lose the lock
 
 async function shortenAfterStall() {
   await using server = await serve({ port: 0 });
-  let stalled = false;
-  const held: Buffer[] = [];
-  let toClient: Socket | null = null;
-  const proxy = await relayProxy(server.address.port, (client, upstream) => {
-    toClient = client;
-    client.on("data", (chunk) => upstream.write(chunk));
-    upstream.on("data", (chunk: Buffer) => {
-      if (stalled) held.push(chunk);
-      else client.write(chunk);
-    });
-  });
+  const proxy = await stallingRelay(server.address.port);
   // RENEW's own deadline: connectTimeout * 2 = 1 s.
   const client = new LockClient({ port: proxy.port, connectTimeout: 500 });
   const other = new LockClient({ port: server.address.port });
@@ -125,11 +117,10 @@ async function shortenAfterStall() {
     const lock = await client.lock("shorter", { ttl: 6_000 });
     // Replies stall for 3.6 s: the keeper's renewal (at ~2 s) times out at
     // ~3 s and is rescheduled for ~4.5 s; the lease is ours until ~5.9 s.
-    stalled = true;
+    proxy.stall();
     await sleep(3_600);
     assert.equal(lock.signal.aborted, false, "still held by our clock");
-    stalled = false;
-    for (const chunk of held.splice(0)) (toClient as Socket | null)?.write(chunk);
+    proxy.flow();
     await sleep(50);
     // The server is answering again: shorten the lease to 600 ms.
     const lease = await client.renew("shorter", 600);
