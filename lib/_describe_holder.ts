@@ -3,6 +3,37 @@
 // next in its own terms and whose status command adds the fencing token.
 
 import type { LockInfo } from "./types.ts";
+import { shown } from "./_shown.ts";
+
+// Control characters (terminal escape sequences), line and paragraph
+// separators, and bidirectional overrides, which could disguise the rest.
+function unprintable(code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029 ||
+    (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069);
+}
+
+const MAX_SHOWN = 255;
+
+/**
+ * A holder's field as messages show it: the fields come from files, bids
+ * and replies other users and hosts may write, so unprintable characters
+ * are escaped (`\u001b`) and the text is cut short.
+ *
+ * @example Escape a terminal escape sequence
+ * ```ts
+ * import { printable } from "./_describe_holder.ts";
+ * console.log(printable("host\u001b[2J")); // host\u001b[2J, escaped
+ * ```
+ */
+export function printable(value: unknown): string {
+  let text = "";
+  for (const char of shown(value)) {
+    const code = char.codePointAt(0)!;
+    text += unprintable(code) ? `\\u${code.toString(16).padStart(4, "0")}` : char;
+    if (text.length > MAX_SHOWN) return `${text.slice(0, MAX_SHOWN)}…`;
+  }
+  return text;
+}
 
 /**
  * "by pid P on host H since T (kind: K)", or "by another holder" if unknown;
@@ -12,11 +43,13 @@ export function describeHolder(holder: LockInfo | null, withToken = false): stri
   if (!holder) return "by another holder";
   // A port lock's holder (and a distlockd client's) has no pid to show.
   const parts = [holder.pid > 0 ? `by pid ${holder.pid}` : "by a holder of unknown pid"];
-  if (holder.host) parts.push(`on host ${holder.host}`);
+  if (holder.host) parts.push(`on host ${printable(holder.host)}`);
   if (holder.acquiredAt) {
     // A time from another host's file or bid may be beyond Date's range.
     const since = new Date(holder.acquiredAt);
-    parts.push(`since ${Number.isNaN(since.getTime()) ? holder.acquiredAt : since.toISOString()}`);
+    parts.push(
+      `since ${Number.isNaN(since.getTime()) ? printable(holder.acquiredAt) : since.toISOString()}`,
+    );
   }
   const token = withToken && holder.token !== undefined ? `, token ${holder.token}` : "";
   return `${parts.join(" ")} (kind: ${holder.kind}${token})`;

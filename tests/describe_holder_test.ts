@@ -58,3 +58,43 @@ describe("a holder time outside Date's range", () => {
     assert.equal(result.code, 1, result.stderr);
   });
 });
+
+describe("a holder's host from a file another user may write", () => {
+  const ESC = "\u001b";
+  const RLO = "\u202e";
+
+  test("is shown with control characters and bidi overrides escaped, and cut short", () => {
+    const holder = {
+      kind: "folder" as const,
+      name: "job",
+      pid: 7,
+      acquiredAt: Date.now(),
+      host: `evil${ESC}[2J${ESC}]0;pwned\u0007\n${RLO}txt.exe`,
+    };
+    const text = describeHolder(holder);
+    assert.ok(
+      [...text].every((c) => c.charCodeAt(0) >= 0x20 && c !== "\u007f" && c !== RLO),
+      JSON.stringify(text),
+    );
+    assert.match(text, /on host evil\\u001b\[2J\\u001b\]0;pwned\\u0007\\u000a\\u202etxt\.exe/);
+    const long = describeHolder({ ...holder, host: "h".repeat(10_000) });
+    assert.ok(long.length < 400, `${long.length} characters`);
+  });
+
+  test("reaches a busy error escaped", async () => {
+    const dir = await tempDir();
+    try {
+      mkdirSync(`${dir}/job.folder`, { mode: 0o700 });
+      writeFileSync(
+        `${dir}/job.folder/11111111-2222-3333-4444-555555555555.json`,
+        JSON.stringify({ PID: 4242, CREATED: Date.now() / 1000, host: `x${ESC}[31mred` }),
+      );
+      const error = await lock("job", { kind: "folder", dir, timeout: 0 }).catch((e) => e);
+      assert.ok(error instanceof LockBusyError, String(error));
+      assert.ok(!error.message.includes(ESC), error.message);
+      assert.match(error.message, /on host x\\u001b\[31mred/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
