@@ -14,18 +14,10 @@ function unprintable(code: number): boolean {
 
 const MAX_SHOWN = 255;
 
-/**
- * A holder's field as messages show it: the fields come from files, bids
- * and replies other users and hosts may write, so unprintable characters
- * are escaped (`\u001b`) and the text is cut short.
- *
- * @example Escape a terminal escape sequence
- * ```ts
- * import { printable } from "./_describe_holder.ts";
- * console.log(printable("host\u001b[2J")); // host\u001b[2J, escaped
- * ```
- */
-export function printable(value: unknown): string {
+// A holder's field as messages show it: the fields come from files, bids
+// and replies other users and hosts may write, so unprintable characters
+// are escaped (`\u001b`) and the text is cut short.
+function printable(value: unknown): string {
   let text = "";
   for (const char of shown(value)) {
     const code = char.codePointAt(0)!;

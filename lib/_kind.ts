@@ -26,7 +26,8 @@ export interface Grant {
    * Whether the lock is known to be lost already, without making `lost` or
    * starting what it would start: a grant lost before it is handed out (its
    * connection closed meanwhile) is given back and counts as a failed try,
-   * and a lost in-process holder is not named as the holder.
+   * and a lost in-process holder is not named as the holder. A kind with
+   * `lost` has it too.
    */
   lostAlready?(): boolean;
 }

@@ -22,11 +22,9 @@ const slots = new StableMap<string, Slot>();
 /** The info of the in-process holder of `key`, if any. */
 export function localHolder(key: string): LockInfo | null | undefined {
   const holder = slots.get(key)?.holder;
-  if (!holder) return holder;
   // A lost lock is no holder to report: another process may hold it now.
   // Asked without reading `lost`, which would start a kind's checks.
-  const lost = holder.lostAlready ? holder.lostAlready() : holder.lost?.aborted;
-  return lost ? null : holder.info;
+  return holder && (holder.lostAlready?.() ? null : holder.info);
 }
 
 /** Takes `key` at once if free; returns false if held in this process. */

@@ -95,7 +95,11 @@ class ReleaseListener {
     let channel = this.#channels.get(name);
     if (!channel) {
       const fresh: Channel = {
-        onMessage: () => {},
+        onMessage: (message: unknown) => {
+          fresh.count++;
+          const text = replyString(message) ?? String(message);
+          for (const waker of [...fresh.wakers]) waker(text);
+        },
         attempt: 0,
         refs: 0,
         count: 0,
@@ -104,11 +108,6 @@ class ReleaseListener {
         wakers: new Set(),
         idle: null,
         leftAt: 0,
-      };
-      fresh.onMessage = (message: unknown) => {
-        fresh.count++;
-        const text = replyString(message) ?? String(message);
-        for (const waker of [...fresh.wakers]) waker(text);
       };
       fresh.ready = this.#subscribe(name, fresh);
       this.#channels.set(name, fresh);
