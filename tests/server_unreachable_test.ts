@@ -12,19 +12,25 @@ import { relayProxy } from "./_relay_proxy.ts";
 
 // A loopback relay on `port` to the server on `upstreamPort` whose replies
 // reach the client `delayMs` late: a reachable server that is slow to greet.
+// `fast()` passes later replies at once (after those already delayed).
 async function slowRelay(port: number, upstreamPort: number, delayMs: number) {
   const timers = new Set<ReturnType<typeof setTimeout>>();
+  let delay = delayMs;
+  // When the last reply is due: a later one, even passed at once, goes after it.
+  let lastAt = 0;
   const relay = await relayProxy(upstreamPort, (client, upstream) => {
     client.on("data", (chunk) => upstream.write(chunk));
     upstream.on("data", (chunk) => {
+      lastAt = Math.max(performance.now() + delay, lastAt + 1);
       const t = setTimeout(() => {
         timers.delete(t);
         if (!client.destroyed) client.write(chunk);
-      }, delayMs);
+      }, lastAt - performance.now());
       timers.add(t);
     });
   }, port);
   return {
+    fast: () => void (delay = 0),
     close: () => {
       for (const t of timers) clearTimeout(t);
       return relay.close();
@@ -97,8 +103,7 @@ test("lock({ server }): a wait that runs out while the reconnect loop is under w
   );
   // The server was reachable all along: once connected, the wait is answered.
   await holder.release("stale-connect-2");
-  // Every reply through the relay comes 3 s late: the connect, greeting and
-  // ACQUIRE take about four of those.
+  relay.fast();
   const later = await lock("stale-connect-2", { server: address, timeout: 30_000 });
   await later.release();
 });
