@@ -27,11 +27,14 @@ done
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 # Each runner is bounded; a hung test must fail the run, not stall CI. The
-# slowest runner (Node) takes about 3 minutes on an idle 2-core machine: 480 s
-# left it less than a 3x slowdown on a loaded CI machine, where a runner cut
-# off by the limit fails the whole run. 900 s still ends a hang well within
-# the CI job.
+# slowest runner (Node) takes about 2 minutes on an idle 2-core machine; 900 s
+# leaves it a 7x slowdown on a loaded CI machine (a runner cut off by the
+# limit fails the whole run) and still ends a hang well within the CI job.
 limit=900
+# Test files run four at a time per runner: most of them wait on timers,
+# processes and sockets, not the CPU (four at a time kept a 2-core machine
+# about 65 % busy, and took each runner from ~160-200 s at two to ~90-120 s).
+jobs=${SOCKETLOCK_TEST_JOBS:-4}
 total_pass=0
 total_fail=0
 status=0
@@ -94,9 +97,9 @@ if [ "$#" -eq 0 ]; then
   fi
 fi
 if [ "${#files[@]}" -gt 0 ]; then
-  run deno env DENO_JOBS=2 "$SOCKETLOCK_DENO" test -A --no-check --parallel "${files[@]}"
-  run bun "$SOCKETLOCK_BUN" test --parallel=2 --timeout 120000 "${files[@]/#/./}"
-  run node "$SOCKETLOCK_NODE" --test --test-concurrency=2 --test-timeout=120000 "${files[@]}"
+  run deno env DENO_JOBS="$jobs" "$SOCKETLOCK_DENO" test -A --no-check --parallel "${files[@]}"
+  run bun "$SOCKETLOCK_BUN" test --parallel="$jobs" --timeout 120000 "${files[@]/#/./}"
+  run node "$SOCKETLOCK_NODE" --test --test-concurrency="$jobs" --test-timeout=120000 "${files[@]}"
 fi
 if [ "${#tortures[@]}" -gt 0 ]; then
   run torture "$SOCKETLOCK_NODE" --test --test-timeout=300000 "${tortures[@]}"
