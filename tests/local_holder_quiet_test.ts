@@ -9,8 +9,8 @@ import { rm } from "node:fs/promises";
 import { inspect, lock, LockTimeoutError, tryLock } from "../mod.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { tempDir } from "./_processes.ts";
+import { sleep } from "./_server_helpers.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dirs: string[] = [];
 after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });

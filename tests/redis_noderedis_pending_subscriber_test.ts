@@ -14,9 +14,8 @@ import { adaptRedisClient } from "../lib/redis/client_adapter.ts";
 import { watchReleases } from "../lib/redis/_release_listener.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { describeRedis, startRedisServer } from "./_redis_server.ts";
+import { sleep } from "./_server_helpers.ts";
 import { eventually } from "./_waiting.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Duplicate = { isOpen: boolean; destroy(): void };
 

@@ -14,9 +14,9 @@ import { watchReleases } from "../lib/redis/_release_listener.ts";
 import { runtime } from "../lib/runtime/mod.ts";
 import { describeRedis } from "./_redis_server.ts";
 import { redisSuite } from "./_redis_suite.ts";
+import { sleep } from "./_server_helpers.ts";
 import { eventually } from "./_waiting.ts";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const unique = (label: string) => `${label}-${crypto.randomUUID().slice(0, 8)}`;
 // deno-lint-ignore no-explicit-any
 const bun = (globalThis as any).Bun as { RedisClient: new (url: string) => any } | undefined;

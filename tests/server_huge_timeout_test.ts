@@ -6,9 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { lock } from "../mod.ts";
 import { type LockServer, serve } from "../lib/server/mod.ts";
-import { RawConnection } from "./_server_helpers.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { RawConnection, sleep } from "./_server_helpers.ts";
 
 describe("server kind: very long timeouts", () => {
   let server: LockServer;

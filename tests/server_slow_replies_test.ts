@@ -34,12 +34,31 @@ async function stallingRelay(port: number) {
   };
 }
 
-test("renew() does not resolve with a lease its own keeper has declared lost and released", async () => {
+// A server of its own, `client` reaching it through a stalling relay
+// (`proxy`), and `other` reaching it directly; all closed when `body` ends.
+async function overStallingRelay(
+  clientOptions: { connectTimeout?: number },
+  body: (link: {
+    client: LockClient;
+    other: LockClient;
+    proxy: Awaited<ReturnType<typeof stallingRelay>>;
+  }) => Promise<void>,
+): Promise<void> {
   await using server = await serve({ port: 0 });
   const proxy = await stallingRelay(server.address.port);
-  const client = new LockClient({ port: proxy.port });
+  const client = new LockClient({ port: proxy.port, ...clientOptions });
   const other = new LockClient({ port: server.address.port });
   try {
+    await body({ client, other, proxy });
+  } finally {
+    await client.close();
+    await other.close();
+    await proxy.close();
+  }
+}
+
+test("renew() does not resolve with a lease its own keeper has declared lost and released", async () => {
+  await overStallingRelay({}, async ({ client, other, proxy }) => {
     const lock = await client.lock("renew-race", { ttl: 300 });
     proxy.stall(); // from now on, no reply reaches the client until released below
     const renewing = client.renew("renew-race").then(
@@ -65,19 +84,11 @@ test("renew() does not resolve with a lease its own keeper has declared lost and
       }) although held.signal had aborted, the client had released it, and another client holds the name (token ${theirs.token})`,
     );
     assert.ok(!result.ok && result.error instanceof LockLostError);
-  } finally {
-    await client.close();
-    await other.close();
-    await proxy.close();
-  }
+  });
 });
 
 test("a renewal answered late, but well within the lease, does not lose the lock", async () => {
-  await using server = await serve({ port: 0 });
-  const proxy = await stallingRelay(server.address.port);
-  const client = new LockClient({ port: proxy.port, connectTimeout: 500 });
-  const other = new LockClient({ port: server.address.port });
-  try {
+  await overStallingRelay({ connectTimeout: 500 }, async ({ client, other, proxy }) => {
     const lock = await client.lock("slow-renewal", { ttl: 6_000 });
     const start = performance.now();
     // Replies from the server stall for 3.5 s; the keeper renews at ttl/3
@@ -100,20 +111,12 @@ test("a renewal answered late, but well within the lease, does not lose the lock
     );
     assert.equal(status?.token, lock.token, "the server still grants it to us");
     await lock.release();
-  } finally {
-    await client.close();
-    await other.close();
-    await proxy.close();
-  }
+  });
 });
 
-async function shortenAfterStall() {
-  await using server = await serve({ port: 0 });
-  const proxy = await stallingRelay(server.address.port);
+test("renew(name, shorter ttl) after a timed-out background renewal keeps the lease held", async () => {
   // RENEW's own deadline: connectTimeout * 2 = 1 s.
-  const client = new LockClient({ port: proxy.port, connectTimeout: 500 });
-  const other = new LockClient({ port: server.address.port });
-  try {
+  await overStallingRelay({ connectTimeout: 500 }, async ({ client, other, proxy }) => {
     const lock = await client.lock("shorter", { ttl: 6_000 });
     // Replies stall for 3.6 s: the keeper's renewal (at ~2 s) times out at
     // ~3 s and is rescheduled for ~4.5 s; the lease is ours until ~5.9 s.
@@ -138,13 +141,5 @@ async function shortenAfterStall() {
     );
     assert.equal(status?.token, lock.token);
     await lock.release();
-  } finally {
-    await client.close();
-    await other.close();
-    await proxy.close();
-  }
-}
-
-test("renew(name, shorter ttl) after a timed-out background renewal keeps the lease held", async () => {
-  await shortenAfterStall();
+  });
 });
