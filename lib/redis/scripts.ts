@@ -215,12 +215,10 @@ export const ACQUIRE: LuaScript = {
   source: EFFECTS + `
 local current = redis.call('GET', KEYS[1])
 if current and string.sub(current, 1, #ARGV[1] + 11) == '{"owner":"' .. ARGV[1] .. '"' then
+  -- PEXPIRE first, as in EXTEND (a SET as first write fails over maxmemory).
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   if string.find(current, ',"claim":', 1, true) then
-    -- PEXPIRE first, as in EXTEND (a SET as first write fails over maxmemory).
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
     redis.call('SET', KEYS[1], (string.gsub(current, ',"claim":%d+', '', 1)), 'PX', ARGV[2])
-  else
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
   end
   return {1, tonumber(string.match(current, '"token":(%d+)}$')),
     tonumber(string.match(current, '"acquiredAt":(%d+)'))}
@@ -396,14 +394,12 @@ export const EXTEND: LuaScript = {
   source: MINE + `
 local v = redis.call('GET', KEYS[1])
 if not mine(v) then return 0 end
--- A lock still in its claim time (see grant) loses the mark. PEXPIRE
--- first: over maxmemory, Redis refuses a script whose first write is a SET,
--- but not the writes after one that was allowed.
+-- PEXPIRE first: over maxmemory, Redis refuses a script whose first write
+-- is a SET, but not the writes after one that was allowed. A lock still in
+-- its claim time (see grant) then loses the mark.
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if string.find(v, ',"claim":', 1, true) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('SET', KEYS[1], (string.gsub(v, ',"claim":%d+', '', 1)), 'PX', ARGV[2])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 1
 `,
